@@ -1,0 +1,395 @@
+//! Authentication pieces: the `WWW-Authenticate` grammar (RFC 9110 §11), secrets that
+//! never print, credentials, and token responses (distribution token-auth spec).
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// A string that must never be printed. `Debug` and `Display` show `REDACTED`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for building a header. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("REDACTED")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("REDACTED")
+    }
+}
+
+/// What the user gave to authenticate with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// No credentials: anonymous tokens only.
+    #[default]
+    Anonymous,
+    /// Username and password.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// An identity (refresh) token, as `docker login` stores for some registries.
+    IdentityToken {
+        /// The token.
+        token: Secret,
+    },
+}
+
+impl Credentials {
+    /// The `Authorization: Basic …` value, if these are basic credentials.
+    pub fn basic_header(&self) -> Option<Secret> {
+        match self {
+            Credentials::Basic { username, password } => {
+                let raw = format!("{username}:{}", password.expose());
+                Some(Secret(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                )))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One challenge of a `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// The scheme as sent (compare case-insensitively).
+    pub scheme: String,
+    /// A token68 value, when the challenge carries one.
+    pub token68: Option<String>,
+    /// Parameters, names lower-cased, in order.
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// A parameter by (lower-case) name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True for the given scheme, case-insensitively.
+    pub fn is(&self, scheme: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+    }
+}
+
+/// Parses several `WWW-Authenticate` values as one list. Any syntax error anywhere
+/// gives an empty result (the header is invalid as a whole).
+pub fn parse_www_authenticate<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<Challenge> {
+    let mut out = Vec::new();
+    for v in values {
+        match Parser::new(v).list() {
+            Some(mut c) => out.append(&mut c),
+            None => return Vec::new(),
+        }
+    }
+    out
+}
+
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_token68_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~+/".contains(&b)
+}
+
+impl<'a> Parser<'a> {
+    fn new(s: &'a [u8]) -> Parser<'a> {
+        Parser { s, i: 0 }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.i += 1;
+        }
+    }
+
+    fn at_element_end(&self) -> bool {
+        matches!(self.peek(), None | Some(b','))
+    }
+
+    fn token(&mut self) -> Option<String> {
+        let start = self.i;
+        while self.peek().is_some_and(is_tchar) {
+            self.i += 1;
+        }
+        (self.i > start).then(|| String::from_utf8_lossy(&self.s[start..self.i]).into_owned())
+    }
+
+    fn quoted(&mut self) -> Option<String> {
+        // at '"'
+        self.i += 1;
+        let mut out = Vec::new();
+        loop {
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(String::from_utf8_lossy(&out).into_owned());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    out.push(self.peek()?);
+                    self.i += 1;
+                }
+                c => {
+                    out.push(c);
+                    self.i += 1;
+                }
+            }
+        }
+    }
+
+    /// `BWS "=" BWS ( token / quoted-string )`, after the name.
+    fn param_value(&mut self) -> Option<String> {
+        self.ows();
+        if self.peek() != Some(b'=') {
+            return None;
+        }
+        self.i += 1;
+        self.ows();
+        if self.peek() == Some(b'"') {
+            self.quoted()
+        } else {
+            self.token()
+        }
+    }
+
+    /// Tries a token68 at the cursor; restores the cursor when it is not one.
+    fn token68(&mut self) -> Option<String> {
+        let start = self.i;
+        while self.peek().is_some_and(is_token68_char) {
+            self.i += 1;
+        }
+        if self.i == start {
+            return None;
+        }
+        while self.peek() == Some(b'=') {
+            self.i += 1;
+        }
+        let end = self.i;
+        self.ows();
+        if self.at_element_end() {
+            Some(String::from_utf8_lossy(&self.s[start..end]).into_owned())
+        } else {
+            self.i = start;
+            None
+        }
+    }
+
+    fn add_param(c: &mut Challenge, name: String, value: String) -> Option<()> {
+        let name = name.to_ascii_lowercase();
+        if c.params.iter().any(|(k, _)| *k == name) {
+            return None;
+        }
+        c.params.push((name, value));
+        Some(())
+    }
+
+    fn list(&mut self) -> Option<Vec<Challenge>> {
+        let mut out: Vec<Challenge> = Vec::new();
+        loop {
+            // empty elements
+            loop {
+                self.ows();
+                if self.peek() == Some(b',') {
+                    self.i += 1;
+                } else {
+                    break;
+                }
+            }
+            if self.peek().is_none() {
+                return Some(out);
+            }
+            let name = self.token()?;
+            let after_name = self.i;
+            self.ows();
+            if self.peek() == Some(b'=') {
+                // an auth-param of the current challenge
+                self.i = after_name;
+                let value = self.param_value()?;
+                let cur = out.last_mut()?;
+                if cur.token68.is_some() {
+                    return None;
+                }
+                Self::add_param(cur, name, value)?;
+            } else {
+                let mut c = Challenge {
+                    scheme: name,
+                    token68: None,
+                    params: Vec::new(),
+                };
+                let had_sp = self.s[after_name..self.i].contains(&b' ')
+                    && self.s.get(after_name) == Some(&b' ');
+                if !self.at_element_end() {
+                    if !had_sp {
+                        return None;
+                    }
+                    if let Some(t) = self.token68() {
+                        c.token68 = Some(t);
+                    } else {
+                        let pname = self.token()?;
+                        let value = self.param_value()?;
+                        Self::add_param(&mut c, pname, value)?;
+                    }
+                }
+                out.push(c);
+            }
+            self.ows();
+            if !self.at_element_end() {
+                return None;
+            }
+        }
+    }
+}
+
+/// A successful token response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenResponse {
+    /// The bearer token.
+    pub token: Secret,
+    /// Lifetime (at least 60 s).
+    pub expires_in: Duration,
+    /// A refresh token, when the service issued one.
+    pub refresh_token: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+struct RawToken {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// The shortest token lifetime assumed.
+pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Parses a token response body. `token` wins over `access_token`; `expires_in` below
+/// 60 s (or absent) counts as 60 s. `issued_at` is not used for expiry: the core measures
+/// lifetime from when the response arrived, on its own monotonic clock, which is never
+/// later than the issuer's `issued_at` plus transit and needs no wall clock.
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
+    let raw: RawToken = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    let token = raw
+        .token
+        .filter(|t| !t.is_empty())
+        .or(raw.access_token.filter(|t| !t.is_empty()))
+        .ok_or_else(|| "response has neither token nor access_token".to_string())?;
+    if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("token contains characters not allowed in a header".to_string());
+    }
+    let secs = raw.expires_in.unwrap_or(0).max(0) as u64;
+    Ok(TokenResponse {
+        token: Secret(token),
+        expires_in: Duration::from_secs(secs).max(MIN_TOKEN_LIFETIME),
+        refresh_token: raw.refresh_token.filter(|t| !t.is_empty()).map(Secret),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Vec<Challenge> {
+        parse_www_authenticate([s.as_bytes()])
+    }
+
+    #[test]
+    fn seed_cases() {
+        let c = p(r#"Basic realm="simple", Newauth realm="apps", type=1, title="Login to \"apps\"""#);
+        assert_eq!(c.len(), 2);
+        assert!(c[0].is("basic"));
+        assert_eq!(c[0].param("realm"), Some("simple"));
+        assert_eq!(c[1].scheme, "Newauth");
+        assert_eq!(c[1].param("realm"), Some("apps"));
+        assert_eq!(c[1].param("type"), Some("1"));
+        assert_eq!(c[1].param("title"), Some(r#"Login to "apps""#));
+        for bad in [
+            "Basic\tBearer",
+            "Basic !",
+            "Basic a Bearer",
+            r#"Basic realm="simple" type=1"#,
+            r#"Basic realm="simple"#,
+            "Basic !=",
+            r#"Basic realm="apps", REALM=other"#,
+        ] {
+            assert_eq!(p(bad), vec![], "{bad:?}");
+        }
+        for (s, t) in [("0 a", "a"), ("2 abc=", "abc="), ("3   a===", "a===")] {
+            let c = p(s);
+            assert_eq!(c.len(), 1, "{s}");
+            assert_eq!(c[0].token68.as_deref(), Some(t));
+        }
+    }
+
+    #[test]
+    fn more_cases() {
+        let c = p(r#",, Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull" ,"#);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].param("service"), Some("registry.docker.io"));
+        let c = parse_www_authenticate([&b"Basic realm=a"[..], &b"Bearer realm=b"[..]]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(p("Basic"), vec![Challenge { scheme: "Basic".into(), token68: None, params: vec![] }]);
+        assert_eq!(p("Bearer, Basic").len(), 2);
+        assert_eq!(p("realm=x"), vec![]);
+        assert_eq!(p("Bearer realm = \"x\"")[0].param("realm"), Some("x"));
+        assert_eq!(p("Bearer abc, realm=x"), vec![]);
+        assert_eq!(p(""), vec![]);
+        assert_eq!(p("\"x\""), vec![]);
+    }
+
+    #[test]
+    fn tokens() {
+        let t = parse_token_response(br#"{"token":"abc","expires_in":300}"#).unwrap();
+        assert_eq!(t.token.expose(), "abc");
+        assert_eq!(t.expires_in, Duration::from_secs(300));
+        let t = parse_token_response(br#"{"access_token":"x","expires_in":5}"#).unwrap();
+        assert_eq!(t.token.expose(), "x");
+        assert_eq!(t.expires_in, MIN_TOKEN_LIFETIME);
+        assert!(parse_token_response(br#"{"expires_in":5}"#).is_err());
+        assert!(parse_token_response(b"nope").is_err());
+        assert!(parse_token_response(br#"{"token":"a\nb"}"#).is_err());
+        assert_eq!(format!("{:?}", t.token), "REDACTED");
+        let c = Credentials::Basic { username: "u".into(), password: Secret::new("hunter2") };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(c.basic_header().unwrap().expose(), "Basic dTpodW50ZXIy");
+    }
+}

@@ -1,0 +1,402 @@
+//! The one error type, its classification, registry error bodies and URL redaction.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::digest::{Digest, DigestError};
+use crate::manifest::ManifestError;
+use crate::reference::ReferenceError;
+
+/// Error bodies are read up to this many bytes.
+pub const ERROR_BODY_LIMIT: usize = 2048;
+
+/// What kind of failure a transport (adapter) saw. The core decides what to do with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TransportErrorKind {
+    /// The connection could not be made (refused, unreachable, DNS).
+    Connect,
+    /// The server answered the TLS handshake with something that is not TLS
+    /// (it speaks plain HTTP). Only this kind allows the loopback fallback to `http`.
+    NotTls,
+    /// TLS failed for another reason (certificate verification, protocol). Permanent.
+    Tls,
+    /// The connection broke (reset, early EOF, protocol error mid-body).
+    Broken,
+    /// A time limit kept by the core ran out (head or body idle).
+    Timeout,
+    /// Anything else the adapter could not classify.
+    Other,
+}
+
+impl TransportErrorKind {
+    /// Whether a retry may help.
+    pub fn is_temporary(self) -> bool {
+        !matches!(self, TransportErrorKind::Tls)
+    }
+}
+
+/// A failure reported by the adapter for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportError {
+    /// Its kind.
+    pub kind: TransportErrorKind,
+    /// A human-readable description (must not contain secrets).
+    pub message: String,
+}
+
+impl TransportError {
+    /// Builds one.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> TransportError {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+/// One `{"code":…,"message":…}` entry of a registry error body.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct RegistryErrorEntry {
+    /// The error code (`MANIFEST_UNKNOWN`, `UNAUTHORIZED`, …).
+    #[serde(default)]
+    pub code: String,
+    /// The message.
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct RegistryErrors {
+    errors: Vec<RegistryErrorEntry>,
+}
+
+/// Parses `{"errors":[…]}`; `None` when the body is not that shape.
+pub fn parse_registry_errors(body: &[u8]) -> Option<Vec<RegistryErrorEntry>> {
+    serde_json::from_slice::<RegistryErrors>(body)
+        .ok()
+        .map(|e| e.errors)
+}
+
+/// An unsuccessful HTTP response, with what the registry said about it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StatusError {
+    /// Request method.
+    pub method: String,
+    /// Redacted request URL.
+    pub url: String,
+    /// Status code.
+    pub status: u16,
+    /// The registry's error entries, when the body parsed.
+    pub errors: Vec<RegistryErrorEntry>,
+    /// The raw body (up to [`ERROR_BODY_LIMIT`] bytes, lossy UTF-8) when it did not parse.
+    pub body: String,
+    /// `Retry-After`, as a delay from the response.
+    pub retry_after: Option<Duration>,
+}
+
+impl StatusError {
+    /// Temporary per the seed's list: 5xx except 501, 505, 511; plus 408, 425, 429, 499.
+    pub fn is_temporary(&self) -> bool {
+        is_temporary_status(self.status)
+    }
+}
+
+/// The retry classification of a status code.
+pub fn is_temporary_status(status: u16) -> bool {
+    match status {
+        501 | 505 | 511 => false,
+        500..=599 => true,
+        408 | 425 | 429 | 499 => true,
+        _ => false,
+    }
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reason = http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        write!(f, "{} {}: HTTP {} {}", self.method, self.url, self.status, reason)?;
+        if !self.errors.is_empty() {
+            f.write_str(": ")?;
+            for (i, e) in self.errors.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
+                }
+                write!(f, "{}: {}", e.code, e.message)?;
+            }
+        } else if !self.body.is_empty() {
+            write!(f, ": {:?}", self.body)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+impl fmt::Debug for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Everything that can go wrong, typed. No variant carries a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Bad image reference.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// Bad digest string.
+    #[error(transparent)]
+    Digest(#[from] DigestError),
+    /// Bad manifest.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The registry answered with an error status.
+    #[error("{0}")]
+    Status(StatusError),
+    /// Authentication failed even with a fresh token or the given credentials.
+    #[error("access to {repository} on {registry} refused: {source}")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// Repository.
+        repository: String,
+        /// The final refusal.
+        source: StatusError,
+    },
+    /// The transport failed.
+    #[error("{method} {url}: {error}")]
+    Transport {
+        /// Method.
+        method: String,
+        /// Redacted URL.
+        url: String,
+        /// What happened.
+        error: TransportError,
+    },
+    /// Content hashed to a different digest.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was verified.
+        what: String,
+        /// Expected digest.
+        expected: Digest,
+        /// Computed digest.
+        actual: Digest,
+    },
+    /// A body was shorter or longer than its descriptor says.
+    #[error("size mismatch for {digest}: expected {expected} bytes, {actual}")]
+    SizeMismatch {
+        /// Blob digest.
+        digest: Digest,
+        /// Descriptor size.
+        expected: u64,
+        /// What was seen ("got 10 bytes", "more than expected").
+        actual: String,
+    },
+    /// A body exceeded its limit.
+    #[error("{what} body exceeds the limit of {limit} bytes{}", declared.map(|d| format!(" (Content-Length {d})")).unwrap_or_default())]
+    BodyTooLarge {
+        /// Which body.
+        what: String,
+        /// The limit.
+        limit: u64,
+        /// Declared `Content-Length`, when that was the reason.
+        declared: Option<u64>,
+    },
+    /// A `206` with a `Content-Range` that does not fit the request.
+    #[error("invalid Content-Range {got:?} from {url}: expected bytes {start}-{end}/{total}")]
+    InvalidContentRange {
+        /// Redacted URL.
+        url: String,
+        /// The header value (or empty).
+        got: String,
+        /// Requested start.
+        start: u64,
+        /// Requested end (inclusive).
+        end: u64,
+        /// Total size.
+        total: u64,
+    },
+    /// A redirect that must not be followed.
+    #[error("refused redirect from {from}: {reason}")]
+    Redirect {
+        /// Redacted URL that redirected.
+        from: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The registry asked to come back later than the configured cap.
+    #[error("{source}; the registry asks to retry after {}s, beyond the limit of {}s", after.as_secs(), cap.as_secs())]
+    RetryAfterTooLong {
+        /// How long the registry asked to wait.
+        after: Duration,
+        /// The configured cap.
+        cap: Duration,
+        /// The response.
+        source: StatusError,
+    },
+    /// The token service answered something unusable.
+    #[error("token from {realm}: {problem}")]
+    Token {
+        /// Redacted realm URL.
+        realm: String,
+        /// What was wrong.
+        problem: String,
+    },
+    /// Credentials would travel somewhere they must not.
+    #[error("refusing to send credentials: {0}")]
+    Insecure(String),
+    /// A download kept failing without progress.
+    #[error("gave up on {what} after {attempts} attempts: {last}")]
+    GaveUp {
+        /// What was fetched.
+        what: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<Error>,
+    },
+    /// The time budget or the caller's deadline ran out.
+    #[error("deadline exceeded while fetching {what}: {last}")]
+    Deadline {
+        /// What was fetched.
+        what: String,
+        /// The last failure.
+        last: Box<Error>,
+    },
+    /// The operation was cancelled by the caller.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Coarse classification of an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A retry may succeed.
+    Temporary,
+    /// Will not succeed without a change.
+    Permanent,
+    /// Credentials missing or refused.
+    Auth,
+    /// Rate limited; the registry said when to come back.
+    RateLimited,
+    /// Content did not match its digest or size.
+    Integrity,
+}
+
+impl Error {
+    /// The classification.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Status(s) if s.status == 429 => ErrorKind::RateLimited,
+            Error::RetryAfterTooLong { .. } => ErrorKind::RateLimited,
+            Error::Status(s) if s.is_temporary() => ErrorKind::Temporary,
+            Error::Status(s) if s.status == 401 || s.status == 403 => ErrorKind::Auth,
+            Error::Unauthorized { .. } | Error::Insecure(_) => ErrorKind::Auth,
+            Error::Transport { error, .. } if error.kind.is_temporary() => ErrorKind::Temporary,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
+            Error::GaveUp { last, .. } | Error::Deadline { last, .. } => last.kind(),
+            _ => ErrorKind::Permanent,
+        }
+    }
+
+    /// True when a retry may help.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self.kind(), ErrorKind::Temporary | ErrorKind::RateLimited)
+    }
+
+    /// The HTTP status behind this error, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status(s) | Error::Unauthorized { source: s, .. } => Some(s.status),
+            Error::RetryAfterTooLong { source, .. } => Some(source.status),
+            Error::GaveUp { last, .. } | Error::Deadline { last, .. } => last.status(),
+            _ => None,
+        }
+    }
+}
+
+/// Query parameters that stay readable in redacted URLs.
+const KEEP_PARAMS: &[&str] = &["scope", "service", "n", "last", "digest", "ns"];
+
+/// Redacts a URL for errors and logs: user info is removed, and every query value is
+/// replaced by `REDACTED` except harmless ones (`scope`, `service`, `n`, `last`, …).
+pub fn redact_url(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if KEEP_PARAMS.contains(&k.as_ref()) {
+                    v.into_owned()
+                } else {
+                    "REDACTED".to_string()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.set_fragment(None);
+    u.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        for s in [500, 502, 503, 504, 522, 599, 408, 425, 429, 499] {
+            assert!(is_temporary_status(s), "{s}");
+        }
+        for s in [501, 505, 511, 400, 401, 403, 404, 416, 200] {
+            assert!(!is_temporary_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn redaction() {
+        let u = Url::parse(
+            "https://user:pw@s3.example/b?X-Amz-Signature=abc&scope=repository:a:pull&service=x",
+        )
+        .unwrap();
+        let r = redact_url(&u);
+        assert!(!r.contains("abc") && !r.contains("pw") && !r.contains("user"), "{r}");
+        assert!(r.contains("X-Amz-Signature=REDACTED"), "{r}");
+        assert!(r.contains("scope=repository%3Aa%3Apull"), "{r}");
+    }
+
+    #[test]
+    fn status_error_text() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
+        let e = StatusError {
+            method: "GET".into(),
+            url: "https://r/v2/a/manifests/x".into(),
+            status: 404,
+            errors: parse_registry_errors(body).unwrap(),
+            body: String::new(),
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "GET https://r/v2/a/manifests/x: HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown"
+        );
+        assert_eq!(Error::Status(e).kind(), ErrorKind::Permanent);
+        assert!(parse_registry_errors(b"<html>").is_none());
+    }
+}

@@ -1,0 +1,71 @@
+//! # ocireg-core: a sans-IO OCI Distribution pull client
+//!
+//! This crate holds the whole pull protocol as a value you feed and drain. It opens no
+//! socket and no file, spawns nothing, reads no clock and draws no random number: the
+//! caller passes `now` into every call (and a seed for backoff jitter in [`Config`]),
+//! performs the HTTP exchanges the machine asks for, and reports what happened. The same
+//! inputs always give the same outputs, so every behaviour is testable without a network.
+//!
+//! One file per protocol concern: [`reference`], [`digest`], [`manifest`], [`auth`]
+//! (the `WWW-Authenticate` grammar, credentials, token responses), [`retry`] (backoff and
+//! `Retry-After`), [`range`] (`Content-Range`), [`error`] (the typed error and URL
+//! redaction), `blob` (one download across resumes) and [`pull`] (the machine that ties
+//! them together).
+//!
+//! ## The driving contract
+//!
+//! 1. Build a [`Pull`] with [`Pull::new`].
+//! 2. Call [`Pull::poll_action`] repeatedly and act on each [`Action`] until it returns
+//!    [`Action::Wait`], [`Action::Done`] or [`Action::Failed`]:
+//!    - `Send { id, request }`: start the exchange (without following redirects or
+//!      retrying: the machine decides those). Report its head with
+//!      [`Pull::handle_head`], each body chunk with [`Pull::handle_chunk`], the end with
+//!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`].
+//!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.
+//!    - `Deliver { blob, offset, bytes }`: append the bytes to that blob's content.
+//!    - `Event(e)`: log it, show progress; on [`Event::Restarted`] truncate the blob's
+//!      content; on [`Event::BlobQueued`] optionally answer [`Pull::skip_blob`] or
+//!      [`Pull::resume_blob`] before polling again.
+//! 3. Wait for the next exchange input or until `Wait::until`, whichever comes first,
+//!    then feed the input (if any) and go to 2. Pass the current time, never the deadline.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bytes::Bytes;
+//! use ocireg_core::{Action, Config, Pull, Reference};
+//!
+//! let t0 = Instant::now(); // the only clock read, and it is the caller's
+//! let reference: Reference = "localhost:5000/demo/hello:v1".parse().unwrap();
+//! let mut pull = Pull::new(Config::default(), reference, t0);
+//! // The first action is the manifest request.
+//! let Action::Send { id, request } = pull.poll_action(t0) else { panic!() };
+//! assert_eq!(request.uri(), "https://localhost:5000/v2/demo/hello/manifests/v1");
+//! // Pretend the registry does not exist: the core schedules a retry.
+//! pull.handle_head(id, http::Response::builder().status(404).body(()).unwrap(), t0);
+//! pull.handle_end(id, t0 + Duration::from_millis(1));
+//! match pull.poll_action(t0 + Duration::from_millis(1)) {
+//!     Action::Failed(e) => assert_eq!(e.status(), Some(404)),
+//!     other => panic!("{other:?}"),
+//! }
+//! # let _ = Bytes::new();
+//! ```
+#![warn(missing_docs)]
+#![warn(unreachable_pub)]
+
+pub mod auth;
+mod blob;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod pull;
+pub mod range;
+pub mod reference;
+pub mod retry;
+
+pub use auth::{Credentials, Secret};
+pub use digest::{Algorithm, Digest, Verifier};
+pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
+pub use manifest::{Descriptor, Manifest, Platform};
+pub use pull::{Action, BlobId, Config, Event, ManifestRole, PlatformChoice, Pull, RequestId};
+pub use reference::Reference;
+pub use retry::RetryPolicy;
