@@ -1,0 +1,390 @@
+//! A fault-injection layer around [`Registry`], for tests and demos.
+//!
+//! Rules apply to request paths containing a pattern; counters are kept per rule and
+//! path, so "refuse the first try" means the first try *of each path*.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+
+use crate::routes::{Registry, Reply};
+
+/// Prefix of paths a [`Fault::RedirectOnce`] sends clients to.
+pub const REDIRECTED_PREFIX: &str = "/redirected";
+
+/// One kind of misbehaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer the first `times` tries of each path with this status.
+    FailFirst {
+        /// How many tries fail.
+        times: u32,
+        /// The status (503, 500, …).
+        status: u16,
+    },
+    /// Answer the first `times` tries with 429 and this `Retry-After` value.
+    RateLimit {
+        /// How many tries.
+        times: u32,
+        /// The header value (seconds or HTTP-date).
+        retry_after: String,
+    },
+    /// Send at most `after` body bytes per response, then break the connection.
+    CutBody {
+        /// Bytes sent before the cut.
+        after: usize,
+        /// How many responses per path are cut (`u32::MAX`: all).
+        times: u32,
+    },
+    /// Send `after` body bytes, then nothing more (the connection stays open).
+    StallBody {
+        /// Bytes sent before the stall.
+        after: usize,
+        /// How many responses per path stall.
+        times: u32,
+    },
+    /// Redirect each path once (307) to the same path under [`REDIRECTED_PREFIX`].
+    RedirectOnce,
+    /// Redirect every request (307) to `base` + path (another origin).
+    RedirectTo {
+        /// Origin to send clients to, e.g. `http://127.0.0.1:5001`.
+        base: String,
+    },
+    /// Answer ranged requests with the whole content (200).
+    IgnoreRange,
+    /// Answer ranged requests with a `Content-Range` that starts one byte early.
+    WrongContentRange,
+    /// Answer ranged requests with 416.
+    RangeNotSatisfiable,
+    /// Require `Authorization: Bearer` on every request, issued by `/token`.
+    Token {
+        /// `realm` in the challenge (absolute URL of this server's `/token`).
+        realm: String,
+        /// Required `service` parameter.
+        service: String,
+    },
+}
+
+/// A fault applied to paths containing `path_contains` (empty: every path).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Substring of the request path.
+    pub path_contains: String,
+    /// The fault.
+    pub fault: Fault,
+}
+
+impl Rule {
+    /// A rule for every path.
+    pub fn all(fault: Fault) -> Rule {
+        Rule {
+            path_contains: String::new(),
+            fault,
+        }
+    }
+
+    /// A rule for blob paths only.
+    pub fn blobs(fault: Fault) -> Rule {
+        Rule {
+            path_contains: "/blobs/".into(),
+            fault,
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The `Authorization` scheme sent (`Bearer`, `Basic`), never the secret.
+    pub auth_scheme: Option<String>,
+    /// The `Range` header.
+    pub range: Option<String>,
+    /// Status answered.
+    pub status: u16,
+    /// Body bytes actually sent (after cuts).
+    pub body_bytes: usize,
+}
+
+/// A [`Registry`] behind fault rules. `handle` takes `&mut self` (it counts tries).
+#[derive(Debug, Default)]
+pub struct FaultyRegistry {
+    /// The registry behind the faults.
+    pub inner: Registry,
+    rules: Vec<Rule>,
+    counts: HashMap<(usize, String), u32>,
+    issued: u32,
+    /// Every request handled, in order.
+    pub log: Vec<Seen>,
+}
+
+fn token_scope(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v2/")?;
+    let end = ["/manifests/", "/blobs/", "/tags/list"]
+        .iter()
+        .filter_map(|m| rest.rfind(m))
+        .max()?;
+    Some(format!("repository:{}:pull", &rest[..end]))
+}
+
+impl FaultyRegistry {
+    /// Wraps a registry.
+    pub fn new(inner: Registry, rules: Vec<Rule>) -> FaultyRegistry {
+        FaultyRegistry {
+            inner,
+            rules,
+            ..Default::default()
+        }
+    }
+
+    /// Replaces the rules and resets the counters.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.rules = rules;
+        self.counts.clear();
+    }
+
+    fn bump(&mut self, rule: usize, path: &str) -> u32 {
+        let c = self.counts.entry((rule, path.to_string())).or_insert(0);
+        *c += 1;
+        *c
+    }
+
+    /// Answers one request.
+    pub fn handle<B>(&mut self, req: &Request<B>) -> Reply {
+        let reply = self.decide(req);
+        let sent = reply
+            .cut_after
+            .into_iter()
+            .chain(reply.stall_after)
+            .min()
+            .unwrap_or(reply.body.len())
+            .min(reply.body.len());
+        self.log.push(Seen {
+            method: req.method().to_string(),
+            path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            auth_scheme: req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(' ').next())
+                .map(str::to_string),
+            range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string),
+            status: reply.status().as_u16(),
+            body_bytes: sent,
+        });
+        reply
+    }
+
+    fn decide<B>(&mut self, req: &Request<B>) -> Reply {
+        let full_path = req.uri().path().to_string();
+        let ranged = req.headers().contains_key(header::RANGE);
+        let mut cut: Option<usize> = None;
+        let mut stall: Option<usize> = None;
+        let mut range_fault: Option<Fault> = None;
+        let path = full_path
+            .strip_prefix(REDIRECTED_PREFIX)
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or(&full_path)
+            .to_string();
+        for i in 0..self.rules.len() {
+            let rule = self.rules[i].clone();
+            if !full_path.contains(&rule.path_contains) {
+                continue;
+            }
+            match rule.fault {
+                Fault::FailFirst { times, status } => {
+                    if self.bump(i, &full_path) <= times {
+                        return simple(status, &[]);
+                    }
+                }
+                Fault::RateLimit { times, retry_after } => {
+                    if self.bump(i, &full_path) <= times {
+                        return simple(429, &[("retry-after", retry_after.as_str())]);
+                    }
+                }
+                Fault::RedirectOnce => {
+                    if !full_path.starts_with(REDIRECTED_PREFIX) && self.bump(i, &full_path) == 1 {
+                        let target = match req.uri().query() {
+                            Some(q) => format!("{REDIRECTED_PREFIX}{full_path}?{q}"),
+                            None => format!("{REDIRECTED_PREFIX}{full_path}"),
+                        };
+                        return simple(307, &[("location", target.as_str())]);
+                    }
+                }
+                Fault::RedirectTo { base } => {
+                    let target = format!("{}{}", base.trim_end_matches('/'), path);
+                    return simple(307, &[("location", target.as_str())]);
+                }
+                Fault::Token { realm, service } => {
+                    if path == "/token" {
+                        return self.issue_token(req, &service);
+                    }
+                    let ok = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .is_some_and(|t| t.starts_with("tok-"));
+                    if !ok {
+                        let scope = token_scope(&path).unwrap_or_default();
+                        let challenge = format!("Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\"");
+                        let mut r = simple(401, &[("www-authenticate", challenge.as_str())]);
+                        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+                        r.head.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                        r.body = Bytes::from_static(body.as_bytes());
+                        return r;
+                    }
+                }
+                Fault::CutBody { after, times } => {
+                    if self.bump(i, &full_path) <= times {
+                        cut = Some(after);
+                    }
+                }
+                Fault::StallBody { after, times } => {
+                    if self.bump(i, &full_path) <= times {
+                        stall = Some(after);
+                    }
+                }
+                f @ (Fault::IgnoreRange | Fault::WrongContentRange | Fault::RangeNotSatisfiable) => {
+                    if ranged {
+                        range_fault = Some(f);
+                    }
+                }
+            }
+        }
+        let inner_req = {
+            let mut b = Request::builder().method(req.method()).uri(path.as_str());
+            for (k, v) in req.headers() {
+                if !(k == header::RANGE && range_fault == Some(Fault::IgnoreRange)) {
+                    b = b.header(k, v);
+                }
+            }
+            b.body(()).expect("copied request is valid")
+        };
+        let mut reply = self.inner.handle(&inner_req);
+        match range_fault {
+            Some(Fault::RangeNotSatisfiable) if reply.status().is_success() => {
+                let total = reply.head.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit('/').next()).unwrap_or("*").to_string();
+                reply = simple(416, &[("content-range", format!("bytes */{total}").as_str())]);
+            }
+            Some(Fault::WrongContentRange) if reply.status() == StatusCode::PARTIAL_CONTENT => {
+                let cr = reply.head.headers()[header::CONTENT_RANGE].to_str().unwrap_or("").to_string();
+                if let Some((first, rest)) = cr.strip_prefix("bytes ").and_then(|r| r.split_once('-')) {
+                    let first: u64 = first.parse().unwrap_or(0);
+                    let wrong = format!("bytes {}-{rest}", first.saturating_sub(1));
+                    reply.head.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&wrong).expect("ascii"));
+                }
+            }
+            _ => {}
+        }
+        reply.cut_after = cut;
+        reply.stall_after = stall;
+        reply
+    }
+
+    fn issue_token<B>(&mut self, req: &Request<B>, service: &str) -> Reply {
+        let q = req.uri().query().unwrap_or("");
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let svc_ok = pairs.iter().any(|(k, v)| k == "service" && v == service);
+        let scope_ok = pairs.iter().any(|(k, v)| k == "scope" && v.starts_with("repository:") && v.ends_with(":pull"));
+        if !svc_ok || !scope_ok {
+            return simple(400, &[]);
+        }
+        self.issued += 1;
+        let body = format!(r#"{{"token":"tok-{}","expires_in":300}}"#, self.issued);
+        let head = Response::builder()
+            .status(200)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(())
+            .expect("valid headers");
+        Reply::new(head, Bytes::from(body))
+    }
+
+    /// Tokens issued so far.
+    pub fn tokens_issued(&self) -> u32 {
+        self.issued
+    }
+}
+
+fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
+    let mut b = Response::builder().status(status).header(header::CONTENT_LENGTH, 0);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    Reply::new(b.body(()).expect("valid status and headers"), Bytes::new())
+}
+
+/// How long a stalled body waits before the adapter gives up on it (the client should
+/// abort long before).
+pub const STALL_LIMIT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_scenario_shapes() {
+        let mut r = Registry::new();
+        let b = r.add_blob("test/repo", Bytes::from_static(b"0123456789"));
+        let mut f = FaultyRegistry::new(
+            r,
+            vec![
+                Rule::all(Fault::FailFirst { times: 1, status: 503 }),
+                Rule::all(Fault::RedirectOnce),
+                Rule::all(Fault::Token { realm: "http://x/token".into(), service: "myregistry.test".into() }),
+                Rule::blobs(Fault::CutBody { after: 4, times: u32::MAX }),
+            ],
+        );
+        let path = format!("/v2/test/repo/blobs/{b}");
+        let get = |p: &str, auth: Option<&str>| {
+            let mut b = Request::get(p);
+            if let Some(a) = auth {
+                b = b.header("authorization", a);
+            }
+            b.body(()).unwrap()
+        };
+        assert_eq!(f.handle(&get(&path, None)).status(), 503);
+        let r = f.handle(&get(&path, None));
+        assert_eq!(r.status(), 307);
+        let loc = r.head.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(f.handle(&get(&loc, None)).status(), 503);
+        let r = f.handle(&get(&loc, None));
+        assert_eq!(r.status(), 401);
+        assert!(r.head.headers()["www-authenticate"].to_str().unwrap().contains("repository:test/repo:pull"));
+        let t = "/token?service=myregistry.test&scope=repository%3Atest%2Frepo%3Apull";
+        assert_eq!(f.handle(&get(t, None)).status(), 503);
+        let r = f.handle(&get(t, None));
+        assert_eq!(r.status(), 307);
+        let t = r.head.headers()["location"].to_str().unwrap().to_string();
+        assert_eq!(f.handle(&get(&t, None)).status(), 503);
+        let tok = f.handle(&get(&t, None));
+        assert!(std::str::from_utf8(&tok.body).unwrap().contains("tok-1"));
+        let r = f.handle(&get(&loc, Some("Bearer tok-1")));
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.cut_after, Some(4));
+        assert_eq!(f.log.last().unwrap().body_bytes, 4);
+        assert_eq!(f.log.last().unwrap().auth_scheme.as_deref(), Some("Bearer"));
+    }
+
+    #[test]
+    fn range_faults() {
+        let mut r = Registry::new();
+        let b = r.add_blob("x", Bytes::from_static(b"0123456789"));
+        let path = format!("/v2/x/blobs/{b}");
+        let ranged = || Request::get(path.as_str()).header("range", "bytes=4-9").body(()).unwrap();
+        let mut f = FaultyRegistry::new(r, vec![Rule::blobs(Fault::IgnoreRange)]);
+        assert_eq!(f.handle(&ranged()).status(), 200);
+        f.set_rules(vec![Rule::blobs(Fault::WrongContentRange)]);
+        assert_eq!(f.handle(&ranged()).head.headers()["content-range"], "bytes 3-9/10");
+        f.set_rules(vec![Rule::blobs(Fault::RangeNotSatisfiable)]);
+        assert_eq!(f.handle(&ranged()).status(), 416);
+        f.set_rules(vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "2".into() })]);
+        assert_eq!(f.handle(&ranged()).head.headers()["retry-after"], "2");
+    }
+}

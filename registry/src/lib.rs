@@ -1,0 +1,17 @@
+//! # ocireg-registry: a pull-only OCI registry, sans-IO
+//!
+//! [`Registry`] maps a request head to a complete response ([`Reply`]): `GET`/`HEAD` of
+//! `/v2/`, manifests by tag or digest, blobs, tag lists with `n`/`last` paging and a
+//! `Link` header, single `Range` requests (206/416), `If-None-Match` (304), and the
+//! registry error JSON (`NAME_UNKNOWN`, `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`). It does no
+//! I/O: an adapter serves it on a socket.
+//!
+//! [`faults::FaultyRegistry`] wraps it with configurable failures for tests: refused
+//! first tries, `429 Retry-After`, cut or stalled bodies, redirects, ignored or wrong
+//! ranges, 416, and bearer-token auth on every request.
+
+pub mod faults;
+mod routes;
+
+pub use faults::{Fault, FaultyRegistry, Rule};
+pub use routes::{Registry, Reply};
