@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 
@@ -58,6 +59,13 @@ pub enum Fault {
     WrongContentRange,
     /// Answer ranged requests with 416.
     RangeNotSatisfiable,
+    /// Require HTTP Basic credentials on every request.
+    Basic {
+        /// Accepted user.
+        username: String,
+        /// Accepted password.
+        password: String,
+    },
     /// Require `Authorization: Bearer` on every request, issued by `/token`.
     Token {
         /// `realm` in the challenge (absolute URL of this server's `/token`).
@@ -238,6 +246,13 @@ impl FaultyRegistry {
                         r.head.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                         r.body = Bytes::from_static(body.as_bytes());
                         return r;
+                    }
+                }
+                Fault::Basic { username, password } => {
+                    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
+                    let ok = req.headers().get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == want.as_bytes());
+                    if !ok {
+                        return simple(401, &[("www-authenticate", "Basic realm=\"ocireg-test\"")]);
                     }
                 }
                 Fault::CutBody { after, times } => {

@@ -11,6 +11,7 @@
 //! ranges, 416, and bearer-token auth on every request.
 
 pub mod faults;
+pub mod images;
 mod routes;
 
 pub use faults::{Fault, FaultyRegistry, Rule};

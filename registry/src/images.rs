@@ -1,0 +1,114 @@
+//! Generated test images: deterministic configs and layers from a seed.
+
+use bytes::Bytes;
+use ocireg_core::manifest::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use ocireg_core::{Digest, Platform};
+use serde_json::json;
+
+use crate::routes::Registry;
+
+/// A generated image: its manifest bytes and every blob it references.
+#[derive(Clone, Debug)]
+pub struct TestImage {
+    /// Manifest media type.
+    pub media_type: String,
+    /// Manifest bytes.
+    pub manifest: Bytes,
+    /// Config blob.
+    pub config: Bytes,
+    /// Layer blobs, in order.
+    pub layers: Vec<Bytes>,
+}
+
+impl TestImage {
+    /// The manifest digest.
+    pub fn digest(&self) -> Digest {
+        Digest::sha256(&self.manifest)
+    }
+
+    /// Every blob: config then layers.
+    pub fn blobs(&self) -> impl Iterator<Item = &Bytes> {
+        std::iter::once(&self.config).chain(self.layers.iter())
+    }
+
+    /// Adds blobs and manifest to a registry repository, tagged when `tag` is given.
+    pub fn add_to(&self, reg: &mut Registry, repo: &str, tag: Option<&str>) -> Digest {
+        for b in self.blobs() {
+            reg.add_blob(repo, b.clone());
+        }
+        reg.add_manifest(repo, &self.media_type, self.manifest.clone(), tag)
+    }
+}
+
+/// Deterministic pseudo-random bytes (SplitMix64).
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = ocireg_core::retry::Rng::new(seed);
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        out.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Builds an image with layers of the given sizes (random content from `seed`).
+/// `docker` selects Docker schema2 media types instead of OCI.
+pub fn image(seed: u64, layer_sizes: &[usize], platform: &Platform, docker: bool) -> TestImage {
+    let (mt, config_mt, layer_mt) = if docker {
+        (
+            DOCKER_MANIFEST,
+            "application/vnd.docker.container.image.v1+json",
+            "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        )
+    } else {
+        (
+            OCI_MANIFEST,
+            "application/vnd.oci.image.config.v1+json",
+            "application/vnd.oci.image.layer.v1.tar",
+        )
+    };
+    let layers: Vec<Bytes> = layer_sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| Bytes::from(random_bytes(seed.wrapping_mul(1000).wrapping_add(i as u64 + 1), n)))
+        .collect();
+    let config = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": {"Labels": {"ocireg.seed": seed.to_string()}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| Digest::sha256(l).to_string()).collect::<Vec<_>>()},
+    });
+    let config = Bytes::from(serde_json::to_vec(&config).expect("json"));
+    let desc = |mt: &str, b: &Bytes| json!({"mediaType": mt, "digest": Digest::sha256(b).to_string(), "size": b.len()});
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": mt,
+        "config": desc(config_mt, &config),
+        "layers": layers.iter().map(|l| desc(layer_mt, l)).collect::<Vec<_>>(),
+    });
+    TestImage {
+        media_type: mt.to_string(),
+        manifest: Bytes::from(serde_json::to_vec(&manifest).expect("json")),
+        config,
+        layers,
+    }
+}
+
+/// An OCI index over the given images (each with its platform).
+pub fn index(children: &[(&TestImage, &Platform)]) -> Bytes {
+    let manifests: Vec<_> = children
+        .iter()
+        .map(|(img, p)| {
+            json!({
+                "mediaType": img.media_type,
+                "digest": img.digest().to_string(),
+                "size": img.manifest.len(),
+                "platform": p,
+            })
+        })
+        .collect();
+    Bytes::from(
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}))
+            .expect("json"),
+    )
+}

@@ -1,0 +1,229 @@
+//! A simulated network: drives a [`Pull`] against in-process [`FaultyRegistry`]s with a
+//! fake clock, no sockets and no sleeping. Every step checks the delivery invariants.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Response;
+use ocireg_core::{Action, BlobId, Error, Event, Pull, RequestId, TransportError, TransportErrorKind};
+use ocireg_registry::{FaultyRegistry, Reply};
+
+/// One exchange in flight.
+struct Exchange {
+    id: RequestId,
+    reply: Reply,
+    head_sent: bool,
+    sent: usize,
+    ready_at: Instant,
+}
+
+/// What a simulated pull produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// `Ok` or the failure.
+    pub result: Option<Result<(), Error>>,
+    /// Content per blob, as delivered.
+    pub blobs: BTreeMap<BlobId, Vec<u8>>,
+    /// Blobs reported done.
+    pub done: HashSet<BlobId>,
+    /// Every event.
+    pub events: Vec<Event>,
+    /// Requests sent: (origin, method, path and query, had Authorization).
+    pub requests: Vec<(String, String, String, bool)>,
+    /// Variant names of the actions, in order (a transcript).
+    pub transcript: Vec<&'static str>,
+    /// Simulated time the pull took.
+    pub elapsed: Duration,
+    /// Body bytes the servers sent.
+    pub body_bytes: usize,
+}
+
+/// The simulated network.
+pub struct Sim {
+    /// Registries by origin (`http://host:port`).
+    pub servers: HashMap<String, FaultyRegistry>,
+    /// Bytes per body chunk.
+    pub chunk: usize,
+    /// Latency of each response head.
+    pub latency: Duration,
+    /// Bound on steps before declaring a livelock.
+    pub max_steps: usize,
+}
+
+fn origin_of(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or("")
+    )
+}
+
+impl Sim {
+    /// One registry at `origin`.
+    pub fn new(origin: &str, reg: FaultyRegistry) -> Sim {
+        let mut servers = HashMap::new();
+        servers.insert(origin.to_string(), reg);
+        Sim {
+            servers,
+            chunk: 16 * 1024,
+            latency: Duration::from_millis(1),
+            max_steps: 1_000_000,
+        }
+    }
+
+    /// Runs the pull to its end and checks invariants on the way.
+    pub fn run(&mut self, pull: &mut Pull, t0: Instant) -> Outcome {
+        let mut out = Outcome::default();
+        let mut now = t0;
+        let mut open: Vec<Exchange> = Vec::new();
+        let mut ids = HashSet::new();
+        for _ in 0..self.max_steps {
+            match pull.poll_action(now) {
+                Action::Send { id, request } => {
+                    out.transcript.push("Send");
+                    assert!(ids.insert(id), "request id {id:?} reused");
+                    let origin = origin_of(request.uri());
+                    let auth = request.headers().contains_key(http::header::AUTHORIZATION);
+                    out.requests.push((
+                        origin.clone(),
+                        request.method().to_string(),
+                        request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                        auth,
+                    ));
+                    let reply = match self.servers.get_mut(&origin) {
+                        Some(s) => {
+                            let path_req = {
+                                let (parts, body) = request.into_parts();
+                                let mut r = http::Request::from_parts(parts, body);
+                                *r.uri_mut() = r.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().unwrap();
+                                r
+                            };
+                            s.handle(&path_req)
+                        }
+                        None => {
+                            // nobody listens there
+                            pull.handle_error(id, TransportError::new(TransportErrorKind::Connect, "connection refused"), now);
+                            continue;
+                        }
+                    };
+                    open.push(Exchange { id, reply, head_sent: false, sent: 0, ready_at: now + self.latency });
+                }
+                Action::Abort { id } => {
+                    out.transcript.push("Abort");
+                    open.retain(|e| e.id != id);
+                }
+                Action::Deliver { blob, offset, bytes } => {
+                    out.transcript.push("Deliver");
+                    let buf = out.blobs.entry(blob).or_default();
+                    assert_eq!(offset, buf.len() as u64, "delivery of {blob:?} not contiguous");
+                    assert!(!out.done.contains(&blob), "delivery after BlobDone");
+                    buf.extend_from_slice(&bytes);
+                }
+                Action::Event(e) => {
+                    out.transcript.push(match &e {
+                        Event::Manifest { .. } => "Manifest",
+                        Event::Resolved { .. } => "Resolved",
+                        Event::BlobQueued { .. } => "BlobQueued",
+                        Event::BlobDone { .. } => "BlobDone",
+                        Event::Retry { .. } => "Retry",
+                        Event::Resumed { .. } => "Resumed",
+                        Event::Restarted { .. } => "Restarted",
+                        Event::PlainHttpFallback { .. } => "PlainHttpFallback",
+                    });
+                    match &e {
+                        Event::Restarted { blob } => {
+                            out.blobs.remove(blob);
+                        }
+                        Event::BlobDone { blob, digest, size } => {
+                            let data = out.blobs.get(blob).map(|b| b.as_slice()).unwrap_or(b"");
+                            assert_eq!(data.len() as u64, *size);
+                            assert_eq!(&ocireg_core::Digest::of(digest.algorithm(), data), digest);
+                            assert!(out.done.insert(*blob), "BlobDone twice");
+                        }
+                        _ => {}
+                    }
+                    out.events.push(e);
+                }
+                Action::Wait { until } => {
+                    out.transcript.push("Wait");
+                    // Feed the earliest ready exchange one step, else move time on.
+                    let next_ready = open
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| !is_stalled(e))
+                        .min_by_key(|(_, e)| e.ready_at)
+                        .map(|(i, e)| (i, e.ready_at));
+                    match (next_ready, until) {
+                        (Some((i, at)), u) if u.is_none_or(|u| at <= u) => {
+                            now = now.max(at);
+                            if self.step(pull, &mut open, i, now, &mut out) {
+                                continue;
+                            }
+                        }
+                        (_, Some(u)) => {
+                            assert!(u >= now || u + Duration::from_secs(1) >= now, "wait in the past");
+                            now = now.max(u);
+                        }
+                        (None, None) => panic!("livelock: waiting forever with nothing in flight"),
+                        _ => unreachable!(),
+                    }
+                }
+                Action::Done => {
+                    out.transcript.push("Done");
+                    out.result = Some(Ok(()));
+                    break;
+                }
+                Action::Failed(e) => {
+                    out.transcript.push("Failed");
+                    out.result = Some(Err(e));
+                    break;
+                }
+            }
+        }
+        assert!(out.result.is_some(), "no end after {} steps", self.max_steps);
+        out.elapsed = now - t0;
+        out
+    }
+
+    /// Advances exchange `i` by one step. Returns true if it did something.
+    fn step(&mut self, pull: &mut Pull, open: &mut Vec<Exchange>, i: usize, now: Instant, out: &mut Outcome) -> bool {
+        let e = &mut open[i];
+        if !e.head_sent {
+            e.head_sent = true;
+            let mut b = Response::builder().status(e.reply.head.status());
+            for (k, v) in e.reply.head.headers() {
+                b = b.header(k, v);
+            }
+            pull.handle_head(e.id, b.body(()).unwrap(), now);
+            return true;
+        }
+        let limit = e.reply.cut_after.into_iter().chain(e.reply.stall_after).min().unwrap_or(usize::MAX).min(e.reply.body.len());
+        if e.sent < limit {
+            let n = self.chunk.min(limit - e.sent);
+            let chunk: Bytes = e.reply.body.slice(e.sent..e.sent + n);
+            e.sent += n;
+            out.body_bytes += n;
+            pull.handle_chunk(e.id, chunk, now);
+            return true;
+        }
+        let id = e.id;
+        if e.reply.cut_after.is_some_and(|c| c < e.reply.body.len()) {
+            open.remove(i);
+            pull.handle_error(id, TransportError::new(TransportErrorKind::Broken, "connection reset"), now);
+            return true;
+        }
+        if e.reply.stall_after.is_some_and(|s| s < e.reply.body.len()) {
+            return false;
+        }
+        open.remove(i);
+        pull.handle_end(id, now);
+        true
+    }
+}
+
+fn is_stalled(e: &Exchange) -> bool {
+    e.head_sent
+        && e.reply.stall_after.is_some_and(|s| s < e.reply.body.len() && e.sent >= s)
+        && e.reply.cut_after.is_none_or(|c| c > e.sent)
+}

@@ -1,0 +1,394 @@
+//! The core machine driven over the simulated network: behaviour, faults, invariants.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ocireg_core::{Config, Error, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy};
+use ocireg_registry::images::{image, index, TestImage};
+use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
+use ocireg_tests::sim::{Outcome, Sim};
+
+const ORIGIN: &str = "http://reg.test";
+
+fn config() -> Config {
+    Config {
+        plain_http: true,
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
+        ..Config::default()
+    }
+}
+
+fn small() -> TestImage {
+    image(1, &[1000, 70_000, 5], &Platform::host(), false)
+}
+
+fn registry_with(img: &TestImage, rules: Vec<Rule>) -> FaultyRegistry {
+    let mut r = Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    FaultyRegistry::new(r, rules)
+}
+
+fn pull(cfg: Config, reference: &str, sim: &mut Sim) -> Outcome {
+    let t0 = Instant::now();
+    let mut p = Pull::new(cfg, Reference::parse(reference).unwrap(), t0);
+    sim.run(&mut p, t0)
+}
+
+fn assert_complete(out: &Outcome, img: &TestImage) {
+    if let Some(Err(e)) = &out.result {
+        panic!("pull failed: {e}");
+    }
+    let empty = Vec::new();
+    let mut got: Vec<&Vec<u8>> = out.done.iter().map(|b| out.blobs.get(b).unwrap_or(&empty)).collect();
+    let mut want: Vec<&[u8]> = img.blobs().map(|b| b.as_ref()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.as_slice(), w);
+    }
+    assert_eq!(out.done.len(), img.blobs().count());
+}
+
+#[test]
+fn plain_pull_transcript() {
+    let img = image(1, &[10], &Platform::host(), false);
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    let t: Vec<&str> = out.transcript.iter().copied().filter(|s| *s != "Wait").collect();
+    assert_eq!(
+        t,
+        [
+            "Send", "Manifest", "Resolved", "BlobQueued", "BlobQueued", "Send", "Send", "Deliver", "BlobDone",
+            "Deliver", "BlobDone", "Done"
+        ]
+    );
+    assert_eq!(out.requests.len(), 3);
+    assert!(out.requests.iter().all(|r| !r.3), "no Authorization without auth");
+}
+
+#[test]
+fn chunking_does_not_matter() {
+    let img = small();
+    for chunk in [1, 7, 4096, 1 << 20] {
+        let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+        sim.chunk = chunk;
+        let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+        assert_complete(&out, &img);
+    }
+}
+
+#[test]
+fn index_selects_host_platform_and_verifies_child() {
+    let host = Platform::host();
+    let other = Platform::parse("plan9/mips").unwrap();
+    let a = image(1, &[100], &host, false);
+    let b = image(2, &[200], &other, false);
+    let mut r = Registry::new();
+    a.add_to(&mut r, "test/repo", None);
+    b.add_to(&mut r, "test/repo", None);
+    r.add_manifest("test/repo", ocireg_core::manifest::OCI_INDEX, index(&[(&a, &host), (&b, &other)]), Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &a);
+    let resolved = out.events.iter().find_map(|e| match e {
+        Event::Resolved { descriptor } => Some(descriptor.clone()),
+        _ => None,
+    });
+    assert_eq!(resolved.unwrap().digest, a.digest());
+
+    // an explicit platform, and one that does not exist
+    let mut cfg = config();
+    cfg.platform = PlatformChoice::Exactly(other.clone());
+    let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &b);
+    cfg.platform = PlatformChoice::Exactly(Platform::parse("linux/s390x").unwrap());
+    let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
+    let err = out.result.unwrap().unwrap_err().to_string();
+    assert!(err.contains("plan9/mips"), "{err}");
+    // all platforms: both children
+    cfg.platform = PlatformChoice::All;
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert!(out.result.unwrap().is_ok());
+    assert_eq!(out.done.len(), 4);
+}
+
+#[test]
+fn seed_scenario() {
+    // Every path 503 once, redirected once, token required everywhere, blob bodies cut
+    // after half the config's size.
+    let img = small();
+    let half = img.config.len() / 2;
+    let rules = vec![
+        Rule::all(Fault::FailFirst { times: 1, status: 503 }),
+        Rule::all(Fault::RedirectOnce),
+        Rule::all(Fault::Token { realm: format!("{ORIGIN}/token"), service: "myregistry.test".into() }),
+        Rule::blobs(Fault::CutBody { after: half, times: u32::MAX }),
+    ];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let reference = format!("reg.test/test/repo:v1@{}", img.digest());
+    let mut cfg = config();
+    cfg.retry.max_attempts = 4;
+    let out = pull(cfg, &reference, &mut sim);
+    assert_complete(&out, &img);
+    let server = &sim.servers[ORIGIN];
+    assert_eq!(server.tokens_issued(), 1, "one token for the whole pull");
+    let resumes = out.events.iter().filter(|e| matches!(e, Event::Resumed { .. })).count();
+    assert!(resumes >= 2, "{resumes} resumes");
+    // bytes sent for blobs stay close to their size: each cut costs nothing extra
+    let total: usize = img.blobs().map(|b| b.len()).sum();
+    assert!(out.body_bytes < total + 4096, "{} vs {total}", out.body_bytes);
+}
+
+#[test]
+fn pinned_digest_mismatch_is_an_integrity_error() {
+    let img = small();
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let wrong = ocireg_core::Digest::sha256(b"other");
+    let out = pull(config(), &format!("reg.test/test/repo:v1@{wrong}"), &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert_eq!(e.kind(), ocireg_core::ErrorKind::Integrity);
+    assert_eq!(out.requests.len(), 1, "no retry for a wrong digest");
+}
+
+#[test]
+fn unknown_names_fail_without_retry() {
+    let img = small();
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let out = pull(config(), "reg.test/test/nope:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert_eq!(e.status(), Some(404));
+    assert!(e.to_string().contains("NAME_UNKNOWN"), "{e}");
+    assert_eq!(out.requests.len(), 1);
+}
+
+#[test]
+fn retry_after_is_honoured_and_capped() {
+    let img = small();
+    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "2".into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert!(out.elapsed >= Duration::from_secs(2), "{:?}", out.elapsed);
+    let delays: Vec<Duration> = out.events.iter().filter_map(|e| match e {
+        Event::Retry { delay, .. } => Some(*delay),
+        _ => None,
+    }).collect();
+    assert!(delays.iter().all(|d| *d >= Duration::from_secs(2)), "{delays:?}");
+
+    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "3600".into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::RetryAfterTooLong { .. }), "{e}");
+    assert!(e.to_string().contains("3600"), "{e}");
+    assert!(out.elapsed < Duration::from_secs(1));
+}
+
+#[test]
+fn attempts_are_bounded() {
+    let img = small();
+    let rules = vec![Rule::all(Fault::FailFirst { times: 100, status: 502 })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let mut cfg = config();
+    cfg.retry.max_attempts = 3;
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::GaveUp { attempts: 3, .. }), "{e}");
+    assert_eq!(e.status(), Some(502));
+    assert_eq!(out.requests.len(), 3);
+    // retries off
+    let mut cfg = config();
+    cfg.retry = RetryPolicy::none();
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert_eq!(out.result.unwrap().unwrap_err().status(), Some(502));
+    assert_eq!(out.requests.len(), 1);
+}
+
+#[test]
+fn deadline_gives_up_early() {
+    let img = small();
+    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "30".into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.deadline = Some(t0 + Duration::from_secs(10));
+    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let out = sim.run(&mut p, t0);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Deadline { .. }), "{e}");
+    assert!(out.elapsed < Duration::from_secs(1));
+}
+
+#[test]
+fn cross_origin_redirect_drops_authorization() {
+    let img = small();
+    let cdn = "http://cdn.test";
+    let rules = vec![
+        Rule::all(Fault::Token { realm: format!("{ORIGIN}/token"), service: "svc".into() }),
+        Rule::blobs(Fault::RedirectTo { base: cdn.into() }),
+    ];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    sim.servers.insert(cdn.into(), registry_with(&img, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    let cdn_reqs: Vec<_> = out.requests.iter().filter(|r| r.0 == cdn).collect();
+    assert_eq!(cdn_reqs.len(), img.blobs().count());
+    assert!(cdn_reqs.iter().all(|r| !r.3), "Authorization leaked to the CDN");
+    assert!(sim.servers[cdn].log.iter().all(|s| s.auth_scheme.is_none()));
+    assert!(out.requests.iter().filter(|r| r.0 == ORIGIN && r.2.contains("/blobs/")).all(|r| r.3));
+}
+
+#[test]
+fn downgrade_and_loops_are_refused() {
+    let img = small();
+    let mut r = Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    let rules = vec![Rule::all(Fault::RedirectTo { base: "http://reg.test".into() })];
+    let mut sim = Sim::new("https://reg.test", FaultyRegistry::new(r, rules));
+    let mut cfg = config();
+    cfg.plain_http = false;
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Redirect { .. }) && e.to_string().contains("https to plain http"), "{e}");
+
+    let rules = vec![Rule::all(Fault::RedirectTo { base: ORIGIN.into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(e.to_string().contains("too many redirects"), "{e}");
+    assert_eq!(out.requests.len(), 11);
+}
+
+#[test]
+fn range_ignored_wrong_or_unsatisfiable() {
+    let img = small();
+    let cut = Rule::blobs(Fault::CutBody { after: 30_000, times: 1 });
+    // 200 to a range request: skip what we have
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut.clone(), Rule::blobs(Fault::IgnoreRange)]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    // a Content-Range that does not start where we asked: permanent
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut.clone(), Rule::blobs(Fault::WrongContentRange)]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::InvalidContentRange { .. }), "{e}");
+    // 416: start over once, and say so
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut, Rule::blobs(Fault::RangeNotSatisfiable)]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert!(out.events.iter().any(|e| matches!(e, Event::Restarted { .. })));
+}
+
+#[test]
+fn stalled_body_is_aborted_and_resumed() {
+    let img = small();
+    let rules = vec![Rule::blobs(Fault::StallBody { after: 20_000, times: 1 })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let mut cfg = config();
+    cfg.idle_timeout = Duration::from_secs(5);
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert!(out.transcript.contains(&"Abort"));
+    assert!(out.events.iter().any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
+    assert!(out.elapsed >= Duration::from_secs(5));
+}
+
+#[test]
+fn oversize_manifest_is_refused_before_reading() {
+    let img = small();
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let mut cfg = config();
+    cfg.manifest_limit = 10;
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::BodyTooLarge { declared: Some(_), .. }), "{e}");
+    assert_eq!(out.body_bytes, 0);
+}
+
+#[test]
+fn concurrency_limit_is_kept() {
+    let img = image(3, &[5000; 20], &Platform::host(), false);
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let mut cfg = config();
+    cfg.max_concurrent = 3;
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    // Between BlobDone events, at most 3 blob Sends are outstanding.
+    let mut outstanding = 0i32;
+    let mut max = 0;
+    let mut sends = 0;
+    for t in &out.transcript {
+        match *t {
+            "Send" => {
+                sends += 1;
+                if sends > 1 {
+                    outstanding += 1;
+                }
+            }
+            "BlobDone" => outstanding -= 1,
+            _ => {}
+        }
+        max = max.max(outstanding);
+    }
+    assert_eq!(max, 3);
+}
+
+#[test]
+fn docker_schema2_and_embedded_data() {
+    let img = image(4, &[300, 0], &Platform::host(), true);
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    // the empty layer needs no request
+    assert_eq!(out.requests.len(), 3);
+
+    // a manifest whose config is embedded
+    let cfg_bytes = Bytes::from_static(b"{}");
+    let layer = Bytes::from_static(b"layer");
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": ocireg_core::manifest::OCI_MANIFEST,
+        "artifactType": "application/x.test",
+        "config": {"mediaType": ocireg_core::manifest::OCI_EMPTY, "digest": ocireg_core::Digest::sha256(&cfg_bytes).to_string(), "size": 2, "data": "e30="},
+        "layers": [{"mediaType": "application/x.layer", "digest": ocireg_core::Digest::sha256(&layer).to_string(), "size": 5}],
+    });
+    let mut r = Registry::new();
+    r.add_blob("test/repo", layer);
+    r.add_manifest("test/repo", ocireg_core::manifest::OCI_MANIFEST, serde_json::to_vec(&m).unwrap(), Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert!(out.result.as_ref().unwrap().is_ok());
+    assert_eq!(out.requests.len(), 2);
+    assert_eq!(out.done.len(), 2);
+}
+
+#[test]
+fn basic_challenge_uses_credentials_once() {
+    let img = small();
+    let rules = vec![Rule::all(Fault::Basic { username: "u".into(), password: "p".into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    // without credentials: a typed Unauthorized naming registry and repository
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(e.to_string().contains("test/repo on reg.test"), "{e}");
+    // with them: one 401, then Basic on every request
+    let mut cfg = config();
+    cfg.credentials = ocireg_core::Credentials::Basic { username: "u".into(), password: ocireg_core::Secret::new("p") };
+    let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert_eq!(out.requests.len(), 1 + 1 + img.blobs().count());
+    // wrong password: refused once more, then a clear error
+    cfg.credentials = ocireg_core::Credentials::Basic { username: "u".into(), password: ocireg_core::Secret::new("bad") };
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(!format!("{e:?}").contains("bad"));
+    assert_eq!(out.requests.len(), 2);
+}
