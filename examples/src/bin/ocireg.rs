@@ -1,0 +1,289 @@
+//! `ocireg`: pull OCI images into image layouts, serve layouts, and a self-contained demo.
+//!
+//! Exit status: 0 on success, 1 on failure (one line on stderr naming the cause),
+//! 2 on a usage error.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use ocireg_core::{Config, Credentials, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy, Secret};
+use ocireg_driver::layout::{load_into, pull_to_layout};
+use ocireg_driver::Runtime;
+use ocireg_registry::{FaultyRegistry, Registry};
+use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
+
+#[derive(Parser)]
+#[command(name = "ocireg", version, about = "Pull OCI images and artifacts from registries into OCI image layouts")]
+#[command(after_help = "Exit status: 0 success, 1 failure, 2 usage error.")]
+struct Cli {
+    /// More logging (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pull an image into an OCI image layout directory (created or added to).
+    #[command(after_help = "Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --ca-file ca.crt --platform linux/arm64 registry.example:5000/app@sha256:... ./app")]
+    Pull(PullArgs),
+    /// Serve an OCI image layout read-only over plain http (for tests and demos).
+    #[command(after_help = "Examples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine")]
+    Serve(ServeArgs),
+    /// Start a registry in-process with a generated image and pull it into ./ocireg-demo.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConnectArgs {
+    /// Talk plain http to the registry (loopback registries fall back to it by themselves).
+    #[arg(long)]
+    plain_http: bool,
+    /// Extra CA certificate (PEM) to trust; repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    ca_files: Vec<PathBuf>,
+    /// User name for the registry.
+    #[arg(long, env = "OCIREG_USERNAME")]
+    username: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Give up when the whole operation takes longer than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// Attempts per request (1 disables retries).
+    #[arg(long, default_value_t = 6)]
+    attempts: u32,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Blob downloads in parallel.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Platform to pick from an index: os/arch[/variant] (default: this host).
+    #[arg(long, conflicts_with = "all_platforms")]
+    platform: Option<String>,
+    /// Pull every platform of an index.
+    #[arg(long)]
+    all_platforms: bool,
+    /// Image reference: [host[:port]/]repository[:tag][@digest]
+    reference: String,
+    /// OCI image layout directory.
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (loopback recommended).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    addr: SocketAddr,
+    /// Repository for images whose ref.name is only a tag.
+    #[arg(long, default_value = "image")]
+    repository: String,
+    /// OCI image layout directory.
+    dir: PathBuf,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Where to pull the demo image.
+    #[arg(long, default_value = "ocireg-demo")]
+    dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ocireg: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Pull(a) => cmd_pull(a).await,
+            Command::Serve(a) => cmd_serve(a).await,
+            Command::Demo(a) => cmd_demo(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("ocireg: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn credentials(c: &ConnectArgs) -> Result<Credentials, String> {
+    let Some(username) = c.username.clone() else {
+        return Ok(Credentials::Anonymous);
+    };
+    let password = if c.password_stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password from stdin: {e}"))?;
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else if let Ok(p) = std::env::var("OCIREG_PASSWORD") {
+        p
+    } else {
+        return Err("--username needs --password-stdin or OCIREG_PASSWORD".into());
+    };
+    Ok(Credentials::Basic { username, password: Secret::new(password) })
+}
+
+fn transport(c: &ConnectArgs) -> Result<TokioTransport, String> {
+    let mut cas = Vec::new();
+    for f in &c.ca_files {
+        cas.extend(load_certs(f).map_err(|e| format!("--ca-file {}: {e}", f.display()))?);
+    }
+    TokioTransport::new(&cas).map_err(|e| format!("TLS setup: {e}"))
+}
+
+fn config(c: &ConnectArgs, now: Instant) -> Result<Config, String> {
+    Ok(Config {
+        plain_http: c.plain_http,
+        credentials: credentials(c)?,
+        deadline: c.timeout.map(|s| now + Duration::from_secs(s)),
+        retry: RetryPolicy { max_attempts: c.attempts.max(1), ..RetryPolicy::default() },
+        seed: std::process::id() as u64 ^ now.elapsed().as_nanos() as u64,
+        ..Config::default()
+    })
+}
+
+fn log_event(e: &Event) {
+    match e {
+        Event::Retry { what, attempt, delay, error } => {
+            tracing::warn!("{what}: {error}; attempt {attempt} in {:.1}s", delay.as_secs_f64())
+        }
+        Event::Resumed { blob, offset } => tracing::info!("blob {} resumes at byte {offset}", blob.0),
+        Event::Restarted { blob } => tracing::warn!("blob {} starts over (range not satisfiable)", blob.0),
+        Event::PlainHttpFallback { host } => tracing::info!("{host} does not speak TLS; using plain http"),
+        Event::BlobDone { digest, size, .. } => tracing::debug!("{digest}: {size} bytes verified"),
+        _ => {}
+    }
+}
+
+async fn pull_one(reference: Reference, mut cfg: Config, t: &TokioTransport, dir: &Path) -> Result<String, String> {
+    let runtime = TokioRuntime;
+    let started = runtime.now();
+    cfg.seed ^= 0x9e37_79b9;
+    let mut pull = Pull::new(cfg, reference.clone(), started);
+    let (desc, stats) = pull_to_layout(&mut pull, t, &runtime, dir, &mut log_event)
+        .await
+        .map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64();
+    let platform = desc.platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default();
+    Ok(format!(
+        "pulled {reference} → {}\n  manifest {}{platform}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
+        dir.display(),
+        desc.digest,
+        desc.media_type,
+        stats.fetched,
+        stats.skipped,
+        stats.resumed,
+        human(stats.bytes),
+        secs,
+        human((stats.bytes as f64 / secs.max(1e-9)) as u64),
+        if stats.retries > 0 { format!(", {} retries", stats.retries) } else { String::new() }
+    ))
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+async fn cmd_pull(a: PullArgs) -> Result<(), String> {
+    let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
+    let now = TokioRuntime.now();
+    let mut cfg = config(&a.connect, now)?;
+    cfg.max_concurrent = a.concurrency.max(1);
+    cfg.platform = if a.all_platforms {
+        PlatformChoice::All
+    } else if let Some(p) = &a.platform {
+        PlatformChoice::Exactly(Platform::parse(p).ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?)
+    } else {
+        PlatformChoice::Host
+    };
+    let t = transport(&a.connect)?;
+    let summary = pull_one(reference, cfg, &t, &a.dir).await?;
+    println!("{summary}");
+    Ok(())
+}
+
+async fn cmd_serve(a: ServeArgs) -> Result<(), String> {
+    let mut reg = Registry::new();
+    let added = load_into(&a.dir, &mut reg, &a.repository).map_err(|e| format!("{}: {e}", a.dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(a.addr).await.map_err(|e| format!("listen on {}: {e}", a.addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("serving {} on http://{addr}", a.dir.display());
+    for (repo, tag) in &added {
+        match tag {
+            Some(t) => println!("  {addr}/{repo}:{t}"),
+            None => println!("  {addr}/{repo}@<digest>"),
+        }
+    }
+    serve(listener, Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![]))))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
+    let platform = Platform::host();
+    let img = ocireg_registry::images::image(42, &[8 << 20, 1 << 20, 64 << 10, 3 << 20], &platform, false);
+    let mut reg = Registry::new();
+    let digest = img.add_to(&mut reg, "demo/hello", Some("v1"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = tokio::spawn(serve(listener, Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![])))));
+    println!(
+        "demo: serving a generated {}-layer image (manifest {digest}) at http://{addr}/demo/hello:v1",
+        img.layers.len()
+    );
+    let reference = Reference::parse(&format!("{addr}/demo/hello:v1")).map_err(|e| e.to_string())?;
+    let now = TokioRuntime.now();
+    let cfg = config(
+        &ConnectArgs { plain_http: false, ca_files: vec![], username: None, password_stdin: false, timeout: Some(120), attempts: 6 },
+        now,
+    )?;
+    let t = transport(&ConnectArgs { plain_http: false, ca_files: vec![], username: None, password_stdin: false, timeout: None, attempts: 6 })?;
+    let summary = pull_one(reference, cfg, &t, &a.dir).await?;
+    server.abort();
+    println!("{summary}");
+    println!(
+        "demo: {} is an OCI image layout (oci-layout, index.json, blobs/sha256/…); pull it again and every blob is found already present.",
+        a.dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! hyper glue shared by the adapters: requests out, responses and errors in, and
+//! registry replies (with their faults) out as hyper responses.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{self, StreamExt};
+use http::{Request, Response};
+use http_body_util::{BodyDataStream, BodyExt, Full, StreamBody};
+use ocireg_core::{TransportError, TransportErrorKind};
+use ocireg_registry::Reply;
+
+use crate::{BodyStream, Runtime};
+
+/// The request body type the adapters give hyper.
+pub type RequestBody = Full<Bytes>;
+
+/// A boxed response body for the server side.
+pub type ServerBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// Converts a core request for hyper.
+pub fn to_hyper_request(req: Request<Bytes>) -> Request<RequestBody> {
+    req.map(Full::new)
+}
+
+/// Classifies a client error by walking its source chain. `is_connect` is the client's
+/// own verdict that the connection could not be made.
+pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportError {
+    if let Some(tls) = find_rustls(err) {
+        let kind = match tls {
+            // Bytes that are not TLS records: the server speaks plain HTTP.
+            rustls::Error::InvalidMessage(_) => TransportErrorKind::NotTls,
+            _ => TransportErrorKind::Tls,
+        };
+        return TransportError::new(kind, format!("TLS: {tls}"));
+    }
+    let mut kind = if is_connect { TransportErrorKind::Connect } else { TransportErrorKind::Broken };
+    let mut message = err.to_string();
+    if let Some(io) = find::<std::io::Error>(err) {
+        use std::io::ErrorKind::*;
+        kind = match io.kind() {
+            ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable | NetworkUnreachable => TransportErrorKind::Connect,
+            TimedOut => TransportErrorKind::Timeout,
+            _ => kind,
+        };
+        message = io.to_string();
+    }
+    TransportError::new(kind, message)
+}
+
+/// Finds an error of type `E` in the source chain, looking inside `io::Error` wrappers
+/// (whose `source()` skips the wrapped error itself).
+fn find<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(x) = e.downcast_ref::<E>() {
+            return Some(x);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                if let Some(x) = find::<E>(inner) {
+                    return Some(x);
+                }
+            }
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    find::<rustls::Error>(err)
+}
+
+/// A hyper response body as the driver's chunk stream.
+pub fn body_stream<B>(body: B) -> BodyStream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: StdError + Send + Sync + 'static,
+{
+    Box::pin(BodyDataStream::new(body).map(|r| r.map_err(|e| classify(&e, false))))
+}
+
+/// Frames a body is split into when served.
+const SERVE_CHUNK: usize = 256 * 1024;
+
+/// Turns a registry reply into a hyper response, acting out its faults: a cut body ends
+/// with an error (hyper then drops the connection), a stalled body stops sending.
+pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<ServerBody> {
+    let Reply { head, body, cut_after, stall_after } = reply;
+    let len = body.len();
+    let limit = cut_after.into_iter().chain(stall_after).min().unwrap_or(len).min(len);
+    let chunks: Vec<Bytes> = (0..limit)
+        .step_by(SERVE_CHUNK)
+        .map(|i| body.slice(i..(i + SERVE_CHUNK).min(limit)))
+        .collect();
+    let data = stream::iter(chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c))));
+    let cut = cut_after.is_some_and(|c| c < len);
+    let stall = !cut && stall_after.is_some_and(|s| s < len);
+    let tail = stream::once(async move {
+        if stall {
+            runtime.sleep_until(runtime.now() + ocireg_registry::faults::STALL_LIMIT).await;
+        }
+        if cut || stall {
+            Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault injection: body cut")))
+        } else {
+            None
+        }
+    })
+    .filter_map(|x| async move { x });
+    let body = StreamBody::new(data.chain(tail));
+    let (parts, ()) = head.into_parts();
+    Response::from_parts(parts, BodyExt::boxed_unsync(body))
+}
+
+/// How long the adapters keep idle pooled connections.
+pub const POOL_IDLE: Duration = Duration::from_secs(90);

@@ -1,0 +1,198 @@
+//! # ocireg-driver: what every runtime adapter shares
+//!
+//! The drive loop ([`drive`]) runs a [`Pull`] over any [`Transport`] and [`Runtime`]: it
+//! sends what the core asks, feeds heads, chunks, ends and errors back, sleeps until the
+//! core's deadline and hands delivered bytes and events to a [`Sink`]. It is written
+//! against `futures` only, so the tokio and async-std adapters provide nothing but an
+//! HTTP client and a timer. [`layout`] writes and reads OCI image layouts, and [`hyper`]
+//! turns hyper responses into core inputs and registry replies into hyper responses.
+
+pub mod hyper;
+pub mod layout;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
+use futures::stream::{BoxStream, SelectAll, Stream, StreamExt};
+use http::{Request, Response};
+use ocireg_core::{Action, BlobId, Event, Pull, RequestId, TransportError};
+
+/// A response body as a stream of chunks.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
+
+/// Performs one HTTP exchange. It must not follow redirects or retry: the core does.
+pub trait Transport: Send + Sync {
+    /// Sends `request`; resolves to the response head with its body as a stream.
+    fn send(&self, request: Request<Bytes>) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>>;
+}
+
+/// What the drive loop needs of a runtime: the time, and a timer.
+pub trait Runtime: Send + Sync {
+    /// The current time on the runtime's monotonic clock.
+    fn now(&self) -> Instant;
+    /// A future that completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+}
+
+/// Receives what a pull produces.
+pub trait Sink {
+    /// An event. May answer [`Event::BlobQueued`] with [`Pull::skip_blob`] or
+    /// [`Pull::resume_blob`].
+    fn event(&mut self, pull: &mut Pull, event: &Event) -> std::io::Result<()>;
+    /// Bytes of a blob at `offset` (always its end so far).
+    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
+}
+
+/// Why a driven pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The protocol failed (see the core's error).
+    #[error(transparent)]
+    Registry(#[from] ocireg_core::Error),
+    /// The core waits for nothing while nothing is in flight (a bug in the core).
+    #[error("internal error: the pull waits with no request in flight and no deadline")]
+    Stuck,
+    /// Writing the result failed.
+    #[error("writing the image failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Item {
+    Head(Response<()>),
+    Chunk(Bytes),
+    End,
+    Error(TransportError),
+}
+
+enum ExchangeState {
+    Start(BoxFuture<'static, Result<Response<BodyStream>, TransportError>>),
+    Body(BodyStream),
+    Finished,
+}
+
+/// One exchange as a stream of items tagged with its id.
+fn exchange(id: RequestId, fut: BoxFuture<'static, Result<Response<BodyStream>, TransportError>>) -> impl Stream<Item = (RequestId, Item)> + Send {
+    futures::stream::unfold(ExchangeState::Start(fut), move |state| async move {
+        match state {
+            ExchangeState::Start(fut) => match fut.await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    Some(((id, Item::Head(Response::from_parts(parts, ()))), ExchangeState::Body(body)))
+                }
+                Err(e) => Some(((id, Item::Error(e)), ExchangeState::Finished)),
+            },
+            ExchangeState::Body(mut body) => match body.next().await {
+                Some(Ok(chunk)) => Some(((id, Item::Chunk(chunk)), ExchangeState::Body(body))),
+                Some(Err(e)) => Some(((id, Item::Error(e)), ExchangeState::Finished)),
+                None => Some(((id, Item::End), ExchangeState::Finished)),
+            },
+            ExchangeState::Finished => None,
+        }
+    })
+}
+
+/// Runs `pull` to its end. See the core's crate docs for the contract this follows.
+pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>(
+    pull: &mut Pull,
+    transport: &T,
+    runtime: &R,
+    sink: &mut S,
+) -> Result<(), PullError> {
+    let mut streams: SelectAll<BoxStream<'static, (RequestId, Item)>> = SelectAll::new();
+    let mut aborts: HashMap<RequestId, AbortHandle> = HashMap::new();
+    // The armed timer: re-armed only when the core wants an earlier wake-up.
+    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+    loop {
+        let until = loop {
+            match pull.poll_action(runtime.now()) {
+                Action::Send { id, request } => {
+                    tracing::debug!(?id, method = %request.method(), url = %redacted(request.uri()), "send");
+                    let (handle, registration) = AbortHandle::new_pair();
+                    let s = Abortable::new(exchange(id, transport.send(request)), registration);
+                    aborts.insert(id, handle);
+                    streams.push(s.boxed());
+                }
+                Action::Abort { id } => {
+                    if let Some(h) = aborts.remove(&id) {
+                        h.abort();
+                    }
+                }
+                Action::Deliver { blob, offset, bytes } => {
+                    if let Err(e) = sink.deliver(blob, offset, &bytes) {
+                        abort_all(pull, &mut aborts, runtime);
+                        return Err(e.into());
+                    }
+                }
+                Action::Event(e) => {
+                    if let Err(err) = sink.event(pull, &e) {
+                        abort_all(pull, &mut aborts, runtime);
+                        return Err(err.into());
+                    }
+                }
+                Action::Wait { until } => break until,
+                Action::Done => return Ok(()),
+                Action::Failed(e) => return Err(e.into()),
+            }
+        };
+        if let Some(u) = until {
+            if timer.as_ref().is_none_or(|(at, _)| u < *at) {
+                timer = Some((u, runtime.sleep_until(u)));
+            }
+        }
+        let next = match (streams.is_empty(), timer.as_mut()) {
+            (true, None) => return Err(PullError::Stuck),
+            (true, Some((_, sleep))) => {
+                sleep.await;
+                None
+            }
+            (false, None) => streams.next().await,
+            (false, Some((_, sleep))) => futures::select_biased! {
+                item = streams.next().fuse() => item,
+                () = sleep.fuse() => None,
+            },
+        };
+        match next {
+            Some((id, item)) => {
+                let now = runtime.now();
+                match item {
+                    Item::Head(h) => pull.handle_head(id, h, now),
+                    Item::Chunk(c) => pull.handle_chunk(id, c, now),
+                    Item::End => {
+                        aborts.remove(&id);
+                        pull.handle_end(id, now)
+                    }
+                    Item::Error(e) => {
+                        aborts.remove(&id);
+                        pull.handle_error(id, e, now)
+                    }
+                }
+            }
+            None => {
+                // The timer fired (or no stream is open): the next poll fires the core's timers.
+                if timer.as_ref().is_some_and(|(at, _)| *at <= runtime.now()) {
+                    timer = None;
+                }
+            }
+        }
+    }
+}
+
+fn abort_all<R: Runtime + ?Sized>(pull: &mut Pull, aborts: &mut HashMap<RequestId, AbortHandle>, runtime: &R) {
+    for (_, h) in aborts.drain() {
+        h.abort();
+    }
+    pull.cancel(runtime.now());
+}
+
+/// A URI for logs: without its query (which may hold signatures).
+fn redacted(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
+}
