@@ -105,6 +105,8 @@ pub enum ManifestRole {
     Top,
     /// A child of an index, chosen by platform or pulled with all platforms.
     Child,
+    /// An index consulted only to choose a platform: not part of what is pulled.
+    Selector,
 }
 
 /// Something the caller may want to know. Only [`Event::BlobQueued`] asks for a reaction
@@ -750,15 +752,19 @@ impl Pull {
                 Manifest::Index(i) => i.artifact_type.clone(),
             },
         };
+        let all = self.config.platform == PlatformChoice::All;
+        let event_role = match manifest {
+            Manifest::Index(_) if !all => ManifestRole::Selector,
+            _ => role,
+        };
         self.out.push_back(Action::Event(Event::Manifest {
             digest,
             media_type,
             bytes: body,
             manifest: manifest.clone(),
-            role,
+            role: event_role,
             platform,
         }));
-        let all = self.config.platform == PlatformChoice::All;
         let resolves = role == ManifestRole::Top || !all;
         match manifest {
             Manifest::Image(m) => {

@@ -1,3 +1,5 @@
-//! Harnesses shared by the integration tests.
+//! Harnesses shared by the integration tests: a simulated network ([`sim`]) and a real
+//! CNCF distribution registry on loopback ([`real`]).
 
+pub mod real;
 pub mod sim;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use ocireg_core::manifest::{Descriptor, Manifest};
-use ocireg_core::{BlobId, Digest, Event, Pull, Verifier};
+use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, Verifier};
 use ocireg_registry::Registry;
 use serde_json::{json, Value};
 
@@ -173,6 +173,7 @@ impl Sink for LayoutWriter {
     fn event(&mut self, pull: &mut Pull, event: &Event) -> io::Result<()> {
         match event {
             Event::BlobQueued { blob, descriptor } => self.blob_queued(pull, *blob, descriptor)?,
+            Event::Manifest { role: ManifestRole::Selector, .. } => {}
             Event::Manifest { digest, bytes, .. } => self.write_manifest(digest, bytes)?,
             Event::Resolved { descriptor } => self.resolved = Some(descriptor.clone()),
             Event::Restarted { blob } => {
