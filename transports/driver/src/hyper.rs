@@ -37,7 +37,7 @@ pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportEr
         return TransportError::new(kind, format!("TLS: {tls}"));
     }
     let mut kind = if is_connect { TransportErrorKind::Connect } else { TransportErrorKind::Broken };
-    let mut message = err.to_string();
+    let mut message = chain_message(err);
     if let Some(io) = find::<std::io::Error>(err) {
         use std::io::ErrorKind::*;
         kind = match io.kind() {
@@ -45,9 +45,23 @@ pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportEr
             TimedOut => TransportErrorKind::Timeout,
             _ => kind,
         };
-        message = io.to_string();
+        message = chain_message(err);
     }
     TransportError::new(kind, message)
+}
+
+/// The error and its sources, joined with ": " (without repeating a text).
+fn chain_message(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let t = e.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Finds an error of type `E` in the source chain, looking inside `io::Error` wrappers
@@ -102,6 +116,10 @@ pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<Se
     let tail = stream::once(async move {
         if stall {
             runtime.sleep_until(runtime.now() + ocireg_registry::faults::STALL_LIMIT).await;
+        } else if cut {
+            // Pending once lets hyper flush what it buffered; an error right away would
+            // drop the connection before the bytes before the cut were written.
+            runtime.sleep_until(runtime.now() + Duration::from_millis(2)).await;
         }
         if cut || stall {
             Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault injection: body cut")))
