@@ -334,7 +334,8 @@ mod tests {
 
     #[test]
     fn seed_cases() {
-        let c = p(r#"Basic realm="simple", Newauth realm="apps", type=1, title="Login to \"apps\"""#);
+        let c =
+            p(r#"Basic realm="simple", Newauth realm="apps", type=1, title="Login to \"apps\"""#);
         assert_eq!(c.len(), 2);
         assert!(c[0].is("basic"));
         assert_eq!(c[0].param("realm"), Some("simple"));
@@ -362,12 +363,21 @@ mod tests {
 
     #[test]
     fn more_cases() {
-        let c = p(r#",, Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull" ,"#);
+        let c = p(
+            r#",, Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull" ,"#,
+        );
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].param("service"), Some("registry.docker.io"));
         let c = parse_www_authenticate([&b"Basic realm=a"[..], &b"Bearer realm=b"[..]]);
         assert_eq!(c.len(), 2);
-        assert_eq!(p("Basic"), vec![Challenge { scheme: "Basic".into(), token68: None, params: vec![] }]);
+        assert_eq!(
+            p("Basic"),
+            vec![Challenge {
+                scheme: "Basic".into(),
+                token68: None,
+                params: vec![]
+            }]
+        );
         assert_eq!(p("Bearer, Basic").len(), 2);
         assert_eq!(p("realm=x"), vec![]);
         assert_eq!(p("Bearer realm = \"x\"")[0].param("realm"), Some("x"));
@@ -388,7 +398,10 @@ mod tests {
         assert!(parse_token_response(b"nope").is_err());
         assert!(parse_token_response(br#"{"token":"a\nb"}"#).is_err());
         assert_eq!(format!("{:?}", t.token), "REDACTED");
-        let c = Credentials::Basic { username: "u".into(), password: Secret::new("hunter2") };
+        let c = Credentials::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
         assert!(!format!("{c:?}").contains("hunter2"));
         assert_eq!(c.basic_header().unwrap().expose(), "Basic dTpodW50ZXIy");
     }

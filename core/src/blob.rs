@@ -235,20 +235,29 @@ mod tests {
         let data = b"0123456789";
         let mut d = dl(data);
         d.on_head(StatusCode::OK, &HeaderMap::new(), "u").unwrap();
-        assert_eq!(d.on_chunk(Bytes::from_static(b"0123")).unwrap().unwrap(), "0123");
+        assert_eq!(
+            d.on_chunk(Bytes::from_static(b"0123")).unwrap().unwrap(),
+            "0123"
+        );
         assert!(matches!(d.on_end().unwrap(), EndOutcome::Short));
         assert_eq!(d.range().unwrap(), "bytes=4-9");
         d.begin_attempt();
         // 200 ignoring the range: the first 4 bytes are skipped
         d.on_head(StatusCode::OK, &HeaderMap::new(), "u").unwrap();
         assert_eq!(d.on_chunk(Bytes::from_static(b"012")).unwrap(), None);
-        assert_eq!(d.on_chunk(Bytes::from_static(b"3456")).unwrap().unwrap(), "456");
+        assert_eq!(
+            d.on_chunk(Bytes::from_static(b"3456")).unwrap().unwrap(),
+            "456"
+        );
         assert!(matches!(d.on_end().unwrap(), EndOutcome::Short));
         d.begin_attempt();
         let mut h = HeaderMap::new();
         h.insert(http::header::CONTENT_RANGE, "bytes 7-9/10".parse().unwrap());
         d.on_head(StatusCode::PARTIAL_CONTENT, &h, "u").unwrap();
-        assert_eq!(d.on_chunk(Bytes::from_static(b"789")).unwrap().unwrap(), "789");
+        assert_eq!(
+            d.on_chunk(Bytes::from_static(b"789")).unwrap().unwrap(),
+            "789"
+        );
         assert!(matches!(d.on_end().unwrap(), EndOutcome::Complete));
     }
 
@@ -267,7 +276,12 @@ mod tests {
             d.on_chunk(Bytes::from_static(b"abcd")),
             Err(Error::SizeMismatch { .. })
         ));
-        let mut d = BlobDownload::new(Digest::sha256(b"abc"), 3, Verifier::new(Algorithm::Sha256), 3);
+        let mut d = BlobDownload::new(
+            Digest::sha256(b"abc"),
+            3,
+            Verifier::new(Algorithm::Sha256),
+            3,
+        );
         d.on_chunk(Bytes::from_static(b"abd")).unwrap();
         assert!(matches!(d.on_end(), Err(Error::DigestMismatch { .. })));
     }
@@ -275,7 +289,12 @@ mod tests {
     #[test]
     fn skip_budget() {
         let data = vec![7u8; 100];
-        let mut d = BlobDownload::new(Digest::sha256(&data), 100, Verifier::new(Algorithm::Sha256), 60);
+        let mut d = BlobDownload::new(
+            Digest::sha256(&data),
+            100,
+            Verifier::new(Algorithm::Sha256),
+            60,
+        );
         d.on_chunk(Bytes::from(data[..50].to_vec())).unwrap();
         d.begin_attempt();
         d.on_head(StatusCode::OK, &HeaderMap::new(), "u").unwrap(); // 50 ≤ 60

@@ -53,7 +53,9 @@ pub enum DigestError {
     #[error("invalid digest {0:?}: expected <algorithm>:<hex>")]
     Malformed(String),
     /// The algorithm is well-formed but not one ocireg supports.
-    #[error("unsupported digest algorithm {algorithm:?} in {digest:?} (supported: sha256, sha512)")]
+    #[error(
+        "unsupported digest algorithm {algorithm:?} in {digest:?} (supported: sha256, sha512)"
+    )]
     UnsupportedAlgorithm {
         /// The algorithm part.
         algorithm: String,

@@ -126,7 +126,11 @@ impl fmt::Display for StatusError {
             .ok()
             .and_then(|s| s.canonical_reason())
             .unwrap_or("");
-        write!(f, "{} {}: HTTP {} {}", self.method, self.url, self.status, reason)?;
+        write!(
+            f,
+            "{} {}: HTTP {} {}",
+            self.method, self.url, self.status, reason
+        )?;
         if !self.errors.is_empty() {
             f.write_str(": ")?;
             for (i, e) in self.errors.iter().enumerate() {
@@ -164,7 +168,7 @@ pub enum Error {
     Manifest(#[from] ManifestError),
     /// The registry answered with an error status.
     #[error("{0}")]
-    Status(StatusError),
+    Status(Box<StatusError>),
     /// Authentication failed even with a fresh token or the given credentials.
     #[error("access to {repository} on {registry} refused: {source}")]
     Unauthorized {
@@ -173,7 +177,7 @@ pub enum Error {
         /// Repository.
         repository: String,
         /// The final refusal.
-        source: StatusError,
+        source: Box<StatusError>,
     },
     /// The transport failed.
     #[error("{method} {url}: {error}")]
@@ -245,7 +249,7 @@ pub enum Error {
         /// The configured cap.
         cap: Duration,
         /// The response.
-        source: StatusError,
+        source: Box<StatusError>,
     },
     /// The token service answered something unusable.
     #[error("token from {realm}: {problem}")]
@@ -376,7 +380,10 @@ mod tests {
         )
         .unwrap();
         let r = redact_url(&u);
-        assert!(!r.contains("abc") && !r.contains("pw") && !r.contains("user"), "{r}");
+        assert!(
+            !r.contains("abc") && !r.contains("pw") && !r.contains("user"),
+            "{r}"
+        );
         assert!(r.contains("X-Amz-Signature=REDACTED"), "{r}");
         assert!(r.contains("scope=repository%3Aa%3Apull"), "{r}");
     }
@@ -396,7 +403,7 @@ mod tests {
             e.to_string(),
             "GET https://r/v2/a/manifests/x: HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown"
         );
-        assert_eq!(Error::Status(e).kind(), ErrorKind::Permanent);
+        assert_eq!(Error::Status(Box::new(e)).kind(), ErrorKind::Permanent);
         assert!(parse_registry_errors(b"<html>").is_none());
     }
 }

@@ -85,10 +85,18 @@ pub struct Platform {
     /// Operating system (`linux`, …).
     pub os: String,
     /// OS version (Windows).
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     /// CPU variant (`v7`, `v8`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -288,6 +296,7 @@ pub struct Index {
 }
 
 /// A parsed manifest of any of the four supported types.
+#[allow(clippy::large_enum_variant)] // a manifest is parsed once per pull
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Manifest {
     /// OCI image manifest or Docker schema2 manifest.
@@ -414,7 +423,9 @@ mod tests {
     }
 
     fn image_json(mt: Option<&str>, size: i64) -> String {
-        let mt = mt.map(|m| format!("\"mediaType\":\"{m}\",")).unwrap_or_default();
+        let mt = mt
+            .map(|m| format!("\"mediaType\":\"{m}\","))
+            .unwrap_or_default();
         format!(
             r#"{{"schemaVersion":2,{mt}"config":{{"mediaType":"c","digest":"{}","size":2}},"layers":[{{"mediaType":"l","digest":"{}","size":{size}}}]}}"#,
             d(1),
@@ -501,10 +512,22 @@ mod tests {
         ))
         .unwrap();
         let p = |s| Platform::parse(s).unwrap();
-        assert_eq!(idx.select(&p("linux/x86_64")).unwrap().digest.to_string(), d(1));
-        assert_eq!(idx.select(&p("linux/aarch64")).unwrap().digest.to_string(), d(2));
-        assert_eq!(idx.select(&p("linux/arm64/v8")).unwrap().digest.to_string(), d(2));
-        assert_eq!(idx.select(&p("linux/arm/v7")).unwrap().digest.to_string(), d(3));
+        assert_eq!(
+            idx.select(&p("linux/x86_64")).unwrap().digest.to_string(),
+            d(1)
+        );
+        assert_eq!(
+            idx.select(&p("linux/aarch64")).unwrap().digest.to_string(),
+            d(2)
+        );
+        assert_eq!(
+            idx.select(&p("linux/arm64/v8")).unwrap().digest.to_string(),
+            d(2)
+        );
+        assert_eq!(
+            idx.select(&p("linux/arm/v7")).unwrap().digest.to_string(),
+            d(3)
+        );
         let err = idx.select(&p("windows/amd64")).unwrap_err().to_string();
         assert!(err.contains("linux/arm64/v8"), "{err}");
         assert!(Platform::parse("linux").is_none());

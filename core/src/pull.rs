@@ -109,6 +109,7 @@ pub enum ManifestRole {
     Selector,
 }
 
+#[allow(clippy::large_enum_variant)] // events are moved once, not stored
 /// Something the caller may want to know. Only [`Event::BlobQueued`] asks for a reaction
 /// (optional, see there).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +184,7 @@ pub enum Event {
 }
 
 /// What the caller must do next.
+#[allow(clippy::large_enum_variant)] // actions are moved once, not stored
 #[derive(Debug)]
 pub enum Action {
     /// Start this HTTP exchange and report its head, chunks and end (or error) with `id`.
@@ -234,10 +236,7 @@ enum OpState {
     /// Waiting for the token fetch of this slot.
     WaitingToken(usize),
     /// A request is out.
-    InFlight {
-        id: RequestId,
-        deadline: Instant,
-    },
+    InFlight { id: RequestId, deadline: Instant },
     /// Waiting before the next attempt.
     Backoff { until: Instant },
     /// Finished.
@@ -245,6 +244,7 @@ enum OpState {
 }
 
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per operation
 enum OpKind {
     Manifest {
         reference: String,
@@ -436,7 +436,9 @@ impl Pull {
         let declared = content_length(&op.incoming.headers);
         let url = op.sent_url.as_ref().map(redact_url).unwrap_or_default();
         let checked = match &mut op.kind {
-            OpKind::Manifest { .. } => check_declared("manifest", declared, self.config.manifest_limit),
+            OpKind::Manifest { .. } => {
+                check_declared("manifest", declared, self.config.manifest_limit)
+            }
             OpKind::Token { .. } => check_declared("token", declared, self.config.token_limit),
             OpKind::Blob { dl, .. } => dl.on_head(parts.status, &op.incoming.headers, &url),
         };
@@ -651,7 +653,10 @@ impl Pull {
                 OpState::InFlight { id, deadline } if deadline <= now => {
                     self.in_flight.remove(&id);
                     self.out.push_back(Action::Abort { id });
-                    let e = TransportError::new(TransportErrorKind::Timeout, "no data before the time limit");
+                    let e = TransportError::new(
+                        TransportErrorKind::Timeout,
+                        "no data before the time limit",
+                    );
                     self.on_transport_error(ix, e, now);
                     if self.result.is_some() {
                         return;
@@ -670,7 +675,9 @@ impl Pull {
             if self.result.is_some() {
                 return;
             }
-            if matches!(self.ops[ix].state, OpState::Queued) && active < self.config.max_concurrent.max(1) {
+            if matches!(self.ops[ix].state, OpState::Queued)
+                && active < self.config.max_concurrent.max(1)
+            {
                 active += 1;
                 if self.deliver_embedded(ix) {
                     active -= 1;
@@ -842,7 +849,10 @@ impl Pull {
     }
 
     fn on_blob_end(&mut self, ix: usize, now: Instant) {
-        let OpKind::Blob { dl, id, descriptor, .. } = &mut self.ops[ix].kind else {
+        let OpKind::Blob {
+            dl, id, descriptor, ..
+        } = &mut self.ops[ix].kind
+        else {
             return;
         };
         match dl.on_end() {
@@ -856,7 +866,10 @@ impl Pull {
                 self.out.push_back(Action::Event(ev));
             }
             Ok(EndOutcome::Short) => {
-                let e = TransportError::new(TransportErrorKind::Broken, "body ended before the descriptor's size");
+                let e = TransportError::new(
+                    TransportErrorKind::Broken,
+                    "body ended before the descriptor's size",
+                );
                 self.on_transport_error(ix, e, now);
             }
             Err(e) => self.fail(e),
@@ -900,7 +913,10 @@ impl Pull {
         }
         let errors = parse_registry_errors(&incoming.body).unwrap_or_default();
         let retry_after = headers.get(header::RETRY_AFTER).and_then(|v| {
-            parse_retry_after(v.as_bytes(), headers.get(header::DATE).map(|d| d.as_bytes()))
+            parse_retry_after(
+                v.as_bytes(),
+                headers.get(header::DATE).map(|d| d.as_bytes()),
+            )
         });
         let serr = StatusError {
             method: self.method_of(ix).to_string(),
@@ -951,12 +967,12 @@ impl Pull {
                     return self.fail(Error::RetryAfterTooLong {
                         after: ra,
                         cap: self.config.retry.max_retry_after,
-                        source: serr,
+                        source: Box::new(serr),
                     });
                 }
             }
         }
-        self.retry_or_fail(ix, Error::Status(serr), retry_after, now);
+        self.retry_or_fail(ix, Error::Status(Box::new(serr)), retry_after, now);
     }
 
     // ---- decisions ----------------------------------------------------------------
@@ -988,11 +1004,17 @@ impl Pull {
         op.state = OpState::Ready;
     }
 
-    fn authenticate(&mut self, ix: usize, serr: StatusError, challenges: &[crate::auth::Challenge], now: Instant) {
+    fn authenticate(
+        &mut self,
+        ix: usize,
+        serr: StatusError,
+        challenges: &[crate::auth::Challenge],
+        now: Instant,
+    ) {
         let unauthorized = |s: &Pull, serr: StatusError| Error::Unauthorized {
             registry: s.reference.registry().to_string(),
             repository: s.reference.repository().to_string(),
-            source: serr,
+            source: Box::new(serr),
         };
         if matches!(self.ops[ix].kind, OpKind::Token { .. }) || self.ops[ix].auth_retried {
             return self.fail(unauthorized(self, serr));
@@ -1001,7 +1023,10 @@ impl Pull {
             .iter()
             .find(|c| c.is("bearer") && c.param("realm").is_some());
         if let Some(b) = bearer {
-            let realm = match b.param("realm").and_then(|r| self.registry_url().join(r).ok()) {
+            let realm = match b
+                .param("realm")
+                .and_then(|r| self.registry_url().join(r).ok())
+            {
                 Some(r) if matches!(r.scheme(), "http" | "https") && r.host_str().is_some() => r,
                 _ => {
                     return self.fail(Error::Token {
@@ -1010,7 +1035,10 @@ impl Pull {
                     })
                 }
             };
-            if realm.scheme() == "http" && self.scheme == Scheme::Https && !is_loopback_host(&host_port(&realm)) {
+            if realm.scheme() == "http"
+                && self.scheme == Scheme::Https
+                && !is_loopback_host(&host_port(&realm))
+            {
                 return self.fail(Error::Insecure(format!(
                     "token realm {} is plain http for an https registry",
                     redact_url(&realm)
@@ -1040,7 +1068,10 @@ impl Pull {
                 op.auth_retried = true;
             }
             let s = &mut self.tokens[slot];
-            if op.sent_token.is_some() && op.sent_token == Some(s.generation) && self.auth == RegistryAuth::Bearer(slot) {
+            if op.sent_token.is_some()
+                && op.sent_token == Some(s.generation)
+                && self.auth == RegistryAuth::Bearer(slot)
+            {
                 s.token = None; // refused: renew
             }
             self.auth = RegistryAuth::Bearer(slot);
@@ -1049,7 +1080,10 @@ impl Pull {
             return;
         }
         let basic = challenges.iter().any(|c| c.is("basic"));
-        if basic && matches!(self.config.credentials, Credentials::Basic { .. }) && self.auth != RegistryAuth::Basic {
+        if basic
+            && matches!(self.config.credentials, Credentials::Basic { .. })
+            && self.auth != RegistryAuth::Basic
+        {
             self.auth = RegistryAuth::Basic;
             self.ops[ix].auth_retried = true;
             self.ops[ix].state = OpState::Ready;
@@ -1058,7 +1092,13 @@ impl Pull {
         self.fail(unauthorized(self, serr))
     }
 
-    fn retry_or_fail(&mut self, ix: usize, err: Error, retry_after: Option<Duration>, now: Instant) {
+    fn retry_or_fail(
+        &mut self,
+        ix: usize,
+        err: Error,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) {
         if !err.is_temporary() {
             return self.fail(err);
         }
@@ -1134,8 +1174,18 @@ impl Pull {
 
     // ---- building operations and requests -----------------------------------------
 
-    fn add_manifest(&mut self, reference: String, expected: Option<Digest>, role: ManifestRole, platform: Option<Platform>) {
-        let path = format!("/v2/{}/manifests/{}", self.reference.repository(), reference);
+    fn add_manifest(
+        &mut self,
+        reference: String,
+        expected: Option<Digest>,
+        role: ManifestRole,
+        platform: Option<Platform>,
+    ) {
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            self.reference.repository(),
+            reference
+        );
         let kind = OpKind::Manifest {
             reference,
             expected,
@@ -1162,7 +1212,11 @@ impl Pull {
             Verifier::new(descriptor.digest.algorithm()),
             skip_budget(size, self.config.skip_budget_percent),
         );
-        let path = format!("/v2/{}/blobs/{}", self.reference.repository(), descriptor.digest);
+        let path = format!(
+            "/v2/{}/blobs/{}",
+            self.reference.repository(),
+            descriptor.digest
+        );
         self.blobs.push(self.ops.len());
         self.out.push_back(Action::Event(Event::BlobQueued {
             blob: id,
@@ -1198,7 +1252,12 @@ impl Pull {
             self.fail(e);
             return true;
         }
-        let (blob, digest, size, data) = (*id, descriptor.digest.clone(), descriptor.len(), data.clone());
+        let (blob, digest, size, data) = (
+            *id,
+            descriptor.digest.clone(),
+            descriptor.len(),
+            data.clone(),
+        );
         if !data.is_empty() {
             self.out.push_back(Action::Deliver {
                 blob,
@@ -1252,7 +1311,8 @@ impl Pull {
     fn may_send_credentials(&self, url: &Url) -> bool {
         url.scheme() == "https"
             || is_loopback_host(&host_port(url))
-            || (self.config.plain_http && host_port(url).eq_ignore_ascii_case(self.reference.api_host()))
+            || (self.config.plain_http
+                && host_port(url).eq_ignore_ascii_case(self.reference.api_host()))
     }
 
     fn method_of(&self, ix: usize) -> Method {
@@ -1322,15 +1382,23 @@ impl Pull {
         }
         if !matches!(self.ops[ix].kind, OpKind::Token { .. }) && self.is_registry_origin(&url) {
             match self.auth {
-                RegistryAuth::Bearer(slot) if self.may_send_credentials(&url) || self.config.plain_http => {
+                RegistryAuth::Bearer(slot)
+                    if self.may_send_credentials(&url) || self.config.plain_http =>
+                {
                     if let Some((t, _)) = &self.tokens[slot].token {
-                        b = b.header(header::AUTHORIZATION, sensitive(&format!("Bearer {}", t.expose())));
+                        b = b.header(
+                            header::AUTHORIZATION,
+                            sensitive(&format!("Bearer {}", t.expose())),
+                        );
                         sent_token = Some(self.tokens[slot].generation);
                     }
                 }
                 RegistryAuth::Basic => {
                     if !self.may_send_credentials(&url) {
-                        return self.fail(Error::Insecure(format!("{} is plain http", redact_url(&url))));
+                        return self.fail(Error::Insecure(format!(
+                            "{} is plain http",
+                            redact_url(&url)
+                        )));
                     }
                     if let Some(h) = self.config.credentials.basic_header() {
                         b = b.header(header::AUTHORIZATION, sensitive(h.expose()));
@@ -1341,10 +1409,12 @@ impl Pull {
         }
         let request = match b.body(body) {
             Ok(r) => r,
-            Err(e) => return self.fail(Error::Redirect {
-                from: redact_url(&url),
-                reason: format!("cannot build a request: {e}"),
-            }),
+            Err(e) => {
+                return self.fail(Error::Redirect {
+                    from: redact_url(&url),
+                    reason: format!("cannot build a request: {e}"),
+                })
+            }
         };
         let id = RequestId(self.next_request);
         self.next_request += 1;
@@ -1375,18 +1445,30 @@ impl Pull {
             }
         }
         let kind = OpKind::Token { slot, post };
-        self.ops.push(Op::new(kind, url.to_string(), OpState::Ready));
+        self.ops
+            .push(Op::new(kind, url.to_string(), OpState::Ready));
     }
 
     /// The Authorization header and form body of a token request.
     #[allow(clippy::type_complexity)]
-    fn token_request_parts(&self, slot: usize, url: &Url, post: bool) -> (Result<Option<Secret>, Error>, Option<String>) {
+    fn token_request_parts(
+        &self,
+        slot: usize,
+        url: &Url,
+        post: bool,
+    ) -> (Result<Option<Secret>, Error>, Option<String>) {
         let key = &self.tokens[slot].key;
         let same_origin = url.origin() == key.realm.origin();
         if post {
             if let Credentials::IdentityToken { token } = &self.config.credentials {
                 if !self.may_send_credentials(url) || !same_origin {
-                    return (Err(Error::Insecure(format!("{} may not receive the identity token", redact_url(url)))), None);
+                    return (
+                        Err(Error::Insecure(format!(
+                            "{} may not receive the identity token",
+                            redact_url(url)
+                        ))),
+                        None,
+                    );
                 }
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "refresh_token");
@@ -1402,7 +1484,13 @@ impl Pull {
         match self.config.credentials.basic_header() {
             Some(h) if same_origin => {
                 if !self.may_send_credentials(url) {
-                    return (Err(Error::Insecure(format!("{} is plain http", redact_url(url)))), None);
+                    return (
+                        Err(Error::Insecure(format!(
+                            "{} is plain http",
+                            redact_url(url)
+                        ))),
+                        None,
+                    );
                 }
                 (Ok(Some(h)), None)
             }

@@ -33,7 +33,11 @@ pub fn parse_content_range(v: &[u8]) -> Option<ContentRange> {
     let (first, last) = range.split_once('-')?;
     let first = number(first)?;
     let last = number(last)?;
-    let total = if total == "*" { None } else { Some(number(total)?) };
+    let total = if total == "*" {
+        None
+    } else {
+        Some(number(total)?)
+    };
     if last < first || total.is_some_and(|t| last >= t) {
         return None;
     }
@@ -43,7 +47,7 @@ pub fn parse_content_range(v: &[u8]) -> Option<ContentRange> {
 /// True when `v` is exactly the range asked for: `bytes offset-(size-1)/size` or `/*`.
 pub fn content_range_matches(v: &[u8], offset: u64, size: u64) -> bool {
     parse_content_range(v).is_some_and(|r| {
-        r.first == offset && r.last + 1 == size && r.total.map_or(true, |t| t == size)
+        r.first == offset && r.last + 1 == size && r.total.is_none_or(|t| t == size)
     })
 }
 

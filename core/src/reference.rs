@@ -227,7 +227,7 @@ fn validate_registry(r: &str) -> Result<(), ReferenceError> {
         if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
-        if port.parse::<u32>().map_or(true, |p| p > 65535) {
+        if port.parse::<u32>().is_ok_and(|p| p > 65535) {
             return Err(bad());
         }
     }
@@ -243,7 +243,9 @@ fn validate_registry(r: &str) -> Result<(), ReferenceError> {
             !label.is_empty()
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(())
@@ -379,7 +381,9 @@ mod tests {
         for ok in ["a", "a.b", "a_b", "a__b", "a---b", "a/b/c", "0"] {
             assert!(validate_repository(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a..b", "a___b", "-a", "a-", "a/", "/a", "a//b", "a._b", "A"] {
+        for bad in [
+            "", "a..b", "a___b", "-a", "a-", "a/", "/a", "a//b", "a._b", "A",
+        ] {
             assert!(validate_repository(bad).is_err(), "{bad}");
         }
         assert!(validate_tag(&"a".repeat(128)).is_ok());

@@ -48,7 +48,12 @@ impl RetryPolicy {
 
     /// The delay before attempt `failures + 1`, given `failures` failures so far (≥ 1),
     /// the server's `Retry-After` and a random word. `None` when no attempt is left.
-    pub fn delay(&self, failures: u32, retry_after: Option<Duration>, random: u64) -> Option<Duration> {
+    pub fn delay(
+        &self,
+        failures: u32,
+        retry_after: Option<Duration>,
+        random: u64,
+    ) -> Option<Duration> {
         if failures >= self.max_attempts {
             return None;
         }
@@ -58,7 +63,11 @@ impl RetryPolicy {
             .saturating_mul(1u32 << exp)
             .min(self.max_delay);
         let jitter_span = base.as_nanos() as u64 / 100 * u64::from(self.jitter_percent.min(100));
-        let jitter = if jitter_span == 0 { 0 } else { random % (jitter_span + 1) };
+        let jitter = if jitter_span == 0 {
+            0
+        } else {
+            random % (jitter_span + 1)
+        };
         let backoff = base.saturating_sub(Duration::from_nanos(jitter));
         Some(match retry_after {
             Some(ra) => backoff.max(ra),
@@ -94,7 +103,9 @@ pub fn parse_retry_after(value: &[u8], date: Option<&[u8]>) -> Option<Duration> 
     let v = std::str::from_utf8(value).ok()?.trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         // Saturate absurd values instead of failing: they exceed any cap anyway.
-        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX / 4)));
+        return Some(Duration::from_secs(
+            v.parse::<u64>().unwrap_or(u64::MAX / 4),
+        ));
     }
     let at = httpdate::parse_http_date(v).ok()?;
     let now = httpdate::parse_http_date(std::str::from_utf8(date?).ok()?.trim()).ok()?;
@@ -107,41 +118,64 @@ mod tests {
 
     #[test]
     fn schedule_is_exponential_capped_and_deterministic() {
-        let p = RetryPolicy { jitter_percent: 0, ..RetryPolicy::default() };
-        let d: Vec<_> = (1..6).map(|f| p.delay(f, None, 0).unwrap().as_millis()).collect();
+        let p = RetryPolicy {
+            jitter_percent: 0,
+            ..RetryPolicy::default()
+        };
+        let d: Vec<_> = (1..6)
+            .map(|f| p.delay(f, None, 0).unwrap().as_millis())
+            .collect();
         assert_eq!(d, vec![200, 400, 800, 1600, 3200]);
         assert_eq!(p.delay(6, None, 0), None);
-        let p = RetryPolicy { max_attempts: 100, ..p };
+        let p = RetryPolicy {
+            max_attempts: 100,
+            ..p
+        };
         assert_eq!(p.delay(40, None, 0), Some(Duration::from_secs(10)));
         let j = RetryPolicy::default();
         let a = j.delay(2, None, Rng::new(7).next_u64()).unwrap();
         let b = j.delay(2, None, Rng::new(7).next_u64()).unwrap();
         assert_eq!(a, b);
-        assert!(a <= Duration::from_millis(400) && a >= Duration::from_millis(320), "{a:?}");
+        assert!(
+            a <= Duration::from_millis(400) && a >= Duration::from_millis(320),
+            "{a:?}"
+        );
         assert_eq!(RetryPolicy::none().delay(1, None, 0), None);
     }
 
     #[test]
     fn retry_after_raises_delay() {
         let p = RetryPolicy::default();
-        assert_eq!(p.delay(1, Some(Duration::from_secs(3)), 0), Some(Duration::from_secs(3)));
+        assert_eq!(
+            p.delay(1, Some(Duration::from_secs(3)), 0),
+            Some(Duration::from_secs(3))
+        );
     }
 
     #[test]
     fn retry_after_forms() {
-        assert_eq!(parse_retry_after(b"120", None), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(b"120", None),
+            Some(Duration::from_secs(120))
+        );
         let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
         assert_eq!(
             parse_retry_after(b"Sun, 06 Nov 1994 08:50:07 GMT", Some(date)),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after(b"Sun, 06 Nov 1994 08:50:07 GMT", None), None);
+        assert_eq!(
+            parse_retry_after(b"Sun, 06 Nov 1994 08:50:07 GMT", None),
+            None
+        );
         assert_eq!(
             parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", Some(date)),
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after(b"-1", None), None);
         assert_eq!(parse_retry_after(b"soon", None), None);
-        assert!(parse_retry_after(b"99999999999999999999999", None).unwrap() > Duration::from_secs(1 << 40));
+        assert!(
+            parse_retry_after(b"99999999999999999999999", None).unwrap()
+                > Duration::from_secs(1 << 40)
+        );
     }
 }

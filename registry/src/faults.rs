@@ -174,14 +174,22 @@ impl FaultyRegistry {
             .min(reply.body.len());
         self.log.push(Seen {
             method: req.method().to_string(),
-            path: req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+            path: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
             auth_scheme: req
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.split(' ').next())
                 .map(str::to_string),
-            range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string),
+            range: req
+                .headers()
+                .get(header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
             status: reply.status().as_u16(),
             body_bytes: sent,
         });
@@ -240,17 +248,28 @@ impl FaultyRegistry {
                         .is_some_and(|t| t.starts_with("tok-"));
                     if !ok {
                         let scope = token_scope(&path).unwrap_or_default();
-                        let challenge = format!("Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\"");
+                        let challenge = format!(
+                            "Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\""
+                        );
                         let mut r = simple(401, &[("www-authenticate", challenge.as_str())]);
                         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
-                        r.head.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                        r.head
+                            .headers_mut()
+                            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
                         r.body = Bytes::from_static(body.as_bytes());
                         return r;
                     }
                 }
                 Fault::Basic { username, password } => {
-                    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")));
-                    let ok = req.headers().get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes() == want.as_bytes());
+                    let want = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("{username}:{password}"))
+                    );
+                    let ok = req
+                        .headers()
+                        .get(header::AUTHORIZATION)
+                        .is_some_and(|v| v.as_bytes() == want.as_bytes());
                     if !ok {
                         return simple(401, &[("www-authenticate", "Basic realm=\"ocireg-test\"")]);
                     }
@@ -265,7 +284,8 @@ impl FaultyRegistry {
                         stall = Some(after);
                     }
                 }
-                f @ (Fault::IgnoreRange | Fault::WrongContentRange | Fault::RangeNotSatisfiable) => {
+                f
+                @ (Fault::IgnoreRange | Fault::WrongContentRange | Fault::RangeNotSatisfiable) => {
                     if ranged {
                         range_fault = Some(f);
                     }
@@ -284,15 +304,33 @@ impl FaultyRegistry {
         let mut reply = self.inner.handle(&inner_req);
         match range_fault {
             Some(Fault::RangeNotSatisfiable) if reply.status().is_success() => {
-                let total = reply.head.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).and_then(|v| v.rsplit('/').next()).unwrap_or("*").to_string();
-                reply = simple(416, &[("content-range", format!("bytes */{total}").as_str())]);
+                let total = reply
+                    .head
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.rsplit('/').next())
+                    .unwrap_or("*")
+                    .to_string();
+                reply = simple(
+                    416,
+                    &[("content-range", format!("bytes */{total}").as_str())],
+                );
             }
             Some(Fault::WrongContentRange) if reply.status() == StatusCode::PARTIAL_CONTENT => {
-                let cr = reply.head.headers()[header::CONTENT_RANGE].to_str().unwrap_or("").to_string();
-                if let Some((first, rest)) = cr.strip_prefix("bytes ").and_then(|r| r.split_once('-')) {
+                let cr = reply.head.headers()[header::CONTENT_RANGE]
+                    .to_str()
+                    .unwrap_or("")
+                    .to_string();
+                if let Some((first, rest)) =
+                    cr.strip_prefix("bytes ").and_then(|r| r.split_once('-'))
+                {
                     let first: u64 = first.parse().unwrap_or(0);
                     let wrong = format!("bytes {}-{rest}", first.saturating_sub(1));
-                    reply.head.headers_mut().insert(header::CONTENT_RANGE, HeaderValue::from_str(&wrong).expect("ascii"));
+                    reply.head.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&wrong).expect("ascii"),
+                    );
                 }
             }
             _ => {}
@@ -304,9 +342,13 @@ impl FaultyRegistry {
 
     fn issue_token<B>(&mut self, req: &Request<B>, service: &str) -> Reply {
         let q = req.uri().query().unwrap_or("");
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
+            .into_owned()
+            .collect();
         let svc_ok = pairs.iter().any(|(k, v)| k == "service" && v == service);
-        let scope_ok = pairs.iter().any(|(k, v)| k == "scope" && v.starts_with("repository:") && v.ends_with(":pull"));
+        let scope_ok = pairs
+            .iter()
+            .any(|(k, v)| k == "scope" && v.starts_with("repository:") && v.ends_with(":pull"));
         if !svc_ok || !scope_ok {
             return simple(400, &[]);
         }
@@ -328,7 +370,9 @@ impl FaultyRegistry {
 }
 
 fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
-    let mut b = Response::builder().status(status).header(header::CONTENT_LENGTH, 0);
+    let mut b = Response::builder()
+        .status(status)
+        .header(header::CONTENT_LENGTH, 0);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -350,10 +394,19 @@ mod tests {
         let mut f = FaultyRegistry::new(
             r,
             vec![
-                Rule::all(Fault::FailFirst { times: 1, status: 503 }),
+                Rule::all(Fault::FailFirst {
+                    times: 1,
+                    status: 503,
+                }),
                 Rule::all(Fault::RedirectOnce),
-                Rule::all(Fault::Token { realm: "http://x/token".into(), service: "myregistry.test".into() }),
-                Rule::blobs(Fault::CutBody { after: 4, times: u32::MAX }),
+                Rule::all(Fault::Token {
+                    realm: "http://x/token".into(),
+                    service: "myregistry.test".into(),
+                }),
+                Rule::blobs(Fault::CutBody {
+                    after: 4,
+                    times: u32::MAX,
+                }),
             ],
         );
         let path = format!("/v2/test/repo/blobs/{b}");
@@ -371,7 +424,10 @@ mod tests {
         assert_eq!(f.handle(&get(&loc, None)).status(), 503);
         let r = f.handle(&get(&loc, None));
         assert_eq!(r.status(), 401);
-        assert!(r.head.headers()["www-authenticate"].to_str().unwrap().contains("repository:test/repo:pull"));
+        assert!(r.head.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("repository:test/repo:pull"));
         let t = "/token?service=myregistry.test&scope=repository%3Atest%2Frepo%3Apull";
         assert_eq!(f.handle(&get(t, None)).status(), 503);
         let r = f.handle(&get(t, None));
@@ -392,14 +448,25 @@ mod tests {
         let mut r = Registry::new();
         let b = r.add_blob("x", Bytes::from_static(b"0123456789"));
         let path = format!("/v2/x/blobs/{b}");
-        let ranged = || Request::get(path.as_str()).header("range", "bytes=4-9").body(()).unwrap();
+        let ranged = || {
+            Request::get(path.as_str())
+                .header("range", "bytes=4-9")
+                .body(())
+                .unwrap()
+        };
         let mut f = FaultyRegistry::new(r, vec![Rule::blobs(Fault::IgnoreRange)]);
         assert_eq!(f.handle(&ranged()).status(), 200);
         f.set_rules(vec![Rule::blobs(Fault::WrongContentRange)]);
-        assert_eq!(f.handle(&ranged()).head.headers()["content-range"], "bytes 3-9/10");
+        assert_eq!(
+            f.handle(&ranged()).head.headers()["content-range"],
+            "bytes 3-9/10"
+        );
         f.set_rules(vec![Rule::blobs(Fault::RangeNotSatisfiable)]);
         assert_eq!(f.handle(&ranged()).status(), 416);
-        f.set_rules(vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "2".into() })]);
+        f.set_rules(vec![Rule::all(Fault::RateLimit {
+            times: 1,
+            retry_after: "2".into(),
+        })]);
         assert_eq!(f.handle(&ranged()).head.headers()["retry-after"], "2");
     }
 }

@@ -70,7 +70,12 @@ pub fn image(seed: u64, layer_sizes: &[usize], platform: &Platform, docker: bool
     let layers: Vec<Bytes> = layer_sizes
         .iter()
         .enumerate()
-        .map(|(i, &n)| Bytes::from(random_bytes(seed.wrapping_mul(1000).wrapping_add(i as u64 + 1), n)))
+        .map(|(i, &n)| {
+            Bytes::from(random_bytes(
+                seed.wrapping_mul(1000).wrapping_add(i as u64 + 1),
+                n,
+            ))
+        })
         .collect();
     let config = json!({
         "architecture": platform.architecture,
@@ -108,7 +113,9 @@ pub fn index(children: &[(&TestImage, &Platform)]) -> Bytes {
         })
         .collect();
     Bytes::from(
-        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}))
-            .expect("json"),
+        serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
+        )
+        .expect("json"),
     )
 }

@@ -92,11 +92,18 @@ impl Registry {
     }
 
     /// Adds a manifest with its media type, reachable by digest and, when given, by tag.
-    pub fn add_manifest(&mut self, repo: &str, media_type: &str, bytes: impl Into<Bytes>, tag: Option<&str>) -> Digest {
+    pub fn add_manifest(
+        &mut self,
+        repo: &str,
+        media_type: &str,
+        bytes: impl Into<Bytes>,
+        tag: Option<&str>,
+    ) -> Digest {
         let bytes = bytes.into();
         let d = Digest::sha256(&bytes);
         let r = self.repo(repo);
-        r.manifests.insert(d.clone(), (media_type.to_string(), bytes));
+        r.manifests
+            .insert(d.clone(), (media_type.to_string(), bytes));
         if let Some(t) = tag {
             assert!(validate_tag(t).is_ok(), "invalid tag {t:?}");
             r.tags.insert(t.to_string(), d.clone());
@@ -113,7 +120,11 @@ impl Registry {
     pub fn handle<B>(&self, req: &Request<B>) -> Reply {
         let head_only = req.method() == Method::HEAD;
         if req.method() != Method::GET && !head_only {
-            let mut r = error_reply(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED", "this registry only serves pulls");
+            let mut r = error_reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "UNSUPPORTED",
+                "this registry only serves pulls",
+            );
             r.head
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -141,7 +152,11 @@ impl Registry {
                     continue;
                 }
                 let Some(repo) = self.repos.get(name) else {
-                    return error_reply(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry");
+                    return error_reply(
+                        StatusCode::NOT_FOUND,
+                        "NAME_UNKNOWN",
+                        "repository name not known to registry",
+                    );
                 };
                 return if kind == "manifests" {
                     manifest(repo, reference, req)
@@ -155,7 +170,11 @@ impl Registry {
 
     fn tags(&self, name: &str, query: &str) -> Reply {
         let Some(repo) = self.repos.get(name) else {
-            return error_reply(StatusCode::NOT_FOUND, "NAME_UNKNOWN", "repository name not known to registry");
+            return error_reply(
+                StatusCode::NOT_FOUND,
+                "NAME_UNKNOWN",
+                "repository name not known to registry",
+            );
         };
         let mut n: Option<usize> = None;
         let mut last: Option<String> = None;
@@ -163,7 +182,13 @@ impl Registry {
             match k.as_ref() {
                 "n" => match v.parse() {
                     Ok(x) => n = Some(x),
-                    Err(_) => return error_reply(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", "invalid number of results requested"),
+                    Err(_) => {
+                        return error_reply(
+                            StatusCode::BAD_REQUEST,
+                            "PAGINATION_NUMBER_INVALID",
+                            "invalid number of results requested",
+                        )
+                    }
                 },
                 "last" => last = Some(v.into_owned()),
                 _ => {}
@@ -188,7 +213,10 @@ impl Registry {
                     .append_pair("n", &n.to_string())
                     .append_pair("last", l)
                     .finish();
-                b = b.header(header::LINK, format!("</v2/{name}/tags/list?{q}>; rel=\"next\""));
+                b = b.header(
+                    header::LINK,
+                    format!("</v2/{name}/tags/list?{q}>; rel=\"next\""),
+                );
             }
         }
         Reply::new(b.body(()).expect("valid headers"), Bytes::from(body))
@@ -206,26 +234,48 @@ fn manifest<B>(repo: &Repo, reference: &str, req: &Request<B>) -> Reply {
     let digest = if reference.contains(':') {
         match Digest::parse(reference) {
             Ok(d) => Some(d),
-            Err(_) => return error_reply(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "provided digest did not match uploaded content"),
+            Err(_) => {
+                return error_reply(
+                    StatusCode::BAD_REQUEST,
+                    "DIGEST_INVALID",
+                    "provided digest did not match uploaded content",
+                )
+            }
         }
     } else if validate_tag(reference).is_ok() {
         repo.tags.get(reference).cloned()
     } else {
-        return error_reply(StatusCode::BAD_REQUEST, "TAG_INVALID", "manifest tag did not match URI");
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "TAG_INVALID",
+            "manifest tag did not match URI",
+        );
     };
     match digest.and_then(|d| repo.manifests.get(&d).map(|m| (d, m))) {
         Some((d, (mt, bytes))) => content(req, &d, mt, bytes.clone()),
-        None => error_reply(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN", "manifest unknown"),
+        None => error_reply(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            "manifest unknown",
+        ),
     }
 }
 
 fn blob<B>(repo: &Repo, reference: &str, req: &Request<B>) -> Reply {
     let Ok(d) = Digest::parse(reference) else {
-        return error_reply(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "provided digest did not match uploaded content");
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "DIGEST_INVALID",
+            "provided digest did not match uploaded content",
+        );
     };
     match repo.blobs.get(&d) {
         Some(data) => content(req, &d, "application/octet-stream", data.clone()),
-        None => error_reply(StatusCode::NOT_FOUND, "BLOB_UNKNOWN", "blob unknown to registry"),
+        None => error_reply(
+            StatusCode::NOT_FOUND,
+            "BLOB_UNKNOWN",
+            "blob unknown to registry",
+        ),
     }
 }
 
@@ -247,7 +297,11 @@ fn ok_reply(content_type: &str, body: Bytes, digest: Option<&Digest>) -> Reply {
 /// Serves stored content like a static file: `If-None-Match`, single `Range`.
 fn content<B>(req: &Request<B>, digest: &Digest, content_type: &str, data: Bytes) -> Reply {
     let etag = format!("\"{digest}\"");
-    if let Some(inm) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) {
+    if let Some(inm) = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
         if inm.split(',').any(|t| {
             let t = t.trim();
             t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str())
@@ -280,7 +334,10 @@ fn content<B>(req: &Request<B>, digest: &Digest, content_type: &str, data: Bytes
                     .status(StatusCode::PARTIAL_CONTENT)
                     .header(header::CONTENT_TYPE, content_type)
                     .header(header::CONTENT_LENGTH, part.len())
-                    .header(header::CONTENT_RANGE, format!("bytes {first}-{last}/{total}"))
+                    .header(
+                        header::CONTENT_RANGE,
+                        format!("bytes {first}-{last}/{total}"),
+                    )
                     .header("docker-content-digest", digest.to_string())
                     .header(header::ETAG, etag)
                     .header(header::ACCEPT_RANGES, "bytes")
@@ -303,7 +360,10 @@ enum RangeSpec {
 /// A single `bytes=` range. Multiple ranges and malformed values are ignored (the whole
 /// content is served), as a static file server would.
 fn parse_range(v: &[u8], total: u64) -> RangeSpec {
-    let Some(spec) = std::str::from_utf8(v).ok().and_then(|s| s.trim().strip_prefix("bytes=")) else {
+    let Some(spec) = std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.trim().strip_prefix("bytes="))
+    else {
         return RangeSpec::Ignore;
     };
     if spec.contains(',') {
@@ -313,7 +373,9 @@ fn parse_range(v: &[u8], total: u64) -> RangeSpec {
         return RangeSpec::Ignore;
     };
     let num = |s: &str| -> Option<u64> {
-        (!s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+        (!s.is_empty() && s.len() <= 19 && s.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
     };
     match (a.trim(), b.trim()) {
         ("", suffix) => match num(suffix) {
@@ -354,7 +416,12 @@ mod tests {
     fn reg() -> (Registry, Digest, Digest) {
         let mut r = Registry::new();
         let b = r.add_blob("a/b", Bytes::from_static(b"0123456789"));
-        let m = r.add_manifest("a/b", ocireg_core::manifest::OCI_MANIFEST, Bytes::from_static(b"{}"), Some("v1"));
+        let m = r.add_manifest(
+            "a/b",
+            ocireg_core::manifest::OCI_MANIFEST,
+            Bytes::from_static(b"{}"),
+            Some("v1"),
+        );
         (r, b, m)
     }
 
@@ -364,16 +431,36 @@ mod tests {
         assert_eq!(r.handle(&get("/v2/")).status(), 200);
         let rep = r.handle(&get("/v2/a/b/manifests/v1"));
         assert_eq!(rep.status(), 200);
-        assert_eq!(rep.head.headers()["docker-content-digest"], m.to_string().as_str());
-        assert_eq!(rep.head.headers()["content-type"], ocireg_core::manifest::OCI_MANIFEST);
-        assert_eq!(r.handle(&get(&format!("/v2/a/b/manifests/{m}"))).status(), 200);
-        assert_eq!(r.handle(&get(&format!("/v2/a/b/blobs/{b}"))).body, "0123456789");
+        assert_eq!(
+            rep.head.headers()["docker-content-digest"],
+            m.to_string().as_str()
+        );
+        assert_eq!(
+            rep.head.headers()["content-type"],
+            ocireg_core::manifest::OCI_MANIFEST
+        );
+        assert_eq!(
+            r.handle(&get(&format!("/v2/a/b/manifests/{m}"))).status(),
+            200
+        );
+        assert_eq!(
+            r.handle(&get(&format!("/v2/a/b/blobs/{b}"))).body,
+            "0123456789"
+        );
         let e = r.handle(&get("/v2/x/manifests/v1"));
         assert_eq!(e.status(), 404);
-        assert!(std::str::from_utf8(&e.body).unwrap().contains("NAME_UNKNOWN"));
-        assert!(std::str::from_utf8(&r.handle(&get("/v2/a/b/manifests/v2")).body).unwrap().contains("MANIFEST_UNKNOWN"));
+        assert!(std::str::from_utf8(&e.body)
+            .unwrap()
+            .contains("NAME_UNKNOWN"));
+        assert!(
+            std::str::from_utf8(&r.handle(&get("/v2/a/b/manifests/v2")).body)
+                .unwrap()
+                .contains("MANIFEST_UNKNOWN")
+        );
         let unknown = format!("/v2/a/b/blobs/{}", Digest::sha256(b"x"));
-        assert!(std::str::from_utf8(&r.handle(&get(&unknown)).body).unwrap().contains("BLOB_UNKNOWN"));
+        assert!(std::str::from_utf8(&r.handle(&get(&unknown)).body)
+            .unwrap()
+            .contains("BLOB_UNKNOWN"));
         let post = Request::post("/v2/").body(()).unwrap();
         assert_eq!(r.handle(&post).status(), 405);
         let head = Request::head("/v2/a/b/manifests/v1").body(()).unwrap();
@@ -387,7 +474,9 @@ mod tests {
     fn ranges_and_conditionals() {
         let (r, b, _) = reg();
         let path = format!("/v2/a/b/blobs/{b}");
-        let with = |k: &str, v: &str| r.handle(&Request::get(path.as_str()).header(k, v).body(()).unwrap());
+        let with = |k: &str, v: &str| {
+            r.handle(&Request::get(path.as_str()).header(k, v).body(()).unwrap())
+        };
         let p = with("range", "bytes=3-5");
         assert_eq!(p.status(), 206);
         assert_eq!(p.body, "345");
@@ -403,13 +492,27 @@ mod tests {
     fn tag_paging() {
         let mut r = Registry::new();
         for t in ["a", "b", "c", "d", "e"] {
-            r.add_manifest("x", ocireg_core::manifest::OCI_MANIFEST, Bytes::from(t.to_string()), Some(t));
+            r.add_manifest(
+                "x",
+                ocireg_core::manifest::OCI_MANIFEST,
+                Bytes::from(t.to_string()),
+                Some(t),
+            );
         }
         let p = r.handle(&get("/v2/x/tags/list?n=2"));
-        assert_eq!(std::str::from_utf8(&p.body).unwrap(), r#"{"name":"x","tags":["a","b"]}"#);
-        assert_eq!(p.head.headers()["link"], "</v2/x/tags/list?n=2&last=b>; rel=\"next\"");
+        assert_eq!(
+            std::str::from_utf8(&p.body).unwrap(),
+            r#"{"name":"x","tags":["a","b"]}"#
+        );
+        assert_eq!(
+            p.head.headers()["link"],
+            "</v2/x/tags/list?n=2&last=b>; rel=\"next\""
+        );
         let p = r.handle(&get("/v2/x/tags/list?n=2&last=d"));
-        assert_eq!(std::str::from_utf8(&p.body).unwrap(), r#"{"name":"x","tags":["e"]}"#);
+        assert_eq!(
+            std::str::from_utf8(&p.body).unwrap(),
+            r#"{"name":"x","tags":["e"]}"#
+        );
         assert!(p.head.headers().get("link").is_none());
         assert_eq!(r.handle(&get("/v2/x/tags/list?n=zz")).status(), 400);
     }

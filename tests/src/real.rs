@@ -42,12 +42,23 @@ pub const USER: &str = "peer";
 pub const PASSWORD: &str = "peerpass";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)"));
-    assert!(out.status.success(), "{cmd:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (is it installed? .ci/run installs it)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -68,11 +79,60 @@ impl RealRegistry {
             let tls = dir.path().join("tls");
             std::fs::create_dir_all(&tls).unwrap();
             let t = |f: &str| tls.join(f).display().to_string();
-            run(Command::new("openssl").args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ocireg-test-ca", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", &t("ca.key"), "-out", &t("ca.crt")]));
-            run(Command::new("openssl").args(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", &t("server.key"), "-out", &t("server.csr")]));
+            run(Command::new("openssl").args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ocireg-test-ca",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+                "-keyout",
+                &t("ca.key"),
+                "-out",
+                &t("ca.crt"),
+            ]));
+            run(Command::new("openssl").args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &t("server.key"),
+                "-out",
+                &t("server.csr"),
+            ]));
             std::fs::write(tls.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-            run(Command::new("openssl").args(["x509", "-req", "-in", &t("server.csr"), "-CA", &t("ca.crt"), "-CAkey", &t("ca.key"), "-CAcreateserial", "-days", "2", "-extfile", &t("ext.cnf"), "-out", &t("server.crt")]));
-            config += &format!("  tls:\n    certificate: {}\n    key: {}\n", t("server.crt"), t("server.key"));
+            run(Command::new("openssl").args([
+                "x509",
+                "-req",
+                "-in",
+                &t("server.csr"),
+                "-CA",
+                &t("ca.crt"),
+                "-CAkey",
+                &t("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &t("ext.cnf"),
+                "-out",
+                &t("server.crt"),
+            ]));
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                t("server.crt"),
+                t("server.key")
+            );
             let certs = dir.path().join("certs.d");
             std::fs::create_dir_all(&certs).unwrap();
             std::fs::copy(tls.join("ca.crt"), certs.join("ca.crt")).unwrap();
@@ -81,7 +141,10 @@ impl RealRegistry {
         if mode == Mode::Basic {
             let htpasswd = run(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
             std::fs::write(dir.path().join("htpasswd"), htpasswd).unwrap();
-            config += &format!("auth:\n  htpasswd:\n    realm: ocireg-test\n    path: {}\n", dir.path().join("htpasswd").display());
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: ocireg-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            );
         }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -94,10 +157,20 @@ impl RealRegistry {
             .stdin(Stdio::null())
             .spawn()
             .expect("docker-registry must be installed (apt-get install docker-registry; .ci/run does it)");
-        let reg = RealRegistry { child, dir, addr, ca, mode };
+        let reg = RealRegistry {
+            child,
+            dir,
+            addr,
+            ca,
+            mode,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&reg.addr).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start: {}", std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not start: {}",
+                std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
@@ -106,7 +179,10 @@ impl RealRegistry {
     /// skopeo's TLS and credential options for the destination side.
     fn dest_opts(&self) -> Vec<String> {
         let mut o = match self.mode {
-            Mode::OpenTls => vec![format!("--dest-cert-dir={}", self.dir.path().join("certs.d").display())],
+            Mode::OpenTls => vec![format!(
+                "--dest-cert-dir={}",
+                self.dir.path().join("certs.d").display()
+            )],
             _ => vec!["--dest-tls-verify=false".to_string()],
         };
         if self.mode == Mode::Basic {
@@ -140,7 +216,9 @@ impl RealRegistry {
         if all {
             cmd.arg("--all");
         }
-        cmd.args(self.dest_opts()).arg(source).arg(format!("docker://{}/{repo}:{tag}", self.addr));
+        cmd.args(self.dest_opts())
+            .arg(source)
+            .arg(format!("docker://{}/{repo}:{tag}", self.addr));
         run(&mut cmd);
     }
 }
@@ -154,7 +232,11 @@ impl Drop for RealRegistry {
 
 /// Writes an OCI image layout holding `images` (each tagged when a name is given) and
 /// raw extra manifests (`(media type, bytes, name)`, e.g. an index).
-pub fn write_oci_layout(dir: &Path, images: &[(&TestImage, Option<&str>)], extra: &[(&str, &[u8], &str)]) {
+pub fn write_oci_layout(
+    dir: &Path,
+    images: &[(&TestImage, Option<&str>)],
+    extra: &[(&str, &[u8], &str)],
+) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -196,7 +278,11 @@ pub fn layout_blobs(dir: &Path) -> Vec<String> {
     for alg in std::fs::read_dir(dir.join("blobs")).unwrap() {
         let alg = alg.unwrap();
         for f in std::fs::read_dir(alg.path()).unwrap() {
-            out.push(format!("{}:{}", alg.file_name().to_string_lossy(), f.unwrap().file_name().to_string_lossy()));
+            out.push(format!(
+                "{}:{}",
+                alg.file_name().to_string_lossy(),
+                f.unwrap().file_name().to_string_lossy()
+            ));
         }
     }
     out.sort();
@@ -207,8 +293,15 @@ pub fn layout_blobs(dir: &Path) -> Vec<String> {
 /// skopeo reads back from the copy.
 pub fn skopeo_roundtrip(src: &Path, tag: &str) -> String {
     let dst = tempfile::tempdir().unwrap();
-    run(Command::new("skopeo").args(["copy", "-q", "--all", "--preserve-digests"]).arg(format!("oci:{}:{tag}", src.display())).arg(format!("oci:{}:{tag}", dst.path().display())));
-    let raw = Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:{tag}", dst.path().display())).output().unwrap();
+    run(Command::new("skopeo")
+        .args(["copy", "-q", "--all", "--preserve-digests"])
+        .arg(format!("oci:{}:{tag}", src.display()))
+        .arg(format!("oci:{}:{tag}", dst.path().display())));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{tag}", dst.path().display()))
+        .output()
+        .unwrap();
     assert!(raw.status.success());
     Digest::sha256(&raw.stdout).to_string()
 }

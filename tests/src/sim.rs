@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Response;
-use ocireg_core::{Action, BlobId, Error, Event, Pull, RequestId, TransportError, TransportErrorKind};
+use ocireg_core::{
+    Action, BlobId, Error, Event, Pull, RequestId, TransportError, TransportErrorKind,
+};
 use ocireg_registry::{FaultyRegistry, Reply};
 
 /// One exchange in flight.
@@ -88,7 +90,11 @@ impl Sim {
                     out.requests.push((
                         origin.clone(),
                         request.method().to_string(),
-                        request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+                        request
+                            .uri()
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
                         auth,
                     ));
                     let reply = match self.servers.get_mut(&origin) {
@@ -96,27 +102,54 @@ impl Sim {
                             let path_req = {
                                 let (parts, body) = request.into_parts();
                                 let mut r = http::Request::from_parts(parts, body);
-                                *r.uri_mut() = r.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").parse().unwrap();
+                                *r.uri_mut() = r
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.as_str())
+                                    .unwrap_or("/")
+                                    .parse()
+                                    .unwrap();
                                 r
                             };
                             s.handle(&path_req)
                         }
                         None => {
                             // nobody listens there
-                            pull.handle_error(id, TransportError::new(TransportErrorKind::Connect, "connection refused"), now);
+                            pull.handle_error(
+                                id,
+                                TransportError::new(
+                                    TransportErrorKind::Connect,
+                                    "connection refused",
+                                ),
+                                now,
+                            );
                             continue;
                         }
                     };
-                    open.push(Exchange { id, reply, head_sent: false, sent: 0, ready_at: now + self.latency });
+                    open.push(Exchange {
+                        id,
+                        reply,
+                        head_sent: false,
+                        sent: 0,
+                        ready_at: now + self.latency,
+                    });
                 }
                 Action::Abort { id } => {
                     out.transcript.push("Abort");
                     open.retain(|e| e.id != id);
                 }
-                Action::Deliver { blob, offset, bytes } => {
+                Action::Deliver {
+                    blob,
+                    offset,
+                    bytes,
+                } => {
                     out.transcript.push("Deliver");
                     let buf = out.blobs.entry(blob).or_default();
-                    assert_eq!(offset, buf.len() as u64, "delivery of {blob:?} not contiguous");
+                    assert_eq!(
+                        offset,
+                        buf.len() as u64,
+                        "delivery of {blob:?} not contiguous"
+                    );
                     assert!(!out.done.contains(&blob), "delivery after BlobDone");
                     buf.extend_from_slice(&bytes);
                 }
@@ -162,7 +195,10 @@ impl Sim {
                             }
                         }
                         (_, Some(u)) => {
-                            assert!(u >= now || u + Duration::from_secs(1) >= now, "wait in the past");
+                            assert!(
+                                u >= now || u + Duration::from_secs(1) >= now,
+                                "wait in the past"
+                            );
                             now = now.max(u);
                         }
                         (None, None) => panic!("livelock: waiting forever with nothing in flight"),
@@ -181,13 +217,24 @@ impl Sim {
                 }
             }
         }
-        assert!(out.result.is_some(), "no end after {} steps", self.max_steps);
+        assert!(
+            out.result.is_some(),
+            "no end after {} steps",
+            self.max_steps
+        );
         out.elapsed = now - t0;
         out
     }
 
     /// Advances exchange `i` by one step. Returns true if it did something.
-    fn step(&mut self, pull: &mut Pull, open: &mut Vec<Exchange>, i: usize, now: Instant, out: &mut Outcome) -> bool {
+    fn step(
+        &mut self,
+        pull: &mut Pull,
+        open: &mut Vec<Exchange>,
+        i: usize,
+        now: Instant,
+        out: &mut Outcome,
+    ) -> bool {
         let e = &mut open[i];
         if !e.head_sent {
             e.head_sent = true;
@@ -198,7 +245,14 @@ impl Sim {
             pull.handle_head(e.id, b.body(()).unwrap(), now);
             return true;
         }
-        let limit = e.reply.cut_after.into_iter().chain(e.reply.stall_after).min().unwrap_or(usize::MAX).min(e.reply.body.len());
+        let limit = e
+            .reply
+            .cut_after
+            .into_iter()
+            .chain(e.reply.stall_after)
+            .min()
+            .unwrap_or(usize::MAX)
+            .min(e.reply.body.len());
         if e.sent < limit {
             let n = self.chunk.min(limit - e.sent);
             let chunk: Bytes = e.reply.body.slice(e.sent..e.sent + n);
@@ -210,7 +264,11 @@ impl Sim {
         let id = e.id;
         if e.reply.cut_after.is_some_and(|c| c < e.reply.body.len()) {
             open.remove(i);
-            pull.handle_error(id, TransportError::new(TransportErrorKind::Broken, "connection reset"), now);
+            pull.handle_error(
+                id,
+                TransportError::new(TransportErrorKind::Broken, "connection reset"),
+                now,
+            );
             return true;
         }
         if e.reply.stall_after.is_some_and(|s| s < e.reply.body.len()) {
@@ -224,6 +282,8 @@ impl Sim {
 
 fn is_stalled(e: &Exchange) -> bool {
     e.head_sent
-        && e.reply.stall_after.is_some_and(|s| s < e.reply.body.len() && e.sent >= s)
+        && e.reply
+            .stall_after
+            .is_some_and(|s| s < e.reply.body.len() && e.sent >= s)
         && e.reply.cut_after.is_none_or(|c| c > e.sent)
 }

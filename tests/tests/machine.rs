@@ -42,7 +42,11 @@ fn assert_complete(out: &Outcome, img: &TestImage) {
         panic!("pull failed: {e}");
     }
     let empty = Vec::new();
-    let mut got: Vec<&Vec<u8>> = out.done.iter().map(|b| out.blobs.get(b).unwrap_or(&empty)).collect();
+    let mut got: Vec<&Vec<u8>> = out
+        .done
+        .iter()
+        .map(|b| out.blobs.get(b).unwrap_or(&empty))
+        .collect();
     let mut want: Vec<&[u8]> = img.blobs().map(|b| b.as_ref()).collect();
     got.sort();
     want.sort();
@@ -59,16 +63,34 @@ fn plain_pull_transcript() {
     let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
-    let t: Vec<&str> = out.transcript.iter().copied().filter(|s| *s != "Wait").collect();
+    let t: Vec<&str> = out
+        .transcript
+        .iter()
+        .copied()
+        .filter(|s| *s != "Wait")
+        .collect();
     assert_eq!(
         t,
         [
-            "Send", "Manifest", "Resolved", "BlobQueued", "BlobQueued", "Send", "Send", "Deliver", "BlobDone",
-            "Deliver", "BlobDone", "Done"
+            "Send",
+            "Manifest",
+            "Resolved",
+            "BlobQueued",
+            "BlobQueued",
+            "Send",
+            "Send",
+            "Deliver",
+            "BlobDone",
+            "Deliver",
+            "BlobDone",
+            "Done"
         ]
     );
     assert_eq!(out.requests.len(), 3);
-    assert!(out.requests.iter().all(|r| !r.3), "no Authorization without auth");
+    assert!(
+        out.requests.iter().all(|r| !r.3),
+        "no Authorization without auth"
+    );
 }
 
 #[test]
@@ -91,7 +113,12 @@ fn index_selects_host_platform_and_verifies_child() {
     let mut r = Registry::new();
     a.add_to(&mut r, "test/repo", None);
     b.add_to(&mut r, "test/repo", None);
-    r.add_manifest("test/repo", ocireg_core::manifest::OCI_INDEX, index(&[(&a, &host), (&b, &other)]), Some("v1"));
+    r.add_manifest(
+        "test/repo",
+        ocireg_core::manifest::OCI_INDEX,
+        index(&[(&a, &host), (&b, &other)]),
+        Some("v1"),
+    );
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &a);
@@ -124,10 +151,19 @@ fn seed_scenario() {
     let img = small();
     let half = img.config.len() / 2;
     let rules = vec![
-        Rule::all(Fault::FailFirst { times: 1, status: 503 }),
+        Rule::all(Fault::FailFirst {
+            times: 1,
+            status: 503,
+        }),
         Rule::all(Fault::RedirectOnce),
-        Rule::all(Fault::Token { realm: format!("{ORIGIN}/token"), service: "myregistry.test".into() }),
-        Rule::blobs(Fault::CutBody { after: half, times: u32::MAX }),
+        Rule::all(Fault::Token {
+            realm: format!("{ORIGIN}/token"),
+            service: "myregistry.test".into(),
+        }),
+        Rule::blobs(Fault::CutBody {
+            after: half,
+            times: u32::MAX,
+        }),
     ];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let reference = format!("reg.test/test/repo:v1@{}", img.digest());
@@ -137,11 +173,19 @@ fn seed_scenario() {
     assert_complete(&out, &img);
     let server = &sim.servers[ORIGIN];
     assert_eq!(server.tokens_issued(), 1, "one token for the whole pull");
-    let resumes = out.events.iter().filter(|e| matches!(e, Event::Resumed { .. })).count();
+    let resumes = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Resumed { .. }))
+        .count();
     assert!(resumes >= 2, "{resumes} resumes");
     // bytes sent for blobs stay close to their size: each cut costs nothing extra
     let total: usize = img.blobs().map(|b| b.len()).sum();
-    assert!(out.body_bytes < total + 4096, "{} vs {total}", out.body_bytes);
+    assert!(
+        out.body_bytes < total + 4096,
+        "{} vs {total}",
+        out.body_bytes
+    );
 }
 
 #[test]
@@ -149,7 +193,11 @@ fn pinned_digest_mismatch_is_an_integrity_error() {
     let img = small();
     let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
     let wrong = ocireg_core::Digest::sha256(b"other");
-    let out = pull(config(), &format!("reg.test/test/repo:v1@{wrong}"), &mut sim);
+    let out = pull(
+        config(),
+        &format!("reg.test/test/repo:v1@{wrong}"),
+        &mut sim,
+    );
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
     assert_eq!(e.kind(), ocireg_core::ErrorKind::Integrity);
@@ -170,18 +218,31 @@ fn unknown_names_fail_without_retry() {
 #[test]
 fn retry_after_is_honoured_and_capped() {
     let img = small();
-    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "2".into() })];
+    let rules = vec![Rule::all(Fault::RateLimit {
+        times: 1,
+        retry_after: "2".into(),
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
     assert!(out.elapsed >= Duration::from_secs(2), "{:?}", out.elapsed);
-    let delays: Vec<Duration> = out.events.iter().filter_map(|e| match e {
-        Event::Retry { delay, .. } => Some(*delay),
-        _ => None,
-    }).collect();
-    assert!(delays.iter().all(|d| *d >= Duration::from_secs(2)), "{delays:?}");
+    let delays: Vec<Duration> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retry { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        delays.iter().all(|d| *d >= Duration::from_secs(2)),
+        "{delays:?}"
+    );
 
-    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "3600".into() })];
+    let rules = vec![Rule::all(Fault::RateLimit {
+        times: 1,
+        retry_after: "3600".into(),
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
@@ -193,7 +254,10 @@ fn retry_after_is_honoured_and_capped() {
 #[test]
 fn attempts_are_bounded() {
     let img = small();
-    let rules = vec![Rule::all(Fault::FailFirst { times: 100, status: 502 })];
+    let rules = vec![Rule::all(Fault::FailFirst {
+        times: 100,
+        status: 502,
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let mut cfg = config();
     cfg.retry.max_attempts = 3;
@@ -213,7 +277,10 @@ fn attempts_are_bounded() {
 #[test]
 fn deadline_gives_up_early() {
     let img = small();
-    let rules = vec![Rule::all(Fault::RateLimit { times: 1, retry_after: "30".into() })];
+    let rules = vec![Rule::all(Fault::RateLimit {
+        times: 1,
+        retry_after: "30".into(),
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let t0 = Instant::now();
     let mut cfg = config();
@@ -230,7 +297,10 @@ fn cross_origin_redirect_drops_authorization() {
     let img = small();
     let cdn = "http://cdn.test";
     let rules = vec![
-        Rule::all(Fault::Token { realm: format!("{ORIGIN}/token"), service: "svc".into() }),
+        Rule::all(Fault::Token {
+            realm: format!("{ORIGIN}/token"),
+            service: "svc".into(),
+        }),
         Rule::blobs(Fault::RedirectTo { base: cdn.into() }),
     ];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
@@ -239,9 +309,16 @@ fn cross_origin_redirect_drops_authorization() {
     assert_complete(&out, &img);
     let cdn_reqs: Vec<_> = out.requests.iter().filter(|r| r.0 == cdn).collect();
     assert_eq!(cdn_reqs.len(), img.blobs().count());
-    assert!(cdn_reqs.iter().all(|r| !r.3), "Authorization leaked to the CDN");
+    assert!(
+        cdn_reqs.iter().all(|r| !r.3),
+        "Authorization leaked to the CDN"
+    );
     assert!(sim.servers[cdn].log.iter().all(|s| s.auth_scheme.is_none()));
-    assert!(out.requests.iter().filter(|r| r.0 == ORIGIN && r.2.contains("/blobs/")).all(|r| r.3));
+    assert!(out
+        .requests
+        .iter()
+        .filter(|r| r.0 == ORIGIN && r.2.contains("/blobs/"))
+        .all(|r| r.3));
 }
 
 #[test]
@@ -249,15 +326,22 @@ fn downgrade_and_loops_are_refused() {
     let img = small();
     let mut r = Registry::new();
     img.add_to(&mut r, "test/repo", Some("v1"));
-    let rules = vec![Rule::all(Fault::RedirectTo { base: "http://reg.test".into() })];
+    let rules = vec![Rule::all(Fault::RedirectTo {
+        base: "http://reg.test".into(),
+    })];
     let mut sim = Sim::new("https://reg.test", FaultyRegistry::new(r, rules));
     let mut cfg = config();
     cfg.plain_http = false;
     let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
-    assert!(matches!(e, Error::Redirect { .. }) && e.to_string().contains("https to plain http"), "{e}");
+    assert!(
+        matches!(e, Error::Redirect { .. }) && e.to_string().contains("https to plain http"),
+        "{e}"
+    );
 
-    let rules = vec![Rule::all(Fault::RedirectTo { base: ORIGIN.into() })];
+    let rules = vec![Rule::all(Fault::RedirectTo {
+        base: ORIGIN.into(),
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
@@ -268,34 +352,58 @@ fn downgrade_and_loops_are_refused() {
 #[test]
 fn range_ignored_wrong_or_unsatisfiable() {
     let img = small();
-    let cut = Rule::blobs(Fault::CutBody { after: 30_000, times: 1 });
+    let cut = Rule::blobs(Fault::CutBody {
+        after: 30_000,
+        times: 1,
+    });
     // 200 to a range request: skip what we have
-    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut.clone(), Rule::blobs(Fault::IgnoreRange)]));
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry_with(&img, vec![cut.clone(), Rule::blobs(Fault::IgnoreRange)]),
+    );
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
     // a Content-Range that does not start where we asked: permanent
-    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut.clone(), Rule::blobs(Fault::WrongContentRange)]));
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry_with(
+            &img,
+            vec![cut.clone(), Rule::blobs(Fault::WrongContentRange)],
+        ),
+    );
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::InvalidContentRange { .. }), "{e}");
     // 416: start over once, and say so
-    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![cut, Rule::blobs(Fault::RangeNotSatisfiable)]));
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry_with(&img, vec![cut, Rule::blobs(Fault::RangeNotSatisfiable)]),
+    );
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
-    assert!(out.events.iter().any(|e| matches!(e, Event::Restarted { .. })));
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Restarted { .. })));
 }
 
 #[test]
 fn stalled_body_is_aborted_and_resumed() {
     let img = small();
-    let rules = vec![Rule::blobs(Fault::StallBody { after: 20_000, times: 1 })];
+    let rules = vec![Rule::blobs(Fault::StallBody {
+        after: 20_000,
+        times: 1,
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     let mut cfg = config();
     cfg.idle_timeout = Duration::from_secs(5);
     let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
     assert!(out.transcript.contains(&"Abort"));
-    assert!(out.events.iter().any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
     assert!(out.elapsed >= Duration::from_secs(5));
 }
 
@@ -307,7 +415,16 @@ fn oversize_manifest_is_refused_before_reading() {
     cfg.manifest_limit = 10;
     let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
-    assert!(matches!(e, Error::BodyTooLarge { declared: Some(_), .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::BodyTooLarge {
+                declared: Some(_),
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert_eq!(out.body_bytes, 0);
 }
 
@@ -360,7 +477,12 @@ fn docker_schema2_and_embedded_data() {
     });
     let mut r = Registry::new();
     r.add_blob("test/repo", layer);
-    r.add_manifest("test/repo", ocireg_core::manifest::OCI_MANIFEST, serde_json::to_vec(&m).unwrap(), Some("v1"));
+    r.add_manifest(
+        "test/repo",
+        ocireg_core::manifest::OCI_MANIFEST,
+        serde_json::to_vec(&m).unwrap(),
+        Some("v1"),
+    );
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert!(out.result.as_ref().unwrap().is_ok());
@@ -371,7 +493,10 @@ fn docker_schema2_and_embedded_data() {
 #[test]
 fn basic_challenge_uses_credentials_once() {
     let img = small();
-    let rules = vec![Rule::all(Fault::Basic { username: "u".into(), password: "p".into() })];
+    let rules = vec![Rule::all(Fault::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    })];
     let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
     // without credentials: a typed Unauthorized naming registry and repository
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
@@ -380,12 +505,18 @@ fn basic_challenge_uses_credentials_once() {
     assert!(e.to_string().contains("test/repo on reg.test"), "{e}");
     // with them: one 401, then Basic on every request
     let mut cfg = config();
-    cfg.credentials = ocireg_core::Credentials::Basic { username: "u".into(), password: ocireg_core::Secret::new("p") };
+    cfg.credentials = ocireg_core::Credentials::Basic {
+        username: "u".into(),
+        password: ocireg_core::Secret::new("p"),
+    };
     let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
     assert_eq!(out.requests.len(), 1 + 1 + img.blobs().count());
     // wrong password: refused once more, then a clear error
-    cfg.credentials = ocireg_core::Credentials::Basic { username: "u".into(), password: ocireg_core::Secret::new("bad") };
+    cfg.credentials = ocireg_core::Credentials::Basic {
+        username: "u".into(),
+        password: ocireg_core::Secret::new("bad"),
+    };
     let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");

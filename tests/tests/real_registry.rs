@@ -6,10 +6,17 @@ use ocireg_core::{Config, Credentials, Error, Platform, PlatformChoice, Pull, Re
 use ocireg_driver::layout::pull_to_layout;
 use ocireg_driver::{PullError, Runtime};
 use ocireg_registry::images::{image, index, TestImage};
-use ocireg_tests::real::{layout_blobs, skopeo_roundtrip, write_oci_layout, Mode, RealRegistry, PASSWORD, USER};
+use ocireg_tests::real::{
+    layout_blobs, skopeo_roundtrip, write_oci_layout, Mode, RealRegistry, PASSWORD, USER,
+};
 use ocireg_tokio::{load_certs, TokioRuntime, TokioTransport};
 
-async fn pull(reg: &RealRegistry, reference: &str, cfg: Config, dir: &Path) -> Result<ocireg_core::Descriptor, PullError> {
+async fn pull(
+    reg: &RealRegistry,
+    reference: &str,
+    cfg: Config,
+    dir: &Path,
+) -> Result<ocireg_core::Descriptor, PullError> {
     let mut cas = Vec::new();
     if let Some(ca) = &reg.ca {
         cas = load_certs(ca).unwrap();
@@ -17,14 +24,24 @@ async fn pull(reg: &RealRegistry, reference: &str, cfg: Config, dir: &Path) -> R
     let t = TokioTransport::new(&cas).unwrap();
     let r = Reference::parse(&format!("{}/{reference}", reg.addr)).unwrap();
     let mut p = Pull::new(cfg, r, TokioRuntime.now());
-    pull_to_layout(&mut p, &t, &TokioRuntime, dir, &mut |_| {}).await.map(|(d, _)| d)
+    pull_to_layout(&mut p, &t, &TokioRuntime, dir, &mut |_| {})
+        .await
+        .map(|(d, _)| d)
 }
 
 fn expected_blobs(imgs: &[&TestImage], extra: &[&[u8]]) -> Vec<String> {
     let mut v: Vec<String> = imgs
         .iter()
-        .flat_map(|i| i.blobs().map(|b| ocireg_core::Digest::sha256(b).to_string()).chain([i.digest().to_string()]))
-        .chain(extra.iter().map(|e| ocireg_core::Digest::sha256(e).to_string()))
+        .flat_map(|i| {
+            i.blobs()
+                .map(|b| ocireg_core::Digest::sha256(b).to_string())
+                .chain([i.digest().to_string()])
+        })
+        .chain(
+            extra
+                .iter()
+                .map(|e| ocireg_core::Digest::sha256(e).to_string()),
+        )
         .collect();
     v.sort();
     v.dedup();
@@ -32,7 +49,10 @@ fn expected_blobs(imgs: &[&TestImage], extra: &[&[u8]]) -> Vec<String> {
 }
 
 fn plain() -> Config {
-    Config { plain_http: true, ..Config::default() }
+    Config {
+        plain_http: true,
+        ..Config::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,19 +66,30 @@ async fn open_registry_oci_docker_and_index() {
 
     // OCI image: exactly its blobs, and skopeo reads the layout back with the same digest
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/oci:v1", plain(), out.path()).await.unwrap();
+    let d = pull(&reg, "ocireg/oci:v1", plain(), out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, oci.digest());
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&oci], &[]));
     assert_eq!(skopeo_roundtrip(out.path(), "v1"), oci.digest().to_string());
 
     // pinned by digest, into the same layout: nothing new, still valid
-    let d = pull(&reg, &format!("ocireg/oci@{}", oci.digest()), plain(), out.path()).await.unwrap();
+    let d = pull(
+        &reg,
+        &format!("ocireg/oci@{}", oci.digest()),
+        plain(),
+        out.path(),
+    )
+    .await
+    .unwrap();
     assert_eq!(d.digest, oci.digest());
 
     // Docker schema2: identical digests (skopeo 1.9 cannot read Docker-typed oci: entries
     // back, so the digests are compared directly)
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/docker:v1", plain(), out.path()).await.unwrap();
+    let d = pull(&reg, "ocireg/docker:v1", plain(), out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, docker.digest());
     assert_eq!(d.media_type, ocireg_core::manifest::DOCKER_MANIFEST);
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&docker], &[]));
@@ -69,23 +100,38 @@ async fn open_registry_oci_docker_and_index() {
     let b = image(14, &[2000], &other, false);
     let idx = index(&[(&a, &host), (&b, &other)]);
     let src = tempfile::tempdir().unwrap();
-    write_oci_layout(src.path(), &[(&a, None), (&b, None)], &[(ocireg_core::manifest::OCI_INDEX, &idx, "multi")]);
+    write_oci_layout(
+        src.path(),
+        &[(&a, None), (&b, None)],
+        &[(ocireg_core::manifest::OCI_INDEX, &idx, "multi")],
+    );
     reg.push_layout(src.path(), "multi", "ocireg/multi", "v1");
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/multi:v1", plain(), out.path()).await.unwrap();
+    let d = pull(&reg, "ocireg/multi:v1", plain(), out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, a.digest());
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&a], &[]));
     let out = tempfile::tempdir().unwrap();
-    let cfg = Config { platform: PlatformChoice::All, ..plain() };
-    let d = pull(&reg, "ocireg/multi:v1", cfg, out.path()).await.unwrap();
+    let cfg = Config {
+        platform: PlatformChoice::All,
+        ..plain()
+    };
+    let d = pull(&reg, "ocireg/multi:v1", cfg, out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, ocireg_core::Digest::sha256(&idx));
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&a, &b], &[&idx]));
     assert_eq!(skopeo_roundtrip(out.path(), "v1"), d.digest.to_string());
 
     // unknown tag: a typed 404 carrying the registry's code
     let out = tempfile::tempdir().unwrap();
-    let e = pull(&reg, "ocireg/oci:nope", plain(), out.path()).await.unwrap_err();
-    let PullError::Registry(e) = e else { panic!("{e}") };
+    let e = pull(&reg, "ocireg/oci:nope", plain(), out.path())
+        .await
+        .unwrap_err();
+    let PullError::Registry(e) = e else {
+        panic!("{e}")
+    };
     assert_eq!(e.status(), Some(404));
     assert!(e.to_string().contains("MANIFEST_UNKNOWN"), "{e}");
     assert!(!out.path().join("index.json").exists());
@@ -97,7 +143,9 @@ async fn tls_registry_with_ca_file() {
     let img = image(21, &[100_000, 1 << 20], &Platform::host(), false);
     reg.push(&img, "ocireg/tls", "v1");
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/tls:v1", Config::default(), out.path()).await.unwrap();
+    let d = pull(&reg, "ocireg/tls:v1", Config::default(), out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, img.digest());
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&img], &[]));
     assert_eq!(skopeo_roundtrip(out.path(), "v1"), img.digest().to_string());
@@ -107,9 +155,16 @@ async fn tls_registry_with_ca_file() {
     let r = Reference::parse(&format!("{}/ocireg/tls:v1", reg.addr)).unwrap();
     let mut p = Pull::new(Config::default(), r, TokioRuntime.now());
     let out = tempfile::tempdir().unwrap();
-    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {}).await.unwrap_err();
-    let PullError::Registry(e) = e else { panic!("{e}") };
-    assert!(matches!(&e, Error::Transport { error, .. } if error.kind == ocireg_core::TransportErrorKind::Tls), "{e}");
+    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
+        .await
+        .unwrap_err();
+    let PullError::Registry(e) = e else {
+        panic!("{e}")
+    };
+    assert!(
+        matches!(&e, Error::Transport { error, .. } if error.kind == ocireg_core::TransportErrorKind::Tls),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,13 +173,22 @@ async fn basic_auth_registry() {
     let img = image(31, &[10_000], &Platform::host(), false);
     reg.push(&img, "ocireg/private", "v1");
     let out = tempfile::tempdir().unwrap();
-    let e = pull(&reg, "ocireg/private:v1", plain(), out.path()).await.unwrap_err();
-    let PullError::Registry(e) = e else { panic!("{e}") };
+    let e = pull(&reg, "ocireg/private:v1", plain(), out.path())
+        .await
+        .unwrap_err();
+    let PullError::Registry(e) = e else {
+        panic!("{e}")
+    };
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     let cfg = Config {
-        credentials: Credentials::Basic { username: USER.into(), password: Secret::new(PASSWORD) },
+        credentials: Credentials::Basic {
+            username: USER.into(),
+            password: Secret::new(PASSWORD),
+        },
         ..plain()
     };
-    let d = pull(&reg, "ocireg/private:v1", cfg, out.path()).await.unwrap();
+    let d = pull(&reg, "ocireg/private:v1", cfg, out.path())
+        .await
+        .unwrap();
     assert_eq!(d.digest, img.digest());
 }

@@ -11,7 +11,14 @@ use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::real::layout_blobs;
 use ocireg_tokio::{serve, TokioRuntime, TokioTransport};
 
-async fn start(img: &TestImage, rules: Vec<Rule>) -> (String, Arc<Mutex<FaultyRegistry>>, tokio::task::JoinHandle<std::io::Result<()>>) {
+async fn start(
+    img: &TestImage,
+    rules: Vec<Rule>,
+) -> (
+    String,
+    Arc<Mutex<FaultyRegistry>>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
     let mut r = Registry::new();
     img.add_to(&mut r, "test/repo", Some("v1"));
     let reg = Arc::new(Mutex::new(FaultyRegistry::new(r, rules)));
@@ -23,7 +30,10 @@ async fn start(img: &TestImage, rules: Vec<Rule>) -> (String, Arc<Mutex<FaultyRe
 
 fn fast_retries() -> Config {
     Config {
-        retry: RetryPolicy { initial_delay: Duration::from_millis(1), ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
         ..Config::default()
     }
 }
@@ -40,10 +50,19 @@ async fn seed_scenario_over_sockets() {
         (addr, reg, task)
     };
     reg.lock().unwrap().set_rules(vec![
-        Rule::all(Fault::FailFirst { times: 1, status: 503 }),
+        Rule::all(Fault::FailFirst {
+            times: 1,
+            status: 503,
+        }),
         Rule::all(Fault::RedirectOnce),
-        Rule::all(Fault::Token { realm: format!("http://{listener_addr}/token"), service: "myregistry.test".into() }),
-        Rule::blobs(Fault::CutBody { after: half, times: u32::MAX }),
+        Rule::all(Fault::Token {
+            realm: format!("http://{listener_addr}/token"),
+            service: "myregistry.test".into(),
+        }),
+        Rule::blobs(Fault::CutBody {
+            after: half,
+            times: u32::MAX,
+        }),
     ]);
     let out = tempfile::tempdir().unwrap();
     let reference = Reference::parse(&format!("{addr}/test/repo:v1@{}", img.digest())).unwrap();
@@ -62,11 +81,19 @@ async fn seed_scenario_over_sockets() {
     assert!(fallback, "loopback https attempt falls back to http");
     assert!(resumes > 10, "{resumes} resumes");
     assert_eq!(stats.fetched, 3);
-    let mut want: Vec<String> = img.blobs().map(|b| ocireg_core::Digest::sha256(b).to_string()).chain([img.digest().to_string()]).collect();
+    let mut want: Vec<String> = img
+        .blobs()
+        .map(|b| ocireg_core::Digest::sha256(b).to_string())
+        .chain([img.digest().to_string()])
+        .collect();
     want.sort();
     assert_eq!(layout_blobs(out.path()), want);
     let log = &reg.lock().unwrap().log;
-    let sent: usize = log.iter().filter(|s| s.path.contains("/blobs/")).map(|s| s.body_bytes).sum();
+    let sent: usize = log
+        .iter()
+        .filter(|s| s.path.contains("/blobs/"))
+        .map(|s| s.body_bytes)
+        .sum();
     let total: usize = img.blobs().map(|b| b.len()).sum();
     assert_eq!(sent, total, "every blob byte sent exactly once");
     task.abort();
@@ -75,10 +102,21 @@ async fn seed_scenario_over_sockets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stall_is_detected_and_resumed() {
     let img = image(8, &[500_000], &Platform::host(), false);
-    let (addr, _reg, task) = start(&img, vec![Rule::blobs(Fault::StallBody { after: 100_000, times: 1 })]).await;
+    let (addr, _reg, task) = start(
+        &img,
+        vec![Rule::blobs(Fault::StallBody {
+            after: 100_000,
+            times: 1,
+        })],
+    )
+    .await;
     let out = tempfile::tempdir().unwrap();
     let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
-    let cfg = Config { plain_http: true, idle_timeout: Duration::from_millis(300), ..fast_retries() };
+    let cfg = Config {
+        plain_http: true,
+        idle_timeout: Duration::from_millis(300),
+        ..fast_retries()
+    };
     let mut p = Pull::new(cfg, reference, TokioRuntime.now());
     let t = TokioTransport::new(&[]).unwrap();
     let mut resumed_at = None;
@@ -96,13 +134,29 @@ async fn stall_is_detected_and_resumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failure_leaves_no_half_written_blob() {
     let img = image(9, &[50_000], &Platform::host(), false);
-    let (addr, _reg, task) = start(&img, vec![Rule::blobs(Fault::CutBody { after: 10_000, times: u32::MAX })]).await;
+    let (addr, _reg, task) = start(
+        &img,
+        vec![Rule::blobs(Fault::CutBody {
+            after: 10_000,
+            times: u32::MAX,
+        })],
+    )
+    .await;
     let out = tempfile::tempdir().unwrap();
     let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
-    let cfg = Config { plain_http: true, retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..Config::default() };
+    let cfg = Config {
+        plain_http: true,
+        retry: RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        },
+        ..Config::default()
+    };
     let mut p = Pull::new(cfg, reference, TokioRuntime.now());
     let t = TokioTransport::new(&[]).unwrap();
-    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {}).await.unwrap_err();
+    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("GET"), "{e}");
     // the cut layer never appears under blobs/, what does appear is verified, and no
     // index.json was written

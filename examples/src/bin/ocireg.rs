@@ -11,14 +11,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use ocireg_core::{Config, Credentials, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy, Secret};
+use ocireg_core::{
+    Config, Credentials, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy, Secret,
+};
 use ocireg_driver::layout::{load_into, pull_to_layout};
 use ocireg_driver::Runtime;
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
 
 #[derive(Parser)]
-#[command(name = "ocireg", version, about = "Pull OCI images and artifacts from registries into OCI image layouts")]
+#[command(
+    name = "ocireg",
+    version,
+    about = "Pull OCI images and artifacts from registries into OCI image layouts"
+)]
 #[command(after_help = "Exit status: 0 success, 1 failure, 2 usage error.")]
 struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
@@ -31,10 +37,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pull an image into an OCI image layout directory (created or added to).
-    #[command(after_help = "Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --ca-file ca.crt --platform linux/arm64 registry.example:5000/app@sha256:... ./app")]
+    #[command(
+        after_help = "Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --ca-file ca.crt --platform linux/arm64 registry.example:5000/app@sha256:... ./app"
+    )]
     Pull(PullArgs),
     /// Serve an OCI image layout read-only over plain http (for tests and demos).
-    #[command(after_help = "Examples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine")]
+    #[command(
+        after_help = "Examples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine"
+    )]
     Serve(ServeArgs),
     /// Start a registry in-process with a generated image and pull it into ./ocireg-demo.
     Demo(DemoArgs),
@@ -103,7 +113,10 @@ struct DemoArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ocireg: cannot start the runtime: {e}");
@@ -132,8 +145,13 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn credentials(c: &ConnectArgs) -> Result<Credentials, String> {
@@ -142,14 +160,19 @@ fn credentials(c: &ConnectArgs) -> Result<Credentials, String> {
     };
     let password = if c.password_stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map_err(|e| format!("reading the password from stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("reading the password from stdin: {e}"))?;
         s.trim_end_matches(['\n', '\r']).to_string()
     } else if let Ok(p) = std::env::var("OCIREG_PASSWORD") {
         p
     } else {
         return Err("--username needs --password-stdin or OCIREG_PASSWORD".into());
     };
-    Ok(Credentials::Basic { username, password: Secret::new(password) })
+    Ok(Credentials::Basic {
+        username,
+        password: Secret::new(password),
+    })
 }
 
 fn transport(c: &ConnectArgs) -> Result<TokioTransport, String> {
@@ -165,7 +188,10 @@ fn config(c: &ConnectArgs, now: Instant) -> Result<Config, String> {
         plain_http: c.plain_http,
         credentials: credentials(c)?,
         deadline: c.timeout.map(|s| now + Duration::from_secs(s)),
-        retry: RetryPolicy { max_attempts: c.attempts.max(1), ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            max_attempts: c.attempts.max(1),
+            ..RetryPolicy::default()
+        },
         seed: std::process::id() as u64 ^ now.elapsed().as_nanos() as u64,
         ..Config::default()
     })
@@ -173,18 +199,37 @@ fn config(c: &ConnectArgs, now: Instant) -> Result<Config, String> {
 
 fn log_event(e: &Event) {
     match e {
-        Event::Retry { what, attempt, delay, error } => {
-            tracing::warn!("{what}: {error}; attempt {attempt} in {:.1}s", delay.as_secs_f64())
+        Event::Retry {
+            what,
+            attempt,
+            delay,
+            error,
+        } => {
+            tracing::warn!(
+                "{what}: {error}; attempt {attempt} in {:.1}s",
+                delay.as_secs_f64()
+            )
         }
-        Event::Resumed { blob, offset } => tracing::info!("blob {} resumes at byte {offset}", blob.0),
-        Event::Restarted { blob } => tracing::warn!("blob {} starts over (range not satisfiable)", blob.0),
-        Event::PlainHttpFallback { host } => tracing::info!("{host} does not speak TLS; using plain http"),
+        Event::Resumed { blob, offset } => {
+            tracing::info!("blob {} resumes at byte {offset}", blob.0)
+        }
+        Event::Restarted { blob } => {
+            tracing::warn!("blob {} starts over (range not satisfiable)", blob.0)
+        }
+        Event::PlainHttpFallback { host } => {
+            tracing::info!("{host} does not speak TLS; using plain http")
+        }
         Event::BlobDone { digest, size, .. } => tracing::debug!("{digest}: {size} bytes verified"),
         _ => {}
     }
 }
 
-async fn pull_one(reference: Reference, mut cfg: Config, t: &TokioTransport, dir: &Path) -> Result<String, String> {
+async fn pull_one(
+    reference: Reference,
+    mut cfg: Config,
+    t: &TokioTransport,
+    dir: &Path,
+) -> Result<String, String> {
     let runtime = TokioRuntime;
     let started = runtime.now();
     cfg.seed ^= 0x9e37_79b9;
@@ -193,7 +238,11 @@ async fn pull_one(reference: Reference, mut cfg: Config, t: &TokioTransport, dir
         .await
         .map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64();
-    let platform = desc.platform.as_ref().map(|p| format!(" ({p})")).unwrap_or_default();
+    let platform = desc
+        .platform
+        .as_ref()
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
     Ok(format!(
         "pulled {reference} → {}\n  manifest {}{platform}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
         dir.display(),
@@ -232,7 +281,10 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
     cfg.platform = if a.all_platforms {
         PlatformChoice::All
     } else if let Some(p) = &a.platform {
-        PlatformChoice::Exactly(Platform::parse(p).ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?)
+        PlatformChoice::Exactly(
+            Platform::parse(p)
+                .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
+        )
     } else {
         PlatformChoice::Host
     };
@@ -244,8 +296,11 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
 
 async fn cmd_serve(a: ServeArgs) -> Result<(), String> {
     let mut reg = Registry::new();
-    let added = load_into(&a.dir, &mut reg, &a.repository).map_err(|e| format!("{}: {e}", a.dir.display()))?;
-    let listener = tokio::net::TcpListener::bind(a.addr).await.map_err(|e| format!("listen on {}: {e}", a.addr))?;
+    let added = load_into(&a.dir, &mut reg, &a.repository)
+        .map_err(|e| format!("{}: {e}", a.dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(a.addr)
+        .await
+        .map_err(|e| format!("listen on {}: {e}", a.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("serving {} on http://{addr}", a.dir.display());
     for (repo, tag) in &added {
@@ -254,30 +309,58 @@ async fn cmd_serve(a: ServeArgs) -> Result<(), String> {
             None => println!("  {addr}/{repo}@<digest>"),
         }
     }
-    serve(listener, Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![]))))
-        .await
-        .map_err(|e| e.to_string())
+    serve(
+        listener,
+        Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![]))),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
     let platform = Platform::host();
-    let img = ocireg_registry::images::image(42, &[8 << 20, 1 << 20, 64 << 10, 3 << 20], &platform, false);
+    let img = ocireg_registry::images::image(
+        42,
+        &[8 << 20, 1 << 20, 64 << 10, 3 << 20],
+        &platform,
+        false,
+    );
     let mut reg = Registry::new();
     let digest = img.add_to(&mut reg, "demo/hello", Some("v1"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server = tokio::spawn(serve(listener, Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![])))));
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(Mutex::new(FaultyRegistry::new(reg, vec![]))),
+    ));
     println!(
         "demo: serving a generated {}-layer image (manifest {digest}) at http://{addr}/demo/hello:v1",
         img.layers.len()
     );
-    let reference = Reference::parse(&format!("{addr}/demo/hello:v1")).map_err(|e| e.to_string())?;
+    let reference =
+        Reference::parse(&format!("{addr}/demo/hello:v1")).map_err(|e| e.to_string())?;
     let now = TokioRuntime.now();
     let cfg = config(
-        &ConnectArgs { plain_http: false, ca_files: vec![], username: None, password_stdin: false, timeout: Some(120), attempts: 6 },
+        &ConnectArgs {
+            plain_http: false,
+            ca_files: vec![],
+            username: None,
+            password_stdin: false,
+            timeout: Some(120),
+            attempts: 6,
+        },
         now,
     )?;
-    let t = transport(&ConnectArgs { plain_http: false, ca_files: vec![], username: None, password_stdin: false, timeout: None, attempts: 6 })?;
+    let t = transport(&ConnectArgs {
+        plain_http: false,
+        ca_files: vec![],
+        username: None,
+        password_stdin: false,
+        timeout: None,
+        attempts: 6,
+    })?;
     let summary = pull_one(reference, cfg, &t, &a.dir).await?;
     server.abort();
     println!("{summary}");

@@ -36,12 +36,17 @@ pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportEr
         };
         return TransportError::new(kind, format!("TLS: {tls}"));
     }
-    let mut kind = if is_connect { TransportErrorKind::Connect } else { TransportErrorKind::Broken };
+    let mut kind = if is_connect {
+        TransportErrorKind::Connect
+    } else {
+        TransportErrorKind::Broken
+    };
     let mut message = chain_message(err);
     if let Some(io) = find::<std::io::Error>(err) {
         use std::io::ErrorKind::*;
         kind = match io.kind() {
-            ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable | NetworkUnreachable => TransportErrorKind::Connect,
+            ConnectionRefused | AddrNotAvailable | NotFound | HostUnreachable
+            | NetworkUnreachable => TransportErrorKind::Connect,
             TimedOut => TransportErrorKind::Timeout,
             _ => kind,
         };
@@ -103,9 +108,19 @@ const SERVE_CHUNK: usize = 256 * 1024;
 /// Turns a registry reply into a hyper response, acting out its faults: a cut body ends
 /// with an error (hyper then drops the connection), a stalled body stops sending.
 pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<ServerBody> {
-    let Reply { head, body, cut_after, stall_after } = reply;
+    let Reply {
+        head,
+        body,
+        cut_after,
+        stall_after,
+    } = reply;
     let len = body.len();
-    let limit = cut_after.into_iter().chain(stall_after).min().unwrap_or(len).min(len);
+    let limit = cut_after
+        .into_iter()
+        .chain(stall_after)
+        .min()
+        .unwrap_or(len)
+        .min(len);
     let chunks: Vec<Bytes> = (0..limit)
         .step_by(SERVE_CHUNK)
         .map(|i| body.slice(i..(i + SERVE_CHUNK).min(limit)))
@@ -115,14 +130,21 @@ pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<Se
     let stall = !cut && stall_after.is_some_and(|s| s < len);
     let tail = stream::once(async move {
         if stall {
-            runtime.sleep_until(runtime.now() + ocireg_registry::faults::STALL_LIMIT).await;
+            runtime
+                .sleep_until(runtime.now() + ocireg_registry::faults::STALL_LIMIT)
+                .await;
         } else if cut {
             // Pending once lets hyper flush what it buffered; an error right away would
             // drop the connection before the bytes before the cut were written.
-            runtime.sleep_until(runtime.now() + Duration::from_millis(2)).await;
+            runtime
+                .sleep_until(runtime.now() + Duration::from_millis(2))
+                .await;
         }
         if cut || stall {
-            Some(Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault injection: body cut")))
+            Some(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "fault injection: body cut",
+            )))
         } else {
             None
         }

@@ -55,11 +55,14 @@ pub struct LayoutWriter {
 }
 
 fn blob_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join("blobs").join(d.algorithm().as_str()).join(d.hex())
+    root.join("blobs")
+        .join(d.algorithm().as_str())
+        .join(d.hex())
 }
 
 fn partial_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join(INGEST_DIR).join(format!("{}-{}.partial", d.algorithm(), d.hex()))
+    root.join(INGEST_DIR)
+        .join(format!("{}-{}.partial", d.algorithm(), d.hex()))
 }
 
 /// Writes `data` to `path` through a temporary file and a rename.
@@ -110,21 +113,39 @@ impl LayoutWriter {
         };
         let path = self.root.join("index.json");
         let mut index: Value = match fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => json!({"schemaVersion": 2, "mediaType": ocireg_core::manifest::OCI_INDEX, "manifests": []}),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                json!({"schemaVersion": 2, "mediaType": ocireg_core::manifest::OCI_INDEX, "manifests": []})
+            }
             Err(e) => return Err(e),
         };
         let mut entry = serde_json::to_value(desc).map_err(io::Error::other)?;
         if let Some(tag) = &self.tag {
             entry["annotations"] = json!({ REF_NAME: tag });
         }
-        let manifests = index["manifests"].as_array_mut().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "index.json has no manifests array"))?;
+        let manifests = index["manifests"].as_array_mut().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "index.json has no manifests array",
+            )
+        })?;
         manifests.retain(|m| match &self.tag {
             Some(tag) => m["annotations"][REF_NAME].as_str() != Some(tag),
-            None => m["digest"].as_str() != Some(&desc.digest.to_string()) || m["annotations"][REF_NAME].is_string(),
+            None => {
+                m["digest"].as_str() != Some(&desc.digest.to_string())
+                    || m["annotations"][REF_NAME].is_string()
+            }
         });
         manifests.push(entry);
-        write_atomic(&path, &serde_json::to_vec_pretty(&index).map_err(io::Error::other)?)
+        write_atomic(
+            &path,
+            &serde_json::to_vec_pretty(&index).map_err(io::Error::other)?,
+        )
     }
 
     fn blob_queued(&mut self, pull: &mut Pull, blob: BlobId, d: &Descriptor) -> io::Result<()> {
@@ -136,7 +157,12 @@ impl LayoutWriter {
         }
         let partial = partial_path(&self.root, &d.digest);
         fs::create_dir_all(partial.parent().expect("ingest dir"))?;
-        let mut file = OpenOptions::new().create(true).truncate(false).read(true).append(true).open(&partial)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&partial)?;
         let len = file.metadata()?.len();
         if len > 0 && len < d.len() {
             // Hash what an earlier run left, and continue after it.
@@ -156,7 +182,14 @@ impl LayoutWriter {
             file.set_len(0)?;
         }
         let _ = &mut file;
-        self.open.insert(blob, Open { file, partial, final_path });
+        self.open.insert(
+            blob,
+            Open {
+                file,
+                partial,
+                final_path,
+            },
+        );
         Ok(())
     }
 
@@ -173,7 +206,10 @@ impl Sink for LayoutWriter {
     fn event(&mut self, pull: &mut Pull, event: &Event) -> io::Result<()> {
         match event {
             Event::BlobQueued { blob, descriptor } => self.blob_queued(pull, *blob, descriptor)?,
-            Event::Manifest { role: ManifestRole::Selector, .. } => {}
+            Event::Manifest {
+                role: ManifestRole::Selector,
+                ..
+            } => {}
             Event::Manifest { digest, bytes, .. } => self.write_manifest(digest, bytes)?,
             Event::Resolved { descriptor } => self.resolved = Some(descriptor.clone()),
             Event::Restarted { blob } => {
@@ -187,7 +223,10 @@ impl Sink for LayoutWriter {
                 if let Some(o) = self.open.remove(blob) {
                     let len = o.file.metadata()?.len();
                     if len != *size {
-                        return Err(io::Error::other(format!("{}: wrote {len} bytes, expected {size}", o.partial.display())));
+                        return Err(io::Error::other(format!(
+                            "{}: wrote {len} bytes, expected {size}",
+                            o.partial.display()
+                        )));
                     }
                     drop(o.file);
                     fs::create_dir_all(o.final_path.parent().expect("blob dir"))?;
@@ -202,7 +241,10 @@ impl Sink for LayoutWriter {
     }
 
     fn deliver(&mut self, blob: BlobId, _offset: u64, bytes: &Bytes) -> io::Result<()> {
-        let o = self.open.get_mut(&blob).ok_or_else(|| io::Error::other(format!("bytes for unknown blob {blob:?}")))?;
+        let o = self
+            .open
+            .get_mut(&blob)
+            .ok_or_else(|| io::Error::other(format!("bytes for unknown blob {blob:?}")))?;
         o.file.write_all(bytes)?;
         self.stats.bytes += bytes.len() as u64;
         Ok(())
@@ -222,12 +264,20 @@ pub struct LayoutImage {
 pub fn read_index(root: &Path) -> io::Result<Vec<LayoutImage>> {
     let path = root.join("index.json");
     let bytes = fs::read(&path)?;
-    let index: ocireg_core::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
+    let index: ocireg_core::manifest::Index = serde_json::from_slice(&bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
     Ok(index
         .manifests
         .into_iter()
         .map(|d| LayoutImage {
-            name: d.annotations.as_ref().and_then(|a| a.get(REF_NAME).cloned()),
+            name: d
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME).cloned()),
             descriptor: d,
         })
         .collect())
@@ -237,7 +287,10 @@ pub fn read_index(root: &Path) -> io::Result<Vec<LayoutImage>> {
 pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
     let data = fs::read(blob_path(root, d))?;
     if Digest::of(d.algorithm(), &data) != *d {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("blob {d} does not match its digest")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {d} does not match its digest"),
+        ));
     }
     Ok(Bytes::from(data))
 }
@@ -245,11 +298,17 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
 /// Loads every image of a layout into `registry` under `repository`. An image whose
 /// `ref.name` is a valid tag is tagged with it; one whose `ref.name` is a full reference
 /// (`host/repo:tag`) goes to that repository. Returns the (repository, tag) pairs added.
-pub fn load_into(root: &Path, registry: &mut Registry, repository: &str) -> io::Result<Vec<(String, Option<String>)>> {
+pub fn load_into(
+    root: &Path,
+    registry: &mut Registry,
+    repository: &str,
+) -> io::Result<Vec<(String, Option<String>)>> {
     let mut added = Vec::new();
     for img in read_index(root)? {
         let (repo, tag) = match &img.name {
-            Some(n) if ocireg_core::reference::validate_tag(n).is_ok() => (repository.to_string(), Some(n.clone())),
+            Some(n) if ocireg_core::reference::validate_tag(n).is_ok() => {
+                (repository.to_string(), Some(n.clone()))
+            }
             Some(n) => match ocireg_core::Reference::parse(n) {
                 Ok(r) => (r.repository().to_string(), r.tag().map(str::to_string)),
                 Err(_) => (repository.to_string(), None),
@@ -262,9 +321,16 @@ pub fn load_into(root: &Path, registry: &mut Registry, repository: &str) -> io::
     Ok(added)
 }
 
-fn load_manifest(root: &Path, registry: &mut Registry, repo: &str, d: &Descriptor, tag: Option<&str>) -> io::Result<()> {
+fn load_manifest(
+    root: &Path,
+    registry: &mut Registry,
+    repo: &str,
+    d: &Descriptor,
+    tag: Option<&str>,
+) -> io::Result<()> {
     let bytes = read_blob(root, &d.digest)?;
-    let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest)))?;
+    let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest)))?;
     match manifest {
         Manifest::Image(m) => {
             for b in m.blobs() {
@@ -308,7 +374,11 @@ where
     let mut sink = Observed { writer, observer };
     crate::drive(pull, transport, runtime, &mut sink).await?;
     sink.writer.commit()?;
-    let desc = sink.writer.resolved().cloned().ok_or_else(|| io::Error::other("no manifest resolved"))?;
+    let desc = sink
+        .writer
+        .resolved()
+        .cloned()
+        .ok_or_else(|| io::Error::other("no manifest resolved"))?;
     Ok((desc, sink.writer.stats.clone()))
 }
 

@@ -26,7 +26,10 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> +
 /// Performs one HTTP exchange. It must not follow redirects or retry: the core does.
 pub trait Transport: Send + Sync {
     /// Sends `request`; resolves to the response head with its body as a stream.
-    fn send(&self, request: Request<Bytes>) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>>;
+    fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>>;
 }
 
 /// What the drive loop needs of a runtime: the time, and a timer.
@@ -74,13 +77,19 @@ enum ExchangeState {
 }
 
 /// One exchange as a stream of items tagged with its id.
-fn exchange(id: RequestId, fut: BoxFuture<'static, Result<Response<BodyStream>, TransportError>>) -> impl Stream<Item = (RequestId, Item)> + Send {
+fn exchange(
+    id: RequestId,
+    fut: BoxFuture<'static, Result<Response<BodyStream>, TransportError>>,
+) -> impl Stream<Item = (RequestId, Item)> + Send {
     futures::stream::unfold(ExchangeState::Start(fut), move |state| async move {
         match state {
             ExchangeState::Start(fut) => match fut.await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    Some(((id, Item::Head(Response::from_parts(parts, ()))), ExchangeState::Body(body)))
+                    Some((
+                        (id, Item::Head(Response::from_parts(parts, ()))),
+                        ExchangeState::Body(body),
+                    ))
                 }
                 Err(e) => Some(((id, Item::Error(e)), ExchangeState::Finished)),
             },
@@ -120,7 +129,11 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
                         h.abort();
                     }
                 }
-                Action::Deliver { blob, offset, bytes } => {
+                Action::Deliver {
+                    blob,
+                    offset,
+                    bytes,
+                } => {
                     if let Err(e) = sink.deliver(blob, offset, &bytes) {
                         abort_all(pull, &mut aborts, runtime);
                         return Err(e.into());
@@ -180,7 +193,11 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
     }
 }
 
-fn abort_all<R: Runtime + ?Sized>(pull: &mut Pull, aborts: &mut HashMap<RequestId, AbortHandle>, runtime: &R) {
+fn abort_all<R: Runtime + ?Sized>(
+    pull: &mut Pull,
+    aborts: &mut HashMap<RequestId, AbortHandle>,
+    runtime: &R,
+) {
     for (_, h) in aborts.drain() {
         h.abort();
     }

@@ -16,7 +16,9 @@ use http::{Request, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ocireg_core::TransportError;
-use ocireg_driver::hyper::{body_stream, classify, reply_to_response, to_hyper_request, RequestBody, POOL_IDLE};
+use ocireg_driver::hyper::{
+    body_stream, classify, reply_to_response, to_hyper_request, RequestBody, POOL_IDLE,
+};
 use ocireg_driver::{BodyStream, Runtime, Transport};
 use ocireg_registry::FaultyRegistry;
 
@@ -40,13 +42,18 @@ pub fn load_certs(path: &Path) -> std::io::Result<Vec<rustls::pki_types::Certifi
     let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
     let certs = certs?;
     if certs.is_empty() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: no PEM certificate found", path.display())));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: no PEM certificate found", path.display()),
+        ));
     }
     Ok(certs)
 }
 
 /// The rustls client configuration: web PKI roots plus `extra_cas`.
-pub fn tls_config(extra_cas: &[rustls::pki_types::CertificateDer<'static>]) -> Result<rustls::ClientConfig, rustls::Error> {
+pub fn tls_config(
+    extra_cas: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for ca in extra_cas {
@@ -73,7 +80,9 @@ impl std::fmt::Debug for TokioTransport {
 
 impl TokioTransport {
     /// A client trusting the web PKI roots plus `extra_cas`.
-    pub fn new(extra_cas: &[rustls::pki_types::CertificateDer<'static>]) -> Result<TokioTransport, rustls::Error> {
+    pub fn new(
+        extra_cas: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<TokioTransport, rustls::Error> {
         let tls = tls_config(extra_cas)?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -96,7 +105,10 @@ impl TokioTransport {
 }
 
 impl Transport for TokioTransport {
-    fn send(&self, request: Request<Bytes>) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>> {
+    fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>> {
         let fut = self.client.request(to_hyper_request(request));
         async move {
             match fut.await {
@@ -110,7 +122,10 @@ impl Transport for TokioTransport {
 
 /// Serves `registry` on `listener` until the task is dropped. Each connection speaks
 /// HTTP/1.1 or HTTP/2 (prior knowledge), plain text.
-pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Mutex<FaultyRegistry>>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Mutex<FaultyRegistry>>,
+) -> std::io::Result<()> {
     let runtime: Arc<dyn Runtime> = Arc::new(TokioRuntime);
     loop {
         let (stream, _) = listener.accept().await?;
@@ -124,7 +139,9 @@ pub async fn serve(listener: tokio::net::TcpListener, registry: Arc<Mutex<Faulty
                 async move { Ok::<_, std::convert::Infallible>(resp) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
