@@ -281,6 +281,8 @@ struct Op {
     redirect: Option<Url>,
     hops: u8,
     failures: u32,
+    /// Time spent in backoff so far.
+    waited: Duration,
     auth_retried: bool,
     /// Token generation the last request carried.
     sent_token: Option<u64>,
@@ -298,6 +300,7 @@ impl Op {
             redirect: None,
             hops: 0,
             failures: 0,
+            waited: Duration::ZERO,
             auth_retried: false,
             sent_token: None,
             sent_url: None,
@@ -1124,6 +1127,17 @@ impl Pull {
             });
         };
         let until = now + delay;
+        if self.ops[ix].waited + delay > self.config.retry.budget {
+            return self.fail(Error::GaveUp {
+                what: format!(
+                    "{what} (retry budget of {}s spent)",
+                    self.config.retry.budget.as_secs()
+                ),
+                attempts,
+                last: Box::new(err),
+            });
+        }
+        self.ops[ix].waited += delay;
         if self.config.deadline.is_some_and(|d| until > d) {
             return self.fail(Error::Deadline {
                 what,

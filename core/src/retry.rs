@@ -8,7 +8,8 @@ use std::time::Duration;
 /// How failed requests are retried.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts per request, counting the first (1 = no retries).
+    /// Attempts per request, counting the first (1 = no retries). For blob downloads
+    /// this counts attempts in a row that brought no new byte: progress renews it.
     pub max_attempts: u32,
     /// First backoff delay.
     pub initial_delay: Duration,
@@ -19,8 +20,8 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Fraction (0–100 %) of each delay that is randomised away.
     pub jitter_percent: u8,
-    /// Attempts in a row without any new blob byte before a download gives up.
-    pub max_stalled_attempts: u32,
+    /// Total time one operation may spend waiting between attempts.
+    pub budget: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -31,7 +32,7 @@ impl Default for RetryPolicy {
             max_delay: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
             jitter_percent: 20,
-            max_stalled_attempts: 6,
+            budget: Duration::from_secs(300),
         }
     }
 }
@@ -41,7 +42,6 @@ impl RetryPolicy {
     pub fn none() -> RetryPolicy {
         RetryPolicy {
             max_attempts: 1,
-            max_stalled_attempts: 1,
             ..RetryPolicy::default()
         }
     }

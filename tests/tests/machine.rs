@@ -523,3 +523,25 @@ fn basic_challenge_uses_credentials_once() {
     assert!(!format!("{e:?}").contains("bad"));
     assert_eq!(out.requests.len(), 2);
 }
+
+#[test]
+fn retry_budget_bounds_total_waiting() {
+    let img = small();
+    let rules = vec![Rule::all(Fault::RateLimit {
+        times: 10,
+        retry_after: "50".into(),
+    })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let mut cfg = config();
+    cfg.retry.max_attempts = 10;
+    cfg.retry.budget = Duration::from_secs(120);
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(e.to_string().contains("retry budget"), "{e}");
+    assert_eq!(
+        out.requests.len(),
+        3,
+        "waits of 50 s: the third would pass 120 s"
+    );
+    assert!(out.elapsed <= Duration::from_secs(120));
+}

@@ -169,3 +169,51 @@ async fn failure_leaves_no_half_written_blob() {
     assert!(!out.path().join("index.json").exists());
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blob_redirected_to_another_origin_arrives_without_authorization() {
+    let img = image(10, &[40_000, 90_000], &Platform::host(), false);
+    let (cdn_addr, cdn, cdn_task) = start(&img, vec![]).await;
+    let (addr, reg, task) = start(&img, vec![]).await;
+    reg.lock().unwrap().set_rules(vec![
+        Rule::all(Fault::Token {
+            realm: format!("http://{addr}/token"),
+            service: "svc".into(),
+        }),
+        Rule::blobs(Fault::RedirectTo {
+            base: format!("http://{cdn_addr}"),
+        }),
+    ]);
+    let out = tempfile::tempdir().unwrap();
+    let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
+    let mut p = Pull::new(
+        Config {
+            plain_http: true,
+            ..fast_retries()
+        },
+        reference,
+        TokioRuntime.now(),
+    );
+    let t = TokioTransport::new(&[]).unwrap();
+    let (d, _) = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(d.digest, img.digest());
+    let cdn_log = cdn.lock().unwrap().log.clone();
+    assert_eq!(
+        cdn_log.len(),
+        3,
+        "config and two layers fetched from the other origin"
+    );
+    assert!(
+        cdn_log.iter().all(|s| s.auth_scheme.is_none()),
+        "{cdn_log:?}"
+    );
+    let reg_log = reg.lock().unwrap().log.clone();
+    assert!(reg_log
+        .iter()
+        .filter(|s| s.path.contains("/blobs/"))
+        .all(|s| s.auth_scheme.as_deref() == Some("Bearer")));
+    task.abort();
+    cdn_task.abort();
+}
