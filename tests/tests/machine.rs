@@ -545,3 +545,41 @@ fn retry_budget_bounds_total_waiting() {
     );
     assert!(out.elapsed <= Duration::from_secs(120));
 }
+
+#[test]
+fn resume_after_a_redirected_download_starts_at_the_registry() {
+    let img = image(5, &[100_000], &Platform::host(), false);
+    let cdn = "http://cdn.test";
+    let rules = vec![Rule::blobs(Fault::RedirectTo { base: cdn.into() })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    sim.servers.insert(
+        cdn.into(),
+        registry_with(
+            &img,
+            vec![Rule::blobs(Fault::CutBody {
+                after: 30_000,
+                times: 2,
+            })],
+        ),
+    );
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    // every request to the CDN was preceded by one to the registry for the same blob
+    for blob in img.blobs() {
+        let d = ocireg_core::Digest::sha256(blob).to_string();
+        let seq: Vec<&str> = out
+            .requests
+            .iter()
+            .filter(|r| r.2.ends_with(&d))
+            .map(|r| r.0.as_str())
+            .collect();
+        assert!(seq.len() >= 2 && seq.len() % 2 == 0, "{seq:?}");
+        for pair in seq.chunks(2) {
+            assert_eq!(pair, [ORIGIN, cdn], "{seq:?}");
+        }
+    }
+    assert!(out
+        .requests
+        .iter()
+        .any(|r| r.0 == cdn && r.2.contains("/blobs/")));
+}

@@ -198,8 +198,16 @@ async fn cut_connections_resume_with_little_overhead() {
     let reg = RealRegistry::start(Mode::Open);
     let img = image(41, &[64 << 20], &Platform::host(), false);
     reg.push(&img, "ocireg/cut", "v1");
-    // five cuts at spread-out points of the 64 MiB layer's connections
-    let points = vec![3 << 20, 9 << 20, 7 << 20, 11 << 20, 5 << 20];
+    // five cuts at random points (the seed is printed to reproduce a failure)
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = ocireg_core::retry::Rng::new(seed);
+    let points: Vec<u64> = (0..5)
+        .map(|_| (1 << 20) + rng.next_u64() % (12 << 20))
+        .collect();
+    eprintln!("cut points (seed {seed}): {points:?}");
     let proxy = ocireg_tests::proxy::CuttingProxy::start(reg.addr.clone(), points).await;
     let t = TokioTransport::new(&[]).unwrap();
     let r = Reference::parse(&format!("{}/ocireg/cut:v1", proxy.addr)).unwrap();

@@ -171,7 +171,10 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
             Some((id, item)) => {
                 let now = runtime.now();
                 match item {
-                    Item::Head(h) => pull.handle_head(id, h, now),
+                    Item::Head(h) => {
+                        tracing::debug!(?id, status = h.status().as_u16(), version = ?h.version(), "response");
+                        pull.handle_head(id, h, now)
+                    }
                     Item::Chunk(c) => pull.handle_chunk(id, c, now),
                     Item::End => {
                         aborts.remove(&id);
