@@ -573,7 +573,7 @@ fn resume_after_a_redirected_download_starts_at_the_registry() {
             .filter(|r| r.2.ends_with(&d))
             .map(|r| r.0.as_str())
             .collect();
-        assert!(seq.len() >= 2 && seq.len() % 2 == 0, "{seq:?}");
+        assert!(seq.len() >= 2 && seq.len().is_multiple_of(2), "{seq:?}");
         for pair in seq.chunks(2) {
             assert_eq!(pair, [ORIGIN, cdn], "{seq:?}");
         }
