@@ -832,10 +832,21 @@ impl Pull {
             return;
         };
         self.ops[ix].state = OpState::Done;
+        let date = self.ops[ix]
+            .incoming
+            .headers
+            .get(header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|d| d.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
         match parse_token_response(body) {
             Ok(t) => {
+                // A token that arrives already (nearly) expired is still used once: renewing
+                // it at once would only fetch another such token, forever.
+                let lifetime = t.lifetime(date).max(TOKEN_EARLY_RENEWAL * 2);
                 let s = &mut self.tokens[slot];
-                s.token = Some((t.token, now + t.expires_in));
+                s.token = Some((t.token, now + lifetime));
                 s.generation += 1;
                 s.fetching = false;
                 for op in &mut self.ops {
@@ -1356,8 +1367,21 @@ impl Pull {
         let url = match &self.ops[ix].redirect {
             Some(u) => u.clone(),
             None => match &self.ops[ix].kind {
-                OpKind::Token { .. } => match Url::parse(&self.ops[ix].path) {
-                    Ok(u) => u,
+                &OpKind::Token { slot, post } => match Url::parse(&self.ops[ix].path) {
+                    Ok(mut u) => {
+                        if !post {
+                            // GET: service and one scope parameter per scope
+                            let key = &self.tokens[slot].key;
+                            let mut q = u.query_pairs_mut();
+                            if let Some(s) = &key.service {
+                                q.append_pair("service", s);
+                            }
+                            for s in &key.scopes {
+                                q.append_pair("scope", s);
+                            }
+                        }
+                        u
+                    }
                     Err(_) => return self.fail(Error::Insecure("bad realm".into())),
                 },
                 _ => match self.registry_url().join(&self.ops[ix].path) {
@@ -1446,21 +1470,10 @@ impl Pull {
 
     fn start_token_fetch(&mut self, slot: usize) {
         self.tokens[slot].fetching = true;
-        let key = &self.tokens[slot].key;
         let post = matches!(self.config.credentials, Credentials::IdentityToken { .. });
-        let mut url = key.realm.clone();
-        if !post {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = &key.service {
-                q.append_pair("service", s);
-            }
-            for s in &key.scopes {
-                q.append_pair("scope", s);
-            }
-        }
         let kind = OpKind::Token { slot, post };
-        self.ops
-            .push(Op::new(kind, url.to_string(), OpState::Ready));
+        let realm = self.tokens[slot].key.realm.to_string();
+        self.ops.push(Op::new(kind, realm, OpState::Ready));
     }
 
     /// The Authorization header and form body of a token request.

@@ -46,6 +46,16 @@ pub enum Fault {
         /// How many responses per path stall.
         times: u32,
     },
+    /// Answer the first `times` tries of each path with `status` and this
+    /// `WWW-Authenticate` value.
+    Challenge {
+        /// How many tries.
+        times: u32,
+        /// The status (401, 403).
+        status: u16,
+        /// The header value.
+        www_authenticate: String,
+    },
     /// Redirect each path once (307) to the same path under [`REDIRECTED_PREFIX`].
     RedirectOnce,
     /// Redirect every request (307) to `base` + path (another origin).
@@ -127,6 +137,13 @@ pub struct FaultyRegistry {
     rules: Vec<Rule>,
     counts: HashMap<(usize, String), u32>,
     issued: u32,
+    token_uses: HashMap<String, u32>,
+    /// With [`Fault::Token`]: a token is accepted this many times, then answered with
+    /// this status (401, or 403 as some registries do) and a Bearer challenge.
+    pub token_max_uses: Option<(u32, u16)>,
+    /// With [`Fault::Token`]: `POST /token` (OAuth2 refresh-token grant) is served;
+    /// otherwise it is answered 404 so clients fall back to `GET`.
+    pub token_post: bool,
     /// Every request handled, in order.
     pub log: Vec<Seen>,
 }
@@ -223,6 +240,11 @@ impl FaultyRegistry {
                         return simple(429, &[("retry-after", retry_after.as_str())]);
                     }
                 }
+                Fault::Challenge { times, status, www_authenticate } => {
+                    if self.bump(i, &full_path) <= times {
+                        return simple(status, &[("www-authenticate", www_authenticate.as_str())]);
+                    }
+                }
                 Fault::RedirectOnce => {
                     if !full_path.starts_with(REDIRECTED_PREFIX) && self.bump(i, &full_path) == 1 {
                         let target = match req.uri().query() {
@@ -238,20 +260,38 @@ impl FaultyRegistry {
                 }
                 Fault::Token { realm, service } => {
                     if path == "/token" {
+                        if req.method() == http::Method::POST {
+                            if !self.token_post {
+                                return simple(404, &[]);
+                            }
+                            return self.issue_token_to(&service);
+                        }
                         return self.issue_token(req, &service);
                     }
-                    let ok = req
+                    let token = req
                         .headers()
                         .get(header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.strip_prefix("Bearer "))
-                        .is_some_and(|t| t.starts_with("tok-"));
+                        .filter(|t| t.starts_with("tok-"))
+                        .map(str::to_string);
+                    let mut status = 401;
+                    let ok = match (&token, self.token_max_uses) {
+                        (Some(t), Some((max, expired_status))) => {
+                            let uses = self.token_uses.entry(t.clone()).or_insert(0);
+                            *uses += 1;
+                            status = expired_status;
+                            *uses <= max
+                        }
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
                     if !ok {
                         let scope = token_scope(&path).unwrap_or_default();
                         let challenge = format!(
                             "Bearer realm=\"{realm}\",service=\"{service}\",scope=\"{scope}\""
                         );
-                        let mut r = simple(401, &[("www-authenticate", challenge.as_str())]);
+                        let mut r = simple(status, &[("www-authenticate", challenge.as_str())]);
                         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
                         r.head
                             .headers_mut()
@@ -352,6 +392,10 @@ impl FaultyRegistry {
         if !svc_ok || !scope_ok {
             return simple(400, &[]);
         }
+        self.issue_token_to(service)
+    }
+
+    fn issue_token_to(&mut self, _service: &str) -> Reply {
         self.issued += 1;
         let body = format!(r#"{{"token":"tok-{}","expires_in":300}}"#, self.issued);
         let head = Response::builder()

@@ -33,6 +33,8 @@ pub struct Outcome {
     pub events: Vec<Event>,
     /// Requests sent: (origin, method, path and query, had Authorization).
     pub requests: Vec<(String, String, String, bool)>,
+    /// Their bodies, in the same order.
+    pub bodies: Vec<Bytes>,
     /// Variant names of the actions, in order (a transcript).
     pub transcript: Vec<&'static str>,
     /// Simulated time the pull took.
@@ -97,6 +99,7 @@ impl Sim {
                             .unwrap_or_default(),
                         auth,
                     ));
+                    out.bodies.push(request.body().clone());
                     let reply = match self.servers.get_mut(&origin) {
                         Some(s) => {
                             let path_req = {
