@@ -296,9 +296,9 @@ impl TokenResponse {
     /// both times, `expires_in` as it is.
     pub fn lifetime(&self, response_date: Option<u64>) -> Duration {
         match (self.issued_at, response_date) {
-            (Some(issued), Some(date)) if date > issued => {
-                self.expires_in.saturating_sub(Duration::from_secs(date - issued))
-            }
+            (Some(issued), Some(date)) if date > issued => self
+                .expires_in
+                .saturating_sub(Duration::from_secs(date - issued)),
             _ => self.expires_in,
         }
     }
@@ -308,12 +308,21 @@ impl TokenResponse {
 /// offsets allowed) into seconds since the Unix epoch.
 pub fn parse_rfc3339(s: &str) -> Option<u64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok()).flatten()
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())
+            .flatten()
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -330,11 +339,18 @@ pub fn parse_rfc3339(s: &str) -> Option<u64> {
     }
     let offset = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(rest.as_bytes()[0], b'+' | b'-') && rest.as_bytes()[3] == b':' => {
+        _ if rest.len() == 6
+            && matches!(rest.as_bytes()[0], b'+' | b'-')
+            && rest.as_bytes()[3] == b':' =>
+        {
             let oh: i64 = rest.get(1..3)?.parse().ok()?;
             let om: i64 = rest.get(4..6)?.parse().ok()?;
             let v = oh * 3600 + om * 60;
-            if rest.starts_with('-') { -v } else { v }
+            if rest.starts_with('-') {
+                -v
+            } else {
+                v
+            }
         }
         _ => return None,
     };
@@ -465,12 +481,21 @@ mod tests {
         assert!(parse_token_response(br#"{"token":"a\nb"}"#).is_err());
         assert_eq!(format!("{:?}", t.token), "REDACTED");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2024-02-29T12:34:56.789+01:00"), Some(1_709_206_496));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:34:56.789+01:00"),
+            Some(1_709_206_496)
+        );
         assert_eq!(parse_rfc3339("2024-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
-        let t = parse_token_response(br#"{"token":"a","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#).unwrap();
+        let t = parse_token_response(
+            br#"{"token":"a","expires_in":300,"issued_at":"2024-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
         assert_eq!(t.issued_at, Some(1_704_067_200));
-        assert_eq!(t.lifetime(Some(1_704_067_200 + 100)), Duration::from_secs(200));
+        assert_eq!(
+            t.lifetime(Some(1_704_067_200 + 100)),
+            Duration::from_secs(200)
+        );
         assert_eq!(t.lifetime(Some(1_704_067_200 + 1000)), Duration::ZERO);
         assert_eq!(t.lifetime(None), Duration::from_secs(300));
         let c = Credentials::Basic {

@@ -240,7 +240,11 @@ impl FaultyRegistry {
                         return simple(429, &[("retry-after", retry_after.as_str())]);
                     }
                 }
-                Fault::Challenge { times, status, www_authenticate } => {
+                Fault::Challenge {
+                    times,
+                    status,
+                    www_authenticate,
+                } => {
                     if self.bump(i, &full_path) <= times {
                         return simple(status, &[("www-authenticate", www_authenticate.as_str())]);
                     }

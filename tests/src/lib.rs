@@ -4,3 +4,4 @@
 pub mod proxy;
 pub mod real;
 pub mod sim;
+pub mod token_server;

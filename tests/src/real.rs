@@ -21,6 +21,8 @@ pub enum Mode {
     OpenTls,
     /// Plain http with htpasswd basic auth (user `peer`, password `peerpass`).
     Basic,
+    /// Plain http with token auth from a [`crate::token_server::TokenServer`].
+    Token,
 }
 
 /// A running registry.
@@ -65,6 +67,20 @@ fn run(cmd: &mut Command) -> String {
 impl RealRegistry {
     /// Starts a registry in `mode` and waits until it answers.
     pub fn start(mode: Mode) -> RealRegistry {
+        assert!(mode != Mode::Token, "use start_token");
+        Self::start_inner(mode, None)
+    }
+
+    /// Starts a registry whose token auth trusts the token server with `realm`, signing
+    /// with the certificate `token.crt` in `token_dir`.
+    pub fn start_token(realm: &str, token_dir: &Path) -> RealRegistry {
+        Self::start_inner(
+            Mode::Token,
+            Some((realm.to_string(), token_dir.join("token.crt"))),
+        )
+    }
+
+    fn start_inner(mode: Mode, token: Option<(String, PathBuf)>) -> RealRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -146,6 +162,14 @@ impl RealRegistry {
                 dir.path().join("htpasswd").display()
             );
         }
+        if let Some((realm, crt)) = &token {
+            config += &format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                crate::token_server::SERVICE,
+                crate::token_server::ISSUER,
+                crt.display()
+            );
+        }
         let cfg = dir.path().join("config.yml");
         std::fs::write(&cfg, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -185,7 +209,7 @@ impl RealRegistry {
             )],
             _ => vec!["--dest-tls-verify=false".to_string()],
         };
-        if self.mode == Mode::Basic {
+        if matches!(self.mode, Mode::Basic | Mode::Token) {
             o.push(format!("--dest-creds={USER}:{PASSWORD}"));
         }
         o

@@ -12,7 +12,10 @@ const ORIGIN: &str = "http://reg.test";
 fn config() -> Config {
     Config {
         plain_http: true,
-        retry: RetryPolicy { initial_delay: Duration::from_millis(1), ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        },
         ..Config::default()
     }
 }
@@ -28,7 +31,13 @@ fn registry(img: &TestImage, rules: Vec<Rule>) -> FaultyRegistry {
 }
 
 fn token_rule(path: &str) -> Rule {
-    Rule { path_contains: path.into(), fault: Fault::Token { realm: format!("{ORIGIN}/token"), service: "svc".into() } }
+    Rule {
+        path_contains: path.into(),
+        fault: Fault::Token {
+            realm: format!("{ORIGIN}/token"),
+            service: "svc".into(),
+        },
+    }
 }
 
 fn run(cfg: Config, sim: &mut Sim) -> Outcome {
@@ -38,20 +47,40 @@ fn run(cfg: Config, sim: &mut Sim) -> Outcome {
 }
 
 fn token_requests(out: &Outcome) -> usize {
-    out.requests.iter().filter(|r| r.2.starts_with("/token")).count()
+    out.requests
+        .iter()
+        .filter(|r| r.2.starts_with("/token"))
+        .count()
 }
 
 #[test]
 fn concurrent_401s_share_one_token_request() {
     let img = img();
-    let mut sim = Sim::new(ORIGIN, registry(&img, vec![token_rule("/blobs/"), token_rule("/token")]));
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry(&img, vec![token_rule("/blobs/"), token_rule("/token")]),
+    );
     let out = run(config(), &mut sim);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
     assert_eq!(token_requests(&out), 1);
     // six blobs were refused at once, then each sent once more with the token
-    assert_eq!(out.requests.iter().filter(|r| r.2.contains("/blobs/")).count(), 12);
-    let q = &out.requests.iter().find(|r| r.2.starts_with("/token")).unwrap().2;
-    assert!(q.contains("service=svc") && q.contains("scope=repository%3Atest%2Frepo%3Apull"), "{q}");
+    assert_eq!(
+        out.requests
+            .iter()
+            .filter(|r| r.2.contains("/blobs/"))
+            .count(),
+        12
+    );
+    let q = &out
+        .requests
+        .iter()
+        .find(|r| r.2.starts_with("/token"))
+        .unwrap()
+        .2;
+    assert!(
+        q.contains("service=svc") && q.contains("scope=repository%3Atest%2Frepo%3Apull"),
+        "{q}"
+    );
 }
 
 #[test]
@@ -63,8 +92,18 @@ fn refused_tokens_are_renewed_once_then_fail_clearly() {
         reg.token_max_uses = Some((2, status));
         let mut sim = Sim::new(ORIGIN, reg);
         // one request at a time, so "a token works twice" is well defined
-        let out = run(Config { max_concurrent: 1, ..config() }, &mut sim);
-        assert!(out.result.as_ref().unwrap().is_ok(), "{status}: {:?}", out.result);
+        let out = run(
+            Config {
+                max_concurrent: 1,
+                ..config()
+            },
+            &mut sim,
+        );
+        assert!(
+            out.result.as_ref().unwrap().is_ok(),
+            "{status}: {:?}",
+            out.result
+        );
         assert!(sim.servers[ORIGIN].tokens_issued() >= 3);
     }
     // every token refused: one renewal, then a typed error naming registry and repository
@@ -75,13 +114,28 @@ fn refused_tokens_are_renewed_once_then_fail_clearly() {
     assert_eq!(token_requests(&out), 2);
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
-    assert!(e.to_string().contains("test/repo on reg.test") && e.to_string().contains("UNAUTHORIZED"), "{e}");
+    assert!(
+        e.to_string().contains("test/repo on reg.test") && e.to_string().contains("UNAUTHORIZED"),
+        "{e}"
+    );
 }
 
 #[test]
 fn expired_tokens_are_renewed_before_use() {
     let img = image(2, &[1000], &Platform::host(), false);
-    let mut sim = Sim::new(ORIGIN, registry(&img, vec![token_rule(""), Rule::blobs(Fault::RateLimit { times: 1, retry_after: "400".into() })]));
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry(
+            &img,
+            vec![
+                token_rule(""),
+                Rule::blobs(Fault::RateLimit {
+                    times: 1,
+                    retry_after: "400".into(),
+                }),
+            ],
+        ),
+    );
     let mut cfg = config();
     cfg.retry.max_retry_after = Duration::from_secs(1000);
     cfg.retry.budget = Duration::from_secs(1000);
@@ -90,31 +144,56 @@ fn expired_tokens_are_renewed_before_use() {
     // the 300 s token expired during the 400 s wait: a new one was fetched before the
     // retry, not after a 401
     assert_eq!(token_requests(&out), 2);
-    assert!(sim.servers[ORIGIN].log.iter().all(|s| s.status != 401 || s.auth_scheme.is_none()));
+    assert!(sim.servers[ORIGIN]
+        .log
+        .iter()
+        .all(|s| s.status != 401 || s.auth_scheme.is_none()));
 }
 
 #[test]
 fn insufficient_scope_asks_for_both_scopes() {
     let img = image(3, &[1000], &Platform::host(), false);
-    let challenge = format!(r#"Bearer realm="{ORIGIN}/token",service="svc",scope="repository:other/repo:pull",error="insufficient_scope""#);
+    let challenge = format!(
+        r#"Bearer realm="{ORIGIN}/token",service="svc",scope="repository:other/repo:pull",error="insufficient_scope""#
+    );
     let rules = vec![
         token_rule(""),
-        Rule::blobs(Fault::Challenge { times: 1, status: 401, www_authenticate: challenge }),
+        Rule::blobs(Fault::Challenge {
+            times: 1,
+            status: 401,
+            www_authenticate: challenge,
+        }),
     ];
     let mut sim = Sim::new(ORIGIN, registry(&img, rules));
     let out = run(config(), &mut sim);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
-    let last_token = out.requests.iter().filter(|r| r.2.starts_with("/token")).last().unwrap();
-    assert!(last_token.2.contains("other%2Frepo") && last_token.2.contains("test%2Frepo"), "{}", last_token.2);
+    let last_token = out
+        .requests
+        .iter()
+        .rev()
+        .find(|r| r.2.starts_with("/token"))
+        .unwrap();
+    assert!(
+        last_token.2.contains("other%2Frepo") && last_token.2.contains("test%2Frepo"),
+        "{}",
+        last_token.2
+    );
 }
 
 #[test]
 fn plain_http_realm_for_https_registry_is_refused() {
     let img = img();
     let challenge = r#"Bearer realm="http://auth.test/token",service="svc""#.to_string();
-    let rules = vec![Rule::all(Fault::Challenge { times: 100, status: 401, www_authenticate: challenge })];
+    let rules = vec![Rule::all(Fault::Challenge {
+        times: 100,
+        status: 401,
+        www_authenticate: challenge,
+    })];
     let mut sim = Sim::new("https://reg.test", registry(&img, rules));
-    let cfg = Config { plain_http: false, ..config() };
+    let cfg = Config {
+        plain_http: false,
+        ..config()
+    };
     let out = run(cfg, &mut sim);
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Insecure(_)), "{e}");
@@ -125,24 +204,57 @@ fn plain_http_realm_for_https_registry_is_refused() {
 fn basic_credentials_go_to_the_realm_only() {
     let img = img();
     let auth = "http://localhost:5001";
-    let challenge = format!(r#"Bearer realm="{auth}/token",service="svc",scope="repository:test/repo:pull""#);
+    let challenge =
+        format!(r#"Bearer realm="{auth}/token",service="svc",scope="repository:test/repo:pull""#);
     // the registry challenges the first manifest request and accepts any token after
-    let challenge_rule = Rule { path_contains: "/manifests/".into(), fault: Fault::Challenge { times: 1, status: 401, www_authenticate: challenge } };
+    let challenge_rule = Rule {
+        path_contains: "/manifests/".into(),
+        fault: Fault::Challenge {
+            times: 1,
+            status: 401,
+            www_authenticate: challenge,
+        },
+    };
     let mut reg = registry(&img, vec![challenge_rule]);
     reg.token_post = false;
     let mut sim = Sim::new(ORIGIN, reg);
-    let token_server = registry(&img, vec![Rule::all(Fault::Token { realm: format!("{auth}/token"), service: "svc".into() })]);
+    let token_server = registry(
+        &img,
+        vec![Rule::all(Fault::Token {
+            realm: format!("{auth}/token"),
+            service: "svc".into(),
+        })],
+    );
     sim.servers.insert(auth.into(), token_server);
     let cfg = Config {
-        credentials: Credentials::Basic { username: "u".into(), password: Secret::new("hunter2") },
+        credentials: Credentials::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        },
         ..config()
     };
-    assert!(!format!("{cfg:?}").contains("hunter2"), "Debug must not print secrets");
+    assert!(
+        !format!("{cfg:?}").contains("hunter2"),
+        "Debug must not print secrets"
+    );
     let out = run(cfg, &mut sim);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
-    assert_eq!(sim.servers[auth].log.iter().filter(|s| s.path.starts_with("/token")).count(), 1);
-    assert_eq!(sim.servers[auth].log[0].auth_scheme.as_deref(), Some("Basic"));
-    assert!(sim.servers[ORIGIN].log.iter().all(|s| s.auth_scheme.as_deref() != Some("Basic")));
+    assert_eq!(
+        sim.servers[auth]
+            .log
+            .iter()
+            .filter(|s| s.path.starts_with("/token"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        sim.servers[auth].log[0].auth_scheme.as_deref(),
+        Some("Basic")
+    );
+    assert!(sim.servers[ORIGIN]
+        .log
+        .iter()
+        .all(|s| s.auth_scheme.as_deref() != Some("Basic")));
 }
 
 #[test]
@@ -152,14 +264,34 @@ fn identity_token_uses_oauth2_post_and_falls_back_to_get() {
         let mut reg = registry(&img, vec![token_rule("")]);
         reg.token_post = post;
         let mut sim = Sim::new(ORIGIN, reg);
-        let cfg = Config { credentials: Credentials::IdentityToken { token: Secret::new("refresh-me") }, ..config() };
+        let cfg = Config {
+            credentials: Credentials::IdentityToken {
+                token: Secret::new("refresh-me"),
+            },
+            ..config()
+        };
         let out = run(cfg, &mut sim);
-        assert!(out.result.as_ref().unwrap().is_ok(), "post={post}: {:?}", out.result);
-        let posts: Vec<usize> = (0..out.requests.len()).filter(|&i| out.requests[i].1 == "POST").collect();
+        assert!(
+            out.result.as_ref().unwrap().is_ok(),
+            "post={post}: {:?}",
+            out.result
+        );
+        let posts: Vec<usize> = (0..out.requests.len())
+            .filter(|&i| out.requests[i].1 == "POST")
+            .collect();
         assert_eq!(posts.len(), 1);
         let body = String::from_utf8_lossy(&out.bodies[posts[0]]).into_owned();
-        assert!(body.contains("grant_type=refresh_token") && body.contains("refresh_token=refresh-me") && body.contains("service=svc"), "{body}");
-        let gets = out.requests.iter().filter(|r| r.1 == "GET" && r.2.starts_with("/token")).count();
+        assert!(
+            body.contains("grant_type=refresh_token")
+                && body.contains("refresh_token=refresh-me")
+                && body.contains("service=svc"),
+            "{body}"
+        );
+        let gets = out
+            .requests
+            .iter()
+            .filter(|r| r.1 == "GET" && r.2.starts_with("/token"))
+            .count();
         assert_eq!(gets, if post { 0 } else { 1 });
     }
 }

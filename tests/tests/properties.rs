@@ -99,3 +99,20 @@ proptest! {
         prop_assert!(out.requests.len() <= bound, "{} requests > {}", out.requests.len(), bound);
     }
 }
+
+proptest! {
+    #[test]
+    fn header_parsers_never_panic(raw in prop::collection::vec(any::<u8>(), 0..300), text in "[ -~\t]{0,200}") {
+        let _ = ocireg_core::auth::parse_www_authenticate([raw.as_slice(), text.as_bytes()]);
+        let _ = ocireg_core::range::parse_content_range(&raw);
+        let _ = ocireg_core::retry::parse_retry_after(text.as_bytes(), Some(&raw));
+        let _ = ocireg_core::Reference::parse(&text);
+        let _ = ocireg_core::Digest::parse(&text);
+        let _ = ocireg_core::Manifest::parse(&text, &raw);
+        let _ = ocireg_core::auth::parse_token_response(&raw);
+        let _ = ocireg_core::auth::parse_rfc3339(&text);
+        // a parsed challenge list is never larger than the input
+        let c = ocireg_core::auth::parse_www_authenticate([text.as_bytes()]);
+        prop_assert!(c.len() <= text.len() + 1);
+    }
+}

@@ -244,3 +244,83 @@ async fn cut_connections_resume_with_little_overhead() {
         "{moved} bytes moved for {total}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_auth_registry() {
+    use ocireg_tests::token_server::TokenServer;
+    let keys = tempfile::tempdir().unwrap();
+    let users = [(USER.to_string(), PASSWORD.to_string())]
+        .into_iter()
+        .collect();
+    let ts = TokenServer::start(keys.path(), users, true, 300).await;
+    let reg = RealRegistry::start_token(&ts.realm, keys.path());
+    let img = image(
+        61,
+        &[1000, 2000, 3000, 4000, 50_000],
+        &Platform::host(),
+        false,
+    );
+    reg.push(&img, "ocireg/tok", "v1");
+    let pushes = ts.log.lock().unwrap().len();
+
+    // anonymous: one token for the whole pull, scope taken from the challenge
+    let out = tempfile::tempdir().unwrap();
+    let d = pull(&reg, "ocireg/tok:v1", plain(), out.path())
+        .await
+        .unwrap();
+    assert_eq!(d.digest, img.digest());
+    let log = ts.log.lock().unwrap()[pushes..].to_vec();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        log[0].scopes,
+        vec!["repository:ocireg/tok:pull".to_string()]
+    );
+    assert_eq!(log[0].user, None);
+
+    // with credentials: Basic goes to the token server, the registry sees only the token
+    let cfg = Config {
+        credentials: Credentials::Basic {
+            username: USER.into(),
+            password: Secret::new(PASSWORD),
+        },
+        ..plain()
+    };
+    let out = tempfile::tempdir().unwrap();
+    pull(&reg, "ocireg/tok:v1", cfg, out.path()).await.unwrap();
+    assert_eq!(
+        ts.log.lock().unwrap().last().unwrap().user.as_deref(),
+        Some(USER)
+    );
+
+    // an identity token: OAuth2 POST with the refresh token
+    let cfg = Config {
+        credentials: Credentials::IdentityToken {
+            token: Secret::new(format!("refresh-{USER}")),
+        },
+        ..plain()
+    };
+    let out = tempfile::tempdir().unwrap();
+    pull(&reg, "ocireg/tok:v1", cfg, out.path()).await.unwrap();
+    let last = ts.log.lock().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last.method.as_str(), last.user.as_deref()),
+        ("POST", Some(USER))
+    );
+
+    // wrong password: the token service refuses; a typed error, the password nowhere
+    let cfg = Config {
+        credentials: Credentials::Basic {
+            username: USER.into(),
+            password: Secret::new("wrong-pw"),
+        },
+        ..plain()
+    };
+    let e = pull(&reg, "ocireg/tok:v1", cfg, out.path())
+        .await
+        .unwrap_err();
+    let PullError::Registry(e) = e else {
+        panic!("{e}")
+    };
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+    assert!(!format!("{e} {e:?}").contains("wrong-pw"));
+}

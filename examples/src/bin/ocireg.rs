@@ -154,9 +154,20 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn credentials(c: &ConnectArgs) -> Result<Credentials, String> {
+/// Explicit flags (or `OCIREG_USERNAME`/`OCIREG_PASSWORD`) win; else Docker's config.
+fn credentials(c: &ConnectArgs, registry: &str) -> Result<Credentials, String> {
     let Some(username) = c.username.clone() else {
-        return Ok(Credentials::Anonymous);
+        let Some(path) = ocireg_driver::credentials::default_config_path() else {
+            return Ok(Credentials::Anonymous);
+        };
+        return match ocireg_driver::credentials::lookup(&path, registry) {
+            Ok(Some(c)) => {
+                tracing::info!("using credentials for {registry} from {}", path.display());
+                Ok(c)
+            }
+            Ok(None) => Ok(Credentials::Anonymous),
+            Err(e) => Err(e.to_string()),
+        };
     };
     let password = if c.password_stdin {
         let mut s = String::new();
@@ -183,10 +194,10 @@ fn transport(c: &ConnectArgs) -> Result<TokioTransport, String> {
     TokioTransport::new(&cas).map_err(|e| format!("TLS setup: {e}"))
 }
 
-fn config(c: &ConnectArgs, now: Instant) -> Result<Config, String> {
+fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, String> {
     Ok(Config {
         plain_http: c.plain_http,
-        credentials: credentials(c)?,
+        credentials: credentials(c, registry)?,
         deadline: c.timeout.map(|s| now + Duration::from_secs(s)),
         retry: RetryPolicy {
             max_attempts: c.attempts.max(1),
@@ -276,7 +287,7 @@ fn human(n: u64) -> String {
 async fn cmd_pull(a: PullArgs) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
     let now = TokioRuntime.now();
-    let mut cfg = config(&a.connect, now)?;
+    let mut cfg = config(&a.connect, reference.registry(), now)?;
     cfg.max_concurrent = a.concurrency.max(1);
     cfg.platform = if a.all_platforms {
         PlatformChoice::All
@@ -342,25 +353,13 @@ async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
     let reference =
         Reference::parse(&format!("{addr}/demo/hello:v1")).map_err(|e| e.to_string())?;
     let now = TokioRuntime.now();
-    let cfg = config(
-        &ConnectArgs {
-            plain_http: false,
-            ca_files: vec![],
-            username: None,
-            password_stdin: false,
-            timeout: Some(120),
-            attempts: 6,
-        },
-        now,
-    )?;
-    let t = transport(&ConnectArgs {
-        plain_http: false,
-        ca_files: vec![],
-        username: None,
-        password_stdin: false,
-        timeout: None,
-        attempts: 6,
-    })?;
+    // The demo needs no credentials and never reads Docker's config.
+    let cfg = Config {
+        deadline: Some(now + Duration::from_secs(120)),
+        seed: u64::from(std::process::id()),
+        ..Config::default()
+    };
+    let t = TokioTransport::new(&[]).map_err(|e| format!("TLS setup: {e}"))?;
     let summary = pull_one(reference, cfg, &t, &a.dir).await?;
     server.abort();
     println!("{summary}");

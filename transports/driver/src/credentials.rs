@@ -1,0 +1,324 @@
+//! Credentials from Docker's `config.json`: `auths` entries, `credHelpers` and
+//! `credsStore` (by running `docker-credential-<name> get`).
+//!
+//! Lookup order for a registry host: its `credHelpers` entry, then its `auths` entry,
+//! then `credsStore`. Docker Hub is found under any of its usual names.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ocireg_core::{Credentials, Secret};
+use serde::Deserialize;
+
+/// How long a credential helper may run.
+pub const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why credentials could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    /// The config file exists but cannot be read or parsed.
+    #[error("{path}: {problem}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A credential helper is missing, failed, or answered nonsense.
+    #[error("credential helper docker-credential-{helper}: {problem}")]
+    Helper {
+        /// The helper's name.
+        helper: String,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+#[derive(Deserialize, Default)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: std::collections::BTreeMap<String, AuthEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: std::collections::BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    identitytoken: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HelperAnswer {
+    #[serde(rename = "Username", default)]
+    username: String,
+    #[serde(rename = "Secret", default)]
+    secret: String,
+}
+
+/// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub fn default_config_path() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
+        return Some(PathBuf::from(d).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
+}
+
+const HUB_NAMES: &[&str] = &[
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+];
+const HUB_SERVER_URL: &str = "https://index.docker.io/v1/";
+
+/// `host[:port]` of a config key (`https://host/v1/` → `host`), Docker Hub names folded
+/// to `docker.io`.
+fn normalize(key: &str) -> String {
+    let k = key.split_once("://").map(|(_, r)| r).unwrap_or(key);
+    let host = k.split('/').next().unwrap_or("").to_ascii_lowercase();
+    if HUB_NAMES.contains(&host.as_str()) {
+        "docker.io".to_string()
+    } else {
+        host
+    }
+}
+
+/// Looks up credentials for `registry` (as written in the reference: `docker.io`,
+/// `ghcr.io`, `localhost:5000`) in the config at `path`. A missing file means none.
+pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CredentialsError::Config {
+                path: path.into(),
+                problem: e.to_string(),
+            })
+        }
+    };
+    let cfg: DockerConfig =
+        serde_json::from_slice(&bytes).map_err(|e| CredentialsError::Config {
+            path: path.into(),
+            problem: format!("not valid JSON: {e}"),
+        })?;
+    let want = normalize(registry);
+    let server_url = if want == "docker.io" {
+        HUB_SERVER_URL.to_string()
+    } else {
+        want.clone()
+    };
+    if let Some((_, helper)) = cfg.cred_helpers.iter().find(|(k, _)| normalize(k) == want) {
+        return run_helper(helper, &server_url);
+    }
+    if let Some((_, entry)) = cfg.auths.iter().find(|(k, _)| normalize(k) == want) {
+        if let Some(c) = from_entry(entry).map_err(|problem| CredentialsError::Config {
+            path: path.into(),
+            problem,
+        })? {
+            return Ok(Some(c));
+        }
+    }
+    match &cfg.creds_store {
+        Some(store) if !store.is_empty() => run_helper(store, &server_url),
+        _ => Ok(None),
+    }
+}
+
+fn from_entry(e: &AuthEntry) -> Result<Option<Credentials>, String> {
+    if let Some(t) = e.identitytoken.as_deref().filter(|t| !t.is_empty()) {
+        return Ok(Some(Credentials::IdentityToken {
+            token: Secret::new(t),
+        }));
+    }
+    if let Some(a) = e.auth.as_deref().filter(|a| !a.is_empty()) {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(a.trim())
+            .map_err(|_| "an \"auth\" entry is not base64".to_string())?;
+        let s = String::from_utf8(raw).map_err(|_| "an \"auth\" entry is not UTF-8".to_string())?;
+        let (u, p) = s
+            .split_once(':')
+            .ok_or_else(|| "an \"auth\" entry is not user:password".to_string())?;
+        return Ok(Some(Credentials::Basic {
+            username: u.to_string(),
+            password: Secret::new(p),
+        }));
+    }
+    match (&e.username, &e.password) {
+        (Some(u), Some(p)) if !u.is_empty() => Ok(Some(Credentials::Basic {
+            username: u.clone(),
+            password: Secret::new(p.clone()),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// Runs `docker-credential-<helper> get` with `server_url` on stdin.
+fn run_helper(helper: &str, server_url: &str) -> Result<Option<Credentials>, CredentialsError> {
+    let err = |problem: String| CredentialsError::Helper {
+        helper: helper.to_string(),
+        problem,
+    };
+    if helper.is_empty()
+        || !helper
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(err("invalid helper name".into()));
+    }
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(format!("cannot run it ({e}); is it installed and on PATH?")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(server_url.as_bytes());
+    }
+    let deadline = Instant::now() + HELPER_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err(format!(
+                    "no answer within {}s",
+                    HELPER_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => return Err(err(e.to_string())),
+        }
+    };
+    let mut out = Vec::new();
+    let mut errout = Vec::new();
+    if let Some(o) = child.stdout.take() {
+        let _ = o.take(1 << 20).read_to_end(&mut out);
+    }
+    if let Some(e) = child.stderr.take() {
+        let _ = e.take(4096).read_to_end(&mut errout);
+    }
+    if !status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out),
+            String::from_utf8_lossy(&errout)
+        );
+        if text.contains("credentials not found") {
+            return Ok(None);
+        }
+        // The helper's own words, first line only: it should not print secrets on failure.
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        return Err(err(format!("failed ({status}): {first}")));
+    }
+    let a: HelperAnswer = serde_json::from_slice(&out)
+        .map_err(|_| err("answered something that is not its JSON".into()))?;
+    if a.username == "<token>" {
+        return Ok(Some(Credentials::IdentityToken {
+            token: Secret::new(a.secret),
+        }));
+    }
+    Ok(Some(Credentials::Basic {
+        username: a.username,
+        password: Secret::new(a.secret),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(dir: &Path, json: &str) -> PathBuf {
+        let p = dir.join("config.json");
+        std::fs::write(&p, json).unwrap();
+        p
+    }
+
+    #[test]
+    fn auths_entries_and_aliases() {
+        let d = tempfile::tempdir().unwrap();
+        let p = write(
+            d.path(),
+            r#"{"auths":{
+            "https://index.docker.io/v1/":{"auth":"dTpwdw=="},
+            "ghcr.io":{"username":"gh","password":"tok"},
+            "http://localhost:5000":{"identitytoken":"idt"}}}"#,
+        );
+        match lookup(&p, "docker.io").unwrap().unwrap() {
+            Credentials::Basic { username, password } => {
+                assert_eq!((username.as_str(), password.expose()), ("u", "pw"))
+            }
+            c => panic!("{c:?}"),
+        }
+        assert!(matches!(
+            lookup(&p, "ghcr.io").unwrap(),
+            Some(Credentials::Basic { .. })
+        ));
+        assert!(matches!(
+            lookup(&p, "localhost:5000").unwrap(),
+            Some(Credentials::IdentityToken { .. })
+        ));
+        assert!(lookup(&p, "quay.io").unwrap().is_none());
+        assert!(lookup(&d.path().join("missing.json"), "quay.io")
+            .unwrap()
+            .is_none());
+        let bad = write(d.path(), "{nope");
+        let e = lookup(&bad, "x").unwrap_err().to_string();
+        assert!(e.contains("not valid JSON"), "{e}");
+    }
+
+    #[test]
+    fn helpers() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let helper = bin.join("docker-credential-ocitest");
+        std::fs::write(&helper, "#!/bin/sh\nread url\ncase \"$url\" in\n  reg.example) echo '{\"ServerURL\":\"reg.example\",\"Username\":\"hu\",\"Secret\":\"hs\"}';;\n  *) echo 'credentials not found in native keychain'; exit 1;;\nesac\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        // PATH is process-wide: this test is the only one that changes it.
+        std::env::set_var("PATH", path);
+        let p = write(
+            d.path(),
+            r#"{"credHelpers":{"reg.example":"ocitest"},"credsStore":"ocitest","auths":{"reg.example":{"auth":"eDp5"}}}"#,
+        );
+        match lookup(&p, "reg.example").unwrap().unwrap() {
+            Credentials::Basic { username, password } => {
+                assert_eq!((username.as_str(), password.expose()), ("hu", "hs"))
+            }
+            c => panic!("{c:?}"),
+        }
+        // credsStore: not found is no credentials, not an error
+        assert!(lookup(&p, "other.example").unwrap().is_none());
+        let p = write(d.path(), r#"{"credsStore":"missing-helper"}"#);
+        let e = lookup(&p, "x.example").unwrap_err().to_string();
+        assert!(
+            e.contains("docker-credential-missing-helper") && e.contains("cannot run"),
+            "{e}"
+        );
+    }
+}
