@@ -56,6 +56,7 @@ pub mod auth;
 mod blob;
 pub mod digest;
 pub mod error;
+pub mod link;
 pub mod manifest;
 pub mod pull;
 pub mod range;

@@ -176,6 +176,11 @@ pub enum Event {
         /// The blob.
         blob: BlobId,
     },
+    /// A page of the repository's tags ([`Pull::list_tags`]).
+    Tags {
+        /// Tags on this page, in the registry's order.
+        tags: Vec<String>,
+    },
     /// The loopback registry does not speak TLS; plain http is used from now on.
     PlainHttpFallback {
         /// The registry host.
@@ -262,6 +267,7 @@ enum OpKind {
         slot: usize,
         post: bool,
     },
+    Tags,
 }
 
 /// The response being received for an op.
@@ -314,6 +320,7 @@ impl Op {
             OpKind::Manifest { reference, .. } => format!("manifest {reference}"),
             OpKind::Blob { descriptor, .. } => format!("blob {}", descriptor.digest),
             OpKind::Token { .. } => "token".to_string(),
+            OpKind::Tags => format!("tag list {}", self.path),
         }
     }
 
@@ -348,8 +355,20 @@ enum RegistryAuth {
 /// Tokens are renewed this long before they expire.
 const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(5);
 
+/// What a [`Pull`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Goal {
+    /// The image: manifests (platform selection included) and every blob.
+    Image,
+    /// Only the manifest the reference names.
+    TopManifest,
+    /// The repository's tags, every page.
+    Tags,
+}
+
 /// The pull state machine. See the crate documentation for the driving contract.
 pub struct Pull {
+    goal: Goal,
     config: Config,
     reference: Reference,
     scheme: Scheme,
@@ -363,6 +382,8 @@ pub struct Pull {
     rng: Rng,
     last_now: Instant,
     seen: HashSet<Digest>,
+    /// Tag list pages requested (a `Link` back to one of them is a loop).
+    pages: HashSet<String>,
     result: Option<Result<(), Error>>,
 }
 
@@ -379,6 +400,22 @@ impl std::fmt::Debug for Pull {
 impl Pull {
     /// Starts a pull of `reference`.
     pub fn new(config: Config, reference: Reference, now: Instant) -> Pull {
+        Pull::with_goal(Goal::Image, config, reference, now)
+    }
+
+    /// Fetches and verifies only the manifest (or index) the reference names: one
+    /// [`Event::Manifest`], then `Done`. For `ocireg inspect`.
+    pub fn inspect(config: Config, reference: Reference, now: Instant) -> Pull {
+        Pull::with_goal(Goal::TopManifest, config, reference, now)
+    }
+
+    /// Lists the tags of the reference's repository (its tag and digest are ignored),
+    /// following `Link` pagination: one [`Event::Tags`] per page, then `Done`.
+    pub fn list_tags(config: Config, reference: Reference, now: Instant) -> Pull {
+        Pull::with_goal(Goal::Tags, config, reference, now)
+    }
+
+    fn with_goal(goal: Goal, config: Config, reference: Reference, now: Instant) -> Pull {
         let scheme = if config.plain_http {
             Scheme::Http
         } else {
@@ -386,6 +423,7 @@ impl Pull {
         };
         let rng = Rng::new(config.seed);
         let mut pull = Pull {
+            goal,
             config,
             scheme,
             ops: Vec::new(),
@@ -398,12 +436,19 @@ impl Pull {
             rng,
             last_now: now,
             seen: HashSet::new(),
+            pages: HashSet::new(),
             result: None,
             reference,
         };
-        let r = pull.reference.manifest_path_ref();
-        let expected = pull.reference.digest().cloned();
-        pull.add_manifest(r, expected, ManifestRole::Top, None);
+        if goal == Goal::Tags {
+            let path = format!("/v2/{}/tags/list", pull.reference.repository());
+            pull.pages.insert(path.clone());
+            pull.ops.push(Op::new(OpKind::Tags, path, OpState::Ready));
+        } else {
+            let r = pull.reference.manifest_path_ref();
+            let expected = pull.reference.digest().cloned();
+            pull.add_manifest(r, expected, ManifestRole::Top, None);
+        }
         pull
     }
 
@@ -439,7 +484,7 @@ impl Pull {
         let declared = content_length(&op.incoming.headers);
         let url = op.sent_url.as_ref().map(redact_url).unwrap_or_default();
         let checked = match &mut op.kind {
-            OpKind::Manifest { .. } => {
+            OpKind::Manifest { .. } | OpKind::Tags => {
                 check_declared("manifest", declared, self.config.manifest_limit)
             }
             OpKind::Token { .. } => check_declared("token", declared, self.config.token_limit),
@@ -471,7 +516,7 @@ impl Pull {
             return;
         }
         let limit = match &mut op.kind {
-            OpKind::Manifest { .. } => ("manifest", self.config.manifest_limit),
+            OpKind::Manifest { .. } | OpKind::Tags => ("manifest", self.config.manifest_limit),
             OpKind::Token { .. } => ("token", self.config.token_limit),
             OpKind::Blob { id: blob, dl, .. } => {
                 let before = dl.offset;
@@ -519,6 +564,7 @@ impl Pull {
             OpKind::Manifest { .. } => self.on_manifest(ix, body),
             OpKind::Token { .. } => self.on_token(ix, &body, now),
             OpKind::Blob { .. } => self.on_blob_end(ix, now),
+            OpKind::Tags => self.on_tags(ix, &body),
         }
     }
 
@@ -762,6 +808,19 @@ impl Pull {
                 Manifest::Index(i) => i.artifact_type.clone(),
             },
         };
+        if self.goal == Goal::TopManifest {
+            self.out.push_back(Action::Event(Event::Manifest {
+                digest,
+                media_type,
+                bytes: body,
+                manifest,
+                role,
+                platform,
+            }));
+            self.out
+                .push_back(Action::Event(Event::Resolved { descriptor }));
+            return;
+        }
         let all = self.config.platform == PlatformChoice::All;
         let event_role = match manifest {
             Manifest::Index(_) if !all => ManifestRole::Selector,
@@ -825,6 +884,59 @@ impl Pull {
             ManifestRole::Child,
             child.platform.clone(),
         );
+    }
+
+    fn on_tags(&mut self, ix: usize, body: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        self.ops[ix].state = OpState::Done;
+        let list: TagList = match serde_json::from_slice(body) {
+            Ok(l) => l,
+            Err(e) => {
+                return self.fail(Error::Manifest(crate::manifest::ManifestError::Json(
+                    format!("tag list: {e}"),
+                )))
+            }
+        };
+        self.out.push_back(Action::Event(Event::Tags {
+            tags: list.tags.unwrap_or_default(),
+        }));
+        let headers = &self.ops[ix].incoming.headers;
+        let Some(next) =
+            crate::link::next_link(headers.get_all(header::LINK).iter().map(|v| v.as_bytes()))
+        else {
+            return;
+        };
+        // Only pages on the registry itself are followed.
+        let base = self.ops[ix]
+            .sent_url
+            .clone()
+            .unwrap_or_else(|| self.registry_url());
+        match base.join(&next) {
+            Ok(u) if self.is_registry_origin(&u) && u.path().ends_with("/tags/list") => {
+                let path = match u.query() {
+                    Some(q) => format!("{}?{q}", u.path()),
+                    None => u.path().to_string(),
+                };
+                if !self.pages.insert(path.clone()) {
+                    return self.fail(Error::Redirect {
+                        from: redact_url(&base),
+                        reason: "tag list pages link back to a page already read".into(),
+                    });
+                }
+                self.ops.push(Op::new(OpKind::Tags, path, OpState::Ready));
+            }
+            _ => self.fail(Error::Redirect {
+                from: redact_url(&base),
+                reason: format!(
+                    "tag list page link {:?} leaves the registry",
+                    next.chars().take(200).collect::<String>()
+                ),
+            }),
+        }
     }
 
     fn on_token(&mut self, ix: usize, body: &[u8], now: Instant) {
@@ -1397,6 +1509,7 @@ impl Pull {
         let mut sent_token = None;
         match &mut self.ops[ix].kind {
             OpKind::Manifest { .. } => b = b.header(header::ACCEPT, MANIFEST_ACCEPT),
+            OpKind::Tags => b = b.header(header::ACCEPT, "application/json"),
             OpKind::Blob { dl, .. } => {
                 dl.begin_attempt();
                 if let Some(r) = dl.range() {

@@ -273,3 +273,299 @@ fn credentials_from_flags_env_and_docker_config() {
         "the explicit (wrong) password wins over the file"
     );
 }
+
+/// Runs the in-process registry with faults on a free port, in a background runtime.
+fn inprocess(
+    img: &ocireg_registry::images::TestImage,
+    rules: Vec<ocireg_registry::Rule>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
+    tokio::runtime::Runtime,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut r = ocireg_registry::Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    let reg = std::sync::Arc::new(std::sync::Mutex::new(ocireg_registry::FaultyRegistry::new(
+        r, rules,
+    )));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(ocireg_tokio::serve(listener, reg.clone()));
+    (addr, reg, rt)
+}
+
+#[test]
+fn progress_json_and_second_pull_transfers_nothing() {
+    let img = image(53, &[100_000, 3 << 20], &Platform::host(), false);
+    let (addr, _reg, _rt) = inprocess(&img, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = ocireg()
+            .args([
+                "pull",
+                "--progress",
+                "json",
+                &format!("{addr}/test/repo:v1"),
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let events = run();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"manifest"));
+    assert_eq!(kinds.last(), Some(&"summary"));
+    for blob in img.blobs() {
+        let d = ocireg_core::Digest::sha256(blob).to_string();
+        let pos = |k: &str| {
+            events
+                .iter()
+                .position(|e| e["event"] == k && e["blob"] == d.as_str())
+        };
+        let (s, done) = (pos("started").unwrap(), pos("done").unwrap());
+        assert!(s < done);
+        assert_eq!(events[done]["size"], blob.len());
+    }
+    assert!(kinds.contains(&"progress"));
+    let summary = events.last().unwrap();
+    assert_eq!(summary["digest"], img.digest().to_string());
+    assert_eq!(summary["fetched"], 3);
+    assert_eq!(
+        summary["bytes"],
+        img.blobs().map(|b| b.len()).sum::<usize>()
+    );
+    // again: every blob is found, nothing is transferred
+    let events = run();
+    let summary = events.last().unwrap();
+    assert_eq!(
+        (
+            summary["fetched"].as_u64(),
+            summary["skipped"].as_u64(),
+            summary["bytes"].as_u64()
+        ),
+        (Some(0), Some(3), Some(0))
+    );
+    assert_eq!(events.iter().filter(|e| e["event"] == "skipped").count(), 3);
+}
+
+#[test]
+fn killed_pull_resumes_from_its_partial_file() {
+    use ocireg_registry::{Fault, Rule};
+    let size = 24 << 20;
+    let img = image(54, &[size], &Platform::host(), false);
+    // the layer stalls after 10 MiB: the pull hangs there and is killed
+    let stall_at = 10 << 20;
+    let (addr, reg, _rt) = inprocess(
+        &img,
+        vec![Rule::blobs(Fault::StallBody {
+            after: stall_at,
+            times: 1,
+        })],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = ocireg()
+        .args([
+            "pull",
+            "--progress",
+            "none",
+            &format!("{addr}/test/repo:v1"),
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let partial = dir.path().join("ingest").join(format!(
+        "sha256-{}.partial",
+        ocireg_core::Digest::sha256(&img.layers[0]).hex()
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < stall_at as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "the partial file never reached the stall point"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !dir.path().join("index.json").exists(),
+        "a killed pull records no image"
+    );
+    let sent_before: usize = reg.lock().unwrap().log.iter().map(|s| s.body_bytes).sum();
+
+    let out = ocireg()
+        .args([
+            "pull",
+            "--progress",
+            "json",
+            &format!("{addr}/test/repo:v1"),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = reg.lock().unwrap().log.clone();
+    let layer_req = log
+        .iter()
+        .rev()
+        .find(|s| s.path.contains("/blobs/") && s.range.is_some())
+        .expect("a range request");
+    assert_eq!(
+        layer_req.range.as_deref(),
+        Some(format!("bytes={stall_at}-{}", size - 1).as_str())
+    );
+    let sent_total: usize = log.iter().map(|s| s.body_bytes).sum();
+    let content = img.blobs().map(|b| b.len()).sum::<usize>() + img.manifest.len() * 2;
+    assert!(
+        sent_total <= content + 1024,
+        "{sent_total} bytes sent in two runs for {content}"
+    );
+    assert!(sent_before >= stall_at);
+    assert_eq!(layout_blobs(dir.path()).len(), 3);
+    for d in layout_blobs(dir.path()) {
+        ocireg_driver::layout::read_blob(dir.path(), &ocireg_core::Digest::parse(&d).unwrap())
+            .unwrap();
+    }
+}
+
+#[test]
+fn inspect_tags_and_platforms_against_a_real_registry() {
+    let reg = RealRegistry::start(Mode::Open);
+    let img = image(55, &[1000], &Platform::host(), false);
+    for t in ["v1", "v2", "latest"] {
+        reg.push(&img, "cli/many", t);
+    }
+    let out = ocireg()
+        .args(["tags", "--plain-http", &format!("{}/cli/many", reg.addr)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "latest\nv1\nv2\n");
+    let out = ocireg()
+        .args([
+            "inspect",
+            "--raw",
+            "--plain-http",
+            &format!("{}/cli/many:v2", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(ocireg_core::Digest::sha256(&out.stdout), img.digest());
+    let out = ocireg()
+        .args([
+            "inspect",
+            "--plain-http",
+            &format!("{}/cli/many:v2", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&img.digest().to_string()) && text.contains("layers      1"),
+        "{text}"
+    );
+    let out = ocireg()
+        .args(["tags", "--plain-http", &format!("{}/cli/none", reg.addr)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME_UNKNOWN"));
+
+    // an index with two platforms: --platform picks one, unknown ones list what exists
+    let other = Platform::parse("linux/riscv64").unwrap();
+    let a = image(56, &[500], &Platform::host(), false);
+    let b = image(57, &[600], &other, false);
+    let idx = ocireg_registry::images::index(&[(&a, &Platform::host()), (&b, &other)]);
+    let src = tempfile::tempdir().unwrap();
+    ocireg_tests::real::write_oci_layout(
+        src.path(),
+        &[(&a, None), (&b, None)],
+        &[(ocireg_core::manifest::OCI_INDEX, &idx, "multi")],
+    );
+    reg.push_layout(src.path(), "multi", "cli/multi", "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args([
+            "pull",
+            "--plain-http",
+            "--platform",
+            "linux/riscv64",
+            &format!("{}/cli/multi:v1", reg.addr),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&b.digest().to_string()));
+    let out = ocireg()
+        .args([
+            "pull",
+            "--plain-http",
+            "--platform",
+            "windows/arm64",
+            &format!("{}/cli/multi:v1", reg.addr),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("linux/riscv64") && err.contains("windows/arm64"),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args([
+            "pull",
+            "--plain-http",
+            "--all-platforms",
+            &format!("{}/cli/multi:v1", reg.addr),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(layout_blobs(dir.path()).len(), 1 + 3 + 3);
+    assert_eq!(
+        skopeo_roundtrip(dir.path(), "v1"),
+        ocireg_core::Digest::sha256(&idx).to_string()
+    );
+}

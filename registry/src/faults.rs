@@ -337,7 +337,11 @@ impl FaultyRegistry {
             }
         }
         let inner_req = {
-            let mut b = Request::builder().method(req.method()).uri(path.as_str());
+            let uri = match req.uri().query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let mut b = Request::builder().method(req.method()).uri(uri.as_str());
             for (k, v) in req.headers() {
                 if !(k == header::RANGE && range_fault == Some(Fault::IgnoreRange)) {
                     b = b.header(k, v);

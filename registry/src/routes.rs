@@ -48,6 +48,7 @@ struct Repo {
 #[derive(Default, Debug)]
 pub struct Registry {
     repos: BTreeMap<String, Repo>,
+    tag_page: Option<usize>,
 }
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -109,6 +110,12 @@ impl Registry {
             r.tags.insert(t.to_string(), d.clone());
         }
         d
+    }
+
+    /// Pages tag lists by `n` tags even when the client gives no `n` (as large
+    /// registries do).
+    pub fn set_tag_page_size(&mut self, n: usize) {
+        self.tag_page = Some(n.max(1));
     }
 
     /// Repository names, sorted.
@@ -199,6 +206,7 @@ impl Registry {
             .keys()
             .filter(|t| last.as_ref().is_none_or(|l| t.as_str() > l.as_str()))
             .collect();
+        let n = n.or(self.tag_page);
         let take = n.unwrap_or(after.len()).min(after.len());
         let page: Vec<&String> = after[..take].to_vec();
         let body = serde_json::json!({"name": name, "tags": page}).to_string();

@@ -166,6 +166,7 @@ impl Sim {
                         Event::Resumed { .. } => "Resumed",
                         Event::Restarted { .. } => "Restarted",
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
+                        Event::Tags { .. } => "Tags",
                     });
                     match &e {
                         Event::Restarted { blob } => {

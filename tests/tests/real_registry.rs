@@ -24,9 +24,15 @@ async fn pull(
     let t = TokioTransport::new(&cas).unwrap();
     let r = Reference::parse(&format!("{}/{reference}", reg.addr)).unwrap();
     let mut p = Pull::new(cfg, r, TokioRuntime.now());
-    pull_to_layout(&mut p, &t, &TokioRuntime, dir, &mut |_| {})
-        .await
-        .map(|(d, _)| d)
+    pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        dir,
+        &mut ocireg_driver::layout::NoObserver,
+    )
+    .await
+    .map(|(d, _)| d)
 }
 
 fn expected_blobs(imgs: &[&TestImage], extra: &[&[u8]]) -> Vec<String> {
@@ -155,9 +161,15 @@ async fn tls_registry_with_ca_file() {
     let r = Reference::parse(&format!("{}/ocireg/tls:v1", reg.addr)).unwrap();
     let mut p = Pull::new(Config::default(), r, TokioRuntime.now());
     let out = tempfile::tempdir().unwrap();
-    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let e = pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut ocireg_driver::layout::NoObserver,
+    )
+    .await
+    .unwrap_err();
     let PullError::Registry(e) = e else {
         panic!("{e}")
     };
@@ -218,11 +230,17 @@ async fn cut_connections_resume_with_little_overhead() {
     let mut p = Pull::new(cfg, r, TokioRuntime.now());
     let out = tempfile::tempdir().unwrap();
     let mut resumes = 0;
-    let (d, _) = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |e| {
-        if matches!(e, ocireg_core::Event::Resumed { .. }) {
-            resumes += 1;
-        }
-    })
+    let (d, _) = pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut |e: &ocireg_core::Event| {
+            if matches!(e, ocireg_core::Event::Resumed { .. }) {
+                resumes += 1;
+            }
+        },
+    )
     .await
     .unwrap();
     assert_eq!(d.digest, img.digest());

@@ -70,11 +70,17 @@ async fn seed_scenario_over_sockets() {
     let mut resumes = 0;
     let mut fallback = false;
     let t = TokioTransport::new(&[]).unwrap();
-    let (d, stats) = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |e| match e {
-        Event::Resumed { .. } => resumes += 1,
-        Event::PlainHttpFallback { .. } => fallback = true,
-        _ => {}
-    })
+    let (d, stats) = pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut |e: &ocireg_core::Event| match e {
+            Event::Resumed { .. } => resumes += 1,
+            Event::PlainHttpFallback { .. } => fallback = true,
+            _ => {}
+        },
+    )
     .await
     .unwrap();
     assert_eq!(d.digest, img.digest());
@@ -120,11 +126,17 @@ async fn stall_is_detected_and_resumed() {
     let mut p = Pull::new(cfg, reference, TokioRuntime.now());
     let t = TokioTransport::new(&[]).unwrap();
     let mut resumed_at = None;
-    pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |e| {
-        if let Event::Resumed { offset, .. } = e {
-            resumed_at = Some(*offset);
-        }
-    })
+    pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut |e: &ocireg_core::Event| {
+            if let Event::Resumed { offset, .. } = e {
+                resumed_at = Some(*offset);
+            }
+        },
+    )
     .await
     .unwrap();
     assert_eq!(resumed_at, Some(100_000));
@@ -154,9 +166,15 @@ async fn failure_leaves_no_half_written_blob() {
     };
     let mut p = Pull::new(cfg, reference, TokioRuntime.now());
     let t = TokioTransport::new(&[]).unwrap();
-    let e = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let e = pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut ocireg_driver::layout::NoObserver,
+    )
+    .await
+    .unwrap_err();
     assert!(e.to_string().contains("GET"), "{e}");
     // the cut layer never appears under blobs/, what does appear is verified, and no
     // index.json was written
@@ -195,9 +213,15 @@ async fn blob_redirected_to_another_origin_arrives_without_authorization() {
         TokioRuntime.now(),
     );
     let t = TokioTransport::new(&[]).unwrap();
-    let (d, _) = pull_to_layout(&mut p, &t, &TokioRuntime, out.path(), &mut |_| {})
-        .await
-        .unwrap();
+    let (d, _) = pull_to_layout(
+        &mut p,
+        &t,
+        &TokioRuntime,
+        out.path(),
+        &mut ocireg_driver::layout::NoObserver,
+    )
+    .await
+    .unwrap();
     assert_eq!(d.digest, img.digest());
     let cdn_log = cdn.lock().unwrap().log.clone();
     assert_eq!(

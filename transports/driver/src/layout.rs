@@ -355,6 +355,22 @@ fn load_manifest(
     Ok(())
 }
 
+/// Watches a pull written into a layout: events, bytes, skipped blobs.
+pub trait Observer {
+    /// An event of the pull.
+    fn event(&mut self, _event: &Event) {}
+    /// `n` more bytes of `blob` were written.
+    fn delivered(&mut self, _blob: BlobId, _n: u64) {}
+    /// A queued blob was already in the layout and is not downloaded.
+    fn skipped(&mut self, _blob: BlobId, _descriptor: &Descriptor) {}
+}
+
+impl<F: FnMut(&Event)> Observer for F {
+    fn event(&mut self, event: &Event) {
+        self(event)
+    }
+}
+
 /// Pulls into the layout at `dir` (tagging with the reference's tag) and records the
 /// image in `index.json` once everything is verified. Returns the resolved descriptor
 /// and the counters.
@@ -363,7 +379,7 @@ pub async fn pull_to_layout<T, R>(
     transport: &T,
     runtime: &R,
     dir: &Path,
-    observer: &mut dyn FnMut(&Event),
+    observer: &mut dyn Observer,
 ) -> Result<(Descriptor, Stats), crate::PullError>
 where
     T: crate::Transport + ?Sized,
@@ -382,20 +398,36 @@ where
     Ok((desc, sink.writer.stats.clone()))
 }
 
-/// A layout writer that also shows every event to an observer (progress, logs).
+/// A layout writer that also shows what happens to an observer (progress, logs).
 struct Observed<'a> {
     writer: LayoutWriter,
-    observer: &'a mut dyn FnMut(&Event),
+    observer: &'a mut dyn Observer,
 }
 
 impl Sink for Observed<'_> {
     fn event(&mut self, pull: &mut Pull, event: &Event) -> io::Result<()> {
+        let skipped_before = self.writer.stats.skipped;
         self.writer.event(pull, event)?;
-        (self.observer)(event);
+        match event {
+            Event::BlobQueued { blob, descriptor }
+                if self.writer.stats.skipped > skipped_before =>
+            {
+                self.observer.skipped(*blob, descriptor)
+            }
+            _ => self.observer.event(event),
+        }
         Ok(())
     }
 
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> io::Result<()> {
-        self.writer.deliver(blob, offset, bytes)
+        self.writer.deliver(blob, offset, bytes)?;
+        self.observer.delivered(blob, bytes.len() as u64);
+        Ok(())
     }
 }
+
+/// An observer that ignores everything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}

@@ -1,7 +1,10 @@
-//! `ocireg`: pull OCI images into image layouts, serve layouts, and a self-contained demo.
+//! `ocireg`: pull OCI images into image layouts, inspect manifests, list tags, serve
+//! layouts, and a self-contained demo.
 //!
 //! Exit status: 0 on success, 1 on failure (one line on stderr naming the cause),
 //! 2 on a usage error.
+
+mod progress;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -12,12 +15,17 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use ocireg_core::{
-    Config, Credentials, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy, Secret,
+    Config, Credentials, Event, Manifest, Platform, PlatformChoice, Pull, Reference, RetryPolicy,
+    Secret,
 };
-use ocireg_driver::layout::{load_into, pull_to_layout};
-use ocireg_driver::Runtime;
+use ocireg_driver::layout::{load_into, pull_to_layout, Observer};
+use ocireg_driver::{PullError, Runtime, Sink};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
+use serde_json::json;
+
+const EXIT_CODES: &str =
+    "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error.";
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +33,7 @@ use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
     version,
     about = "Pull OCI images and artifacts from registries into OCI image layouts"
 )]
-#[command(after_help = "Exit status: 0 success, 1 failure, 2 usage error.")]
+#[command(after_help = EXIT_CODES)]
 struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -37,16 +45,19 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Pull an image into an OCI image layout directory (created or added to).
-    #[command(
-        after_help = "Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --ca-file ca.crt --platform linux/arm64 registry.example:5000/app@sha256:... ./app"
-    )]
+    #[command(after_help = concat!("Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --platform linux/arm64 --progress json ghcr.io/org/app:1 ./app\n  ocireg pull --all-platforms --ca-file ca.crt registry.internal:5000/app@sha256:… ./app\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Pull(PullArgs),
+    /// Show a manifest or index: digest, size, media type, platforms, or the raw JSON.
+    #[command(after_help = concat!("Examples:\n  ocireg inspect docker.io/library/alpine:3.20\n  ocireg inspect --raw --plain-http 127.0.0.1:5000/demo/hello:v1 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Inspect(InspectArgs),
+    /// List every tag of a repository, one per line (follows pagination).
+    #[command(after_help = concat!("Examples:\n  ocireg tags docker.io/library/alpine\n  ocireg tags --plain-http 127.0.0.1:5000/demo/hello\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Tags(TagsArgs),
     /// Serve an OCI image layout read-only over plain http (for tests and demos).
-    #[command(
-        after_help = "Examples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine"
-    )]
+    #[command(after_help = concat!("Every image of the layout is served: an index.json entry whose ref.name is a tag\ngoes to --repository with that tag; one whose ref.name is a full reference goes to\nits repository.\n\nExamples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Serve(ServeArgs),
     /// Start a registry in-process with a generated image and pull it into ./ocireg-demo.
+    #[command(after_help = concat!("Examples:\n  ocireg demo\n  ocireg demo --dir /tmp/demo\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Demo(DemoArgs),
 }
 
@@ -58,10 +69,10 @@ struct ConnectArgs {
     /// Extra CA certificate (PEM) to trust; repeatable.
     #[arg(long = "ca-file", value_name = "PEM")]
     ca_files: Vec<PathBuf>,
-    /// User name for the registry.
+    /// User name for the registry (else OCIREG_USERNAME, else Docker's config.json).
     #[arg(long, env = "OCIREG_USERNAME")]
     username: Option<String>,
-    /// Read the password from standard input.
+    /// Read the password from standard input (else OCIREG_PASSWORD).
     #[arg(long, requires = "username")]
     password_stdin: bool,
     /// Give up when the whole operation takes longer than this many seconds.
@@ -85,10 +96,32 @@ struct PullArgs {
     /// Pull every platform of an index.
     #[arg(long)]
     all_platforms: bool,
+    /// Progress output: bars (on a terminal), plain lines on stderr, JSON lines on stdout.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: progress::Mode,
     /// Image reference: [host[:port]/]repository[:tag][@digest]
     reference: String,
     /// OCI image layout directory.
     dir: PathBuf,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Print the manifest bytes exactly as served.
+    #[arg(long)]
+    raw: bool,
+    /// Image reference.
+    reference: String,
+}
+
+#[derive(Args)]
+struct TagsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Repository: [host[:port]/]repository
+    repository: String,
 }
 
 #[derive(Args)]
@@ -126,6 +159,8 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.command {
             Command::Pull(a) => cmd_pull(a).await,
+            Command::Inspect(a) => cmd_inspect(a).await,
+            Command::Tags(a) => cmd_tags(a).await,
             Command::Serve(a) => cmd_serve(a).await,
             Command::Demo(a) => cmd_demo(a).await,
         }
@@ -203,61 +238,89 @@ fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, Strin
             max_attempts: c.attempts.max(1),
             ..RetryPolicy::default()
         },
-        seed: std::process::id() as u64 ^ now.elapsed().as_nanos() as u64,
+        seed: u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15,
         ..Config::default()
     })
 }
 
-fn log_event(e: &Event) {
-    match e {
-        Event::Retry {
-            what,
-            attempt,
-            delay,
-            error,
-        } => {
-            tracing::warn!(
-                "{what}: {error}; attempt {attempt} in {:.1}s",
-                delay.as_secs_f64()
-            )
+/// Logs what the pull does (at info/warn), then passes events on.
+struct Logged<'a>(&'a mut dyn Observer);
+
+impl Observer for Logged<'_> {
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Retry {
+                what,
+                attempt,
+                delay,
+                error,
+            } => {
+                tracing::warn!(
+                    "{what}: {error}; attempt {attempt} in {:.1}s",
+                    delay.as_secs_f64()
+                )
+            }
+            Event::Resumed { blob, offset } => {
+                tracing::info!("blob {} resumes at byte {offset}", blob.0)
+            }
+            Event::Restarted { blob } => {
+                tracing::warn!("blob {} starts over (range not satisfiable)", blob.0)
+            }
+            Event::PlainHttpFallback { host } => {
+                tracing::info!("{host} does not speak TLS; using plain http")
+            }
+            Event::BlobDone { digest, size, .. } => {
+                tracing::debug!("{digest}: {size} bytes verified")
+            }
+            _ => {}
         }
-        Event::Resumed { blob, offset } => {
-            tracing::info!("blob {} resumes at byte {offset}", blob.0)
-        }
-        Event::Restarted { blob } => {
-            tracing::warn!("blob {} starts over (range not satisfiable)", blob.0)
-        }
-        Event::PlainHttpFallback { host } => {
-            tracing::info!("{host} does not speak TLS; using plain http")
-        }
-        Event::BlobDone { digest, size, .. } => tracing::debug!("{digest}: {size} bytes verified"),
-        _ => {}
+        self.0.event(e)
+    }
+
+    fn delivered(&mut self, blob: ocireg_core::BlobId, n: u64) {
+        self.0.delivered(blob, n)
+    }
+
+    fn skipped(&mut self, blob: ocireg_core::BlobId, d: &ocireg_core::Descriptor) {
+        self.0.skipped(blob, d)
     }
 }
 
 async fn pull_one(
     reference: Reference,
-    mut cfg: Config,
+    cfg: Config,
     t: &TokioTransport,
     dir: &Path,
+    mode: progress::Mode,
 ) -> Result<String, String> {
     let runtime = TokioRuntime;
     let started = runtime.now();
-    cfg.seed ^= 0x9e37_79b9;
     let mut pull = Pull::new(cfg, reference.clone(), started);
-    let (desc, stats) = pull_to_layout(&mut pull, t, &runtime, dir, &mut log_event)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut progress = progress::Progress::new(mode);
+    let result = pull_to_layout(&mut pull, t, &runtime, dir, &mut Logged(&mut progress)).await;
+    let (desc, stats) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            progress.failed(&e.to_string());
+            return Err(e.to_string());
+        }
+    };
+    progress.finish();
     let secs = started.elapsed().as_secs_f64();
-    let platform = desc
-        .platform
-        .as_ref()
-        .map(|p| format!(" ({p})"))
-        .unwrap_or_default();
+    let platform = desc.platform.as_ref().map(|p| p.to_string());
+    if mode == progress::Mode::Json {
+        progress::emit(json!({
+            "event": "summary", "reference": reference.to_string(), "digest": desc.digest.to_string(),
+            "media_type": desc.media_type, "platform": platform, "fetched": stats.fetched, "skipped": stats.skipped,
+            "resumed": stats.resumed, "retries": stats.retries, "bytes": stats.bytes, "seconds": secs,
+        }));
+        return Ok(String::new());
+    }
     Ok(format!(
-        "pulled {reference} → {}\n  manifest {}{platform}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
+        "pulled {reference} → {}\n  manifest {}{}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
         dir.display(),
         desc.digest,
+        platform.map(|p| format!(" ({p})")).unwrap_or_default(),
         desc.media_type,
         stats.fetched,
         stats.skipped,
@@ -300,8 +363,118 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
         PlatformChoice::Host
     };
     let t = transport(&a.connect)?;
-    let summary = pull_one(reference, cfg, &t, &a.dir).await?;
-    println!("{summary}");
+    let summary = pull_one(reference, cfg, &t, &a.dir, a.progress.resolve()).await?;
+    if !summary.is_empty() {
+        println!("{summary}");
+    }
+    Ok(())
+}
+
+/// Collects events of a machine that delivers no blob bytes (inspect, tags).
+struct Collect(Vec<Event>);
+
+impl Sink for Collect {
+    fn event(&mut self, _pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+        self.0.push(event.clone());
+        Ok(())
+    }
+
+    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn run_machine(mut pull: Pull, t: &TokioTransport) -> Result<Vec<Event>, String> {
+    let mut sink = Collect(Vec::new());
+    ocireg_driver::drive(&mut pull, t, &TokioRuntime, &mut sink)
+        .await
+        .map_err(|e: PullError| e.to_string())?;
+    Ok(sink.0)
+}
+
+async fn cmd_inspect(a: InspectArgs) -> Result<(), String> {
+    let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
+    let cfg = config(&a.connect, reference.registry(), TokioRuntime.now())?;
+    let t = transport(&a.connect)?;
+    let events = run_machine(
+        Pull::inspect(cfg, reference.clone(), TokioRuntime.now()),
+        &t,
+    )
+    .await?;
+    let Some(Event::Manifest {
+        digest,
+        media_type,
+        bytes,
+        manifest,
+        ..
+    }) = events
+        .into_iter()
+        .find(|e| matches!(e, Event::Manifest { .. }))
+    else {
+        return Err("no manifest received".into());
+    };
+    if a.raw {
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    println!("reference   {reference}");
+    println!("digest      {digest}");
+    println!("media type  {media_type}");
+    println!("size        {} bytes", bytes.len());
+    match manifest {
+        Manifest::Index(i) => {
+            if let Some(t) = &i.artifact_type {
+                println!("artifact    {t}");
+            }
+            println!("manifests   {}", i.manifests.len());
+            for d in &i.manifests {
+                let p = d
+                    .platform
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!("  {p:<20} {} {:>8}  {}", d.digest, d.size, d.media_type);
+            }
+        }
+        Manifest::Image(m) => {
+            if let Some(t) = &m.artifact_type {
+                println!("artifact    {t}");
+            }
+            println!(
+                "config      {} {:>10}  {}",
+                m.config.digest, m.config.size, m.config.media_type
+            );
+            let total: i64 = m.layers.iter().map(|l| l.size).sum();
+            println!(
+                "layers      {} ({})",
+                m.layers.len(),
+                human(total.max(0) as u64)
+            );
+            for l in &m.layers {
+                println!("  {} {:>10}  {}", l.digest, l.size, l.media_type);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn cmd_tags(a: TagsArgs) -> Result<(), String> {
+    let reference = Reference::parse(&a.repository).map_err(|e| e.to_string())?;
+    let cfg = config(&a.connect, reference.registry(), TokioRuntime.now())?;
+    let t = transport(&a.connect)?;
+    let events = run_machine(Pull::list_tags(cfg, reference, TokioRuntime.now()), &t).await?;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for e in events {
+        if let Event::Tags { tags } = e {
+            for tag in tags {
+                writeln!(out, "{tag}").map_err(|e| e.to_string())?;
+            }
+        }
+    }
     Ok(())
 }
 
@@ -356,11 +529,10 @@ async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
     // The demo needs no credentials and never reads Docker's config.
     let cfg = Config {
         deadline: Some(now + Duration::from_secs(120)),
-        seed: u64::from(std::process::id()),
         ..Config::default()
     };
     let t = TokioTransport::new(&[]).map_err(|e| format!("TLS setup: {e}"))?;
-    let summary = pull_one(reference, cfg, &t, &a.dir).await?;
+    let summary = pull_one(reference, cfg, &t, &a.dir, progress::Mode::Auto.resolve()).await?;
     server.abort();
     println!("{summary}");
     println!(
