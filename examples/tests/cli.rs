@@ -569,3 +569,69 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
         ocireg_core::Digest::sha256(&idx).to_string()
     );
 }
+
+#[test]
+fn blocking_driver_pulls_without_an_async_runtime() {
+    use ocireg_registry::{Fault, Rule};
+    let img = image(58, &[5000, 700_000], &Platform::host(), false);
+    // with retries, redirects, tokens and cut bodies, over https-then-http fallback
+    let (addr, reg, _rt) = inprocess(&img, vec![]);
+    reg.lock().unwrap().set_rules(vec![
+        Rule::all(Fault::FailFirst {
+            times: 1,
+            status: 503,
+        }),
+        Rule::all(Fault::RedirectOnce),
+        Rule::all(Fault::Token {
+            realm: format!("http://{addr}/token"),
+            service: "svc".into(),
+        }),
+        Rule::blobs(Fault::CutBody {
+            after: 200_000,
+            times: 2,
+        }),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_blocking-pull"))
+        .arg(format!("{addr}/test/repo:v1"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
+    let mut want: Vec<String> = img
+        .blobs()
+        .map(|b| ocireg_core::Digest::sha256(b).to_string())
+        .chain([img.digest().to_string()])
+        .collect();
+    want.sort();
+    assert_eq!(layout_blobs(dir.path()), want);
+    assert_eq!(skopeo_roundtrip(dir.path(), "v1"), img.digest().to_string());
+}
+
+#[test]
+fn async_std_runtime_from_the_cli() {
+    let img = image(59, &[5000, 300_000], &Platform::host(), false);
+    let (addr, _reg, _rt) = inprocess(&img, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args([
+            "pull",
+            "--runtime",
+            "async-std",
+            &format!("{addr}/test/repo:v1"),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_blobs(dir.path()).len(), 4);
+}

@@ -1,13 +1,13 @@
 //! A loopback TCP proxy that cuts connections: after the configured numbers of bytes
 //! from the server (one cut point per connection, in order), it closes both sides. Once
 //! the cut points are used up it passes everything through. It counts the bytes it
-//! forwarded from the server, to measure what a pull really transferred.
+//! forwarded from the server, to measure what a pull really transferred. Plain threads:
+//! it works under any runtime.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// A running proxy.
 pub struct CuttingProxy {
@@ -17,42 +17,45 @@ pub struct CuttingProxy {
     pub downstream_bytes: Arc<AtomicU64>,
     /// Connections cut so far.
     pub cuts: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
 }
 
 impl CuttingProxy {
     /// Starts a proxy to `target` with these cut points (bytes from the server per
     /// connection, used one per new connection until exhausted).
-    pub async fn start(target: String, cut_points: Vec<u64>) -> CuttingProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    pub fn start(target: String, cut_points: Vec<u64>) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let downstream_bytes = Arc::new(AtomicU64::new(0));
         let cuts = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
         let points = Arc::new(Mutex::new(cut_points.into_iter()));
-        let (db, c) = (downstream_bytes.clone(), cuts.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
+        let (db, c, st) = (downstream_bytes.clone(), cuts.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if st.load(Ordering::Relaxed) {
                     return;
-                };
+                }
+                let Ok(client) = client else { continue };
                 let limit = points.lock().unwrap().next();
                 let (db, c, target) = (db.clone(), c.clone(), target.clone());
-                tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&target).await else {
+                std::thread::spawn(move || {
+                    let Ok(server) = TcpStream::connect(&target) else {
                         return;
                     };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    let up = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                        let _ = sw.shutdown().await;
+                    let (mut cr, mut sw) =
+                        (client.try_clone().unwrap(), server.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut cr, &mut sw);
+                        let _ = sw.shutdown(Shutdown::Write);
                     });
+                    let (mut sr, mut cw) = (server, client);
                     let mut buf = vec![0u8; 256 * 1024];
                     let mut sent = 0u64;
                     loop {
-                        let n = match sr.read(&mut buf).await {
+                        let n = match sr.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
@@ -60,7 +63,7 @@ impl CuttingProxy {
                             Some(l) if sent + n as u64 >= l => (l - sent) as usize,
                             _ => n,
                         };
-                        if cw.write_all(&buf[..n]).await.is_err() {
+                        if cw.write_all(&buf[..n]).is_err() {
                             break;
                         }
                         sent += n as u64;
@@ -70,8 +73,8 @@ impl CuttingProxy {
                             break;
                         }
                     }
-                    up.abort();
-                    // dropping both halves closes the connection
+                    let _ = cw.shutdown(Shutdown::Both);
+                    let _ = sr.shutdown(Shutdown::Both);
                 });
             }
         });
@@ -79,13 +82,15 @@ impl CuttingProxy {
             addr,
             downstream_bytes,
             cuts,
-            task,
+            stop,
         }
     }
 }
 
 impl Drop for CuttingProxy {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        // wake the accept loop so it sees the flag
+        let _ = TcpStream::connect(&self.addr);
     }
 }

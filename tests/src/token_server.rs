@@ -31,13 +31,13 @@ pub struct TokenRequest {
     pub user: Option<String>,
 }
 
-/// A running token server.
+/// A running token server (on its own small tokio runtime, so any test can use it).
 pub struct TokenServer {
     /// Its realm URL.
     pub realm: String,
     /// Requests seen.
     pub log: Arc<Mutex<Vec<TokenRequest>>>,
-    task: tokio::task::JoinHandle<()>,
+    rt: Option<tokio::runtime::Runtime>,
 }
 
 struct Keys {
@@ -169,19 +169,27 @@ fn reply(status: u16, body: String) -> Response<Full<Bytes>> {
 impl TokenServer {
     /// Starts on a free loopback port; the key and certificate go into `dir`. `users`
     /// maps user names to passwords; `anonymous` allows pulls without credentials.
-    pub async fn start(
+    pub fn start(
         dir: &Path,
         users: HashMap<String, String>,
         anonymous: bool,
         expires_in: u64,
     ) -> TokenServer {
         let keys = Arc::new(make_keys(dir));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        // bound here, adopted by the server's own runtime (start may run inside another one)
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let realm = format!("http://{}/token", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
         let users = Arc::new(users);
         let (l2, k2) = (log.clone(), keys.clone());
-        let task = tokio::spawn(async move {
+        rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
@@ -297,12 +305,18 @@ impl TokenServer {
                 });
             }
         });
-        TokenServer { realm, log, task }
+        TokenServer {
+            realm,
+            log,
+            rt: Some(rt),
+        }
     }
 }
 
 impl Drop for TokenServer {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }

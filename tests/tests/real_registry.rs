@@ -1,38 +1,53 @@
-//! The tokio adapter against a real CNCF distribution registry on loopback.
+//! Every runtime adapter against a real CNCF distribution registry on loopback: one
+//! set of cases, run once per runtime.
 
 use std::path::Path;
 
 use ocireg_core::{Config, Credentials, Error, Platform, PlatformChoice, Pull, Reference, Secret};
 use ocireg_driver::layout::pull_to_layout;
-use ocireg_driver::{PullError, Runtime};
+use ocireg_driver::PullError;
 use ocireg_registry::images::{image, index, TestImage};
+use ocireg_tests::kit::Kit;
+use ocireg_tests::on_every_runtime;
 use ocireg_tests::real::{
     layout_blobs, skopeo_roundtrip, write_oci_layout, Mode, RealRegistry, PASSWORD, USER,
 };
-use ocireg_tokio::{load_certs, TokioRuntime, TokioTransport};
 
-async fn pull(
+async fn pull<K: Kit>(
     reg: &RealRegistry,
     reference: &str,
     cfg: Config,
     dir: &Path,
 ) -> Result<ocireg_core::Descriptor, PullError> {
-    let mut cas = Vec::new();
-    if let Some(ca) = &reg.ca {
-        cas = load_certs(ca).unwrap();
-    }
-    let t = TokioTransport::new(&cas).unwrap();
-    let r = Reference::parse(&format!("{}/{reference}", reg.addr)).unwrap();
-    let mut p = Pull::new(cfg, r, TokioRuntime.now());
-    pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    pull_via::<K>(
+        &reg.addr,
+        reg.ca.as_deref(),
+        reference,
+        cfg,
         dir,
         &mut ocireg_driver::layout::NoObserver,
     )
     .await
-    .map(|(d, _)| d)
+}
+
+async fn pull_via<K: Kit>(
+    addr: &str,
+    ca: Option<&Path>,
+    reference: &str,
+    cfg: Config,
+    dir: &Path,
+    observer: &mut (dyn ocireg_driver::layout::Observer + Send),
+) -> Result<ocireg_core::Descriptor, PullError> {
+    let cas = ca
+        .map(|c| ocireg_tokio::load_certs(c).unwrap())
+        .unwrap_or_default();
+    let t = K::transport(&cas);
+    let rt = K::runtime();
+    let r = Reference::parse(&format!("{addr}/{reference}")).unwrap();
+    let mut p = Pull::new(cfg, r, rt.now());
+    pull_to_layout(&mut p, t.as_ref(), rt.as_ref(), dir, observer)
+        .await
+        .map(|(d, _)| d)
 }
 
 fn expected_blobs(imgs: &[&TestImage], extra: &[&[u8]]) -> Vec<String> {
@@ -61,8 +76,7 @@ fn plain() -> Config {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_registry_oci_docker_and_index() {
+async fn open_registry_oci_docker_and_index<K: Kit>() {
     let reg = RealRegistry::start(Mode::Open);
     let host = Platform::host();
     let oci = image(11, &[4096, 300_000, 2 << 20], &host, false);
@@ -72,7 +86,7 @@ async fn open_registry_oci_docker_and_index() {
 
     // OCI image: exactly its blobs, and skopeo reads the layout back with the same digest
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/oci:v1", plain(), out.path())
+    let d = pull::<K>(&reg, "ocireg/oci:v1", plain(), out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, oci.digest());
@@ -80,7 +94,7 @@ async fn open_registry_oci_docker_and_index() {
     assert_eq!(skopeo_roundtrip(out.path(), "v1"), oci.digest().to_string());
 
     // pinned by digest, into the same layout: nothing new, still valid
-    let d = pull(
+    let d = pull::<K>(
         &reg,
         &format!("ocireg/oci@{}", oci.digest()),
         plain(),
@@ -93,7 +107,7 @@ async fn open_registry_oci_docker_and_index() {
     // Docker schema2: identical digests (skopeo 1.9 cannot read Docker-typed oci: entries
     // back, so the digests are compared directly)
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/docker:v1", plain(), out.path())
+    let d = pull::<K>(&reg, "ocireg/docker:v1", plain(), out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, docker.digest());
@@ -113,7 +127,7 @@ async fn open_registry_oci_docker_and_index() {
     );
     reg.push_layout(src.path(), "multi", "ocireg/multi", "v1");
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/multi:v1", plain(), out.path())
+    let d = pull::<K>(&reg, "ocireg/multi:v1", plain(), out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, a.digest());
@@ -123,7 +137,7 @@ async fn open_registry_oci_docker_and_index() {
         platform: PlatformChoice::All,
         ..plain()
     };
-    let d = pull(&reg, "ocireg/multi:v1", cfg, out.path())
+    let d = pull::<K>(&reg, "ocireg/multi:v1", cfg, out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, ocireg_core::Digest::sha256(&idx));
@@ -132,7 +146,7 @@ async fn open_registry_oci_docker_and_index() {
 
     // unknown tag: a typed 404 carrying the registry's code
     let out = tempfile::tempdir().unwrap();
-    let e = pull(&reg, "ocireg/oci:nope", plain(), out.path())
+    let e = pull::<K>(&reg, "ocireg/oci:nope", plain(), out.path())
         .await
         .unwrap_err();
     let PullError::Registry(e) = e else {
@@ -143,13 +157,12 @@ async fn open_registry_oci_docker_and_index() {
     assert!(!out.path().join("index.json").exists());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_registry_with_ca_file() {
+async fn tls_registry_with_ca_file<K: Kit>() {
     let reg = RealRegistry::start(Mode::OpenTls);
     let img = image(21, &[100_000, 1 << 20], &Platform::host(), false);
     reg.push(&img, "ocireg/tls", "v1");
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/tls:v1", Config::default(), out.path())
+    let d = pull::<K>(&reg, "ocireg/tls:v1", Config::default(), out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, img.digest());
@@ -157,14 +170,12 @@ async fn tls_registry_with_ca_file() {
     assert_eq!(skopeo_roundtrip(out.path(), "v1"), img.digest().to_string());
 
     // without the CA: a certificate error, never a fallback to plain http
-    let t = TokioTransport::new(&[]).unwrap();
-    let r = Reference::parse(&format!("{}/ocireg/tls:v1", reg.addr)).unwrap();
-    let mut p = Pull::new(Config::default(), r, TokioRuntime.now());
     let out = tempfile::tempdir().unwrap();
-    let e = pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    let e = pull_via::<K>(
+        &reg.addr,
+        None,
+        "ocireg/tls:v1",
+        Config::default(),
         out.path(),
         &mut ocireg_driver::layout::NoObserver,
     )
@@ -179,13 +190,12 @@ async fn tls_registry_with_ca_file() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn basic_auth_registry() {
+async fn basic_auth_registry<K: Kit>() {
     let reg = RealRegistry::start(Mode::Basic);
     let img = image(31, &[10_000], &Platform::host(), false);
     reg.push(&img, "ocireg/private", "v1");
     let out = tempfile::tempdir().unwrap();
-    let e = pull(&reg, "ocireg/private:v1", plain(), out.path())
+    let e = pull::<K>(&reg, "ocireg/private:v1", plain(), out.path())
         .await
         .unwrap_err();
     let PullError::Registry(e) = e else {
@@ -199,14 +209,13 @@ async fn basic_auth_registry() {
         },
         ..plain()
     };
-    let d = pull(&reg, "ocireg/private:v1", cfg, out.path())
+    let d = pull::<K>(&reg, "ocireg/private:v1", cfg, out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, img.digest());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_connections_resume_with_little_overhead() {
+async fn cut_connections_resume_with_little_overhead<K: Kit>() {
     let reg = RealRegistry::start(Mode::Open);
     let img = image(41, &[64 << 20], &Platform::host(), false);
     reg.push(&img, "ocireg/cut", "v1");
@@ -220,20 +229,18 @@ async fn cut_connections_resume_with_little_overhead() {
         .map(|_| (1 << 20) + rng.next_u64() % (12 << 20))
         .collect();
     eprintln!("cut points (seed {seed}): {points:?}");
-    let proxy = ocireg_tests::proxy::CuttingProxy::start(reg.addr.clone(), points).await;
-    let t = TokioTransport::new(&[]).unwrap();
-    let r = Reference::parse(&format!("{}/ocireg/cut:v1", proxy.addr)).unwrap();
+    let proxy = ocireg_tests::proxy::CuttingProxy::start(reg.addr.clone(), points);
     let cfg = Config {
         max_concurrent: 1,
         ..plain()
     };
-    let mut p = Pull::new(cfg, r, TokioRuntime.now());
     let out = tempfile::tempdir().unwrap();
     let mut resumes = 0;
-    let (d, _) = pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    let d = pull_via::<K>(
+        &proxy.addr,
+        None,
+        "ocireg/cut:v1",
+        cfg,
         out.path(),
         &mut |e: &ocireg_core::Event| {
             if matches!(e, ocireg_core::Event::Resumed { .. }) {
@@ -263,14 +270,13 @@ async fn cut_connections_resume_with_little_overhead() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_auth_registry() {
+async fn token_auth_registry<K: Kit>() {
     use ocireg_tests::token_server::TokenServer;
     let keys = tempfile::tempdir().unwrap();
     let users = [(USER.to_string(), PASSWORD.to_string())]
         .into_iter()
         .collect();
-    let ts = TokenServer::start(keys.path(), users, true, 300).await;
+    let ts = TokenServer::start(keys.path(), users, true, 300);
     let reg = RealRegistry::start_token(&ts.realm, keys.path());
     let img = image(
         61,
@@ -283,7 +289,7 @@ async fn token_auth_registry() {
 
     // anonymous: one token for the whole pull, scope taken from the challenge
     let out = tempfile::tempdir().unwrap();
-    let d = pull(&reg, "ocireg/tok:v1", plain(), out.path())
+    let d = pull::<K>(&reg, "ocireg/tok:v1", plain(), out.path())
         .await
         .unwrap();
     assert_eq!(d.digest, img.digest());
@@ -304,7 +310,9 @@ async fn token_auth_registry() {
         ..plain()
     };
     let out = tempfile::tempdir().unwrap();
-    pull(&reg, "ocireg/tok:v1", cfg, out.path()).await.unwrap();
+    pull::<K>(&reg, "ocireg/tok:v1", cfg, out.path())
+        .await
+        .unwrap();
     assert_eq!(
         ts.log.lock().unwrap().last().unwrap().user.as_deref(),
         Some(USER)
@@ -318,7 +326,9 @@ async fn token_auth_registry() {
         ..plain()
     };
     let out = tempfile::tempdir().unwrap();
-    pull(&reg, "ocireg/tok:v1", cfg, out.path()).await.unwrap();
+    pull::<K>(&reg, "ocireg/tok:v1", cfg, out.path())
+        .await
+        .unwrap();
     let last = ts.log.lock().unwrap().last().unwrap().clone();
     assert_eq!(
         (last.method.as_str(), last.user.as_deref()),
@@ -333,7 +343,7 @@ async fn token_auth_registry() {
         },
         ..plain()
     };
-    let e = pull(&reg, "ocireg/tok:v1", cfg, out.path())
+    let e = pull::<K>(&reg, "ocireg/tok:v1", cfg, out.path())
         .await
         .unwrap_err();
     let PullError::Registry(e) = e else {
@@ -342,3 +352,11 @@ async fn token_auth_registry() {
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
     assert!(!format!("{e} {e:?}").contains("wrong-pw"));
 }
+
+on_every_runtime!(
+    open_registry_oci_docker_and_index,
+    tls_registry_with_ca_file,
+    basic_auth_registry,
+    cut_connections_resume_with_little_overhead,
+    token_auth_registry,
+);

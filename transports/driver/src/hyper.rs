@@ -157,3 +157,68 @@ pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<Se
 
 /// How long the adapters keep idle pooled connections.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// The HTTP client both adapters use: hyper-util's pooled client over any connector
+/// (the runtime-specific part), following no redirect and retrying nothing.
+pub struct HyperTransport<C> {
+    client: hyper_util::client::legacy::Client<C, RequestBody>,
+}
+
+impl<C: Clone> Clone for HyperTransport<C> {
+    fn clone(&self) -> Self {
+        HyperTransport {
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<C> std::fmt::Debug for HyperTransport<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HyperTransport")
+    }
+}
+
+impl<C> HyperTransport<C>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    /// Wraps a configured client.
+    pub fn new(client: hyper_util::client::legacy::Client<C, RequestBody>) -> Self {
+        HyperTransport { client }
+    }
+}
+
+impl<C> crate::Transport for HyperTransport<C>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
+    fn send(
+        &self,
+        request: Request<Bytes>,
+    ) -> futures::future::BoxFuture<'static, Result<Response<BodyStream>, TransportError>> {
+        let fut = self.client.request(to_hyper_request(request));
+        Box::pin(async move {
+            match fut.await {
+                Ok(resp) => Ok(resp.map(body_stream)),
+                Err(e) => Err(classify(&e, e.is_connect())),
+            }
+        })
+    }
+}
+
+/// The registry as a hyper service: each request answered by the (fault-injecting)
+/// registry, faults acted out on the wire.
+pub fn registry_service(
+    registry: Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
+    runtime: Arc<dyn Runtime>,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<ServerBody>,
+    Error = std::convert::Infallible,
+    Future = std::future::Ready<Result<Response<ServerBody>, std::convert::Infallible>>,
+> + Clone {
+    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let reply = registry.lock().expect("registry lock").handle(&req);
+        std::future::ready(Ok(reply_to_response(reply, runtime.clone())))
+    })
+}

@@ -379,7 +379,7 @@ pub async fn pull_to_layout<T, R>(
     transport: &T,
     runtime: &R,
     dir: &Path,
-    observer: &mut dyn Observer,
+    observer: &mut (dyn Observer + Send),
 ) -> Result<(Descriptor, Stats), crate::PullError>
 where
     T: crate::Transport + ?Sized,
@@ -401,7 +401,7 @@ where
 /// A layout writer that also shows what happens to an observer (progress, logs).
 struct Observed<'a> {
     writer: LayoutWriter,
-    observer: &'a mut dyn Observer,
+    observer: &'a mut (dyn Observer + Send),
 }
 
 impl Sink for Observed<'_> {

@@ -10,6 +10,7 @@
 pub mod credentials;
 pub mod hyper;
 pub mod layout;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::pin::Pin;

@@ -22,6 +22,7 @@ use ocireg_driver::layout::{load_into, pull_to_layout, Observer};
 use ocireg_driver::{PullError, Runtime, Sink};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
+use rustls::pki_types as rustls_pki;
 use serde_json::json;
 
 const EXIT_CODES: &str =
@@ -99,10 +100,21 @@ struct PullArgs {
     /// Progress output: bars (on a terminal), plain lines on stderr, JSON lines on stdout.
     #[arg(long, value_enum, default_value = "auto")]
     progress: progress::Mode,
+    /// The async runtime that drives the pull (same protocol core either way).
+    #[arg(long, value_enum, default_value = "tokio")]
+    runtime: RuntimeChoice,
     /// Image reference: [host[:port]/]repository[:tag][@digest]
     reference: String,
     /// OCI image layout directory.
     dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeChoice {
+    /// tokio with hyper-util over hyper-rustls.
+    Tokio,
+    /// async-std with hyper-util over futures-rustls.
+    AsyncStd,
 }
 
 #[derive(Args)]
@@ -221,12 +233,16 @@ fn credentials(c: &ConnectArgs, registry: &str) -> Result<Credentials, String> {
     })
 }
 
-fn transport(c: &ConnectArgs) -> Result<TokioTransport, String> {
+fn extra_cas(c: &ConnectArgs) -> Result<Vec<rustls_pki::CertificateDer<'static>>, String> {
     let mut cas = Vec::new();
     for f in &c.ca_files {
         cas.extend(load_certs(f).map_err(|e| format!("--ca-file {}: {e}", f.display()))?);
     }
-    TokioTransport::new(&cas).map_err(|e| format!("TLS setup: {e}"))
+    Ok(cas)
+}
+
+fn transport(c: &ConnectArgs) -> Result<TokioTransport, String> {
+    ocireg_tokio::transport(&extra_cas(c)?).map_err(|e| format!("TLS setup: {e}"))
 }
 
 fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, String> {
@@ -244,7 +260,7 @@ fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, Strin
 }
 
 /// Logs what the pull does (at info/warn), then passes events on.
-struct Logged<'a>(&'a mut dyn Observer);
+struct Logged<'a>(&'a mut (dyn Observer + Send));
 
 impl Observer for Logged<'_> {
     fn event(&mut self, e: &Event) {
@@ -286,18 +302,18 @@ impl Observer for Logged<'_> {
     }
 }
 
-async fn pull_one(
+async fn pull_one<T: ocireg_driver::Transport, R: Runtime>(
     reference: Reference,
     cfg: Config,
-    t: &TokioTransport,
+    t: &T,
+    runtime: &R,
     dir: &Path,
     mode: progress::Mode,
 ) -> Result<String, String> {
-    let runtime = TokioRuntime;
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
-    let result = pull_to_layout(&mut pull, t, &runtime, dir, &mut Logged(&mut progress)).await;
+    let result = pull_to_layout(&mut pull, t, runtime, dir, &mut Logged(&mut progress)).await;
     let (desc, stats) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -362,8 +378,38 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
     } else {
         PlatformChoice::Host
     };
-    let t = transport(&a.connect)?;
-    let summary = pull_one(reference, cfg, &t, &a.dir, a.progress.resolve()).await?;
+    let mode = a.progress.resolve();
+    let summary = match a.runtime {
+        RuntimeChoice::Tokio => {
+            pull_one(
+                reference,
+                cfg,
+                &transport(&a.connect)?,
+                &TokioRuntime,
+                &a.dir,
+                mode,
+            )
+            .await?
+        }
+        RuntimeChoice::AsyncStd => {
+            let t = ocireg_async_std::transport(&extra_cas(&a.connect)?)
+                .map_err(|e| format!("TLS setup: {e}"))?;
+            let dir = a.dir.clone();
+            // the whole pull runs on async-std's executor; this task only awaits it
+            async_std::task::spawn(async move {
+                pull_one(
+                    reference,
+                    cfg,
+                    &t,
+                    &ocireg_async_std::AsyncStdRuntime,
+                    &dir,
+                    mode,
+                )
+                .await
+            })
+            .await?
+        }
+    };
     if !summary.is_empty() {
         println!("{summary}");
     }
@@ -531,8 +577,16 @@ async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
         deadline: Some(now + Duration::from_secs(120)),
         ..Config::default()
     };
-    let t = TokioTransport::new(&[]).map_err(|e| format!("TLS setup: {e}"))?;
-    let summary = pull_one(reference, cfg, &t, &a.dir, progress::Mode::Auto.resolve()).await?;
+    let t = ocireg_tokio::transport(&[]).map_err(|e| format!("TLS setup: {e}"))?;
+    let summary = pull_one(
+        reference,
+        cfg,
+        &t,
+        &TokioRuntime,
+        &a.dir,
+        progress::Mode::Auto.resolve(),
+    )
+    .await?;
     server.abort();
     println!("{summary}");
     println!(

@@ -1,31 +1,23 @@
-//! The tokio adapter against the in-process registry over real loopback sockets.
+//! Every runtime adapter against the in-process registry over real loopback sockets:
+//! one set of cases, run once per runtime (see `on_every_runtime!`).
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocireg_core::{Config, Event, Platform, Pull, Reference, RetryPolicy};
-use ocireg_driver::layout::pull_to_layout;
-use ocireg_driver::Runtime;
+use ocireg_driver::layout::{pull_to_layout, NoObserver, Observer, Stats};
+use ocireg_driver::PullError;
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
+use ocireg_tests::kit::Kit;
+use ocireg_tests::on_every_runtime;
 use ocireg_tests::real::layout_blobs;
-use ocireg_tokio::{serve, TokioRuntime, TokioTransport};
 
-async fn start(
-    img: &TestImage,
-    rules: Vec<Rule>,
-) -> (
-    String,
-    Arc<Mutex<FaultyRegistry>>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
-) {
+fn registry(img: &TestImage, rules: Vec<Rule>) -> Arc<Mutex<FaultyRegistry>> {
     let mut r = Registry::new();
     img.add_to(&mut r, "test/repo", Some("v1"));
-    let reg = Arc::new(Mutex::new(FaultyRegistry::new(r, rules)));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let task = tokio::spawn(serve(listener, reg.clone()));
-    (addr, reg, task)
+    Arc::new(Mutex::new(FaultyRegistry::new(r, rules)))
 }
 
 fn fast_retries() -> Config {
@@ -38,17 +30,23 @@ fn fast_retries() -> Config {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_scenario_over_sockets() {
+async fn pull<K: Kit>(
+    reference: &str,
+    cfg: Config,
+    dir: &Path,
+    observer: &mut (dyn Observer + Send),
+) -> Result<(ocireg_core::Descriptor, Stats), PullError> {
+    let t = K::transport(&[]);
+    let rt = K::runtime();
+    let mut p = Pull::new(cfg, Reference::parse(reference).unwrap(), rt.now());
+    pull_to_layout(&mut p, t.as_ref(), rt.as_ref(), dir, observer).await
+}
+
+async fn seed_scenario_over_sockets<K: Kit>() {
     let img = image(7, &[3000, 20_000], &Platform::host(), false);
     let half = img.config.len() / 2;
-    let listener_addr;
-    let (addr, reg, task) = {
-        // the realm must name the server's own address: bind first, then set the rules
-        let (addr, reg, task) = start(&img, vec![]).await;
-        listener_addr = addr.clone();
-        (addr, reg, task)
-    };
+    let reg = registry(&img, vec![]);
+    let addr = K::serve(reg.clone()).await;
     reg.lock().unwrap().set_rules(vec![
         Rule::all(Fault::FailFirst {
             times: 1,
@@ -56,7 +54,7 @@ async fn seed_scenario_over_sockets() {
         }),
         Rule::all(Fault::RedirectOnce),
         Rule::all(Fault::Token {
-            realm: format!("http://{listener_addr}/token"),
+            realm: format!("http://{addr}/token"),
             service: "myregistry.test".into(),
         }),
         Rule::blobs(Fault::CutBody {
@@ -65,17 +63,13 @@ async fn seed_scenario_over_sockets() {
         }),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let reference = Reference::parse(&format!("{addr}/test/repo:v1@{}", img.digest())).unwrap();
-    let mut p = Pull::new(fast_retries(), reference, TokioRuntime.now());
     let mut resumes = 0;
     let mut fallback = false;
-    let t = TokioTransport::new(&[]).unwrap();
-    let (d, stats) = pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    let (d, stats) = pull::<K>(
+        &format!("{addr}/test/repo:v1@{}", img.digest()),
+        fast_retries(),
         out.path(),
-        &mut |e: &ocireg_core::Event| match e {
+        &mut |e: &Event| match e {
             Event::Resumed { .. } => resumes += 1,
             Event::PlainHttpFallback { .. } => fallback = true,
             _ => {}
@@ -84,7 +78,11 @@ async fn seed_scenario_over_sockets() {
     .await
     .unwrap();
     assert_eq!(d.digest, img.digest());
-    assert!(fallback, "loopback https attempt falls back to http");
+    assert!(
+        fallback,
+        "{}: loopback https attempt falls back to http",
+        K::NAME
+    );
     assert!(resumes > 10, "{resumes} resumes");
     assert_eq!(stats.fetched, 3);
     let mut want: Vec<String> = img
@@ -94,7 +92,7 @@ async fn seed_scenario_over_sockets() {
         .collect();
     want.sort();
     assert_eq!(layout_blobs(out.path()), want);
-    let log = &reg.lock().unwrap().log;
+    let log = reg.lock().unwrap().log.clone();
     let sent: usize = log
         .iter()
         .filter(|s| s.path.contains("/blobs/"))
@@ -102,36 +100,30 @@ async fn seed_scenario_over_sockets() {
         .sum();
     let total: usize = img.blobs().map(|b| b.len()).sum();
     assert_eq!(sent, total, "every blob byte sent exactly once");
-    task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stall_is_detected_and_resumed() {
+async fn stall_is_detected_and_resumed<K: Kit>() {
     let img = image(8, &[500_000], &Platform::host(), false);
-    let (addr, _reg, task) = start(
+    let addr = K::serve(registry(
         &img,
         vec![Rule::blobs(Fault::StallBody {
             after: 100_000,
             times: 1,
         })],
-    )
+    ))
     .await;
     let out = tempfile::tempdir().unwrap();
-    let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
     let cfg = Config {
         plain_http: true,
         idle_timeout: Duration::from_millis(300),
         ..fast_retries()
     };
-    let mut p = Pull::new(cfg, reference, TokioRuntime.now());
-    let t = TokioTransport::new(&[]).unwrap();
     let mut resumed_at = None;
-    pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    pull::<K>(
+        &format!("{addr}/test/repo:v1"),
+        cfg,
         out.path(),
-        &mut |e: &ocireg_core::Event| {
+        &mut |e: &Event| {
             if let Event::Resumed { offset, .. } = e {
                 resumed_at = Some(*offset);
             }
@@ -140,22 +132,19 @@ async fn stall_is_detected_and_resumed() {
     .await
     .unwrap();
     assert_eq!(resumed_at, Some(100_000));
-    task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failure_leaves_no_half_written_blob() {
+async fn failure_leaves_no_half_written_blob<K: Kit>() {
     let img = image(9, &[50_000], &Platform::host(), false);
-    let (addr, _reg, task) = start(
+    let addr = K::serve(registry(
         &img,
         vec![Rule::blobs(Fault::CutBody {
             after: 10_000,
             times: u32::MAX,
         })],
-    )
+    ))
     .await;
     let out = tempfile::tempdir().unwrap();
-    let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
     let cfg = Config {
         plain_http: true,
         retry: RetryPolicy {
@@ -164,14 +153,11 @@ async fn failure_leaves_no_half_written_blob() {
         },
         ..Config::default()
     };
-    let mut p = Pull::new(cfg, reference, TokioRuntime.now());
-    let t = TokioTransport::new(&[]).unwrap();
-    let e = pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    let e = pull::<K>(
+        &format!("{addr}/test/repo:v1"),
+        cfg,
         out.path(),
-        &mut ocireg_driver::layout::NoObserver,
+        &mut NoObserver,
     )
     .await
     .unwrap_err();
@@ -181,18 +167,18 @@ async fn failure_leaves_no_half_written_blob() {
     let present = layout_blobs(out.path());
     assert!(!present.contains(&ocireg_core::Digest::sha256(&img.layers[0]).to_string()));
     for d in &present {
-        let d = ocireg_core::Digest::parse(d).unwrap();
-        ocireg_driver::layout::read_blob(out.path(), &d).unwrap();
+        ocireg_driver::layout::read_blob(out.path(), &ocireg_core::Digest::parse(d).unwrap())
+            .unwrap();
     }
     assert!(!out.path().join("index.json").exists());
-    task.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blob_redirected_to_another_origin_arrives_without_authorization() {
+async fn blob_redirected_to_another_origin_arrives_without_authorization<K: Kit>() {
     let img = image(10, &[40_000, 90_000], &Platform::host(), false);
-    let (cdn_addr, cdn, cdn_task) = start(&img, vec![]).await;
-    let (addr, reg, task) = start(&img, vec![]).await;
+    let cdn = registry(&img, vec![]);
+    let cdn_addr = K::serve(cdn.clone()).await;
+    let reg = registry(&img, vec![]);
+    let addr = K::serve(reg.clone()).await;
     reg.lock().unwrap().set_rules(vec![
         Rule::all(Fault::Token {
             realm: format!("http://{addr}/token"),
@@ -203,22 +189,15 @@ async fn blob_redirected_to_another_origin_arrives_without_authorization() {
         }),
     ]);
     let out = tempfile::tempdir().unwrap();
-    let reference = Reference::parse(&format!("{addr}/test/repo:v1")).unwrap();
-    let mut p = Pull::new(
-        Config {
-            plain_http: true,
-            ..fast_retries()
-        },
-        reference,
-        TokioRuntime.now(),
-    );
-    let t = TokioTransport::new(&[]).unwrap();
-    let (d, _) = pull_to_layout(
-        &mut p,
-        &t,
-        &TokioRuntime,
+    let cfg = Config {
+        plain_http: true,
+        ..fast_retries()
+    };
+    let (d, _) = pull::<K>(
+        &format!("{addr}/test/repo:v1"),
+        cfg,
         out.path(),
-        &mut ocireg_driver::layout::NoObserver,
+        &mut NoObserver,
     )
     .await
     .unwrap();
@@ -238,6 +217,47 @@ async fn blob_redirected_to_another_origin_arrives_without_authorization() {
         .iter()
         .filter(|s| s.path.contains("/blobs/"))
         .all(|s| s.auth_scheme.as_deref() == Some("Bearer")));
-    task.abort();
-    cdn_task.abort();
 }
+
+async fn rate_limited_then_served<K: Kit>() {
+    let img = image(11, &[10_000], &Platform::host(), false);
+    let addr = K::serve(registry(
+        &img,
+        vec![Rule::all(Fault::RateLimit {
+            times: 1,
+            retry_after: "1".into(),
+        })],
+    ))
+    .await;
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut delays = Vec::new();
+    pull::<K>(
+        &format!("{addr}/test/repo:v1"),
+        Config {
+            plain_http: true,
+            ..fast_retries()
+        },
+        out.path(),
+        &mut |e: &Event| {
+            if let Event::Retry { delay, .. } = e {
+                delays.push(*delay);
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        !delays.is_empty() && delays.iter().all(|d| *d >= Duration::from_secs(1)),
+        "{delays:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+}
+
+on_every_runtime!(
+    seed_scenario_over_sockets,
+    stall_is_detected_and_resumed,
+    failure_leaves_no_half_written_blob,
+    blob_redirected_to_another_origin_arrives_without_authorization,
+    rate_limited_then_served,
+);
