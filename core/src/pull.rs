@@ -585,46 +585,39 @@ impl Pull {
     }
 
     /// Answer to [`Event::BlobQueued`]: the caller already has this blob, verified.
-    /// Ignored unless the blob has not started.
-    pub fn skip_blob(&mut self, blob: BlobId) {
-        if let Some(&ix) = self.blobs.get(blob.0) {
-            if matches!(self.ops[ix].state, OpState::Queued) {
+    /// Returns false (and changes nothing) unless the blob has not started.
+    pub fn skip_blob(&mut self, blob: BlobId) -> bool {
+        match self.blobs.get(blob.0) {
+            Some(&ix) if matches!(self.ops[ix].state, OpState::Queued) => {
                 self.ops[ix].state = OpState::Done;
+                true
             }
+            _ => false,
         }
     }
 
     /// Answer to [`Event::BlobQueued`]: the caller has the first `verifier.len()` bytes of
-    /// the blob (it hashed them into `verifier`), so the download continues there. Ignored
-    /// unless the blob has not started and the prefix is shorter than the blob and of the
+    /// the blob (it hashed them into `verifier`), so the download continues there.
+    /// Returns false (and changes nothing) unless the blob has not started, is fetched
+    /// over the network (not embedded), and the prefix is shorter than the blob and of the
     /// same digest algorithm.
-    pub fn resume_blob(&mut self, blob: BlobId, verifier: Verifier) {
+    pub fn resume_blob(&mut self, blob: BlobId, verifier: Verifier) -> bool {
         let budget_pct = self.config.skip_budget_percent;
         let Some(&ix) = self.blobs.get(blob.0) else {
-            return;
+            return false;
         };
         if !matches!(self.ops[ix].state, OpState::Queued) {
-            return;
+            return false;
         }
-        if let OpKind::Blob {
-            dl,
-            descriptor,
-            embedded: None,
-            ..
-        } = &mut self.ops[ix].kind
-        {
-            if verifier.len() < descriptor.len()
-                && verifier.algorithm() == descriptor.digest.algorithm()
-            {
-                let size = descriptor.len();
-                *dl = BlobDownload::new(
-                    descriptor.digest.clone(),
-                    size,
-                    verifier,
-                    skip_budget(size, budget_pct),
-                );
-            }
+        let OpKind::Blob { dl, descriptor, embedded: None, .. } = &mut self.ops[ix].kind else {
+            return false;
+        };
+        if verifier.len() >= descriptor.len() || verifier.algorithm() != descriptor.digest.algorithm() {
+            return false;
         }
+        let size = descriptor.len();
+        *dl = BlobDownload::new(descriptor.digest.clone(), size, verifier, skip_budget(size, budget_pct));
+        true
     }
 
     // ---- output -------------------------------------------------------------------

@@ -194,10 +194,10 @@ pub fn is_loopback_host(host_port: &str) -> bool {
 }
 
 fn strip_port(host_port: &str) -> &str {
-    if let Some(rest) = host_port.strip_prefix('[') {
-        // [v6]:port
-        match rest.find(']') {
-            Some(i) => &host_port[..i + 2],
+    if host_port.starts_with('[') {
+        // [v6] or [v6]:port
+        match host_port.find(']') {
+            Some(i) => &host_port[..=i],
             None => host_port,
         }
     } else {
@@ -217,13 +217,13 @@ fn looks_like_host(first: &str) -> bool {
 }
 
 fn validate_registry(r: &str) -> Result<(), ReferenceError> {
-    let bad = || ReferenceError::Registry(r.to_string());
-    if r.is_empty() || r.len() > 255 {
+    let bad = || ReferenceError::Registry(r.chars().take(200).collect());
+    if r.is_empty() || r.len() > 255 || !r.is_ascii() {
         return Err(bad());
     }
     let host = strip_port(r);
     if host.len() != r.len() {
-        let port = &r[host.len() + 1..];
+        let port = r[host.len()..].strip_prefix(':').ok_or_else(bad)?;
         if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
@@ -369,6 +369,9 @@ mod tests {
             Err(ReferenceError::Registry(_))
         ));
         assert!(matches!(Reference::parse(""), Err(ReferenceError::Empty)));
+        // found by the `reference` fuzz target: non-ASCII after a bracketed host
+        assert!(Reference::parse("[\u{ff}\u{ec}::1]\u{ec}2]:5\u{cd}x/y").is_err());
+        assert!(Reference::parse("[::1]x/y").is_err());
         let long = format!("h.io/{}", "a".repeat(256));
         assert!(matches!(
             Reference::parse(&long),

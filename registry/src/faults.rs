@@ -347,7 +347,11 @@ impl FaultyRegistry {
                     b = b.header(k, v);
                 }
             }
-            b.body(()).expect("copied request is valid")
+            match b.body(()) {
+                Ok(r) => r,
+                // e.g. a request for "?x" whose path is empty: nothing a registry serves
+                Err(_) => return simple(400, &[]),
+            }
         };
         let mut reply = self.inner.handle(&inner_req);
         match range_fault {
@@ -493,6 +497,18 @@ mod tests {
         assert_eq!(r.cut_after, Some(4));
         assert_eq!(f.log.last().unwrap().body_bytes, 4);
         assert_eq!(f.log.last().unwrap().auth_scheme.as_deref(), Some("Bearer"));
+    }
+
+    #[test]
+    fn requests_with_an_empty_path_are_refused_not_a_panic() {
+        // found by the `server` fuzz target
+        let mut f = FaultyRegistry::new(Registry::new(), vec![Rule::all(Fault::RedirectOnce)]);
+        for uri in ["example.com:80", "*", "http://host?q"] {
+            let req = Request::get(uri).body(()).unwrap();
+            assert_eq!(f.handle(&req).status(), 307, "{uri}: redirected the first time");
+            let status = f.handle(&req).status().as_u16();
+            assert!(status == 400 || status == 404, "{uri}: {status}");
+        }
     }
 
     #[test]

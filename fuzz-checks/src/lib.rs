@@ -1,0 +1,23 @@
+//! The checking functions behind every fuzz target. Each takes the raw fuzz input and
+//! panics only when an invariant breaks. `cargo +nightly fuzz run TARGET` calls them from
+//! `fuzz/fuzz_targets/`, and `fuzz-checks/tests/replay.rs` replays the committed corpora through them
+//! on stable, so CI guards them without nightly.
+
+pub mod machine;
+pub mod parsers;
+pub mod server;
+
+/// Every target: its name (as in `fuzz/fuzz_targets/`) and its check.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("reference", parsers::reference),
+    ("digest", parsers::digest),
+    ("www_authenticate", parsers::www_authenticate),
+    ("content_range", parsers::content_range),
+    ("retry_after", parsers::retry_after),
+    ("link", parsers::link),
+    ("manifest", parsers::manifest),
+    ("registry_errors", parsers::registry_errors),
+    ("token_response", parsers::token_response),
+    ("machine", machine::check),
+    ("server", server::check),
+];
