@@ -609,14 +609,27 @@ impl Pull {
         if !matches!(self.ops[ix].state, OpState::Queued) {
             return false;
         }
-        let OpKind::Blob { dl, descriptor, embedded: None, .. } = &mut self.ops[ix].kind else {
+        let OpKind::Blob {
+            dl,
+            descriptor,
+            embedded: None,
+            ..
+        } = &mut self.ops[ix].kind
+        else {
             return false;
         };
-        if verifier.len() >= descriptor.len() || verifier.algorithm() != descriptor.digest.algorithm() {
+        if verifier.len() >= descriptor.len()
+            || verifier.algorithm() != descriptor.digest.algorithm()
+        {
             return false;
         }
         let size = descriptor.len();
-        *dl = BlobDownload::new(descriptor.digest.clone(), size, verifier, skip_budget(size, budget_pct));
+        *dl = BlobDownload::new(
+            descriptor.digest.clone(),
+            size,
+            verifier,
+            skip_budget(size, budget_pct),
+        );
         true
     }
 
@@ -1222,16 +1235,21 @@ impl Pull {
             return self.fail(err);
         }
         let op = &mut self.ops[ix];
-        if let OpKind::Blob { dl, .. } = &op.kind {
-            if dl.progressed() {
-                op.failures = 0;
-            }
+        // A download that brought new bytes before it broke resumes at once: the
+        // connection broke, the server is fine. Backoff is for failures in a row.
+        let progressed = matches!(&op.kind, OpKind::Blob { dl, .. } if dl.progressed());
+        if progressed {
+            op.failures = 0;
         }
         op.failures += 1;
         let attempts = op.failures;
         let what = op.what();
         let random = self.rng.next_u64();
-        let Some(delay) = self.config.retry.delay(attempts, retry_after, random) else {
+        let delay = match self.config.retry.delay(attempts, retry_after, random) {
+            Some(_) if progressed && retry_after.is_none() => Some(Duration::ZERO),
+            d => d,
+        };
+        let Some(delay) = delay else {
             return self.fail(if attempts > 1 {
                 Error::GaveUp {
                     what,

@@ -583,3 +583,46 @@ fn resume_after_a_redirected_download_starts_at_the_registry() {
         .iter()
         .any(|r| r.0 == cdn && r.2.contains("/blobs/")));
 }
+
+#[test]
+fn a_cut_after_progress_resumes_at_once_but_failures_in_a_row_back_off() {
+    let img = image(6, &[50_000], &Platform::host(), false);
+    let rules = vec![
+        Rule::blobs(Fault::CutBody {
+            after: 10_000,
+            times: 3,
+        }),
+        Rule::blobs(Fault::FailFirst {
+            times: 0,
+            status: 503,
+        }),
+    ];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let mut cfg = config();
+    cfg.retry.initial_delay = Duration::from_secs(1);
+    let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    let delays: Vec<Duration> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retry { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays, vec![Duration::ZERO; 3]);
+    // a 503 (no progress) backs off
+    let mut sim = Sim::new(
+        ORIGIN,
+        registry_with(
+            &img,
+            vec![Rule::blobs(Fault::FailFirst {
+                times: 2,
+                status: 503,
+            })],
+        ),
+    );
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert!(out.elapsed >= Duration::from_secs(2), "{:?}", out.elapsed);
+}

@@ -1,0 +1,55 @@
+//! The peer: pulls an image with the `oci-client` crate, streaming each blob with
+//! `pull_blob` into a file, `CONCURRENCY` blobs at a time.
+//!
+//! Usage: `oci-client-pull REFERENCE DIR CONCURRENCY` (plain http)
+
+use futures::stream::{self, StreamExt};
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (reference, dir, conc) = (
+        &args[1],
+        std::path::PathBuf::from(&args[2]),
+        args[3].parse::<usize>().unwrap(),
+    );
+    let reference: Reference = reference.parse().expect("reference");
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    });
+    let auth = RegistryAuth::Anonymous;
+    let (manifest, _digest) = client
+        .pull_image_manifest(&reference, &auth)
+        .await
+        .expect("manifest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut blobs = vec![manifest.config.clone()];
+    blobs.extend(manifest.layers.iter().cloned());
+    let results: Vec<Result<(), String>> = stream::iter(blobs)
+        .map(|d| {
+            let (client, reference, dir) = (&client, &reference, &dir);
+            async move {
+                let path = dir.join(d.digest.replace(':', "-"));
+                let mut f = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client
+                    .pull_blob(reference, &d, &mut f)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(conc)
+        .collect()
+        .await;
+    for r in results {
+        if let Err(e) = r {
+            eprintln!("oci-client-pull: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The benchmark: a real `docker-registry` on loopback (filesystem storage, plain http),
+//! generated images pushed with `skopeo`, each pulled by every tool, several times.
+//!
+//! `cargo run --release -p ocireg-bench` (options: `--runs N`, `--quick` for small
+//! workloads, `--only NAME,...`). Prints a markdown table.
+//!
+//! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
+//! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and the limit: every
+//! blob fetched with `curl`, written with `tee` and hashed with `openssl dgst -sha256`,
+//! in parallel. Each run is a fresh process measured by `/usr/bin/time` (wall, CPU, peak
+//! RSS); requests and bytes come from the registry's access log, or from the cutting
+//! proxy when there is one.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use ocireg_core::{Digest, Platform};
+use ocireg_registry::images::image;
+use ocireg_tests::proxy::CuttingProxy;
+use ocireg_tests::real::{Mode, RealRegistry};
+
+const CONCURRENCY: usize = 8;
+
+type Pushed = (String, Vec<(Digest, u64)>, usize);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tool {
+    OciregTokio,
+    OciregAsyncStd,
+    OciClient,
+    Skopeo,
+    Limit,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::OciregTokio => "ocireg (tokio)",
+            Tool::OciregAsyncStd => "ocireg (async-std)",
+            Tool::OciClient => "oci-client 0.18",
+            Tool::Skopeo => "skopeo copy",
+            Tool::Limit => "limit: curl|tee|openssl",
+        }
+    }
+}
+
+const TOOLS: [Tool; 5] = [
+    Tool::OciregTokio,
+    Tool::OciregAsyncStd,
+    Tool::OciClient,
+    Tool::Skopeo,
+    Tool::Limit,
+];
+
+struct Workload {
+    name: &'static str,
+    layers: Vec<usize>,
+    cuts: usize,
+}
+
+#[derive(Default, Clone)]
+struct Run {
+    ok: bool,
+    wall: f64,
+    cpu: f64,
+    rss_kib: u64,
+    requests: u64,
+    bytes: u64,
+    error: String,
+}
+
+fn sh(cmd: &mut Command) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Access-log lines ("GET /v2/… HTTP/1.1" status size) after line `from`.
+fn access_log(log: &Path, from: usize) -> (usize, u64, u64) {
+    let mut requests = 0u64;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut bytes = 0;
+    for l in &lines[from.min(lines.len())..] {
+        if let Some(i) = l.find("HTTP/1.1\" ").or_else(|| l.find("HTTP/2.0\" ")) {
+            requests += 1;
+            let rest = &l[i + 10..];
+            let mut f = rest.split_whitespace();
+            let _status = f.next();
+            bytes += f.next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    (lines.len(), requests, bytes)
+}
+
+fn timed(cmd: &str, args: &[String], out_time: &Path) -> (bool, String, f64, f64, u64) {
+    let o = sh(Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(out_time)
+        .arg(cmd)
+        .args(args));
+    let t = std::fs::read_to_string(out_time).unwrap_or_default();
+    let last = t.lines().last().unwrap_or("0 0 0 0").to_string();
+    let v: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let (wall, cpu, rss) = if v.len() == 4 {
+        (v[0], v[1] + v[2], v[3] as u64)
+    } else {
+        (0.0, 0.0, 0)
+    };
+    let err = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .chars()
+        .take(120)
+        .collect();
+    (o.status.success(), err, wall, cpu, rss)
+}
+
+fn run_tool(
+    tool: Tool,
+    bin: &Path,
+    addr: &str,
+    repo: &str,
+    blobs: &[(Digest, u64)],
+    out: &Path,
+    time_file: &Path,
+) -> (bool, String, f64, f64, u64) {
+    let _ = std::fs::remove_dir_all(out);
+    let reference = format!("{addr}/{repo}:v1");
+    match tool {
+        Tool::OciregTokio | Tool::OciregAsyncStd => {
+            let rt = if tool == Tool::OciregTokio {
+                "tokio"
+            } else {
+                "async-std"
+            };
+            let args: Vec<String> = [
+                "pull",
+                "--plain-http",
+                "--progress",
+                "none",
+                "--runtime",
+                rt,
+                "--concurrency",
+                &CONCURRENCY.to_string(),
+                &reference,
+                out.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            timed(bin.join("ocireg").to_str().unwrap(), &args, time_file)
+        }
+        Tool::OciClient => {
+            let args = vec![
+                reference,
+                out.display().to_string(),
+                CONCURRENCY.to_string(),
+            ];
+            timed(
+                bin.join("oci-client-pull").to_str().unwrap(),
+                &args,
+                time_file,
+            )
+        }
+        Tool::Skopeo => {
+            let args: Vec<String> = [
+                "copy",
+                "-q",
+                "--src-tls-verify=false",
+                "--preserve-digests",
+                &format!("docker://{reference}"),
+                &format!("oci:{}:v1", out.display()),
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            timed("skopeo", &args, time_file)
+        }
+        Tool::Limit => {
+            std::fs::create_dir_all(out).unwrap();
+            let list = out.join("list");
+            std::fs::write(
+                &list,
+                blobs
+                    .iter()
+                    .map(|(d, _)| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            )
+            .unwrap();
+            let script = format!(
+                "xargs -P {CONCURRENCY} -I{{}} sh -c 'curl -sf http://{addr}/v2/{repo}/blobs/{{}} | tee {dir}/{{}}.blob | openssl dgst -sha256 -r' < {list} > {dir}/sums",
+                dir = out.display(),
+                list = list.display()
+            );
+            let r = timed("bash", &["-c".to_string(), script], time_file);
+            let sums = std::fs::read_to_string(out.join("sums")).unwrap_or_default();
+            let mut got: Vec<String> = sums
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_string)
+                .collect();
+            let mut want: Vec<String> = blobs.iter().map(|(d, _)| d.hex().to_string()).collect();
+            got.sort();
+            want.sort();
+            let ok = r.0 && got == want;
+            (
+                ok,
+                if ok {
+                    r.1
+                } else {
+                    "digests differ or transfer failed".into()
+                },
+                r.2,
+                r.3,
+                r.4,
+            )
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let quick = args.iter().any(|a| a == "--quick");
+    let only: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect());
+    // build the programs under test
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let b = sh(Command::new(&cargo).args([
+        "build",
+        "--release",
+        "-q",
+        "--bin",
+        "ocireg",
+        "--bin",
+        "oci-client-pull",
+    ]));
+    assert!(
+        b.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let bin = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+        .join("release");
+    let gib = if quick { 64 << 20 } else { 1 << 30 };
+    let workloads = vec![
+        Workload {
+            name: if quick {
+                "one 64 MiB layer"
+            } else {
+                "one 1 GiB layer"
+            },
+            layers: vec![gib],
+            cuts: 0,
+        },
+        Workload {
+            name: if quick {
+                "16 layers of 4 MiB"
+            } else {
+                "64 layers of 16 MiB"
+            },
+            layers: vec![if quick { 4 << 20 } else { 16 << 20 }; if quick { 16 } else { 64 }],
+            cuts: 0,
+        },
+        Workload {
+            name: "300 layers of 8 KiB",
+            layers: vec![8 << 10; 300],
+            cuts: 0,
+        },
+        Workload {
+            name: if quick {
+                "64 MiB layer, 5 cuts"
+            } else {
+                "1 GiB layer, 5 cuts"
+            },
+            layers: vec![gib],
+            cuts: 5,
+        },
+    ];
+    let reg = RealRegistry::start(Mode::Open);
+    let log = reg.dir.path().join("registry.log");
+    let scratch = tempfile::tempdir().unwrap();
+    let time_file = scratch.path().join("time");
+    println!("# ocireg benchmark\n");
+    println!("{} runs per tool (median), concurrency {CONCURRENCY}, registry at {} (docker-registry, filesystem storage, plain http)\n", runs, reg.addr);
+    // the last image pushed: repository, blobs, layer count
+    let mut pushed: Option<Pushed> = None;
+    for (wi, w) in workloads.iter().enumerate() {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|n| w.name.contains(n.as_str())))
+        {
+            continue;
+        }
+        // push (the cut workload reuses the big image)
+        let (repo, blobs) = match &pushed {
+            Some((repo, blobs, layers))
+                if w.cuts > 0
+                    && *layers == w.layers.len()
+                    && blobs.iter().any(|(_, s)| *s as usize == w.layers[0]) =>
+            {
+                (repo.clone(), blobs.clone())
+            }
+            _ => {
+                let started = std::time::Instant::now();
+                let img = image(100 + wi as u64, &w.layers, &Platform::host(), false);
+                let repo = format!("bench/w{wi}");
+                reg.push(&img, &repo, "v1");
+                let blobs: Vec<(Digest, u64)> = img
+                    .blobs()
+                    .map(|b| (Digest::sha256(b), b.len() as u64))
+                    .collect();
+                eprintln!(
+                    "pushed {} ({} blobs) in {:.1}s",
+                    w.name,
+                    blobs.len(),
+                    started.elapsed().as_secs_f64()
+                );
+                pushed = Some((repo.clone(), blobs.clone(), w.layers.len()));
+                (repo, blobs)
+            }
+        };
+        let total: u64 = blobs.iter().map(|(_, s)| s).sum();
+        println!(
+            "## {} ({:.1} MiB of blobs)\n",
+            w.name,
+            total as f64 / (1 << 20) as f64
+        );
+        println!("| tool | wall s (median) | MB/s | vs ocireg (tokio) | CPU s | peak RSS MiB | requests | bytes moved | result |");
+        println!("|---|---|---|---|---|---|---|---|---|");
+        let mut base = None;
+        for tool in TOOLS {
+            let mut results = Vec::new();
+            for r in 0..runs {
+                let (addr, proxy) = if w.cuts > 0 {
+                    // cut points spread over the layer, one per connection
+                    let points: Vec<u64> = (0..w.cuts)
+                        .map(|i| {
+                            (w.layers[0] as u64 / (w.cuts as u64 + 2)) * (i as u64 + 1) / 2
+                                + (1 << 20) * (r as u64 + 1)
+                        })
+                        .collect();
+                    let p = CuttingProxy::start(reg.addr.clone(), points);
+                    (p.addr.clone(), Some(p))
+                } else {
+                    (reg.addr.clone(), None)
+                };
+                let (from, _, _) = access_log(&log, usize::MAX);
+                let out = scratch.path().join("out");
+                let (ok, error, wall, cpu, rss) =
+                    run_tool(tool, &bin, &addr, &repo, &blobs, &out, &time_file);
+                std::thread::sleep(Duration::from_millis(200)); // let the registry flush its log
+                let (_, requests, logged_bytes) = access_log(&log, from);
+                let bytes = proxy
+                    .as_ref()
+                    .map(|p| p.downstream_bytes.load(Ordering::Relaxed))
+                    .unwrap_or(logged_bytes);
+                results.push(Run {
+                    ok,
+                    wall,
+                    cpu,
+                    rss_kib: rss,
+                    requests,
+                    bytes,
+                    error,
+                });
+                let _ = std::fs::remove_dir_all(&out);
+                if !ok {
+                    break; // a tool that fails once is reported as failing
+                }
+            }
+            let ok = results.iter().all(|r| r.ok);
+            let wall = median(results.iter().map(|r| r.wall).collect());
+            if tool == Tool::OciregTokio && ok {
+                base = Some(wall);
+            }
+            let mid = results
+                .iter()
+                .find(|r| (r.wall - wall).abs() < 1e-9)
+                .cloned()
+                .unwrap_or_default();
+            let ratio = match base {
+                Some(b) if ok && b > 0.0 => format!("{:.2}×", wall / b),
+                _ => "–".into(),
+            };
+            if ok {
+                println!(
+                    "| {} | {:.2} | {:.0} | {} | {:.2} | {:.1} | {} | {} | ok |",
+                    tool.name(),
+                    wall,
+                    total as f64 / wall.max(1e-9) / 1e6,
+                    ratio,
+                    median(results.iter().map(|r| r.cpu).collect()),
+                    mid.rss_kib as f64 / 1024.0,
+                    mid.requests,
+                    mid.bytes,
+                )
+            } else {
+                let e = results
+                    .last()
+                    .map(|r| r.error.replace('|', "/"))
+                    .unwrap_or_default();
+                println!(
+                    "| {} | – | – | – | – | – | – | – | failed: {} |",
+                    tool.name(),
+                    e
+                );
+            }
+        }
+        println!();
+    }
+}
