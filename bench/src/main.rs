@@ -269,7 +269,7 @@ fn main() {
     let bin = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
         .join("release");
     let gib = if quick { 64 << 20 } else { 1 << 30 };
-    let workloads = vec![
+    let workloads = [
         Workload {
             name: if quick {
                 "one 64 MiB layer"
