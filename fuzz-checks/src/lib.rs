@@ -7,8 +7,11 @@ pub mod machine;
 pub mod parsers;
 pub mod server;
 
+/// A target's check: panics only when an invariant breaks.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (as in `fuzz/fuzz_targets/`) and its check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("reference", parsers::reference),
     ("digest", parsers::digest),
     ("www_authenticate", parsers::www_authenticate),

@@ -13,8 +13,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use http::{header, Response};
 use ocireg_core::{
-    Action, BlobId, Config, Credentials, Digest, Event, Platform, Pull, Reference, RequestId, RetryPolicy, Secret,
-    TransportError, TransportErrorKind,
+    Action, BlobId, Config, Credentials, Digest, Event, Platform, Pull, Reference, RequestId,
+    RetryPolicy, Secret, TransportError, TransportErrorKind,
 };
 use ocireg_registry::images::{image, TestImage};
 
@@ -33,7 +33,11 @@ struct Input {
 #[derive(Arbitrary, Debug)]
 enum Op {
     /// A response head for the k-th open request.
-    Head { k: u8, status: Status, headers: Vec<(HeaderName, HeaderValue)> },
+    Head {
+        k: u8,
+        status: Status,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    },
     /// A chunk of the right content for the k-th open request (manifest or blob), from
     /// `start`, `len` bytes.
     Content { k: u8, start: u16, len: u16 },
@@ -151,7 +155,10 @@ fn content_for(w: &World, path: &str) -> Option<Bytes> {
     if path.starts_with("/token") || path.contains("/token?") {
         return Some(Bytes::from_static(br#"{"token":"t0k3n","expires_in":300}"#));
     }
-    w.img.blobs().find(|b| path.ends_with(&Digest::sha256(b).to_string())).cloned()
+    w.img
+        .blobs()
+        .find(|b| path.ends_with(&Digest::sha256(b).to_string()))
+        .cloned()
 }
 
 fn status_code(s: Status) -> u16 {
@@ -201,7 +208,11 @@ struct Checker {
 }
 
 fn origin(uri: &http::Uri) -> String {
-    format!("{}://{}", uri.scheme_str().unwrap_or(""), uri.authority().map(|a| a.as_str()).unwrap_or(""))
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map(|a| a.as_str()).unwrap_or("")
+    )
 }
 
 impl Checker {
@@ -222,13 +233,28 @@ impl Checker {
                         }
                         assert!(auth.is_sensitive(), "credentials not marked sensitive");
                     }
-                    let path = request.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                    let path = request
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default();
                     self.open.push(Open { id, path });
-                    let blob_requests = self.open.iter().filter(|r| r.path.contains("/blobs/")).count();
-                    assert!(blob_requests <= MAX_CONCURRENT, "{blob_requests} blob requests in flight");
+                    let blob_requests = self
+                        .open
+                        .iter()
+                        .filter(|r| r.path.contains("/blobs/"))
+                        .count();
+                    assert!(
+                        blob_requests <= MAX_CONCURRENT,
+                        "{blob_requests} blob requests in flight"
+                    );
                 }
                 Action::Abort { id } => self.open.retain(|r| r.id != id),
-                Action::Deliver { blob, offset, bytes } => {
+                Action::Deliver {
+                    blob,
+                    offset,
+                    bytes,
+                } => {
                     let (size, _) = self.blobs[&blob];
                     let buf = self.delivered.entry(blob).or_default();
                     assert_eq!(offset, buf.len() as u64, "delivery not contiguous");
@@ -238,12 +264,21 @@ impl Checker {
                 }
                 Action::Event(e) => match e {
                     Event::BlobQueued { blob, descriptor } => {
-                        self.blobs.insert(blob, (descriptor.len(), descriptor.digest.clone()));
+                        self.blobs
+                            .insert(blob, (descriptor.len(), descriptor.digest.clone()));
                     }
                     Event::BlobDone { blob, digest, size } => {
-                        let data = self.delivered.get(&blob).map(|b| b.as_slice()).unwrap_or(b"");
+                        let data = self
+                            .delivered
+                            .get(&blob)
+                            .map(|b| b.as_slice())
+                            .unwrap_or(b"");
                         assert_eq!(data.len() as u64, size);
-                        assert_eq!(Digest::of(digest.algorithm(), data), digest, "BlobDone with the wrong digest");
+                        assert_eq!(
+                            Digest::of(digest.algorithm(), data),
+                            digest,
+                            "BlobDone with the wrong digest"
+                        );
                         assert_eq!(self.blobs[&blob].1, digest);
                         assert!(self.done.insert(blob), "BlobDone twice");
                     }
@@ -254,7 +289,10 @@ impl Checker {
                 },
                 Action::Wait { until } => {
                     if let Some(u) = until {
-                        assert!(u + Duration::from_secs(3600) > now, "a deadline far in the past");
+                        assert!(
+                            u + Duration::from_secs(3600) > now,
+                            "a deadline far in the past"
+                        );
                     }
                     return false;
                 }
@@ -267,19 +305,31 @@ impl Checker {
 
 /// Runs the machine on `data`.
 pub fn check(data: &[u8]) {
-    let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else { return };
+    let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else {
+        return;
+    };
     let w = world();
     let t0 = Instant::now();
     let mut now = t0;
     let config = Config {
         max_concurrent: MAX_CONCURRENT,
-        retry: RetryPolicy { max_attempts: 3, ..RetryPolicy::default() },
+        retry: RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        },
         credentials: if input.basic_credentials {
-            Credentials::Basic { username: "u".into(), password: Secret::new("p") }
+            Credentials::Basic {
+                username: "u".into(),
+                password: Secret::new("p"),
+            }
         } else {
             Credentials::Anonymous
         },
-        platform: if input.all_platforms { ocireg_core::PlatformChoice::All } else { ocireg_core::PlatformChoice::Host },
+        platform: if input.all_platforms {
+            ocireg_core::PlatformChoice::All
+        } else {
+            ocireg_core::PlatformChoice::Host
+        },
         seed: 7,
         ..Config::default()
     };
@@ -308,7 +358,9 @@ pub fn check(data: &[u8]) {
                     };
                     if matches!(n, HeaderName::WwwAuthenticate) {
                         for ch in ocireg_core::auth::parse_www_authenticate([value.as_bytes()]) {
-                            if let Some(r) = ch.param("realm").and_then(|r| r.parse::<http::Uri>().ok()) {
+                            if let Some(r) =
+                                ch.param("realm").and_then(|r| r.parse::<http::Uri>().ok())
+                            {
                                 c.realms.insert(origin(&r));
                             }
                         }
@@ -323,7 +375,9 @@ pub fn check(data: &[u8]) {
             }
             Op::Content { k, start, len } => {
                 let Some(i) = pick(k, &c.open) else { continue };
-                let Some(content) = content_for(&w, &c.open[i].path) else { continue };
+                let Some(content) = content_for(&w, &c.open[i].path) else {
+                    continue;
+                };
                 let start = (start as usize).min(content.len());
                 let end = (start + len as usize).min(content.len());
                 pull.handle_chunk(c.open[i].id, content.slice(start..end), now);

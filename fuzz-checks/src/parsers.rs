@@ -34,7 +34,10 @@ pub fn www_authenticate(data: &[u8]) {
         assert!(!c.scheme.is_empty());
         for (i, (k, _)) in c.params.iter().enumerate() {
             assert_eq!(*k, k.to_ascii_lowercase());
-            assert!(!c.params[..i].iter().any(|(o, _)| o == k), "duplicate parameter kept");
+            assert!(
+                !c.params[..i].iter().any(|(o, _)| o == k),
+                "duplicate parameter kept"
+            );
         }
         assert!(c.token68.is_none() || c.params.is_empty());
     }
@@ -46,7 +49,11 @@ pub fn content_range(data: &[u8]) {
         assert!(r.first <= r.last);
         if let Some(t) = r.total {
             assert!(r.last < t);
-            assert!(range::content_range_matches(data, r.first, r.last + 1));
+            // it answers a request for [first, t) exactly when it reaches the end
+            assert_eq!(
+                range::content_range_matches(data, r.first, t),
+                r.last + 1 == t
+            );
         }
     }
 }

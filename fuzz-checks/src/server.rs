@@ -30,20 +30,38 @@ enum PathPick {
 
 /// Handles arbitrary requests; replies must be well-formed and consistent with ranges.
 pub fn check(data: &[u8]) {
-    let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else { return };
+    let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else {
+        return;
+    };
     let img = image(1, &[100, 2000], &Platform::host(), false);
     let mut r = Registry::new();
     img.add_to(&mut r, "a/b", Some("v1"));
     r.set_tag_page_size(3);
-    let blobs: Vec<String> = img.blobs().map(|b| ocireg_core::Digest::sha256(b).to_string()).collect();
-    let mut reg = FaultyRegistry::new(r, vec![Rule::all(Fault::RedirectOnce), Rule::blobs(Fault::CutBody { after: 50, times: 1 })]);
+    let blobs: Vec<String> = img
+        .blobs()
+        .map(|b| ocireg_core::Digest::sha256(b).to_string())
+        .collect();
+    let mut reg = FaultyRegistry::new(
+        r,
+        vec![
+            Rule::all(Fault::RedirectOnce),
+            Rule::blobs(Fault::CutBody {
+                after: 50,
+                times: 1,
+            }),
+        ],
+    );
     for q in input.requests.into_iter().take(64) {
         let method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"][q.method as usize % 6];
         let path = match q.path {
             PathPick::Raw(p) => p,
             PathPick::Manifest(r) => format!("/v2/a/b/manifests/{r}"),
             PathPick::Blob(i) => format!("/v2/a/b/blobs/{}", blobs[i as usize % blobs.len()]),
-            PathPick::Tags(n, last) => format!("/v2/a/b/tags/list?n={}&last={}", n.unwrap_or(2), last.unwrap_or_default()),
+            PathPick::Tags(n, last) => format!(
+                "/v2/a/b/tags/list?n={}&last={}",
+                n.unwrap_or(2),
+                last.unwrap_or_default()
+            ),
         };
         let mut b = http::Request::builder().method(method).uri(path.as_str());
         if let Some(v) = &q.range {
@@ -55,7 +73,9 @@ pub fn check(data: &[u8]) {
         if let Some(v) = &q.auth {
             b = b.header("authorization", v.as_str());
         }
-        let Ok(req) = b.body(Bytes::new()) else { continue };
+        let Ok(req) = b.body(Bytes::new()) else {
+            continue;
+        };
         let reply = reg.handle(&req);
         let status = reply.status().as_u16();
         assert!((200..600).contains(&status));
@@ -67,7 +87,8 @@ pub fn check(data: &[u8]) {
         }
         if status == 206 {
             let cr = reply.head.headers()["content-range"].to_str().unwrap();
-            let r = ocireg_core::range::parse_content_range(cr.as_bytes()).expect("a valid Content-Range");
+            let r = ocireg_core::range::parse_content_range(cr.as_bytes())
+                .expect("a valid Content-Range");
             assert_eq!((r.last - r.first + 1) as usize, reply.body.len());
         }
     }

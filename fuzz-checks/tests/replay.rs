@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn replay_dir(check: fn(&[u8]), dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let mut n = 0;
     for e in entries {
         let path = e.unwrap().path();
@@ -18,7 +20,10 @@ fn replay_dir(check: fn(&[u8]), dir: &Path) -> usize {
 
 #[test]
 fn corpora_replay_without_failure() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("fuzz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("fuzz");
     let mut total = 0;
     for (name, check) in ocireg_fuzz_checks::TARGETS {
         let n = replay_dir(*check, &root.join("corpus").join(name));
