@@ -189,8 +189,10 @@ pub enum Event {
 }
 
 /// What the caller must do next.
+///
+/// `Debug` never prints a request's body or its credentials (bodies may carry a refresh
+/// token; `Authorization` values are marked sensitive and print as `Sensitive`).
 #[allow(clippy::large_enum_variant)] // actions are moved once, not stored
-#[derive(Debug)]
 pub enum Action {
     /// Start this HTTP exchange and report its head, chunks and end (or error) with `id`.
     Send {
@@ -224,6 +226,40 @@ pub enum Action {
     Done,
     /// The pull failed. Every exchange still open was aborted before this.
     Failed(Error),
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Send { id, request } => {
+                let url = Url::parse(&request.uri().to_string())
+                    .map(|u| redact_url(&u))
+                    .unwrap_or_default();
+                f.debug_struct("Send")
+                    .field("id", id)
+                    .field("method", request.method())
+                    .field("url", &url)
+                    .field("headers", request.headers())
+                    .field("body_len", &request.body().len())
+                    .finish()
+            }
+            Action::Abort { id } => f.debug_struct("Abort").field("id", id).finish(),
+            Action::Deliver {
+                blob,
+                offset,
+                bytes,
+            } => f
+                .debug_struct("Deliver")
+                .field("blob", blob)
+                .field("offset", offset)
+                .field("len", &bytes.len())
+                .finish(),
+            Action::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Action::Wait { until } => f.debug_struct("Wait").field("until", until).finish(),
+            Action::Done => f.write_str("Done"),
+            Action::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1505,11 +1541,21 @@ impl Pull {
                         }
                         u
                     }
-                    Err(_) => return self.fail(Error::Insecure("bad realm".into())),
+                    Err(e) => {
+                        return self.fail(Error::Token {
+                            realm: self.ops[ix].path.chars().take(200).collect(),
+                            problem: format!("the realm is not a URL: {e}"),
+                        })
+                    }
                 },
                 _ => match self.registry_url().join(&self.ops[ix].path) {
                     Ok(u) => u,
-                    Err(_) => return self.fail(Error::Insecure("bad path".into())),
+                    Err(e) => {
+                        return self.fail(Error::Redirect {
+                            from: self.ops[ix].path.chars().take(200).collect(),
+                            reason: format!("not a usable URL: {e}"),
+                        })
+                    }
                 },
             },
         };

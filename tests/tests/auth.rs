@@ -295,3 +295,59 @@ fn identity_token_uses_oauth2_post_and_falls_back_to_get() {
         assert_eq!(gets, if post { 0 } else { 1 });
     }
 }
+
+#[test]
+fn debug_output_carries_no_secret() {
+    let img = image(5, &[1000], &Platform::host(), false);
+    let mut reg = registry(&img, vec![token_rule("")]);
+    reg.token_post = true;
+    let mut sim = Sim::new(ORIGIN, reg);
+    let cfg = Config {
+        credentials: Credentials::IdentityToken {
+            token: Secret::new("very-secret-refresh"),
+        },
+        ..config()
+    };
+    assert!(!format!("{cfg:?}").contains("very-secret"));
+    let t0 = Instant::now();
+    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    // drive by hand, printing every action with Debug as a careless logger would
+    let out = sim.run(&mut p, t0);
+    assert!(out.result.as_ref().unwrap().is_ok());
+    let t0 = Instant::now();
+    let cfg = Config {
+        credentials: Credentials::IdentityToken {
+            token: Secret::new("very-secret-refresh"),
+        },
+        ..config()
+    };
+    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut printed = String::new();
+    // first the manifest request, answered with a challenge, then the token POST
+    let ocireg_core::Action::Send { id, .. } = p.poll_action(t0) else {
+        panic!()
+    };
+    let challenge =
+        format!(r#"Bearer realm="{ORIGIN}/token",service="svc",scope="repository:test/repo:pull""#);
+    p.handle_head(
+        id,
+        http::Response::builder()
+            .status(401)
+            .header("www-authenticate", challenge)
+            .body(())
+            .unwrap(),
+        t0,
+    );
+    p.handle_end(id, t0);
+    for _ in 0..5 {
+        let a = p.poll_action(t0);
+        printed += &format!("{a:?}\n");
+        if let ocireg_core::Action::Send { request, .. } = &a {
+            if request.method() == http::Method::POST {
+                assert!(String::from_utf8_lossy(request.body()).contains("very-secret-refresh"));
+            }
+        }
+    }
+    assert!(printed.contains("POST"), "{printed}");
+    assert!(!printed.contains("very-secret"), "{printed}");
+}
