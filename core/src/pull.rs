@@ -1590,9 +1590,7 @@ impl Pull {
         }
         if !matches!(self.ops[ix].kind, OpKind::Token { .. }) && self.is_registry_origin(&url) {
             match self.auth {
-                RegistryAuth::Bearer(slot)
-                    if self.may_send_credentials(&url) || self.config.plain_http =>
-                {
+                RegistryAuth::Bearer(slot) if self.may_send_credentials(&url) => {
                     if let Some((t, _)) = &self.tokens[slot].token {
                         b = b.header(
                             header::AUTHORIZATION,
