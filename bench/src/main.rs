@@ -41,7 +41,7 @@ impl Tool {
             Tool::OciregAsyncStd => "ocireg (async-std)",
             Tool::OciClient => "oci-client 0.18",
             Tool::Skopeo => "skopeo copy",
-            Tool::Limit => "limit: curl|openssl",
+            Tool::Limit => "limit: curl + openssl",
         }
     }
 }
