@@ -505,7 +505,11 @@ mod tests {
         let mut f = FaultyRegistry::new(Registry::new(), vec![Rule::all(Fault::RedirectOnce)]);
         for uri in ["example.com:80", "*", "http://host?q"] {
             let req = Request::get(uri).body(()).unwrap();
-            assert_eq!(f.handle(&req).status(), 307, "{uri}: redirected the first time");
+            assert_eq!(
+                f.handle(&req).status(),
+                307,
+                "{uri}: redirected the first time"
+            );
             let status = f.handle(&req).status().as_u16();
             assert!(status == 400 || status == 404, "{uri}: {status}");
         }
