@@ -686,7 +686,7 @@ impl Pull {
                 Err(e) => Action::Failed(e.clone()),
             };
         }
-        self.fire_timers(now);
+        self.fire_timers();
         self.start_ready(now);
         if let Some(a) = self.out.pop_front() {
             return a;
@@ -721,7 +721,7 @@ impl Pull {
         }
     }
 
-    fn fire_timers(&mut self, _now: Instant) {
+    fn fire_timers(&mut self) {
         let now = self.last_now;
         if let Some(deadline) = self.config.deadline {
             if now >= deadline {
@@ -1106,7 +1106,7 @@ impl Pull {
         );
         let bearer_challenge = challenges.iter().any(|c| c.is("bearer"));
         if status == 401 || (status == 403 && bearer_challenge) {
-            return self.authenticate(ix, serr, &challenges, now);
+            return self.authenticate(ix, serr, &challenges);
         }
         if status == 404 {
             if let OpKind::Token { post: true, .. } = self.ops[ix].kind {
@@ -1177,7 +1177,6 @@ impl Pull {
         ix: usize,
         serr: StatusError,
         challenges: &[crate::auth::Challenge],
-        now: Instant,
     ) {
         let unauthorized = |s: &Pull, serr: StatusError| Error::Unauthorized {
             registry: s.reference.registry().to_string(),
@@ -1244,7 +1243,6 @@ impl Pull {
             }
             self.auth = RegistryAuth::Bearer(slot);
             self.ops[ix].state = OpState::Ready;
-            let _ = now;
             return;
         }
         let basic = challenges.iter().any(|c| c.is("basic"));

@@ -157,7 +157,7 @@ impl LayoutWriter {
         }
         let partial = partial_path(&self.root, &d.digest);
         fs::create_dir_all(partial.parent().expect("ingest dir"))?;
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
@@ -176,12 +176,15 @@ impl LayoutWriter {
                 }
                 v.update(&buf[..n]);
             }
-            pull.resume_blob(blob, v);
-            self.stats.resumed += 1;
+            if pull.resume_blob(blob, v) {
+                self.stats.resumed += 1;
+            } else {
+                // the machine starts this blob from zero: so does the file
+                file.set_len(0)?;
+            }
         } else if len > 0 {
             file.set_len(0)?;
         }
-        let _ = &mut file;
         self.open.insert(
             blob,
             Open {
