@@ -291,3 +291,31 @@ fn is_stalled(e: &Exchange) -> bool {
             .is_some_and(|s| s < e.reply.body.len() && e.sent >= s)
         && e.reply.cut_after.is_none_or(|c| c > e.sent)
 }
+
+/// The origin the simulated tests give their registry.
+pub const ORIGIN: &str = "http://reg.test";
+
+/// The configuration the simulated tests start from: plain http to [`ORIGIN`], retries
+/// after 1 ms so fault schedules run quickly (in simulated time anyway).
+pub fn test_config() -> ocireg_core::Config {
+    ocireg_core::Config {
+        plain_http: true,
+        retry: ocireg_core::RetryPolicy {
+            initial_delay: Duration::from_millis(1),
+            ..ocireg_core::RetryPolicy::default()
+        },
+        ..ocireg_core::Config::default()
+    }
+}
+
+/// The sorted digests of an image's manifest and blobs: what a pulled layout must hold.
+pub fn image_digests(img: &ocireg_registry::images::TestImage) -> Vec<String> {
+    let mut v: Vec<String> = img
+        .blobs()
+        .map(|b| ocireg_core::Digest::sha256(b).to_string())
+        .chain([img.digest().to_string()])
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}

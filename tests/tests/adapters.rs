@@ -85,13 +85,10 @@ async fn seed_scenario_over_sockets<K: Kit>() {
     );
     assert!(resumes > 10, "{resumes} resumes");
     assert_eq!(stats.fetched, 3);
-    let mut want: Vec<String> = img
-        .blobs()
-        .map(|b| ocireg_core::Digest::sha256(b).to_string())
-        .chain([img.digest().to_string()])
-        .collect();
-    want.sort();
-    assert_eq!(layout_blobs(out.path()), want);
+    assert_eq!(
+        layout_blobs(out.path()),
+        ocireg_tests::sim::image_digests(&img)
+    );
     let log = reg.lock().unwrap().log.clone();
     let sent: usize = log
         .iter()

@@ -2,23 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use ocireg_core::{Config, Credentials, Error, Platform, Pull, Reference, RetryPolicy, Secret};
+use ocireg_core::{Config, Credentials, Error, Platform, Pull, Reference, Secret};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::{Outcome, Sim};
 
-const ORIGIN: &str = "http://reg.test";
-
-fn config() -> Config {
-    Config {
-        plain_http: true,
-        retry: RetryPolicy {
-            initial_delay: Duration::from_millis(1),
-            ..RetryPolicy::default()
-        },
-        ..Config::default()
-    }
-}
+use ocireg_tests::sim::{test_config as config, ORIGIN};
 
 fn img() -> TestImage {
     image(1, &[1000, 2000, 3000, 4000, 5000], &Platform::host(), false)

@@ -8,18 +8,7 @@ use ocireg_registry::images::{image, index, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::{Outcome, Sim};
 
-const ORIGIN: &str = "http://reg.test";
-
-fn config() -> Config {
-    Config {
-        plain_http: true,
-        retry: RetryPolicy {
-            initial_delay: Duration::from_millis(1),
-            ..RetryPolicy::default()
-        },
-        ..Config::default()
-    }
-}
+use ocireg_tests::sim::{test_config as config, ORIGIN};
 
 fn small() -> TestImage {
     image(1, &[1000, 70_000, 5], &Platform::host(), false)

@@ -53,11 +53,7 @@ async fn pull_via<K: Kit>(
 fn expected_blobs(imgs: &[&TestImage], extra: &[&[u8]]) -> Vec<String> {
     let mut v: Vec<String> = imgs
         .iter()
-        .flat_map(|i| {
-            i.blobs()
-                .map(|b| ocireg_core::Digest::sha256(b).to_string())
-                .chain([i.digest().to_string()])
-        })
+        .flat_map(|i| ocireg_tests::sim::image_digests(i))
         .chain(
             extra
                 .iter()

@@ -1,27 +1,14 @@
 //! Images of every shape, inspection and tag listing, over the simulated network.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ocireg_core::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocireg_core::{
-    Config, Event, ManifestRole, Platform, PlatformChoice, Pull, Reference, RetryPolicy,
-};
+use ocireg_core::{Config, Event, ManifestRole, Platform, PlatformChoice, Pull, Reference};
 use ocireg_registry::images::{image, index};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tests::sim::Sim;
 
-const ORIGIN: &str = "http://reg.test";
-
-fn config() -> Config {
-    Config {
-        plain_http: true,
-        retry: RetryPolicy {
-            initial_delay: Duration::from_millis(1),
-            ..RetryPolicy::default()
-        },
-        ..Config::default()
-    }
-}
+use ocireg_tests::sim::{test_config as config, ORIGIN};
 
 fn nested() -> (
     Registry,
