@@ -90,32 +90,17 @@ impl BlobDownload {
     ) -> Result<(), Error> {
         let ranged = self.offset > 0;
         match status.as_u16() {
-            206 if ranged => {
+            206 => {
+                // Exactly the range asked for (the whole blob when none was asked for).
                 let cr = headers
                     .get(http::header::CONTENT_RANGE)
                     .map(|v| v.as_bytes())
                     .unwrap_or(b"");
-                if !content_range_matches(cr, self.offset, self.size) {
+                if self.size > 0 && !content_range_matches(cr, self.offset, self.size) {
                     return Err(Error::InvalidContentRange {
                         url: url.to_string(),
                         got: String::from_utf8_lossy(cr).chars().take(100).collect(),
                         start: self.offset,
-                        end: self.size - 1,
-                        total: self.size,
-                    });
-                }
-            }
-            206 => {
-                // We did not ask for a range: only the whole blob is acceptable.
-                let cr = headers
-                    .get(http::header::CONTENT_RANGE)
-                    .map(|v| v.as_bytes())
-                    .unwrap_or(b"");
-                if self.size > 0 && !content_range_matches(cr, 0, self.size) {
-                    return Err(Error::InvalidContentRange {
-                        url: url.to_string(),
-                        got: String::from_utf8_lossy(cr).chars().take(100).collect(),
-                        start: 0,
                         end: self.size - 1,
                         total: self.size,
                     });

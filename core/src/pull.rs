@@ -1483,9 +1483,10 @@ impl Pull {
     }
 
     fn is_registry_origin(&self, url: &Url) -> bool {
+        let registry = self.registry_url();
         url.host_str().is_some()
-            && host_port(url).eq_ignore_ascii_case(&host_port(&self.registry_url()))
-            && (url.scheme() == self.registry_url().scheme()
+            && host_port(url).eq_ignore_ascii_case(&host_port(&registry))
+            && (url.scheme() == registry.scheme()
                 || (self.reference.is_loopback() && !self.config.plain_http))
     }
 

@@ -28,7 +28,7 @@ pub fn to_hyper_request(req: Request<Bytes>) -> Request<RequestBody> {
 /// Classifies a client error by walking its source chain. `is_connect` is the client's
 /// own verdict that the connection could not be made.
 pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportError {
-    if let Some(tls) = find_rustls(err) {
+    if let Some(tls) = find::<rustls::Error>(err) {
         let kind = match tls {
             // Bytes that are not TLS records: the server speaks plain HTTP.
             rustls::Error::InvalidMessage(_) => TransportErrorKind::NotTls,
@@ -87,10 +87,6 @@ fn find<'a, E: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<
         cur = e.source();
     }
     None
-}
-
-fn find_rustls<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    find::<rustls::Error>(err)
 }
 
 /// A hyper response body as the driver's chunk stream.
