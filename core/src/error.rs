@@ -280,6 +280,27 @@ pub enum Error {
         /// The last failure.
         last: Box<Error>,
     },
+    /// A host the registry redirected to refused the request. Credentials are never
+    /// offered to it: they belong to the registry and the token realm it named.
+    #[error("{what}: the registry redirected to {origin}, which refused with {status}; ocireg sends credentials only to the registry and its token service: check the registry's storage (redirect) configuration")]
+    ForeignOrigin {
+        /// What was fetched.
+        what: String,
+        /// `scheme://host[:port]` of the redirect target.
+        origin: String,
+        /// Its status (401 or 403).
+        status: u16,
+    },
+    /// More pages, manifests or levels than the configured bound.
+    #[error("{what}: more than {limit}; {hint}")]
+    TooMany {
+        /// What was counted.
+        what: String,
+        /// The bound.
+        limit: u64,
+        /// What to do about it.
+        hint: String,
+    },
     /// The operation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
@@ -308,7 +329,9 @@ impl Error {
             Error::RetryAfterTooLong { .. } => ErrorKind::RateLimited,
             Error::Status(s) if s.is_temporary() => ErrorKind::Temporary,
             Error::Status(s) if s.status == 401 || s.status == 403 => ErrorKind::Auth,
-            Error::Unauthorized { .. } | Error::Insecure(_) => ErrorKind::Auth,
+            Error::Unauthorized { .. } | Error::Insecure(_) | Error::ForeignOrigin { .. } => {
+                ErrorKind::Auth
+            }
             Error::Transport { error, .. } if error.kind.is_temporary() => ErrorKind::Temporary,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
             Error::GaveUp { last, .. } | Error::Deadline { last, .. } => last.kind(),

@@ -62,6 +62,7 @@ pub mod pull;
 pub mod range;
 pub mod reference;
 pub mod retry;
+pub mod time;
 
 pub use auth::{Credentials, Secret};
 pub use digest::{Algorithm, Digest, Verifier};

@@ -22,6 +22,7 @@ use crate::error::{
 use crate::manifest::{Descriptor, Manifest, Platform, MANIFEST_ACCEPT};
 use crate::reference::{is_loopback_host, Reference};
 use crate::retry::{parse_retry_after, RetryPolicy, Rng};
+use crate::time::later;
 
 /// Identifies one HTTP exchange. Never reused within a [`Pull`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +76,12 @@ pub struct Config {
     /// Bytes a download may discard in total because ranges were ignored, as a percentage
     /// of its size.
     pub skip_budget_percent: u64,
+    /// Tag list pages followed at most ([`Pull::list_tags`]); one more is an error.
+    pub max_tag_pages: u32,
+    /// Manifests fetched at most in one pull (indexes, their children, nested indexes).
+    pub max_manifests: u32,
+    /// Levels of indexes within indexes followed at most (the top manifest is level 0).
+    pub max_index_depth: u8,
 }
 
 impl Default for Config {
@@ -94,6 +101,9 @@ impl Default for Config {
             deadline: None,
             max_redirects: 10,
             skip_budget_percent: 100,
+            max_tag_pages: 10_000,
+            max_manifests: 10_000,
+            max_index_depth: 8,
         }
     }
 }
@@ -292,6 +302,8 @@ enum OpKind {
         expected: Option<Digest>,
         role: ManifestRole,
         platform: Option<Platform>,
+        /// Indexes above this manifest.
+        depth: u8,
     },
     Blob {
         id: BlobId,
@@ -326,6 +338,10 @@ struct Op {
     /// Time spent in backoff so far.
     waited: Duration,
     auth_retried: bool,
+    /// Authentication rounds so far (bounded by [`MAX_AUTH_ROUNDS`], never reset).
+    auth_rounds: u32,
+    /// Whether a refusal by a foreign origin already sent this op back to the registry.
+    foreign_restarted: bool,
     /// Token generation the last request carried.
     sent_token: Option<u64>,
     /// The URL the last request went to.
@@ -344,6 +360,8 @@ impl Op {
             failures: 0,
             waited: Duration::ZERO,
             auth_retried: false,
+            auth_rounds: 0,
+            foreign_restarted: false,
             sent_token: None,
             sent_url: None,
             state,
@@ -390,6 +408,11 @@ enum RegistryAuth {
 
 /// Tokens are renewed this long before they expire.
 const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(5);
+/// Authentication rounds (challenge answered, request sent again) one operation may
+/// take over its whole life: a registry that keeps challenging cannot make it loop.
+const MAX_AUTH_ROUNDS: u32 = 8;
+/// A token is renewed after a day at the latest, whatever its `expires_in` says.
+const TOKEN_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// What a [`Pull`] is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -420,6 +443,8 @@ pub struct Pull {
     seen: HashSet<Digest>,
     /// Tag list pages requested (a `Link` back to one of them is a loop).
     pages: HashSet<String>,
+    /// Manifest operations created (bounded by `Config::max_manifests`).
+    manifests: u32,
     result: Option<Result<(), Error>>,
 }
 
@@ -473,6 +498,7 @@ impl Pull {
             last_now: now,
             seen: HashSet::new(),
             pages: HashSet::new(),
+            manifests: 0,
             result: None,
             reference,
         };
@@ -483,7 +509,7 @@ impl Pull {
         } else {
             let r = pull.reference.manifest_path_ref();
             let expected = pull.reference.digest().cloned();
-            pull.add_manifest(r, expected, ManifestRole::Top, None);
+            pull.add_manifest(r, expected, ManifestRole::Top, None, 0);
         }
         pull
     }
@@ -505,7 +531,7 @@ impl Pull {
         let op = &mut self.ops[ix];
         op.state = OpState::InFlight {
             id,
-            deadline: now + idle,
+            deadline: later(now, idle),
         };
         let (parts, ()) = head.into_parts();
         op.incoming = Incoming {
@@ -542,13 +568,20 @@ impl Pull {
         let op = &mut self.ops[ix];
         op.state = OpState::InFlight {
             id,
-            deadline: now + idle,
+            deadline: later(now, idle),
         };
         if !(200..300).contains(&op.incoming.status) {
+            // Only the start of an error body is kept, and no more is read: at the limit
+            // the exchange is dropped and the response judged on what arrived.
             let room = ERROR_BODY_LIMIT.saturating_sub(op.incoming.body.len());
             op.incoming
                 .body
                 .extend_from_slice(&chunk[..room.min(chunk.len())]);
+            if op.incoming.body.len() >= ERROR_BODY_LIMIT {
+                self.in_flight.remove(&id);
+                self.out.push_back(Action::Abort { id });
+                self.on_error_status(ix, now);
+            }
             return;
         }
         let limit = match &mut op.kind {
@@ -792,12 +825,18 @@ impl Pull {
             role,
             platform,
             reference,
+            depth,
         } = &self.ops[ix].kind
         else {
             return;
         };
-        let (expected, role, platform, reference) =
-            (expected.clone(), *role, platform.clone(), reference.clone());
+        let (expected, role, platform, reference, depth) = (
+            expected.clone(),
+            *role,
+            platform.clone(),
+            reference.clone(),
+            *depth,
+        );
         self.ops[ix].state = OpState::Done;
         let headers = std::mem::take(&mut self.ops[ix].incoming.headers);
         let body = Bytes::from(body);
@@ -894,7 +933,7 @@ impl Pull {
                             .push_back(Action::Event(Event::Resolved { descriptor }));
                     }
                     for child in &idx.manifests {
-                        self.add_child(child);
+                        self.add_child(child, depth);
                     }
                 } else {
                     let wanted = match &self.config.platform {
@@ -904,7 +943,7 @@ impl Pull {
                     match idx.select(&wanted) {
                         Ok(child) => {
                             let child = child.clone();
-                            self.add_child(&child);
+                            self.add_child(&child, depth);
                         }
                         Err(e) => self.fail(e.into()),
                     }
@@ -913,18 +952,29 @@ impl Pull {
         }
     }
 
-    fn add_child(&mut self, child: &Descriptor) {
+    /// Queues a child of the index at `parent_depth`. Digests already seen are not
+    /// fetched again (an index cannot make the pull loop), and the depth of nesting and
+    /// the number of manifests are bounded.
+    fn add_child(&mut self, child: &Descriptor, parent_depth: u8) {
         if !self.seen.insert(child.digest.clone()) {
             return;
         }
         if let Err(e) = child.validate() {
             return self.fail(e.into());
         }
+        if parent_depth >= self.config.max_index_depth {
+            return self.fail(Error::TooMany {
+                what: format!("indexes nested in {}", self.reference),
+                limit: u64::from(self.config.max_index_depth),
+                hint: "the image nests indexes deeper than any client follows".into(),
+            });
+        }
         self.add_manifest(
             child.digest.to_string(),
             Some(child.digest.clone()),
             ManifestRole::Child,
             child.platform.clone(),
+            parent_depth + 1,
         );
     }
 
@@ -963,6 +1013,13 @@ impl Pull {
                     Some(q) => format!("{}?{q}", u.path()),
                     None => u.path().to_string(),
                 };
+                if self.pages.len() >= self.config.max_tag_pages as usize {
+                    return self.fail(Error::TooMany {
+                        what: format!("tag list pages of {}", self.reference.repository()),
+                        limit: u64::from(self.config.max_tag_pages),
+                        hint: "raise the page bound (--max-pages) if the repository really has that many tags".into(),
+                    });
+                }
                 if !self.pages.insert(path.clone()) {
                     return self.fail(Error::Redirect {
                         from: redact_url(&base),
@@ -998,9 +1055,12 @@ impl Pull {
             Ok(t) => {
                 // A token that arrives already (nearly) expired is still used once: renewing
                 // it at once would only fetch another such token, forever.
-                let lifetime = t.lifetime(date).max(TOKEN_EARLY_RENEWAL * 2);
+                // A lifetime the server chose is bounded both ways.
+                let lifetime = t
+                    .lifetime(date)
+                    .clamp(TOKEN_EARLY_RENEWAL * 2, TOKEN_MAX_LIFETIME);
                 let s = &mut self.tokens[slot];
-                s.token = Some((t.token, now + lifetime));
+                s.token = Some((t.token, later(now, lifetime)));
                 s.generation += 1;
                 s.fetching = false;
                 for op in &mut self.ops {
@@ -1049,7 +1109,15 @@ impl Pull {
         if error.kind == TransportErrorKind::NotTls {
             if let Some(u) = &url {
                 let host = host_port(u);
-                if u.scheme() == "https" && is_loopback_host(&host) && self.is_registry_origin(u) {
+                // Only the registry's own URL falls back, and only while the op starts
+                // there: a redirect to an https URL that does not speak TLS is an
+                // ordinary failure (it consumes an attempt instead of looping).
+                let at_registry = self.ops[ix].redirect.is_none();
+                if u.scheme() == "https"
+                    && at_registry
+                    && is_loopback_host(&host)
+                    && self.is_registry_origin(u)
+                {
                     if self.scheme == Scheme::Https {
                         self.scheme = Scheme::Http;
                         self.out
@@ -1104,6 +1172,16 @@ impl Pull {
                 .iter()
                 .map(|v| v.as_bytes()),
         );
+        // The origin rule: only the registry's own refusals are answered with credentials.
+        // A storage host the registry redirected to that refuses (a 401 with its own
+        // realm, or a 403 for an expired signed URL) sends the request back to the
+        // registry, once; its challenge is never read.
+        let registry_op = !matches!(self.ops[ix].kind, OpKind::Token { .. });
+        let foreign = url.as_ref().is_some_and(|u| !self.is_registry_origin(u));
+        if registry_op && foreign && matches!(status, 401 | 403) {
+            let origin = url.as_ref().map(origin_of).unwrap_or_default();
+            return self.refused_by_foreign(ix, origin, serr);
+        }
         let bearer_challenge = challenges.iter().any(|c| c.is("bearer"));
         if status == 401 || (status == 403 && bearer_challenge) {
             return self.authenticate(ix, serr, &challenges);
@@ -1172,6 +1250,37 @@ impl Pull {
         op.state = OpState::Ready;
     }
 
+    /// A foreign origin (a redirect target) refused the request. Start again at the
+    /// registry URL once (a signed URL may have expired), counting an attempt; the second
+    /// refusal fails, naming that origin.
+    fn refused_by_foreign(&mut self, ix: usize, origin: String, serr: StatusError) {
+        let what = self.ops[ix].what();
+        let status = serr.status;
+        let err = Error::ForeignOrigin {
+            what: what.clone(),
+            origin,
+            status,
+        };
+        let op = &mut self.ops[ix];
+        let attempt_left = op.failures + 1 < self.config.retry.max_attempts;
+        if op.foreign_restarted || !attempt_left {
+            return self.fail(err);
+        }
+        op.foreign_restarted = true;
+        op.failures += 1;
+        op.redirect = None;
+        op.hops = 0;
+        op.state = OpState::Ready;
+        let attempt = op.failures + 1;
+        self.out.push_back(Action::Event(Event::Retry {
+            what,
+            attempt,
+            delay: Duration::ZERO,
+            error: err,
+        }));
+        self.push_resumed(ix);
+    }
+
     fn authenticate(
         &mut self,
         ix: usize,
@@ -1183,9 +1292,13 @@ impl Pull {
             repository: s.reference.repository().to_string(),
             source: Box::new(serr),
         };
-        if matches!(self.ops[ix].kind, OpKind::Token { .. }) || self.ops[ix].auth_retried {
+        if matches!(self.ops[ix].kind, OpKind::Token { .. })
+            || self.ops[ix].auth_retried
+            || self.ops[ix].auth_rounds >= MAX_AUTH_ROUNDS
+        {
             return self.fail(unauthorized(self, serr));
         }
+        self.ops[ix].auth_rounds += 1;
         let bearer = challenges
             .iter()
             .find(|c| c.is("bearer") && c.param("realm").is_some());
@@ -1202,12 +1315,14 @@ impl Pull {
                     })
                 }
             };
+            // A realm on another origin than the registry's is trusted because the
+            // registry named it, but never over plain http to a host off this machine.
             if realm.scheme() == "http"
-                && self.scheme == Scheme::Https
                 && !is_loopback_host(&host_port(&realm))
+                && !self.may_send_credentials(&realm)
             {
                 return self.fail(Error::Insecure(format!(
-                    "token realm {} is plain http for an https registry",
+                    "token realm {} is plain http",
                     redact_url(&realm)
                 )));
             }
@@ -1294,8 +1409,8 @@ impl Pull {
                 err
             });
         };
-        let until = now + delay;
-        if self.ops[ix].waited + delay > self.config.retry.budget {
+        let until = later(now, delay);
+        if self.ops[ix].waited.saturating_add(delay) > self.config.retry.budget {
             return self.fail(Error::GaveUp {
                 what: format!(
                     "{what} (retry budget of {}s spent)",
@@ -1305,7 +1420,7 @@ impl Pull {
                 last: Box::new(err),
             });
         }
-        self.ops[ix].waited += delay;
+        self.ops[ix].waited = self.ops[ix].waited.saturating_add(delay);
         if self.config.deadline.is_some_and(|d| until > d) {
             return self.fail(Error::Deadline {
                 what,
@@ -1322,6 +1437,11 @@ impl Pull {
             delay,
             error: err,
         }));
+        self.push_resumed(ix);
+    }
+
+    /// Tells the caller that a blob's next attempt continues where it stopped.
+    fn push_resumed(&mut self, ix: usize) {
         if let OpKind::Blob { dl, id, .. } = &self.ops[ix].kind {
             if dl.offset > 0 {
                 self.out.push_back(Action::Event(Event::Resumed {
@@ -1362,7 +1482,16 @@ impl Pull {
         expected: Option<Digest>,
         role: ManifestRole,
         platform: Option<Platform>,
+        depth: u8,
     ) {
+        self.manifests += 1;
+        if self.manifests > self.config.max_manifests {
+            return self.fail(Error::TooMany {
+                what: format!("manifests in {}", self.reference),
+                limit: u64::from(self.config.max_manifests),
+                hint: "pull one platform (--platform) instead of all".into(),
+            });
+        }
         let path = format!(
             "/v2/{}/manifests/{}",
             self.reference.repository(),
@@ -1373,6 +1502,7 @@ impl Pull {
             expected,
             role,
             platform,
+            depth,
         };
         self.ops.push(Op::new(kind, path, OpState::Ready));
     }
@@ -1512,7 +1642,7 @@ impl Pull {
                 let live = self.tokens[slot]
                     .token
                     .as_ref()
-                    .is_some_and(|(_, exp)| now + TOKEN_EARLY_RENEWAL < *exp);
+                    .is_some_and(|(_, exp)| later(now, TOKEN_EARLY_RENEWAL) < *exp);
                 if !live {
                     self.ops[ix].state = OpState::WaitingToken(slot);
                     if !self.tokens[slot].fetching {
@@ -1629,7 +1759,7 @@ impl Pull {
         op.incoming = Incoming::default();
         op.state = OpState::InFlight {
             id,
-            deadline: now + self.config.head_timeout,
+            deadline: later(now, self.config.head_timeout),
         };
         self.in_flight.insert(id, ix);
         self.out.push_back(Action::Send { id, request });
@@ -1718,6 +1848,11 @@ fn host_port(u: &Url) -> String {
         Some(p) => format!("{host}:{p}"),
         None => host,
     }
+}
+
+/// `scheme://host[:port]` of a URL: what an error may name of a foreign origin.
+fn origin_of(u: &Url) -> String {
+    format!("{}://{}", u.scheme(), host_port(u))
 }
 
 fn sensitive(v: &str) -> HeaderValue {

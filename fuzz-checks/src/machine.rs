@@ -3,8 +3,12 @@
 //! Invariants checked after every step: no panic; deliveries contiguous, never repeated,
 //! never past the descriptor's size; `BlobDone` only with the right size and digest and
 //! at most once; request ids unique; blob requests in flight within the concurrency
-//! limit; credentials only to the registry origin or a realm it named; every drain ends
-//! within a bounded number of steps, and so does the whole run.
+//! limit; every drain ends within a bounded number of steps, and so does the whole run.
+//!
+//! The origin rule: `Authorization` (and a refresh token in a form body) goes only to the
+//! registry origin or to a token realm that a response *from the registry origin* named,
+//! and only over https; a bearer token only to the registry. A challenge from any other
+//! origin (a redirect target) never makes its realm eligible.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -26,6 +30,7 @@ const DRAIN_BOUND: usize = 10_000;
 #[derive(Arbitrary, Debug)]
 struct Input {
     basic_credentials: bool,
+    identity_token: bool,
     all_platforms: bool,
     ops: Vec<Op>,
 }
@@ -125,7 +130,8 @@ fn good_value(name: HeaderName, pick: u8, w: &World, path: &str) -> String {
             "http://reg.test/downgrade",
             "relative/path",
             "https://reg.test:444/other-port",
-        ][pick as usize % 5]
+            "https://cdn.test/v2/x/y/blobs/elsewhere",
+        ][pick as usize % 6]
             .to_string(),
         HeaderName::WwwAuthenticate => [
             r#"Bearer realm="https://auth.test/token",service="svc",scope="repository:x/y:pull""#,
@@ -133,7 +139,9 @@ fn good_value(name: HeaderName, pick: u8, w: &World, path: &str) -> String {
             r#"Basic realm="reg""#,
             r#"Bearer realm="https://reg.test/token",error="insufficient_scope",scope="repository:z:pull""#,
             r#"Bearer error="invalid_token""#,
-        ][pick as usize % 5]
+            r#"Bearer realm="https://cdn.test/token",service="cdn""#,
+            r#"Bearer realm="/token",service="relative""#,
+        ][pick as usize % 7]
             .to_string(),
         HeaderName::RetryAfter => ["0", "1", "30", "3600", "Sun, 06 Nov 1994 08:49:40 GMT"][pick as usize % 5].to_string(),
         HeaderName::Date => "Sun, 06 Nov 1994 08:49:37 GMT".to_string(),
@@ -195,6 +203,7 @@ fn header_name(n: HeaderName) -> header::HeaderName {
 struct Open {
     id: RequestId,
     path: String,
+    origin: String,
 }
 
 /// The invariant checker around one machine.
@@ -223,22 +232,27 @@ impl Checker {
                 Action::Send { id, request } => {
                     assert!(self.ids.insert(id), "request id reused");
                     let o = origin(request.uri());
+                    let to_registry = o == REGISTRY;
+                    let to_realm = self.realms.contains(&o);
                     if let Some(auth) = request.headers().get(header::AUTHORIZATION) {
                         let a = auth.to_str().unwrap_or("");
-                        let to_registry = o == REGISTRY;
-                        let to_realm = self.realms.contains(&o);
                         assert!(to_registry || to_realm, "Authorization sent to {o}");
+                        assert!(o.starts_with("https://"), "Authorization over plain http to {o}");
                         if a.starts_with("Bearer") {
                             assert!(to_registry, "a registry token sent to {o}");
                         }
                         assert!(auth.is_sensitive(), "credentials not marked sensitive");
+                    }
+                    if String::from_utf8_lossy(request.body()).contains("refresh_token=") {
+                        assert!(to_realm, "a refresh token sent to {o}");
+                        assert!(o.starts_with("https://"), "a refresh token over plain http to {o}");
                     }
                     let path = request
                         .uri()
                         .path_and_query()
                         .map(|p| p.to_string())
                         .unwrap_or_default();
-                    self.open.push(Open { id, path });
+                    self.open.push(Open { id, path, origin: o });
                     let blob_requests = self
                         .open
                         .iter()
@@ -317,7 +331,11 @@ pub fn check(data: &[u8]) {
             max_attempts: 3,
             ..RetryPolicy::default()
         },
-        credentials: if input.basic_credentials {
+        credentials: if input.identity_token {
+            Credentials::IdentityToken {
+                token: Secret::new("refresh"),
+            }
+        } else if input.basic_credentials {
             Credentials::Basic {
                 username: "u".into(),
                 password: Secret::new("p"),
@@ -356,11 +374,15 @@ pub fn check(data: &[u8]) {
                         HeaderValue::Good(p) => good_value(n, p, &w, &c.open[i].path),
                         HeaderValue::Raw(s) => s,
                     };
-                    if matches!(n, HeaderName::WwwAuthenticate) {
+                    // Only the registry's own challenges name a realm that may receive
+                    // credentials.
+                    let from_registry = c.open[i].origin == REGISTRY;
+                    if matches!(n, HeaderName::WwwAuthenticate) && from_registry {
                         for ch in ocireg_core::auth::parse_www_authenticate([value.as_bytes()]) {
-                            if let Some(r) =
-                                ch.param("realm").and_then(|r| r.parse::<http::Uri>().ok())
-                            {
+                            let realm = ch.param("realm").and_then(|r| {
+                                url::Url::parse(REGISTRY).ok()?.join(r).ok()
+                            });
+                            if let Some(r) = realm.and_then(|r| r.as_str().parse::<http::Uri>().ok()) {
                                 c.realms.insert(origin(&r));
                             }
                         }
