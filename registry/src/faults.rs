@@ -12,6 +12,9 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::routes::{Registry, Reply};
 
+/// Requests [`FaultyRegistry::log`] keeps at most.
+pub const LOG_LIMIT: usize = 10_000;
+
 /// Prefix of paths a [`Fault::RedirectOnce`] sends clients to.
 pub const REDIRECTED_PREFIX: &str = "/redirected";
 
@@ -144,7 +147,7 @@ pub struct FaultyRegistry {
     /// With [`Fault::Token`]: `POST /token` (OAuth2 refresh-token grant) is served;
     /// otherwise it is answered 404 so clients fall back to `GET`.
     pub token_post: bool,
-    /// Every request handled, in order.
+    /// The requests handled, in order (the most recent, up to [`LOG_LIMIT`]).
     pub log: Vec<Seen>,
 }
 
@@ -189,6 +192,10 @@ impl FaultyRegistry {
             .min()
             .unwrap_or(reply.body.len())
             .min(reply.body.len());
+        // The log is bounded: a long-running server keeps the most recent half.
+        if self.log.len() >= LOG_LIMIT {
+            self.log.drain(..LOG_LIMIT / 2);
+        }
         self.log.push(Seen {
             method: req.method().to_string(),
             path: req

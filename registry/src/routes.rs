@@ -102,6 +102,20 @@ impl Registry {
     ) -> Digest {
         let bytes = bytes.into();
         let d = Digest::sha256(&bytes);
+        self.add_manifest_with_digest(repo, media_type, bytes, d, tag)
+    }
+
+    /// Adds a manifest under a given digest (which need not be sha256: a layout may
+    /// name its manifests by sha512).
+    pub fn add_manifest_with_digest(
+        &mut self,
+        repo: &str,
+        media_type: &str,
+        bytes: impl Into<Bytes>,
+        d: Digest,
+        tag: Option<&str>,
+    ) -> Digest {
+        let bytes = bytes.into();
         let r = self.repo(repo);
         r.manifests
             .insert(d.clone(), (media_type.to_string(), bytes));

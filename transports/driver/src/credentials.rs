@@ -37,14 +37,46 @@ pub enum CredentialsError {
     },
 }
 
+/// The file's top level. Each entry stays a raw JSON value until it is used, so one
+/// malformed entry is skipped (with a warning naming its key, never its value) instead
+/// of breaking every lookup.
 #[derive(Deserialize, Default)]
 struct DockerConfig {
     #[serde(default)]
-    auths: std::collections::BTreeMap<String, AuthEntry>,
+    auths: serde_json::Value,
     #[serde(default, rename = "credHelpers")]
-    cred_helpers: std::collections::BTreeMap<String, String>,
+    cred_helpers: serde_json::Value,
     #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
+    creds_store: serde_json::Value,
+}
+
+/// The entries of an object-valued section that decode as `T`; the others are skipped
+/// with a warning that names the section and the key.
+fn entries<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    section: &str,
+    v: &serde_json::Value,
+) -> Vec<(String, T)> {
+    let map = match v {
+        serde_json::Value::Object(m) => m,
+        serde_json::Value::Null => return Vec::new(),
+        _ => {
+            tracing::warn!("{}: \"{section}\" is not an object; ignored", path.display());
+            return Vec::new();
+        }
+    };
+    map.iter()
+        .filter_map(|(k, v)| match T::deserialize(v) {
+            Ok(t) => Some((k.clone(), t)),
+            Err(_) => {
+                tracing::warn!(
+                    "{}: the {section} entry for {k:?} is malformed; ignored",
+                    path.display()
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Default)]
@@ -108,29 +140,46 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
             })
         }
     };
-    let cfg: DockerConfig =
-        serde_json::from_slice(&bytes).map_err(|e| CredentialsError::Config {
+    // Only the syntax is checked here: a syntax error's message names a position, never
+    // a value.
+    let cfg: DockerConfig = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .and_then(|v| match v {
+            serde_json::Value::Object(_) => serde_json::from_value(v),
+            _ => Ok(DockerConfig::default()),
+        })
+        .map_err(|e| CredentialsError::Config {
             path: path.into(),
             problem: format!("not valid JSON: {e}"),
         })?;
+    let auths: Vec<(String, AuthEntry)> = entries(path, "auths", &cfg.auths);
+    let cred_helpers: Vec<(String, String)> = entries(path, "credHelpers", &cfg.cred_helpers);
+    let creds_store = match &cfg.creds_store {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Null => None,
+        _ => {
+            tracing::warn!("{}: \"credsStore\" is not a string; ignored", path.display());
+            None
+        }
+    };
     let want = normalize(registry);
     let server_url = if want == "docker.io" {
         HUB_SERVER_URL.to_string()
     } else {
         want.clone()
     };
-    if let Some((_, helper)) = cfg.cred_helpers.iter().find(|(k, _)| normalize(k) == want) {
+    if let Some((_, helper)) = cred_helpers.iter().find(|(k, _)| normalize(k) == want) {
         return run_helper(helper, &server_url);
     }
-    if let Some((_, entry)) = cfg.auths.iter().find(|(k, _)| normalize(k) == want) {
-        if let Some(c) = from_entry(entry).map_err(|problem| CredentialsError::Config {
-            path: path.into(),
-            problem,
-        })? {
-            return Ok(Some(c));
+    if let Some((key, entry)) = auths.iter().find(|(k, _)| normalize(k) == want) {
+        match from_entry(entry) {
+            Ok(Some(c)) => return Ok(Some(c)),
+            Ok(None) => {}
+            Err(problem) => {
+                tracing::warn!("{}: the auths entry for {key:?}: {problem}; ignored", path.display())
+            }
         }
     }
-    match &cfg.creds_store {
+    match &creds_store {
         Some(store) if !store.is_empty() => run_helper(store, &server_url),
         _ => Ok(None),
     }
@@ -282,6 +331,23 @@ mod tests {
         assert!(lookup(&d.path().join("missing.json"), "quay.io")
             .unwrap()
             .is_none());
+        // A malformed entry is skipped; the others still work, and nothing of its value
+        // is printed anywhere.
+        let p = write(
+            d.path(),
+            r#"{"auths":{"bad.example":{"auth":42},"worse.example":"c2VjcmV0OnZhbHVl",
+            "nob64.example":{"auth":"!!c2VjcmV0!!"},"ghcr.io":{"username":"gh","password":"tok"}},
+            "credHelpers":{"h.example":7}}"#,
+        );
+        assert!(lookup(&p, "bad.example").unwrap().is_none());
+        assert!(lookup(&p, "worse.example").unwrap().is_none());
+        assert!(lookup(&p, "nob64.example").unwrap().is_none());
+        assert!(lookup(&p, "h.example").unwrap().is_none());
+        assert!(lookup(&p, "quay.io").unwrap().is_none());
+        assert!(matches!(
+            lookup(&p, "ghcr.io").unwrap(),
+            Some(Credentials::Basic { .. })
+        ));
         let bad = write(d.path(), "{nope");
         let e = lookup(&bad, "x").unwrap_err().to_string();
         assert!(e.contains("not valid JSON"), "{e}");

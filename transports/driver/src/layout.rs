@@ -1,7 +1,7 @@
 //! OCI image layouts on disk: writing a pull into one (atomically, resumably) and
 //! loading one into a [`Registry`] to serve it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,24 +32,68 @@ pub struct Stats {
     pub bytes: u64,
     /// Retries.
     pub retries: usize,
+    /// Time spent making finished blobs durable (`fsync` of data and directory).
+    pub sync: std::time::Duration,
+}
+
+/// Where a blob's bytes go while it downloads.
+enum Ingest {
+    /// The shared partial file `ingest/<alg>-<hex>.partial`, locked by this process: a
+    /// later run may continue it.
+    Shared { file: File, path: PathBuf },
+    /// Another process holds the shared file: a private file of unique name, never
+    /// continued by anyone.
+    Private(tempfile::NamedTempFile),
+}
+
+impl Ingest {
+    fn file(&mut self) -> &mut File {
+        match self {
+            Ingest::Shared { file, .. } => file,
+            Ingest::Private(t) => t.as_file_mut(),
+        }
+    }
+
+    /// Empties the file for a blob that starts over.
+    fn truncate(&mut self) -> io::Result<()> {
+        let f = self.file();
+        f.set_len(0)?;
+        io::Seek::seek(f, io::SeekFrom::Start(0))?;
+        Ok(())
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Ingest::Shared { path, .. } => path,
+            Ingest::Private(t) => t.path(),
+        }
+    }
 }
 
 struct Open {
-    file: File,
-    partial: PathBuf,
+    ingest: Ingest,
     final_path: PathBuf,
 }
 
 /// Writes a pull into an OCI image layout.
 ///
-/// Blobs are written under `ingest/` and renamed into `blobs/<alg>/<hex>` only after
-/// the core verified them; `index.json` is replaced by rename. So a kill at any moment
-/// leaves a valid layout, and a partial file is continued by the next run.
+/// The layout is treated as a directory other programs (and other pulls) share:
+/// - blobs are written under `ingest/` and renamed into `blobs/<alg>/<hex>` only after the
+///   core verified them, with the data `fsync`ed before the rename and the directory
+///   after it, so neither a kill nor a power loss leaves a named blob with wrong content;
+/// - files are created with `O_NOFOLLOW` (or `O_EXCL` under unique names), a symlink found
+///   in `ingest/` or `blobs/` is removed or replaced, never followed, and a name is
+///   renamed into place only while it still is the file this process wrote;
+/// - each partial file is locked by the process writing it: a second pull of the same
+///   blob at the same moment writes a private file instead of sharing it;
+/// - `index.json` is read, changed and replaced under an exclusive lock, so concurrent
+///   pulls into one layout keep every tag.
 pub struct LayoutWriter {
     root: PathBuf,
     tag: Option<String>,
     open: HashMap<BlobId, Open>,
     resolved: Option<Descriptor>,
+    verify_existing: bool,
     /// Counters.
     pub stats: Stats,
 }
@@ -65,30 +109,124 @@ fn partial_path(root: &Path, d: &Digest) -> PathBuf {
         .join(format!("{}-{}.partial", d.algorithm(), d.hex()))
 }
 
-/// Writes `data` to `path` through a temporary file and a rename.
+/// Creates `dir` (and its parents) and checks that it is a directory, not a symlink to
+/// one: a planted link would send the layout's files elsewhere.
+fn real_dir(dir: &Path) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let m = fs::symlink_metadata(dir)?;
+    if !m.is_dir() {
+        return Err(io::Error::other(format!(
+            "{} is not a directory (a symlink?); refusing to write through it",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Flushes a directory's entries (a rename in it) to disk.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Opens `path` for reading and appending, creating it, without following a symlink at
+/// that name (a symlink there fails with an error instead).
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.create(true).truncate(false).read(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    o.open(path)
+}
+
+/// True when `path` names the very file `file` is (not a symlink, not a replacement).
+fn names(path: &Path, file: &File) -> io::Result<bool> {
+    let by_name = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let by_fd = file.metadata()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok(by_name.is_file() && by_name.dev() == by_fd.dev() && by_name.ino() == by_fd.ino())
+    }
+    #[cfg(not(unix))]
+    Ok(by_name.is_file() && by_name.len() == by_fd.len())
+}
+
+/// A regular file of `len` bytes at `path` (a symlink does not count).
+fn regular_file_of(path: &Path, len: u64) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == len)
+}
+
+/// Hashes the first `len` bytes of `file`.
+fn hash_prefix(file: &File, algorithm: ocireg_core::Algorithm, len: u64) -> io::Result<Verifier> {
+    let mut v = Verifier::new(algorithm);
+    let mut reader = io::BufReader::with_capacity(1 << 20, file.try_clone()?);
+    io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = reader.read(&mut buf[..want])?;
+        if n == 0 {
+            break;
+        }
+        v.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(v)
+}
+
+/// Writes `data` to `path` through a temporary file of unique name (created with
+/// `O_EXCL`), `fsync` and a rename, then `fsync`s the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
+    real_dir(dir)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir)
+}
+
+/// Holds an exclusive lock on the layout's `index.json` while alive (the lock goes with
+/// the file descriptor).
+struct IndexLock {
+    _file: File,
+}
+
+impl IndexLock {
+    fn take(root: &Path) -> io::Result<IndexLock> {
+        let dir = root.join(INGEST_DIR);
+        real_dir(&dir)?;
+        let f = open_no_follow(&dir.join("index.json.lock"))?;
+        f.lock()?;
+        Ok(IndexLock { _file: f })
     }
-    fs::rename(&tmp, path)
 }
 
 impl LayoutWriter {
     /// Opens (or creates) the layout at `root`; `tag` becomes the `ref.name` annotation.
     pub fn create(root: impl Into<PathBuf>, tag: Option<String>) -> io::Result<LayoutWriter> {
         let root = root.into();
-        fs::create_dir_all(root.join("blobs"))?;
+        real_dir(&root)?;
+        real_dir(&root.join("blobs"))?;
+        real_dir(&root.join(INGEST_DIR))?;
         let marker = root.join("oci-layout");
-        if !marker.exists() {
+        if fs::symlink_metadata(&marker).is_err() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
         }
         Ok(LayoutWriter {
@@ -96,8 +234,16 @@ impl LayoutWriter {
             tag,
             open: HashMap::new(),
             resolved: None,
+            verify_existing: false,
             stats: Stats::default(),
         })
+    }
+
+    /// Re-hash blobs already in the layout instead of trusting their names; a blob that
+    /// does not match is downloaded again.
+    pub fn verify_existing(mut self, yes: bool) -> LayoutWriter {
+        self.verify_existing = yes;
+        self
     }
 
     /// The descriptor recorded for the reference, once resolved.
@@ -106,11 +252,12 @@ impl LayoutWriter {
     }
 
     /// Records the resolved manifest in `index.json` (replacing an entry of the same
-    /// tag). Call after the pull succeeded.
+    /// tag), under the layout's lock. Call after the pull succeeded.
     pub fn commit(&self) -> io::Result<()> {
         let Some(desc) = &self.resolved else {
             return Err(io::Error::other("the pull resolved no manifest"));
         };
+        let _lock = IndexLock::take(&self.root)?;
         let path = self.root.join("index.json");
         let mut index: Value = match fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| {
@@ -148,57 +295,152 @@ impl LayoutWriter {
         )
     }
 
+    /// Is the blob already in the layout (a regular file of the right size, and with
+    /// `verify_existing` of the right digest)?
+    fn present(&self, d: &Descriptor) -> io::Result<bool> {
+        let path = blob_path(&self.root, &d.digest);
+        if !regular_file_of(&path, d.len()) {
+            return Ok(false);
+        }
+        if !self.verify_existing {
+            return Ok(true);
+        }
+        let f = File::open(&path)?;
+        if hash_prefix(&f, d.digest.algorithm(), d.len())?.finish() == d.digest {
+            return Ok(true);
+        }
+        tracing::warn!(digest = %d.digest, "blob in the layout does not match its name: downloading it again");
+        fs::remove_file(&path)?;
+        Ok(false)
+    }
+
+    /// The shared partial file of a blob, locked by this process; `None` when another
+    /// process holds it.
+    fn lock_shared(&self, partial: &Path) -> io::Result<Option<File>> {
+        for _ in 0..3 {
+            let file = match open_no_follow(partial) {
+                Ok(f) => f,
+                // A symlink (ELOOP) or another non-file planted at the name: remove the
+                // name (never what it points to) and create the file afresh.
+                Err(e) if e.kind() != io::ErrorKind::NotFound && e.kind() != io::ErrorKind::PermissionDenied => {
+                    tracing::warn!(path = %partial.display(), "removing a non-file in ingest/: {e}");
+                    fs::remove_file(partial)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !file.metadata()?.is_file() {
+                fs::remove_file(partial)?;
+                continue;
+            }
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+            // Still the file of that name? (another process may have renamed it into
+            // blobs/ between our open and our lock)
+            if names(partial, &file)? {
+                return Ok(Some(file));
+            }
+        }
+        Err(io::Error::other(format!(
+            "{}: the partial file keeps changing under this pull",
+            partial.display()
+        )))
+    }
+
     fn blob_queued(&mut self, pull: &mut Pull, blob: BlobId, d: &Descriptor) -> io::Result<()> {
-        let final_path = blob_path(&self.root, &d.digest);
-        if fs::metadata(&final_path).is_ok_and(|m| m.len() == d.len()) {
+        if self.present(d)? {
             pull.skip_blob(blob);
             self.stats.skipped += 1;
             return Ok(());
         }
+        let final_path = blob_path(&self.root, &d.digest);
         let partial = partial_path(&self.root, &d.digest);
-        fs::create_dir_all(partial.parent().expect("ingest dir"))?;
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&partial)?;
-        let len = file.metadata()?.len();
-        if len > 0 && len < d.len() {
-            // Hash what an earlier run left, and continue after it.
-            let mut v = Verifier::new(d.digest.algorithm());
-            let mut buf = vec![0u8; 1 << 20];
-            let mut reader = File::open(&partial)?;
-            loop {
-                let n = reader.read(&mut buf)?;
-                if n == 0 {
-                    break;
+        let ingest = match self.lock_shared(&partial)? {
+            Some(file) => {
+                // Another process may have finished this blob meanwhile.
+                if self.present(d)? {
+                    pull.skip_blob(blob);
+                    self.stats.skipped += 1;
+                    return Ok(());
                 }
-                v.update(&buf[..n]);
+                let len = file.metadata()?.len();
+                if len > 0 && len < d.len() {
+                    // Hash what an earlier run left, and continue after it.
+                    let v = hash_prefix(&file, d.digest.algorithm(), len)?;
+                    if pull.resume_blob(blob, v) {
+                        self.stats.resumed += 1;
+                    } else {
+                        // the machine starts this blob from zero: so does the file
+                        file.set_len(0)?;
+                    }
+                } else if len > 0 {
+                    file.set_len(0)?;
+                }
+                Ingest::Shared {
+                    file,
+                    path: partial,
+                }
             }
-            if pull.resume_blob(blob, v) {
-                self.stats.resumed += 1;
-            } else {
-                // the machine starts this blob from zero: so does the file
-                file.set_len(0)?;
+            None => {
+                tracing::debug!(digest = %d.digest, "another process is downloading this blob: using a private file");
+                Ingest::Private(
+                    tempfile::Builder::new()
+                        .prefix(&format!("{}-{}.", d.digest.algorithm(), d.digest.hex()))
+                        .suffix(".private")
+                        .tempfile_in(self.root.join(INGEST_DIR))?,
+                )
             }
-        } else if len > 0 {
-            file.set_len(0)?;
+        };
+        self.open.insert(blob, Open { ingest, final_path });
+        Ok(())
+    }
+
+    /// Moves a verified blob into `blobs/`: data on disk first, then the name, then the
+    /// directory entry.
+    fn blob_done(&mut self, blob: BlobId, size: u64) -> io::Result<()> {
+        // A blob completes without an open file only when it was embedded and skipped;
+        // nothing to move then.
+        let Some(mut o) = self.open.remove(&blob) else {
+            return Ok(());
+        };
+        let len = o.ingest.file().metadata()?.len();
+        if len != size {
+            return Err(io::Error::other(format!(
+                "{}: wrote {len} bytes, expected {size}",
+                o.ingest.path().display()
+            )));
         }
-        self.open.insert(
-            blob,
-            Open {
-                file,
-                partial,
-                final_path,
-            },
-        );
+        let started = std::time::Instant::now();
+        o.ingest.file().sync_data()?;
+        let dir = o.final_path.parent().expect("blob dir").to_path_buf();
+        real_dir(&dir)?;
+        match o.ingest {
+            Ingest::Shared { file, path } => {
+                if !names(&path, &file)? {
+                    return Err(io::Error::other(format!(
+                        "{} was replaced while this pull wrote it; not moving it into blobs/",
+                        path.display()
+                    )));
+                }
+                fs::rename(&path, &o.final_path)?;
+                drop(file); // releases the lock, after the rename
+            }
+            Ingest::Private(t) => {
+                t.persist(&o.final_path).map_err(|e| e.error)?;
+            }
+        }
+        sync_dir(&dir)?;
+        self.stats.sync += started.elapsed();
+        self.stats.fetched += 1;
         Ok(())
     }
 
     fn write_manifest(&self, digest: &Digest, bytes: &Bytes) -> io::Result<()> {
         let p = blob_path(&self.root, digest);
-        if p.exists() {
+        if regular_file_of(&p, bytes.len() as u64) && !self.verify_existing {
             return Ok(());
         }
         write_atomic(&p, bytes)
@@ -217,26 +459,10 @@ impl Sink for LayoutWriter {
             Event::Resolved { descriptor } => self.resolved = Some(descriptor.clone()),
             Event::Restarted { blob } => {
                 if let Some(o) = self.open.get_mut(blob) {
-                    o.file.set_len(0)?;
+                    o.ingest.truncate()?;
                 }
             }
-            Event::BlobDone { blob, size, .. } => {
-                // A blob completes without an open file only when it was embedded and
-                // skipped; nothing to move then.
-                if let Some(o) = self.open.remove(blob) {
-                    let len = o.file.metadata()?.len();
-                    if len != *size {
-                        return Err(io::Error::other(format!(
-                            "{}: wrote {len} bytes, expected {size}",
-                            o.partial.display()
-                        )));
-                    }
-                    drop(o.file);
-                    fs::create_dir_all(o.final_path.parent().expect("blob dir"))?;
-                    fs::rename(&o.partial, &o.final_path)?;
-                    self.stats.fetched += 1;
-                }
-            }
+            Event::BlobDone { blob, size, .. } => self.blob_done(*blob, *size)?,
             Event::Retry { .. } => self.stats.retries += 1,
             _ => {}
         }
@@ -248,7 +474,7 @@ impl Sink for LayoutWriter {
             .open
             .get_mut(&blob)
             .ok_or_else(|| io::Error::other(format!("bytes for unknown blob {blob:?}")))?;
-        o.file.write_all(bytes)?;
+        o.ingest.file().write_all(bytes)?;
         self.stats.bytes += bytes.len() as u64;
         Ok(())
     }
@@ -298,15 +524,29 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
     Ok(Bytes::from(data))
 }
 
+/// Indexes within indexes that [`load_into`] follows at most.
+pub const MAX_SERVE_DEPTH: usize = 8;
+
 /// Loads every image of a layout into `registry` under `repository`. An image whose
 /// `ref.name` is a valid tag is tagged with it; one whose `ref.name` is a full reference
 /// (`host/repo:tag`) goes to that repository. Returns the (repository, tag) pairs added.
+///
+/// Each manifest is read once however many indexes list it, and indexes nested deeper
+/// than [`MAX_SERVE_DEPTH`] are an error: a hostile layout can neither make this loop
+/// nor exhaust the stack.
 pub fn load_into(
     root: &Path,
     registry: &mut Registry,
     repository: &str,
 ) -> io::Result<Vec<(String, Option<String>)>> {
+    if ocireg_core::reference::validate_repository(repository).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid repository name {repository:?}"),
+        ));
+    }
     let mut added = Vec::new();
+    let mut loaded = HashSet::new();
     for img in read_index(root)? {
         let (repo, tag) = match &img.name {
             Some(n) if ocireg_core::reference::validate_tag(n).is_ok() => {
@@ -318,44 +558,89 @@ pub fn load_into(
             },
             None => (repository.to_string(), None),
         };
-        load_manifest(root, registry, &repo, &img.descriptor, tag.as_deref())?;
+        let mut loader = Loader {
+            root,
+            registry: &mut *registry,
+            repo: &repo,
+            loaded: &mut loaded,
+        };
+        loader.manifest(&img.descriptor, tag.as_deref(), 0)?;
         added.push((repo, tag));
     }
     Ok(added)
 }
 
-fn load_manifest(
-    root: &Path,
-    registry: &mut Registry,
-    repo: &str,
-    d: &Descriptor,
-    tag: Option<&str>,
-) -> io::Result<()> {
-    let bytes = read_blob(root, &d.digest)?;
-    let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest)))?;
-    match manifest {
-        Manifest::Image(m) => {
-            for b in m.blobs() {
-                match read_blob(root, &b.digest) {
-                    Ok(data) => registry.add_blob_with_digest(repo, b.digest.clone(), data),
-                    // Blobs of other platforms or foreign layers may be absent.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+/// Loads manifests and their blobs of one repository.
+struct Loader<'a> {
+    root: &'a Path,
+    registry: &'a mut Registry,
+    repo: &'a str,
+    /// (repository, digest) pairs already loaded.
+    loaded: &'a mut HashSet<(String, Digest)>,
+}
+
+impl Loader<'_> {
+    fn manifest(&mut self, d: &Descriptor, tag: Option<&str>, depth: usize) -> io::Result<()> {
+        let first = self.loaded.insert((self.repo.to_string(), d.digest.clone()));
+        if !first {
+            if let Some(t) = tag {
+                // already loaded through another entry: only the tag is new
+                let bytes = read_blob(self.root, &d.digest)?;
+                self.registry.add_manifest_with_digest(
+                    self.repo,
+                    &d.media_type,
+                    bytes,
+                    d.digest.clone(),
+                    Some(t),
+                );
+            }
+            return Ok(());
+        }
+        if depth > MAX_SERVE_DEPTH {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: indexes nested more than {MAX_SERVE_DEPTH} deep",
+                    d.digest
+                ),
+            ));
+        }
+        let bytes = read_blob(self.root, &d.digest)?;
+        let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest))
+        })?;
+        match manifest {
+            Manifest::Image(m) => {
+                for b in m.blobs() {
+                    match read_blob(self.root, &b.digest) {
+                        Ok(data) => {
+                            self.registry
+                                .add_blob_with_digest(self.repo, b.digest.clone(), data)
+                        }
+                        // Blobs of other platforms or foreign layers may be absent.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Manifest::Index(i) => {
+                for child in &i.manifests {
+                    match self.manifest(child, None, depth + 1) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        r => r?,
+                    }
                 }
             }
         }
-        Manifest::Index(i) => {
-            for child in &i.manifests {
-                match load_manifest(root, registry, repo, child, None) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    r => r?,
-                }
-            }
-        }
+        self.registry.add_manifest_with_digest(
+            self.repo,
+            &media_type,
+            bytes,
+            d.digest.clone(),
+            tag,
+        );
+        Ok(())
     }
-    registry.add_manifest(repo, &media_type, bytes, tag);
-    Ok(())
 }
 
 /// Watches a pull written into a layout: events, bytes, skipped blobs.
@@ -390,6 +675,22 @@ where
 {
     let tag = pull.reference().tag().map(str::to_string);
     let writer = LayoutWriter::create(dir, tag)?;
+    pull_into(pull, transport, runtime, writer, observer).await
+}
+
+/// [`pull_to_layout`] with a writer set up by the caller (e.g. with
+/// [`LayoutWriter::verify_existing`]).
+pub async fn pull_into<T, R>(
+    pull: &mut Pull,
+    transport: &T,
+    runtime: &R,
+    writer: LayoutWriter,
+    observer: &mut (dyn Observer + Send),
+) -> Result<(Descriptor, Stats), crate::PullError>
+where
+    T: crate::Transport + ?Sized,
+    R: crate::Runtime + ?Sized,
+{
     let mut sink = Observed { writer, observer };
     crate::drive(pull, transport, runtime, &mut sink).await?;
     sink.writer.commit()?;

@@ -18,7 +18,7 @@ use ocireg_core::{
     Config, Credentials, Event, Manifest, Platform, PlatformChoice, Pull, Reference, RetryPolicy,
     Secret,
 };
-use ocireg_driver::layout::{load_into, pull_to_layout, Observer};
+use ocireg_driver::layout::{load_into, pull_into, LayoutWriter, Observer};
 use ocireg_driver::{PullError, Runtime, Sink};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
@@ -76,11 +76,12 @@ struct ConnectArgs {
     /// Read the password from standard input (else OCIREG_PASSWORD).
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Give up when the whole operation takes longer than this many seconds.
-    #[arg(long, value_name = "SECONDS")]
+    /// Give up when the whole operation takes longer than this many seconds (at most ten
+    /// years).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     timeout: Option<u64>,
-    /// Attempts per request (1 disables retries).
-    #[arg(long, default_value_t = 6)]
+    /// Attempts per request (1 disables retries; at most 100).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
     attempts: u32,
 }
 
@@ -88,9 +89,13 @@ struct ConnectArgs {
 struct PullArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Blob downloads in parallel.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
+    /// Blob downloads in parallel (1 to 256).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Re-hash blobs already in the layout instead of trusting their names; a blob that
+    /// does not match is downloaded again.
+    #[arg(long)]
+    verify_existing: bool,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
     #[arg(long, conflicts_with = "all_platforms")]
     platform: Option<String>,
@@ -132,6 +137,10 @@ struct InspectArgs {
 struct TagsArgs {
     #[command(flatten)]
     connect: ConnectArgs,
+    /// Give up after this many pages of tags (a registry that links page after page
+    /// without end is stopped there).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_pages: u32,
     /// Repository: [host[:port]/]repository
     repository: String,
 }
@@ -142,7 +151,7 @@ struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:5000")]
     addr: SocketAddr,
     /// Repository for images whose ref.name is only a tag.
-    #[arg(long, default_value = "image")]
+    #[arg(long, default_value = "image", value_parser = repository_name)]
     repository: String,
     /// OCI image layout directory.
     dir: PathBuf,
@@ -153,6 +162,16 @@ struct DemoArgs {
     /// Where to pull the demo image.
     #[arg(long, default_value = "ocireg-demo")]
     dir: PathBuf,
+}
+
+/// The largest `--timeout`: the core adds it to the clock, so it must stay representable.
+const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A repository name as the distribution spec allows it (a usage error otherwise).
+fn repository_name(s: &str) -> Result<String, String> {
+    ocireg_core::reference::validate_repository(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -249,9 +268,11 @@ fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, Strin
     Ok(Config {
         plain_http: c.plain_http,
         credentials: credentials(c, registry)?,
-        deadline: c.timeout.map(|s| now + Duration::from_secs(s)),
+        deadline: c
+            .timeout
+            .map(|s| ocireg_core::time::later(now, Duration::from_secs(s))),
         retry: RetryPolicy {
-            max_attempts: c.attempts.max(1),
+            max_attempts: c.attempts,
             ..RetryPolicy::default()
         },
         seed: u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15,
@@ -309,11 +330,16 @@ async fn pull_one<T: ocireg_driver::Transport, R: Runtime>(
     runtime: &R,
     dir: &Path,
     mode: progress::Mode,
+    verify_existing: bool,
 ) -> Result<String, String> {
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
-    let result = pull_to_layout(&mut pull, t, runtime, dir, &mut Logged(&mut progress)).await;
+    let tag = reference.tag().map(str::to_string);
+    let writer = LayoutWriter::create(dir, tag)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .verify_existing(verify_existing);
+    let result = pull_into(&mut pull, t, runtime, writer, &mut Logged(&mut progress)).await;
     let (desc, stats) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -329,6 +355,7 @@ async fn pull_one<T: ocireg_driver::Transport, R: Runtime>(
             "event": "summary", "reference": reference.to_string(), "digest": desc.digest.to_string(),
             "media_type": desc.media_type, "platform": platform, "fetched": stats.fetched, "skipped": stats.skipped,
             "resumed": stats.resumed, "retries": stats.retries, "bytes": stats.bytes, "seconds": secs,
+            "sync_seconds": stats.sync.as_secs_f64(),
         }));
         return Ok(String::new());
     }
@@ -367,7 +394,7 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
     let now = TokioRuntime.now();
     let mut cfg = config(&a.connect, reference.registry(), now)?;
-    cfg.max_concurrent = a.concurrency.max(1);
+    cfg.max_concurrent = usize::from(a.concurrency);
     cfg.platform = if a.all_platforms {
         PlatformChoice::All
     } else if let Some(p) = &a.platform {
@@ -388,6 +415,7 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
                 &TokioRuntime,
                 &a.dir,
                 mode,
+                a.verify_existing,
             )
             .await?
         }
@@ -395,6 +423,7 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
             let t = ocireg_async_std::transport(&extra_cas(&a.connect)?)
                 .map_err(|e| format!("TLS setup: {e}"))?;
             let dir = a.dir.clone();
+            let verify = a.verify_existing;
             // the whole pull runs on async-std's executor; this task only awaits it
             async_std::task::spawn(async move {
                 pull_one(
@@ -404,6 +433,7 @@ async fn cmd_pull(a: PullArgs) -> Result<(), String> {
                     &ocireg_async_std::AsyncStdRuntime,
                     &dir,
                     mode,
+                    verify,
                 )
                 .await
             })
@@ -509,19 +539,35 @@ async fn cmd_inspect(a: InspectArgs) -> Result<(), String> {
 
 async fn cmd_tags(a: TagsArgs) -> Result<(), String> {
     let reference = Reference::parse(&a.repository).map_err(|e| e.to_string())?;
-    let cfg = config(&a.connect, reference.registry(), TokioRuntime.now())?;
+    let mut cfg = config(&a.connect, reference.registry(), TokioRuntime.now())?;
+    cfg.max_tag_pages = a.max_pages;
     let t = transport(&a.connect)?;
-    let events = run_machine(Pull::list_tags(cfg, reference, TokioRuntime.now()), &t).await?;
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    for e in events {
-        if let Event::Tags { tags } = e {
+    let mut pull = Pull::list_tags(cfg, reference, TokioRuntime.now());
+    ocireg_driver::drive(&mut pull, &t, &TokioRuntime, &mut PrintTags)
+        .await
+        .map_err(|e: PullError| e.to_string())
+}
+
+/// Prints each page of tags as it arrives (a long listing shows at once, and memory does
+/// not grow with the number of pages).
+struct PrintTags;
+
+impl Sink for PrintTags {
+    fn event(&mut self, _pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Event::Tags { tags } = event {
+            let mut out = std::io::stdout().lock();
             for tag in tags {
-                writeln!(out, "{tag}").map_err(|e| e.to_string())?;
+                writeln!(out, "{tag}")?;
             }
+            out.flush()?;
         }
+        Ok(())
     }
-    Ok(())
+
+    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 async fn cmd_serve(a: ServeArgs) -> Result<(), String> {
@@ -585,6 +631,7 @@ async fn cmd_demo(a: DemoArgs) -> Result<(), String> {
         &TokioRuntime,
         &a.dir,
         progress::Mode::Auto.resolve(),
+        false,
     )
     .await?;
     server.abort();

@@ -1,0 +1,471 @@
+//! The `ocireg` binary against small hostile servers on loopback and a hostile layout
+//! directory: no credential leaves its origin, nothing a server or a file controls
+//! makes it loop, panic, read without end or write outside the layout.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ocireg_core::{Digest, Platform};
+use ocireg_registry::images::{image, TestImage};
+use ocireg_tests::hostile::{json, Answer, Hostile, Req};
+
+fn ocireg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ocireg"))
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Answers what a registry holding `img` as `test/repo:v1` would (nothing more).
+fn registry_answer(img: &TestImage, req: &Req) -> Answer {
+    let p = req.path.as_str();
+    let manifest = format!("/v2/test/repo/manifests/{}", img.digest());
+    if p == "/v2/" {
+        return json(200, &[], "{}");
+    }
+    if p == "/v2/test/repo/manifests/v1" || p == manifest {
+        let d = img.digest().to_string();
+        return Answer::Full(
+            200,
+            vec![
+                ("content-type".into(), img.media_type.clone()),
+                ("docker-content-digest".into(), d),
+            ],
+            img.manifest.to_vec(),
+        );
+    }
+    for b in img.blobs() {
+        if p == format!("/v2/test/repo/blobs/{}", Digest::sha256(b)) {
+            return Answer::Full(200, vec![], b.to_vec());
+        }
+    }
+    json(404, &[], r#"{"errors":[{"code":"NOT_FOUND","message":"no"}]}"#)
+}
+
+fn img(seed: u64) -> TestImage {
+    image(seed, &[3000, 70_000], &Platform::host(), false)
+}
+
+#[test]
+fn a_redirect_targets_challenge_gets_no_password_and_the_pull_ends() {
+    let img = img(1);
+    let cdn = Hostile::start(|req, me| {
+        if req.path.starts_with("/token") {
+            return json(200, &[], r#"{"token":"stolen"}"#);
+        }
+        let challenge = format!(r#"Bearer realm="http://{me}/token",service="cdn""#);
+        json(401, &[("www-authenticate", challenge.as_str())], "{}")
+    });
+    let cdn_addr = cdn.addr.clone();
+    let reg_img = img.clone();
+    let reg = Hostile::start(move |req, _| {
+        if req.path.contains("/blobs/") {
+            let to = format!("http://{cdn_addr}{}", req.path);
+            return Answer::Full(307, vec![("location".into(), to)], vec![]);
+        }
+        registry_answer(&reg_img, req)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut child = ocireg()
+        .args(["pull", "--plain-http", "--username", "user", "--password-stdin"])
+        .arg(format!("{}/test/repo:v1", reg.addr))
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hunter2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("http://{}", cdn.addr)), "{err}");
+    let seen = cdn.seen();
+    assert!(
+        seen.iter().all(|r| r.header("authorization").is_none()),
+        "{seen:?}"
+    );
+    assert!(seen.iter().all(|r| !r.path.starts_with("/token")), "{seen:?}");
+    // each blob: redirected, refused, started again at the registry, refused: done
+    assert!(seen.len() <= 2 * img.blobs().count(), "{} requests", seen.len());
+}
+
+#[test]
+fn an_endless_error_body_is_not_read_to_its_end() {
+    let server = Hostile::start(|_, _| Answer::Endless(500, vec![]));
+    let started = Instant::now();
+    let out = ocireg()
+        .args(["inspect", "--plain-http", "--attempts", "2", "--timeout", "60"])
+        .arg(format!("{}/test/repo:v1", server.addr))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("500"), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // what was written is what the socket buffers held, not what the server could send
+    let streamed = *server.streamed.lock().unwrap();
+    assert!(streamed < 64 << 20, "{streamed} bytes streamed");
+}
+
+#[test]
+fn endless_tag_pages_print_as_they_come_and_stop_at_the_bound() {
+    let server = Hostile::start(|req, _| {
+        let n: u64 = req
+            .path
+            .split("last=t")
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let link = format!("</v2/test/repo/tags/list?n=1&last=t{}>; rel=\"next\"", n + 1);
+        json(
+            200,
+            &[("link", link.as_str())],
+            &format!(r#"{{"name":"test/repo","tags":["t{}"]}}"#, n + 1),
+        )
+    });
+    let out = ocireg()
+        .args(["tags", "--plain-http", "--max-pages", "20"])
+        .arg(format!("{}/test/repo", server.addr))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let tags: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(tags.len(), 20, "{tags:?}");
+    assert_eq!(tags[0], "t1");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("more than 20") && err.contains("--max-pages"), "{err}");
+}
+
+#[test]
+fn absurd_token_lifetimes_and_timeouts_do_not_panic() {
+    for expires_in in ["9223372036854775807", "18446744073709551615"] {
+        let body = format!(r#"{{"token":"t","expires_in":{expires_in}}}"#);
+        let server = Hostile::start(move |req, me| {
+            if req.path.starts_with("/token") {
+                return json(200, &[], &body);
+            }
+            if req.header("authorization").is_none() {
+                let c = format!(r#"Bearer realm="http://{me}/token",service="s""#);
+                return json(401, &[("www-authenticate", c.as_str())], "{}");
+            }
+            json(404, &[], r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"no"}]}"#)
+        });
+        let out = ocireg()
+            .args(["inspect", "--plain-http", "--attempts", "1"])
+            .arg(format!("{}/test/repo:v1", server.addr))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("MANIFEST_UNKNOWN") || err.contains("404"), "{err}");
+    }
+    // values a flag cannot represent are usage errors
+    for args in [
+        &["pull", "--timeout", "18446744073709551615", "x/y:v1", "/nonexistent"][..],
+        &["pull", "--timeout", "0", "x/y:v1", "/nonexistent"],
+        &["pull", "--concurrency", "0", "x/y:v1", "/nonexistent"],
+        &["pull", "--attempts", "4294967296", "x/y:v1", "/nonexistent"],
+        &["tags", "--max-pages", "0", "x/y"],
+        &["serve", "--repository", "Not A Repo", "/nonexistent"],
+    ] {
+        let out = ocireg().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"));
+    }
+}
+
+fn serve_image(img: &TestImage) -> Hostile {
+    let img = img.clone();
+    Hostile::start(move |req, _| registry_answer(&img, req))
+}
+
+fn pull(addr: &str, tag: &str, dir: &Path) -> Output {
+    ocireg()
+        .args(["pull", "--plain-http", "--progress", "none"])
+        .arg(format!("{addr}/test/repo:{tag}"))
+        .arg(dir)
+        .output()
+        .unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn symlinks_planted_in_the_layout_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let img = img(2);
+    let server = serve_image(&img);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let victim = work.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let layer = &img.layers[1];
+    let layer_d = Digest::sha256(layer);
+    let config_d = Digest::sha256(&img.config);
+    std::fs::create_dir_all(layout.join("ingest")).unwrap();
+    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    // a symlink where the partial file of a layer goes
+    symlink(
+        &victim,
+        layout.join(format!("ingest/sha256-{}.partial", layer_d.hex())),
+    )
+    .unwrap();
+    // a symlink named like the config blob, pointing at a file of the right size
+    let decoy = work.path().join("decoy");
+    std::fs::write(&decoy, vec![b'z'; img.config.len()]).unwrap();
+    symlink(&decoy, layout.join(format!("blobs/sha256/{}", config_d.hex()))).unwrap();
+    let out = pull(&server.addr, "v1", &layout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(std::fs::read(&decoy).unwrap(), vec![b'z'; img.config.len()]);
+    for (d, data) in [(&layer_d, &layer[..]), (&config_d, &img.config[..])] {
+        let p = layout.join(format!("blobs/sha256/{}", d.hex()));
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.is_file(), "{} is not a regular file", p.display());
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+    }
+    // a symlinked ingest directory is refused, not written through
+    let other = work.path().join("other-layout");
+    std::fs::create_dir_all(&other).unwrap();
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    symlink(&elsewhere, other.join("ingest")).unwrap();
+    let out = pull(&server.addr, "v1", &other);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn verify_existing_replaces_a_corrupt_blob() {
+    let img = img(3);
+    let server = serve_image(&img);
+    let dir = tempfile::tempdir().unwrap();
+    assert!(pull(&server.addr, "v1", dir.path()).status.success());
+    let layer_d = Digest::sha256(&img.layers[0]);
+    let p = dir.path().join(format!("blobs/sha256/{}", layer_d.hex()));
+    std::fs::write(&p, vec![b'!'; img.layers[0].len()]).unwrap();
+    // trusted by name without the flag
+    assert!(pull(&server.addr, "v1", dir.path()).status.success());
+    assert_ne!(std::fs::read(&p).unwrap(), img.layers[0]);
+    let out = ocireg()
+        .args(["pull", "--plain-http", "--progress", "none", "--verify-existing"])
+        .arg(format!("{}/test/repo:v1", server.addr))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&p).unwrap(), img.layers[0]);
+}
+
+#[test]
+fn concurrent_pulls_into_one_layout_keep_every_tag() {
+    // two images under two tags, and the first pulled twice at once
+    let a = image(4, &[200_000, 3000], &Platform::host(), false);
+    let b = image(5, &[150_000, 5000], &Platform::host(), false);
+    let (ia, ib) = (a.clone(), b.clone());
+    let server = Hostile::start(move |req, _| {
+        let p = req.path.replace("/manifests/v2", &format!("/manifests/{}", ib.digest()));
+        let mut r = req.clone();
+        r.path = p;
+        match registry_answer(&ia, &r) {
+            Answer::Full(404, ..) => registry_answer(&ib, &r),
+            other => other,
+        }
+    });
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = ["v1", "v2", "v1"]
+            .iter()
+            .map(|tag| {
+                ocireg()
+                    .args(["pull", "--plain-http", "--progress", "none"])
+                    .arg(format!("{}/test/repo:{tag}", server.addr))
+                    .arg(dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", stderr(&out));
+        }
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap())
+                .unwrap();
+        let mut tags: Vec<(String, String)> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        tags.sort();
+        assert_eq!(
+            tags,
+            vec![
+                ("v1".to_string(), a.digest().to_string()),
+                ("v2".to_string(), b.digest().to_string())
+            ],
+            "round {round}"
+        );
+        for blob in a.blobs().chain(b.blobs()) {
+            let p = dir
+                .path()
+                .join(format!("blobs/sha256/{}", Digest::sha256(blob).hex()));
+            assert_eq!(&std::fs::read(&p).unwrap()[..], &blob[..], "round {round}");
+        }
+    }
+}
+
+/// Writes a layout whose `index.json` names `top`, with `manifests` as blobs.
+fn hostile_layout(dir: &Path, manifests: &[Vec<u8>], top: &[u8]) {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    for m in manifests {
+        std::fs::write(
+            dir.join(format!("blobs/sha256/{}", Digest::sha256(m).hex())),
+            m,
+        )
+        .unwrap();
+    }
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": ocireg_core::manifest::OCI_INDEX, "digest": Digest::sha256(top).to_string(),
+        "size": top.len(), "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+fn index_over(children: &[Vec<u8>]) -> Vec<u8> {
+    let ds: Vec<_> = children
+        .iter()
+        .map(|c| {
+            serde_json::json!({"mediaType": ocireg_core::manifest::OCI_INDEX,
+                "digest": Digest::sha256(c).to_string(), "size": c.len()})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"schemaVersion": 2,
+        "mediaType": ocireg_core::manifest::OCI_INDEX, "manifests": ds}))
+    .unwrap()
+}
+
+#[test]
+fn serve_loads_hostile_layouts_quickly_or_refuses_them() {
+    // fan-out: 7 levels of 8 indexes, each listing all 8 of the next level (8^7 paths)
+    let work = tempfile::tempdir().unwrap();
+    let fan = work.path().join("fan");
+    let mut all = Vec::new();
+    // eight distinct empty indexes at the bottom (told apart by an annotation)
+    let mut level: Vec<Vec<u8>> = (0..8)
+        .map(|i| {
+            let mut v: serde_json::Value = serde_json::from_slice(&index_over(&[])).unwrap();
+            v["annotations"] = serde_json::json!({"n": i.to_string()});
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect();
+    for _ in 0..6 {
+        all.extend(level.iter().cloned());
+        level = (0..8)
+            .map(|i| {
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&index_over(&level)).unwrap();
+                v["annotations"] = serde_json::json!({"n": i.to_string()});
+                serde_json::to_vec(&v).unwrap()
+            })
+            .collect();
+    }
+    all.extend(level.iter().cloned());
+    let top = index_over(&level);
+    all.push(top.clone());
+    hostile_layout(&fan, &all, &top);
+    let started = Instant::now();
+    let mut server = ocireg()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg(&fan)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(line.starts_with("serving"), "{line:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // a chain 20,000 indexes deep: an error, not a stack overflow
+    let deep = work.path().join("deep");
+    let mut chain = vec![index_over(&[])];
+    for _ in 0..20_000 {
+        let next = index_over(&chain[chain.len() - 1..]);
+        chain.push(next);
+    }
+    let top = chain.last().unwrap().clone();
+    hostile_layout(&deep, &chain, &top);
+    let out = ocireg()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg(&deep)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nested"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_malformed_docker_config_entry_is_skipped_and_never_printed() {
+    let img = img(6);
+    let server = serve_image(&img);
+    let cfg = tempfile::tempdir().unwrap();
+    let secret = "c2VjcmV0LXZhbHVlLXRoYXQtbXVzdC1ub3QtbGVhaw==";
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(
+            r#"{{"auths":{{"{}":"{secret}","ghcr.io":{{"auth":{{"nested":"{secret}"}}}}}}}}"#,
+            server.addr
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .env("DOCKER_CONFIG", cfg.path())
+        .env_remove("OCIREG_USERNAME")
+        .env_remove("OCIREG_PASSWORD")
+        .args(["pull", "--plain-http", "--progress", "none"])
+        .arg(format!("{}/test/repo:v1", server.addr))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains(secret) && !err.contains("c2VjcmV0"), "{err}");
+    assert!(err.contains(&server.addr) && err.contains("malformed"), "{err}");
+}

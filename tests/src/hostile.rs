@@ -1,0 +1,161 @@
+//! Small hostile HTTP servers on loopback, for the CLI's trust-boundary tests: one thread,
+//! one request per connection, answers chosen by a closure, every request recorded.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Req {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Req {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// How to answer one request.
+pub enum Answer {
+    /// This status, these headers and this body (`Content-Length` is added).
+    Full(u16, Vec<(String, String)>, Vec<u8>),
+    /// This status and headers, then body bytes without end (chunked) until the client
+    /// goes away. The bytes written are added to [`Hostile::streamed`].
+    Endless(u16, Vec<(String, String)>),
+}
+
+/// A running hostile server.
+pub struct Hostile {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    /// Every request, in order.
+    pub requests: Arc<Mutex<Vec<Req>>>,
+    /// Body bytes written by [`Answer::Endless`] answers.
+    pub streamed: Arc<Mutex<u64>>,
+}
+
+impl Hostile {
+    /// Starts a server whose answers come from `answer(request, its own address)`.
+    pub fn start<F>(answer: F) -> Hostile
+    where
+        F: Fn(&Req, &str) -> Answer + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let streamed = Arc::new(Mutex::new(0u64));
+        let (reqs, stream_count, me) = (requests.clone(), streamed.clone(), addr.clone());
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (reqs, stream_count, me, answer) =
+                    (reqs.clone(), stream_count.clone(), me.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_one(conn, &reqs, &stream_count, &me, &*answer);
+                });
+            }
+        });
+        Hostile {
+            addr,
+            requests,
+            streamed,
+        }
+    }
+
+    /// The requests so far.
+    pub fn seen(&self) -> Vec<Req> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn serve_one<F>(
+    conn: TcpStream,
+    reqs: &Mutex<Vec<Req>>,
+    streamed: &Mutex<u64>,
+    me: &str,
+    answer: &F,
+) -> std::io::Result<()>
+where
+    F: Fn(&Req, &str) -> Answer,
+{
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    let mut body_len = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "content-length" {
+                body_len = v.parse().unwrap_or(0);
+            }
+            headers.push((k, v));
+        }
+    }
+    let mut body = vec![0u8; body_len];
+    std::io::Read::read_exact(&mut reader, &mut body)?;
+    let req = Req {
+        method,
+        path,
+        headers,
+    };
+    reqs.lock().unwrap().push(req.clone());
+    let mut conn = conn;
+    let reason = "Hostile";
+    match answer(&req, me) {
+        Answer::Full(status, hs, body) => {
+            let mut head = format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+            for (k, v) in hs {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(&body)?;
+        }
+        Answer::Endless(status, hs) => {
+            let mut head =
+                format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n");
+            for (k, v) in hs {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            conn.write_all(head.as_bytes())?;
+            let chunk = vec![b'x'; 64 * 1024];
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            loop {
+                conn.write_all(&framed)?;
+                *streamed.lock().unwrap() += chunk.len() as u64;
+            }
+        }
+    }
+    conn.flush()
+}
+
+/// `Answer::Full` with a JSON body.
+pub fn json(status: u16, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut hs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    hs.push(("content-type".into(), "application/json".into()));
+    Answer::Full(status, hs, body.as_bytes().to_vec())
+}
