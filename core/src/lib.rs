@@ -49,6 +49,33 @@
 //! }
 //! # let _ = Bytes::new();
 //! ```
+//!
+//! ## Trust: who may receive which credential
+//!
+//! The machine knows three kinds of origin (scheme, host, port):
+//! - **the registry**: the reference's host, over the scheme chosen for it (https, or
+//!   plain http with `Config::plain_http` or the loopback fallback);
+//! - **a token realm**: an origin named by a `WWW-Authenticate` challenge *that the
+//!   registry origin sent*;
+//! - **everything else**, notably redirect targets (a CDN or blob store).
+//!
+//! Basic credentials and bearer tokens go only to the registry; Basic credentials and a
+//! refresh token go to a realm only when the registry named it, and never over plain http
+//! to a host off this machine. A `401`/`403` from any other origin is never answered
+//! with credentials and its challenge is never read: the request starts again at the
+//! registry URL once (a signed URL may have expired, counting an attempt), then fails
+//! with [`Error::ForeignOrigin`] naming that origin. The machine fuzz target checks this
+//! after every step of arbitrary response sequences.
+//!
+//! ## Bounds
+//!
+//! Every quantity a server controls is bounded: body sizes (manifests, tokens; error
+//! bodies are dropped at [`error::ERROR_BODY_LIMIT`] and the exchange aborted), counts
+//! (`Config::max_tag_pages`, `Config::max_manifests`, `Config::max_index_depth`, redirect
+//! hops, authentication rounds per operation), durations (token lifetimes capped at a
+//! day, `Retry-After` capped, every `Instant` addition saturating through
+//! [`time::later`]), and retries of every kind (each restart consumes the attempt
+//! budget or has a fixed bound).
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 

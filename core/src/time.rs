@@ -64,6 +64,10 @@ mod tests {
                 }
             }
         }
-        assert!(offenders.is_empty(), "use time::later:\n{}", offenders.join("\n"));
+        assert!(
+            offenders.is_empty(),
+            "use time::later:\n{}",
+            offenders.join("\n")
+        );
     }
 }

@@ -237,7 +237,10 @@ impl Checker {
                     if let Some(auth) = request.headers().get(header::AUTHORIZATION) {
                         let a = auth.to_str().unwrap_or("");
                         assert!(to_registry || to_realm, "Authorization sent to {o}");
-                        assert!(o.starts_with("https://"), "Authorization over plain http to {o}");
+                        assert!(
+                            o.starts_with("https://"),
+                            "Authorization over plain http to {o}"
+                        );
                         if a.starts_with("Bearer") {
                             assert!(to_registry, "a registry token sent to {o}");
                         }
@@ -245,14 +248,21 @@ impl Checker {
                     }
                     if String::from_utf8_lossy(request.body()).contains("refresh_token=") {
                         assert!(to_realm, "a refresh token sent to {o}");
-                        assert!(o.starts_with("https://"), "a refresh token over plain http to {o}");
+                        assert!(
+                            o.starts_with("https://"),
+                            "a refresh token over plain http to {o}"
+                        );
                     }
                     let path = request
                         .uri()
                         .path_and_query()
                         .map(|p| p.to_string())
                         .unwrap_or_default();
-                    self.open.push(Open { id, path, origin: o });
+                    self.open.push(Open {
+                        id,
+                        path,
+                        origin: o,
+                    });
                     let blob_requests = self
                         .open
                         .iter()
@@ -379,10 +389,12 @@ pub fn check(data: &[u8]) {
                     let from_registry = c.open[i].origin == REGISTRY;
                     if matches!(n, HeaderName::WwwAuthenticate) && from_registry {
                         for ch in ocireg_core::auth::parse_www_authenticate([value.as_bytes()]) {
-                            let realm = ch.param("realm").and_then(|r| {
-                                url::Url::parse(REGISTRY).ok()?.join(r).ok()
-                            });
-                            if let Some(r) = realm.and_then(|r| r.as_str().parse::<http::Uri>().ok()) {
+                            let realm = ch
+                                .param("realm")
+                                .and_then(|r| url::Url::parse(REGISTRY).ok()?.join(r).ok());
+                            if let Some(r) =
+                                realm.and_then(|r| r.as_str().parse::<http::Uri>().ok())
+                            {
                                 c.realms.insert(origin(&r));
                             }
                         }

@@ -60,8 +60,12 @@ impl Hostile {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (reqs, stream_count, me, answer) =
-                    (reqs.clone(), stream_count.clone(), me.clone(), answer.clone());
+                let (reqs, stream_count, me, answer) = (
+                    reqs.clone(),
+                    stream_count.clone(),
+                    me.clone(),
+                    answer.clone(),
+                );
                 std::thread::spawn(move || {
                     let _ = serve_one(conn, &reqs, &stream_count, &me, &*answer);
                 });
@@ -123,7 +127,10 @@ where
     let reason = "Hostile";
     match answer(&req, me) {
         Answer::Full(status, hs, body) => {
-            let mut head = format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+            let mut head = format!(
+                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n",
+                body.len()
+            );
             for (k, v) in hs {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }
@@ -132,8 +139,9 @@ where
             conn.write_all(&body)?;
         }
         Answer::Endless(status, hs) => {
-            let mut head =
-                format!("HTTP/1.1 {status} {reason}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n");
+            let mut head = format!(
+                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n"
+            );
             for (k, v) in hs {
                 head.push_str(&format!("{k}: {v}\r\n"));
             }

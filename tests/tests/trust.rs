@@ -79,7 +79,10 @@ fn assert_no_credential_left_the_registry(out: &Outcome) {
                 "the token service a redirect target named was asked: {method} {path}"
             );
             let body = String::from_utf8_lossy(&out.bodies[i]);
-            assert!(!body.contains("refresh"), "a refresh token went to {origin}");
+            assert!(
+                !body.contains("refresh"),
+                "a refresh token went to {origin}"
+            );
         }
     }
 }
@@ -140,10 +143,13 @@ fn an_expired_signed_url_starts_again_at_the_registry_once() {
         .filter(|r| r.0 == REG && r.2 == blob_path)
         .count();
     assert_eq!(to_registry, 2, "started again at the registry URL once");
-    assert!(out
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::Retry { error: Error::ForeignOrigin { .. }, .. })));
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        Event::Retry {
+            error: Error::ForeignOrigin { .. },
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -357,10 +363,7 @@ fn tag_pages_stream_and_stop_at_the_bound() {
         }
     }
     let e = result.expect("the pull did not end");
-    assert!(
-        matches!(e, Error::TooMany { limit: 5, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, Error::TooMany { limit: 5, .. }), "{e}");
     assert_eq!(pages, 5, "every page reached the caller as it arrived");
 }
 
@@ -420,7 +423,11 @@ fn challenges_that_never_end_are_bounded() {
         let challenge = format!(
             r#"Bearer realm="http://reg.test/token",service="s",scope="repository:x/y:pull",error="insufficient_scope",scope="r{round}""#
         );
-        p.handle_head(id, head(401, &[("www-authenticate", challenge.as_str())]), t0);
+        p.handle_head(
+            id,
+            head(401, &[("www-authenticate", challenge.as_str())]),
+            t0,
+        );
         p.handle_end(id, t0);
         let next = loop {
             match p.poll_action(t0) {

@@ -61,7 +61,10 @@ fn entries<T: serde::de::DeserializeOwned>(
         serde_json::Value::Object(m) => m,
         serde_json::Value::Null => return Vec::new(),
         _ => {
-            tracing::warn!("{}: \"{section}\" is not an object; ignored", path.display());
+            tracing::warn!(
+                "{}: \"{section}\" is not an object; ignored",
+                path.display()
+            );
             return Vec::new();
         }
     };
@@ -157,7 +160,10 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Null => None,
         _ => {
-            tracing::warn!("{}: \"credsStore\" is not a string; ignored", path.display());
+            tracing::warn!(
+                "{}: \"credsStore\" is not a string; ignored",
+                path.display()
+            );
             None
         }
     };
@@ -175,7 +181,10 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
             Ok(Some(c)) => return Ok(Some(c)),
             Ok(None) => {}
             Err(problem) => {
-                tracing::warn!("{}: the auths entry for {key:?}: {problem}; ignored", path.display())
+                tracing::warn!(
+                    "{}: the auths entry for {key:?}: {problem}; ignored",
+                    path.display()
+                )
             }
         }
     }

@@ -322,7 +322,10 @@ impl LayoutWriter {
                 Ok(f) => f,
                 // A symlink (ELOOP) or another non-file planted at the name: remove the
                 // name (never what it points to) and create the file afresh.
-                Err(e) if e.kind() != io::ErrorKind::NotFound && e.kind() != io::ErrorKind::PermissionDenied => {
+                Err(e)
+                    if e.kind() != io::ErrorKind::NotFound
+                        && e.kind() != io::ErrorKind::PermissionDenied =>
+                {
                     tracing::warn!(path = %partial.display(), "removing a non-file in ingest/: {e}");
                     fs::remove_file(partial)?;
                     continue;
@@ -581,7 +584,9 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn manifest(&mut self, d: &Descriptor, tag: Option<&str>, depth: usize) -> io::Result<()> {
-        let first = self.loaded.insert((self.repo.to_string(), d.digest.clone()));
+        let first = self
+            .loaded
+            .insert((self.repo.to_string(), d.digest.clone()));
         if !first {
             if let Some(t) = tag {
                 // already loaded through another entry: only the tag is new
