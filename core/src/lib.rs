@@ -6,7 +6,7 @@
 //! performs the HTTP exchanges the machine asks for, and reports what happened. The same
 //! inputs always give the same outputs, so every behaviour is testable without a network.
 //!
-//! One file per protocol concern: [`reference`], [`digest`], [`manifest`], [`auth`]
+//! One file per protocol concern: [`reference`](mod@reference), [`digest`], [`manifest`], [`auth`]
 //! (the `WWW-Authenticate` grammar, credentials, token responses), [`retry`] (backoff and
 //! `Retry-After`), [`range`] (`Content-Range`), [`error`] (the typed error and URL
 //! redaction), `blob` (one download across resumes) and [`pull`] (the machine that ties

@@ -114,7 +114,7 @@ impl Reference {
         &self.registry
     }
 
-    /// The host[:port] to connect to (`registry-1.docker.io` for Docker Hub).
+    /// The `host[:port]` to connect to (`registry-1.docker.io` for Docker Hub).
     pub fn api_host(&self) -> &str {
         if self.registry == DOCKER_HUB {
             DOCKER_HUB_API

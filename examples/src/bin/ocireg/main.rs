@@ -4,6 +4,9 @@
 //! Exit status: 0 on success, 1 on failure (one line on stderr naming the cause),
 //! 2 on a usage error.
 
+// Doc comments on the arguments are clap's help text (`[host[:port]/]…`), not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod progress;
 
 use std::io::Read;
