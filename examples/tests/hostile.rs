@@ -526,3 +526,46 @@ fn a_malformed_docker_config_entry_is_skipped_and_never_printed() {
         "{err}"
     );
 }
+
+#[test]
+fn serve_offers_sha512_manifests_under_their_own_digest() {
+    use ocireg_core::Algorithm;
+    let img = img(7);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    std::fs::create_dir_all(root.join("blobs/sha512")).unwrap();
+    std::fs::write(
+        root.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    for b in img.blobs() {
+        let d = Digest::sha256(b);
+        std::fs::write(root.join(format!("blobs/sha256/{}", d.hex())), b).unwrap();
+    }
+    let d512 = Digest::of(Algorithm::Sha512, &img.manifest);
+    std::fs::write(
+        root.join(format!("blobs/sha512/{}", d512.hex())),
+        &img.manifest,
+    )
+    .unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": img.media_type, "digest": d512.to_string(), "size": img.manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
+    std::fs::write(root.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let mut reg = ocireg_registry::Registry::new();
+    ocireg_driver::layout::load_into(root, &mut reg, "test/repo").unwrap();
+    for path in [
+        format!("/v2/test/repo/manifests/{d512}"),
+        "/v2/test/repo/manifests/v1".to_string(),
+    ] {
+        let req = http::Request::get(path.as_str()).body(()).unwrap();
+        let reply = reg.handle(&req);
+        assert_eq!(reply.status(), 200, "{path}");
+        assert_eq!(&reply.body[..], &img.manifest[..]);
+    }
+    // and an invalid repository is an error, not a panic
+    let e = ocireg_driver::layout::load_into(root, &mut reg, "Not A Repo").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
