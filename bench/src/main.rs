@@ -252,21 +252,32 @@ fn main() {
         .map(|s| s.split(',').map(str::to_string).collect());
     // build the programs under test
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let b = sh(Command::new(&cargo).args([
+    // Both packages named: the benchmark is not a default member of the workspace, so a
+    // bare `--bin oci-client-pull` would not be found.
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let b = sh(Command::new(&cargo).current_dir(&workspace).args([
         "build",
         "--release",
         "-q",
+        "-p",
+        "ocireg-examples",
         "--bin",
         "ocireg",
+        "-p",
+        "ocireg-bench",
         "--bin",
         "oci-client-pull",
     ]));
-    assert!(
-        b.status.success(),
-        "build failed: {}",
-        String::from_utf8_lossy(&b.stderr)
-    );
-    let bin = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()))
+    if !b.status.success() {
+        eprintln!(
+            "ocireg-bench: building the programs under test failed: {}",
+            String::from_utf8_lossy(&b.stderr)
+        );
+        std::process::exit(1);
+    }
+    let bin = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
         .join("release");
     let gib = if quick { 64 << 20 } else { 1 << 30 };
     let workloads = [

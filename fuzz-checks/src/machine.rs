@@ -58,6 +58,10 @@ enum Op {
     Answer { blob: u8, skip: bool, prefix: u16 },
     /// The caller gives up.
     Cancel,
+    /// A whole well-formed answer for the k-th open request: 200 with the right headers
+    /// and content, then the end (so deep sequences such as manifest → blob → redirect →
+    /// challenge are reachable in a few steps).
+    Whole { k: u8 },
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -247,7 +251,7 @@ impl Checker {
                         assert!(auth.is_sensitive(), "credentials not marked sensitive");
                     }
                     if String::from_utf8_lossy(request.body()).contains("refresh_token=") {
-                        assert!(to_realm, "a refresh token sent to {o}");
+                        assert!(to_registry || to_realm, "a refresh token sent to {o}");
                         assert!(
                             o.starts_with("https://"),
                             "a refresh token over plain http to {o}"
@@ -332,6 +336,11 @@ pub fn check(data: &[u8]) {
     let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else {
         return;
     };
+    run(input);
+}
+
+/// Runs the machine through `input`'s operations, checking the invariants at each step.
+fn run(input: Input) {
     let w = world();
     let t0 = Instant::now();
     let mut now = t0;
@@ -462,9 +471,87 @@ pub fn check(data: &[u8]) {
                 }
             }
             Op::Cancel => pull.cancel(now),
+            Op::Whole { k } => {
+                let Some(i) = pick(k, &c.open) else { continue };
+                let r = c.open.remove(i);
+                let Some(content) = content_for(&w, &r.path) else {
+                    pull.handle_head(r.id, Response::builder().status(404).body(()).unwrap(), now);
+                    pull.handle_end(r.id, now);
+                    continue;
+                };
+                let mut b = Response::builder()
+                    .status(200)
+                    .header(header::CONTENT_LENGTH, content.len());
+                if r.path.contains("/manifests/") {
+                    let mt = if content == w.index {
+                        ocireg_core::manifest::OCI_INDEX
+                    } else {
+                        ocireg_core::manifest::OCI_MANIFEST
+                    };
+                    b = b.header(header::CONTENT_TYPE, mt);
+                }
+                pull.handle_head(r.id, b.body(()).unwrap(), now);
+                pull.handle_chunk(r.id, content, now);
+                pull.handle_end(r.id, now);
+            }
         }
         if c.drain(&mut pull, now) {
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leak of the trust-boundary issue as a fuzz input: the registry redirects a blob
+    /// to a CDN, which answers 401 with a challenge naming its own token service. Before
+    /// the origin rule the machine sent the user's Basic credentials there and this
+    /// failed with "Authorization sent to https://cdn.test".
+    #[test]
+    fn a_redirect_targets_challenge_gets_no_credentials() {
+        for (basic_credentials, identity_token) in [(true, false), (false, true)] {
+            let cdn_location = || vec![(HeaderName::Location, HeaderValue::Good(5))];
+            let cdn_challenge = || vec![(HeaderName::WwwAuthenticate, HeaderValue::Good(5))];
+            let ops = vec![
+                // the manifest; then the three blob requests are open: [b0, b1, b2]
+                Op::Whole { k: 0 },
+                // b0 is redirected to the CDN: [b1, b2, cdn]
+                Op::Head {
+                    k: 0,
+                    status: Status::S307,
+                    headers: cdn_location(),
+                },
+                Op::End { k: 0 },
+                // the CDN refuses with its own realm
+                Op::Head {
+                    k: 2,
+                    status: Status::S401,
+                    headers: cdn_challenge(),
+                },
+                Op::End { k: 2 },
+                // whatever comes next (a token request, or b0 again at the registry):
+                // redirect and refuse once more
+                Op::Head {
+                    k: 2,
+                    status: Status::S307,
+                    headers: cdn_location(),
+                },
+                Op::End { k: 2 },
+                Op::Head {
+                    k: 2,
+                    status: Status::S401,
+                    headers: cdn_challenge(),
+                },
+                Op::End { k: 2 },
+            ];
+            run(Input {
+                basic_credentials,
+                identity_token,
+                all_platforms: false,
+                ops,
+            });
         }
     }
 }
