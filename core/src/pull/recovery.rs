@@ -1,0 +1,444 @@
+//! Recovery: what a failed exchange means (transport error, error status, redirect,
+//! refusal) and what happens next (redirect, authenticate, restart, retry, fail).
+
+use super::*;
+
+/// What was sent, and what the operation went through before: the facts recovery
+/// decides on.
+#[derive(Debug)]
+pub(super) struct Sent {
+    /// What is being fetched (for messages).
+    pub(super) what: String,
+    /// The request's method.
+    pub(super) method: Method,
+    /// Where it went.
+    pub(super) url: Url,
+    /// Whether that URL is the registry's origin.
+    pub(super) to_registry: bool,
+    /// Whether the operation was at its starting URL (not following a redirect).
+    pub(super) at_start: bool,
+    /// A token request (`Some(true)`: the OAuth2 `POST`), or a registry request (`None`).
+    pub(super) token_post: Option<bool>,
+    /// A blob download that continued from an offset and has not started over yet.
+    pub(super) resumed_blob: bool,
+    /// Redirect hops followed in this attempt.
+    pub(super) hops: u8,
+    /// Failures in a row so far.
+    pub(super) failures: u32,
+    /// Whether a refusal by a foreign origin already sent it back to the registry.
+    pub(super) foreign_restarted: bool,
+}
+
+/// What came back instead of a success.
+#[derive(Debug)]
+pub(super) enum Came<'a> {
+    /// An error status (3xx, 4xx, 5xx) with its headers and the start of its body.
+    Status {
+        /// The status code.
+        status: u16,
+        /// The headers.
+        headers: &'a HeaderMap,
+        /// The body, up to the error body limit.
+        body: &'a [u8],
+    },
+    /// The transport failed.
+    Transport(TransportError),
+}
+
+/// The configured limits recovery respects.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Limits {
+    pub(super) max_redirects: u8,
+    pub(super) max_retry_after: Duration,
+    pub(super) max_attempts: u32,
+}
+
+/// How an operation starts again without waiting.
+#[derive(Debug, PartialEq)]
+pub(super) enum Restart {
+    /// The loopback registry (`host`) does not speak TLS: plain http from now on.
+    PlainHttp {
+        /// `host[:port]` of the registry.
+        host: String,
+    },
+    /// A foreign origin refused: back to the registry URL (counts an attempt).
+    AtRegistry(Error),
+    /// A `416` on a resumed blob: from byte 0, once.
+    FromZero,
+    /// The token service has no OAuth2 `POST`: ask with `GET`.
+    TokenByGet,
+}
+
+/// What to do about a failed exchange. The engine applies it in one place,
+/// [`Pull::apply`].
+#[derive(Debug)]
+pub(super) enum Recovery {
+    /// Follow the redirect to this URL.
+    Redirect(Url),
+    /// The registry refused: answer its challenges (the auth session decides how).
+    Authenticate {
+        /// The parsed `WWW-Authenticate` challenges.
+        challenges: Vec<crate::auth::Challenge>,
+        /// The refusal, for the error if authentication cannot help.
+        refusal: StatusError,
+    },
+    /// Start again at once.
+    Restart(Restart),
+    /// Try again after the retry policy's delay, and not before `after`.
+    Retry {
+        /// The server's `Retry-After`.
+        after: Option<Duration>,
+        /// Why.
+        error: Error,
+    },
+    /// Give up with this error.
+    Fail(Error),
+}
+
+/// Decides what a failed exchange means. Pure: the same facts give the same answer.
+///
+/// The origin rule lives here: only a refusal from the registry's origin leads to
+/// [`Recovery::Authenticate`]; a `401`/`403` from any other origin (a redirect target)
+/// sends the operation back to the registry once, then fails naming that origin.
+pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
+    let redacted = redact_url(&sent.url);
+    let (status, headers, body) = match came {
+        Came::Transport(error) => {
+            let u = &sent.url;
+            // Only the registry's own URL falls back to plain http, and only while the op
+            // is there: a redirect to an https URL that does not speak TLS is an ordinary
+            // failure (it consumes an attempt instead of looping).
+            if error.kind == TransportErrorKind::NotTls
+                && u.scheme() == "https"
+                && sent.at_start
+                && sent.to_registry
+                && is_loopback_host(&host_port(u))
+            {
+                return Recovery::Restart(Restart::PlainHttp { host: host_port(u) });
+            }
+            let error = Error::Transport {
+                method: sent.method.to_string(),
+                url: redacted,
+                error,
+            };
+            if !error.is_temporary() {
+                return Recovery::Fail(error);
+            }
+            return Recovery::Retry { after: None, error };
+        }
+        Came::Status {
+            status,
+            headers,
+            body,
+        } => (status, headers, body),
+    };
+    if matches!(status, 301 | 302 | 303 | 307 | 308) {
+        if let Some(location) = headers.get(header::LOCATION) {
+            return redirect(sent, location.as_bytes(), limits);
+        }
+    }
+    let errors = parse_registry_errors(body).unwrap_or_default();
+    let retry_after = headers.get(header::RETRY_AFTER).and_then(|v| {
+        parse_retry_after(
+            v.as_bytes(),
+            headers.get(header::DATE).map(|d| d.as_bytes()),
+        )
+    });
+    let refusal = StatusError {
+        method: sent.method.to_string(),
+        url: redacted,
+        status,
+        body: if errors.is_empty() {
+            String::from_utf8_lossy(body).into_owned()
+        } else {
+            String::new()
+        },
+        errors,
+        retry_after,
+    };
+    let registry_request = sent.token_post.is_none();
+    if registry_request && !sent.to_registry && matches!(status, 401 | 403) {
+        let err = Error::ForeignOrigin {
+            what: sent.what.clone(),
+            origin: origin_of(&sent.url),
+            status,
+        };
+        let attempt_left = sent.failures + 1 < limits.max_attempts;
+        if sent.foreign_restarted || !attempt_left {
+            return Recovery::Fail(err);
+        }
+        return Recovery::Restart(Restart::AtRegistry(err));
+    }
+    let challenges = parse_www_authenticate(
+        headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    let bearer_challenge = challenges.iter().any(|c| c.is("bearer"));
+    if status == 401 || (status == 403 && bearer_challenge) {
+        return Recovery::Authenticate {
+            challenges,
+            refusal,
+        };
+    }
+    if status == 404 && sent.token_post == Some(true) {
+        return Recovery::Restart(Restart::TokenByGet);
+    }
+    if status == 416 && sent.resumed_blob {
+        return Recovery::Restart(Restart::FromZero);
+    }
+    if is_temporary_status(status) {
+        if let Some(ra) = retry_after.filter(|ra| *ra > limits.max_retry_after) {
+            return Recovery::Fail(Error::RetryAfterTooLong {
+                after: ra,
+                cap: limits.max_retry_after,
+                source: Box::new(refusal),
+            });
+        }
+    }
+    let error = Error::Status(Box::new(refusal));
+    if !error.is_temporary() {
+        return Recovery::Fail(error);
+    }
+    Recovery::Retry {
+        after: retry_after,
+        error,
+    }
+}
+
+/// A redirect to `location`, if it may be followed.
+fn redirect(sent: &Sent, location: &[u8], limits: Limits) -> Recovery {
+    let refuse = |reason: &str| {
+        Recovery::Fail(Error::Redirect {
+            from: redact_url(&sent.url),
+            reason: reason.to_string(),
+        })
+    };
+    if sent.hops >= limits.max_redirects {
+        return refuse("too many redirects");
+    }
+    let target = std::str::from_utf8(location)
+        .ok()
+        .and_then(|l| sent.url.join(l.trim()).ok());
+    let Some(target) = target else {
+        return refuse("unusable Location header");
+    };
+    if !matches!(target.scheme(), "http" | "https") || target.host_str().is_none() {
+        return refuse("Location is not an http(s) URL");
+    }
+    if sent.url.scheme() == "https" && target.scheme() == "http" {
+        return refuse("redirect from https to plain http");
+    }
+    Recovery::Redirect(target)
+}
+
+impl Pull {
+    /// The facts about op `ix`'s last request that recovery decides on.
+    fn sent(&self, ix: usize) -> Option<Sent> {
+        let op = &self.ops[ix];
+        let url = op.sent_url.clone()?;
+        Some(Sent {
+            what: op.what(),
+            method: self.method_of(ix),
+            to_registry: self.is_registry_origin(&url),
+            url,
+            at_start: op.redirect.is_none(),
+            token_post: match op.kind {
+                OpKind::Token { post, .. } => Some(post),
+                _ => None,
+            },
+            resumed_blob: matches!(&op.kind, OpKind::Blob { dl, .. } if !dl.restarted && dl.offset > 0),
+            hops: op.hops,
+            failures: op.failures,
+            foreign_restarted: op.foreign_restarted,
+        })
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_redirects: self.config.max_redirects,
+            max_retry_after: self.config.retry.max_retry_after,
+            max_attempts: self.config.retry.max_attempts,
+        }
+    }
+
+    pub(super) fn on_transport_error(&mut self, ix: usize, error: TransportError, now: Instant) {
+        let Some(sent) = self.sent(ix) else { return };
+        let r = recover(&sent, Came::Transport(error), self.limits());
+        self.apply(ix, r, now);
+    }
+
+    pub(super) fn on_error_status(&mut self, ix: usize, now: Instant) {
+        let incoming = std::mem::take(&mut self.ops[ix].incoming);
+        let Some(sent) = self.sent(ix) else { return };
+        let came = Came::Status {
+            status: incoming.status,
+            headers: &incoming.headers,
+            body: &incoming.body,
+        };
+        let r = recover(&sent, came, self.limits());
+        self.apply(ix, r, now);
+    }
+
+    /// Carries out a recovery decision: the one place where a failed operation's state
+    /// changes.
+    fn apply(&mut self, ix: usize, recovery: Recovery, now: Instant) {
+        match recovery {
+            Recovery::Redirect(target) => {
+                let op = &mut self.ops[ix];
+                op.hops += 1;
+                op.redirect = Some(target);
+                op.state = OpState::Ready;
+            }
+            Recovery::Authenticate {
+                challenges,
+                refusal,
+            } => self.authenticate(ix, refusal, &challenges),
+            Recovery::Restart(Restart::PlainHttp { host }) => {
+                if self.origin.fall_back_to_http() {
+                    self.out
+                        .push_back(Action::Event(Event::PlainHttpFallback { host }));
+                }
+                self.ops[ix].state = OpState::Ready;
+            }
+            Recovery::Restart(Restart::AtRegistry(error)) => {
+                let op = &mut self.ops[ix];
+                op.foreign_restarted = true;
+                op.failures += 1;
+                op.redirect = None;
+                op.hops = 0;
+                op.state = OpState::Ready;
+                let (what, attempt) = (op.what(), op.failures + 1);
+                self.out.push_back(Action::Event(Event::Retry {
+                    what,
+                    attempt,
+                    delay: Duration::ZERO,
+                    error,
+                }));
+                self.push_resumed(ix);
+            }
+            Recovery::Restart(Restart::FromZero) => {
+                if let OpKind::Blob { dl, id, .. } = &mut self.ops[ix].kind {
+                    dl.restart();
+                    let blob = *id;
+                    self.out.push_back(Action::Event(Event::Restarted { blob }));
+                }
+                self.ops[ix].state = OpState::Ready;
+            }
+            Recovery::Restart(Restart::TokenByGet) => {
+                if let OpKind::Token { post, .. } = &mut self.ops[ix].kind {
+                    *post = false;
+                }
+                self.ops[ix].state = OpState::Ready;
+            }
+            Recovery::Retry { after, error } => self.retry_or_fail(ix, error, after, now),
+            Recovery::Fail(error) => self.fail(error),
+        }
+    }
+
+    pub(super) fn retry_or_fail(
+        &mut self,
+        ix: usize,
+        err: Error,
+        retry_after: Option<Duration>,
+        now: Instant,
+    ) {
+        if !err.is_temporary() {
+            return self.fail(err);
+        }
+        let op = &mut self.ops[ix];
+        // A download that brought new bytes before it broke resumes at once: the
+        // connection broke, the server is fine. Backoff is for failures in a row.
+        let progressed = matches!(&op.kind, OpKind::Blob { dl, .. } if dl.progressed());
+        if progressed {
+            op.failures = 0;
+        }
+        op.failures += 1;
+        let attempts = op.failures;
+        let what = op.what();
+        let random = self.rng.next_u64();
+        let delay = match self.config.retry.delay(attempts, retry_after, random) {
+            Some(_) if progressed && retry_after.is_none() => Some(Duration::ZERO),
+            d => d,
+        };
+        let Some(delay) = delay else {
+            return self.fail(if attempts > 1 {
+                Error::GaveUp {
+                    what,
+                    attempts,
+                    last: Box::new(err),
+                }
+            } else {
+                err
+            });
+        };
+        let until = later(now, delay);
+        if self.ops[ix].waited.saturating_add(delay) > self.config.retry.budget {
+            return self.fail(Error::GaveUp {
+                what: format!(
+                    "{what} (retry budget of {}s spent)",
+                    self.config.retry.budget.as_secs()
+                ),
+                attempts,
+                last: Box::new(err),
+            });
+        }
+        self.ops[ix].waited = self.ops[ix].waited.saturating_add(delay);
+        if self.config.deadline.is_some_and(|d| until > d) {
+            return self.fail(Error::Deadline {
+                what,
+                last: Box::new(err),
+            });
+        }
+        let op = &mut self.ops[ix];
+        op.redirect = None;
+        op.hops = 0;
+        op.state = OpState::Backoff { until };
+        self.out.push_back(Action::Event(Event::Retry {
+            what,
+            attempt: attempts + 1,
+            delay,
+            error: err,
+        }));
+        self.push_resumed(ix);
+    }
+
+    /// Tells the caller that a blob's next attempt continues where it stopped.
+    pub(super) fn push_resumed(&mut self, ix: usize) {
+        if let OpKind::Blob { dl, id, .. } = &self.ops[ix].kind {
+            if dl.offset > 0 {
+                self.out.push_back(Action::Event(Event::Resumed {
+                    blob: *id,
+                    offset: dl.offset,
+                }));
+            }
+        }
+    }
+
+    pub(super) fn fail(&mut self, err: Error) {
+        if self.result.is_some() {
+            return;
+        }
+        let mut ids: Vec<RequestId> = self.in_flight.drain().map(|(id, _)| id).collect();
+        ids.sort();
+        for id in ids {
+            self.out.push_back(Action::Abort { id });
+        }
+        for op in &mut self.ops {
+            op.state = OpState::Done;
+        }
+        self.result = Some(Err(err));
+    }
+
+    pub(super) fn abort_op(&mut self, ix: usize) {
+        if let OpState::InFlight { id, .. } = self.ops[ix].state {
+            self.in_flight.remove(&id);
+            self.out.push_back(Action::Abort { id });
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "recovery_tests.rs"]
+mod tests;

@@ -1,0 +1,124 @@
+//! Building and sending one request: URL (registry path, redirect target or token realm),
+//! headers, and the credential the origin model allows.
+
+use super::*;
+
+impl Pull {
+    pub(super) fn method_of(&self, ix: usize) -> Method {
+        match self.ops[ix].kind {
+            OpKind::Token { post: true, .. } => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    /// Where op `ix` goes now: the redirect target it follows, its token realm (with the
+    /// `GET` query), or its path on the registry.
+    fn request_url(&self, ix: usize) -> Result<Url, Error> {
+        let op = &self.ops[ix];
+        if let Some(u) = &op.redirect {
+            return Ok(u.clone());
+        }
+        match op.kind {
+            OpKind::Token { slot, post } => {
+                let mut u = Url::parse(&op.path).map_err(|e| Error::Token {
+                    realm: op.path.chars().take(200).collect(),
+                    problem: format!("the realm is not a URL: {e}"),
+                })?;
+                if !post {
+                    // GET: service and one scope parameter per scope
+                    let key = &self.tokens[slot].key;
+                    let mut q = u.query_pairs_mut();
+                    if let Some(s) = &key.service {
+                        q.append_pair("service", s);
+                    }
+                    for s in &key.scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                Ok(u)
+            }
+            _ => self
+                .registry_url()
+                .join(&op.path)
+                .map_err(|e| Error::Redirect {
+                    from: op.path.chars().take(200).collect(),
+                    reason: format!("not a usable URL: {e}"),
+                }),
+        }
+    }
+
+    /// Sends op `ix`, or parks it until the token it needs is there.
+    pub(super) fn send(&mut self, ix: usize, now: Instant) {
+        let url = match self.request_url(ix) {
+            Ok(u) => u,
+            Err(e) => return self.fail(e),
+        };
+        let is_token = matches!(self.ops[ix].kind, OpKind::Token { .. });
+        let credential = if is_token {
+            Credential::Nothing
+        } else {
+            match self.registry_credential(&url, now) {
+                Ok(Credential::WaitForToken(slot)) => {
+                    self.ops[ix].state = OpState::WaitingToken(slot);
+                    return;
+                }
+                Ok(c) => c,
+                Err(e) => return self.fail(e),
+            }
+        };
+        let method = self.method_of(ix);
+        let mut b = Request::builder().method(method.clone()).uri(url.as_str());
+        b = b.header(header::USER_AGENT, self.config.user_agent.as_str());
+        let mut body = Bytes::new();
+        let mut sent_token = None;
+        match &mut self.ops[ix].kind {
+            OpKind::Manifest { .. } => b = b.header(header::ACCEPT, MANIFEST_ACCEPT),
+            OpKind::Tags => b = b.header(header::ACCEPT, "application/json"),
+            OpKind::Blob { dl, .. } => {
+                dl.begin_attempt();
+                if let Some(r) = dl.range() {
+                    b = b.header(header::RANGE, r);
+                }
+            }
+            OpKind::Token { slot, post } => {
+                let slot = *slot;
+                let post = *post;
+                let (auth, form) = self.token_request_parts(slot, &url, post);
+                match auth {
+                    Ok(Some(a)) => b = b.header(header::AUTHORIZATION, sensitive(a.expose())),
+                    Ok(None) => {}
+                    Err(e) => return self.fail(e),
+                }
+                if let Some(form) = form {
+                    b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                    body = Bytes::from(form);
+                }
+            }
+        }
+        if let Credential::Header(value, generation) = credential {
+            b = b.header(header::AUTHORIZATION, value);
+            sent_token = generation;
+        }
+        let request = match b.body(body) {
+            Ok(r) => r,
+            Err(e) => {
+                return self.fail(Error::Redirect {
+                    from: redact_url(&url),
+                    reason: format!("cannot build a request: {e}"),
+                })
+            }
+        };
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        let op = &mut self.ops[ix];
+        op.sent_token = sent_token;
+        op.sent_url = Some(url);
+        op.incoming = Incoming::default();
+        op.state = OpState::InFlight {
+            id,
+            deadline: later(now, self.config.head_timeout),
+        };
+        self.in_flight.insert(id, ix);
+        self.out.push_back(Action::Send { id, request });
+    }
+}

@@ -1,0 +1,315 @@
+//! The auth session: token slots (one per realm, service and scope set), challenges,
+//! token requests and their credentials.
+
+use super::*;
+
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct TokenKey {
+    pub(super) realm: Url,
+    pub(super) service: Option<String>,
+    pub(super) scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct TokenSlot {
+    pub(super) key: TokenKey,
+    pub(super) token: Option<(Secret, Instant)>,
+    pub(super) generation: u64,
+    pub(super) fetching: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RegistryAuth {
+    None,
+    Basic,
+    Bearer(usize),
+}
+
+/// Tokens are renewed this long before they expire.
+pub(super) const TOKEN_EARLY_RENEWAL: Duration = Duration::from_secs(5);
+/// Authentication rounds (challenge answered, request sent again) one operation may
+/// take over its whole life: a registry that keeps challenging cannot make it loop.
+pub(super) const MAX_AUTH_ROUNDS: u32 = 8;
+/// A token is renewed after a day at the latest, whatever its `expires_in` says.
+pub(super) const TOKEN_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// What a registry request about to be sent carries, as the auth session decides it.
+#[derive(Debug)]
+pub(super) enum Credential {
+    /// This `Authorization` value (and the token generation it carries, for bearer).
+    Header(HeaderValue, Option<u64>),
+    /// Nothing yet: the token of this slot is being fetched.
+    WaitForToken(usize),
+    /// No credential.
+    Nothing,
+}
+
+impl Pull {
+    /// The credential for a registry request to `url`. Only the registry's origin ever
+    /// gets one; under bearer auth every request waits for a live token first (its fetch
+    /// is started here), and Basic credentials over plain http off this machine are an
+    /// error rather than silently dropped.
+    pub(super) fn registry_credential(
+        &mut self,
+        url: &Url,
+        now: Instant,
+    ) -> Result<Credential, Error> {
+        if let RegistryAuth::Bearer(slot) = self.auth {
+            let live = self.tokens[slot]
+                .token
+                .as_ref()
+                .is_some_and(|(_, exp)| later(now, TOKEN_EARLY_RENEWAL) < *exp);
+            if !live {
+                if !self.tokens[slot].fetching {
+                    self.start_token_fetch(slot);
+                }
+                return Ok(Credential::WaitForToken(slot));
+            }
+        }
+        if !self.is_registry_origin(url) {
+            return Ok(Credential::Nothing);
+        }
+        match self.auth {
+            RegistryAuth::Bearer(slot) if self.may_send_credentials(url) => {
+                Ok(match &self.tokens[slot].token {
+                    Some((t, _)) => Credential::Header(
+                        sensitive(&format!("Bearer {}", t.expose())),
+                        Some(self.tokens[slot].generation),
+                    ),
+                    None => Credential::Nothing,
+                })
+            }
+            RegistryAuth::Basic => {
+                if !self.may_send_credentials(url) {
+                    return Err(Error::Insecure(format!(
+                        "{} is plain http",
+                        redact_url(url)
+                    )));
+                }
+                Ok(match self.config.credentials.basic_header() {
+                    Some(h) => Credential::Header(sensitive(h.expose()), None),
+                    None => Credential::Nothing,
+                })
+            }
+            _ => Ok(Credential::Nothing),
+        }
+    }
+
+    pub(super) fn authenticate(
+        &mut self,
+        ix: usize,
+        serr: StatusError,
+        challenges: &[crate::auth::Challenge],
+    ) {
+        let unauthorized = |s: &Pull, serr: StatusError| Error::Unauthorized {
+            registry: s.reference.registry().to_string(),
+            repository: s.reference.repository().to_string(),
+            source: Box::new(serr),
+        };
+        if matches!(self.ops[ix].kind, OpKind::Token { .. })
+            || self.ops[ix].auth_retried
+            || self.ops[ix].auth_rounds >= MAX_AUTH_ROUNDS
+        {
+            return self.fail(unauthorized(self, serr));
+        }
+        self.ops[ix].auth_rounds += 1;
+        let bearer = challenges
+            .iter()
+            .find(|c| c.is("bearer") && c.param("realm").is_some());
+        if let Some(b) = bearer {
+            let realm = match b
+                .param("realm")
+                .and_then(|r| self.registry_url().join(r).ok())
+            {
+                Some(r) if matches!(r.scheme(), "http" | "https") && r.host_str().is_some() => r,
+                _ => {
+                    return self.fail(Error::Token {
+                        realm: b.param("realm").unwrap_or("").chars().take(200).collect(),
+                        problem: "the realm is not an http(s) URL".into(),
+                    })
+                }
+            };
+            // A realm on another origin than the registry's is trusted because the
+            // registry named it, but never over plain http to a host off this machine.
+            if realm.scheme() == "http"
+                && !is_loopback_host(&host_port(&realm))
+                && !self.may_send_credentials(&realm)
+            {
+                return self.fail(Error::Insecure(format!(
+                    "token realm {} is plain http",
+                    redact_url(&realm)
+                )));
+            }
+            let mut scopes: Vec<String> = b
+                .param("scope")
+                .unwrap_or("")
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let slot = match self.auth {
+                // insufficient_scope: ask for the old scopes plus the new one
+                RegistryAuth::Bearer(cur) if b.param("error") == Some("insufficient_scope") => {
+                    for s in &self.tokens[cur].key.scopes {
+                        if !scopes.contains(s) {
+                            scopes.push(s.clone());
+                        }
+                    }
+                    self.token_slot(realm, b.param("service"), scopes)
+                }
+                _ => self.token_slot(realm, b.param("service"), scopes),
+            };
+            let op = &mut self.ops[ix];
+            if op.sent_token.is_some() {
+                op.auth_retried = true;
+            }
+            let s = &mut self.tokens[slot];
+            if op.sent_token.is_some()
+                && op.sent_token == Some(s.generation)
+                && self.auth == RegistryAuth::Bearer(slot)
+            {
+                s.token = None; // refused: renew
+            }
+            self.auth = RegistryAuth::Bearer(slot);
+            self.ops[ix].state = OpState::Ready;
+            return;
+        }
+        let basic = challenges.iter().any(|c| c.is("basic"));
+        if basic
+            && matches!(self.config.credentials, Credentials::Basic { .. })
+            && self.auth != RegistryAuth::Basic
+        {
+            self.auth = RegistryAuth::Basic;
+            self.ops[ix].auth_retried = true;
+            self.ops[ix].state = OpState::Ready;
+            return;
+        }
+        self.fail(unauthorized(self, serr))
+    }
+
+    pub(super) fn token_slot(
+        &mut self,
+        realm: Url,
+        service: Option<&str>,
+        mut scopes: Vec<String>,
+    ) -> usize {
+        scopes.sort();
+        scopes.dedup();
+        let key = TokenKey {
+            realm,
+            service: service.map(str::to_string),
+            scopes,
+        };
+        if let Some(i) = self.tokens.iter().position(|t| t.key == key) {
+            return i;
+        }
+        self.tokens.push(TokenSlot {
+            key,
+            token: None,
+            generation: 0,
+            fetching: false,
+        });
+        self.tokens.len() - 1
+    }
+
+    pub(super) fn start_token_fetch(&mut self, slot: usize) {
+        self.tokens[slot].fetching = true;
+        let post = matches!(self.config.credentials, Credentials::IdentityToken { .. });
+        let kind = OpKind::Token { slot, post };
+        let realm = self.tokens[slot].key.realm.to_string();
+        self.ops.push(Op::new(kind, realm, OpState::Ready));
+    }
+
+    /// The Authorization header and form body of a token request.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn token_request_parts(
+        &self,
+        slot: usize,
+        url: &Url,
+        post: bool,
+    ) -> (Result<Option<Secret>, Error>, Option<String>) {
+        let key = &self.tokens[slot].key;
+        let same_origin = url.origin() == key.realm.origin();
+        if post {
+            if let Credentials::IdentityToken { token } = &self.config.credentials {
+                if !self.may_send_credentials(url) || !same_origin {
+                    return (
+                        Err(Error::Insecure(format!(
+                            "{} may not receive the identity token",
+                            redact_url(url)
+                        ))),
+                        None,
+                    );
+                }
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token");
+                form.append_pair("client_id", "ocireg");
+                form.append_pair("refresh_token", token.expose());
+                if let Some(s) = &key.service {
+                    form.append_pair("service", s);
+                }
+                form.append_pair("scope", &key.scopes.join(" "));
+                return (Ok(None), Some(form.finish()));
+            }
+        }
+        match self.config.credentials.basic_header() {
+            Some(h) if same_origin => {
+                if !self.may_send_credentials(url) {
+                    return (
+                        Err(Error::Insecure(format!(
+                            "{} is plain http",
+                            redact_url(url)
+                        ))),
+                        None,
+                    );
+                }
+                (Ok(Some(h)), None)
+            }
+            _ => (Ok(None), None),
+        }
+    }
+
+    pub(super) fn on_token(&mut self, ix: usize, body: &[u8], now: Instant) {
+        let OpKind::Token { slot, .. } = self.ops[ix].kind else {
+            return;
+        };
+        self.ops[ix].state = OpState::Done;
+        let date = self.ops[ix]
+            .incoming
+            .headers
+            .get(header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+            .and_then(|d| d.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        match parse_token_response(body) {
+            Ok(t) => {
+                // A token that arrives already (nearly) expired is still used once: renewing
+                // it at once would only fetch another such token, forever.
+                // A lifetime the server chose is bounded both ways.
+                let lifetime = t
+                    .lifetime(date)
+                    .clamp(TOKEN_EARLY_RENEWAL * 2, TOKEN_MAX_LIFETIME);
+                let s = &mut self.tokens[slot];
+                s.token = Some((t.token, later(now, lifetime)));
+                s.generation += 1;
+                s.fetching = false;
+                for op in &mut self.ops {
+                    if matches!(op.state, OpState::WaitingToken(w) if w == slot) {
+                        op.state = OpState::Ready;
+                    }
+                }
+            }
+            Err(problem) => {
+                let realm = redact_url(&self.tokens[slot].key.realm);
+                self.fail(Error::Token { realm, problem })
+            }
+        }
+    }
+}
+
+pub(super) fn sensitive(v: &str) -> HeaderValue {
+    let mut h = HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
+    h.set_sensitive(true);
+    h
+}

@@ -1,0 +1,251 @@
+//! The public surface of a pull: identifiers, configuration, events and actions.
+
+use super::*;
+
+/// Identifies one HTTP exchange. Never reused within a [`Pull`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Identifies one blob of a pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(pub usize);
+
+/// Which manifest(s) of an index to pull.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum PlatformChoice {
+    /// The platform this program runs on.
+    #[default]
+    Host,
+    /// A given platform.
+    Exactly(Platform),
+    /// Every child of the index.
+    All,
+}
+
+/// How a pull behaves. `Default` gives what a user would pick.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Retry policy for every request.
+    pub retry: RetryPolicy,
+    /// Blob downloads in flight at once.
+    pub max_concurrent: usize,
+    /// Largest manifest body accepted (default 4 MiB).
+    pub manifest_limit: u64,
+    /// Largest token response accepted (default 1 MiB).
+    pub token_limit: u64,
+    /// Platform selection for indexes.
+    pub platform: PlatformChoice,
+    /// Credentials for the registry.
+    pub credentials: Credentials,
+    /// Talk plain http to this registry (otherwise only loopback may fall back to it).
+    pub plain_http: bool,
+    /// Seed for backoff jitter.
+    pub seed: u64,
+    /// `User-Agent` header.
+    pub user_agent: String,
+    /// Longest wait for a response head.
+    pub head_timeout: Duration,
+    /// Longest silence within a response body before it counts as stalled.
+    pub idle_timeout: Duration,
+    /// Give up when the pull is not done by then.
+    pub deadline: Option<Instant>,
+    /// Redirect hops per request.
+    pub max_redirects: u8,
+    /// Bytes a download may discard in total because ranges were ignored, as a percentage
+    /// of its size.
+    pub skip_budget_percent: u64,
+    /// Tag list pages followed at most ([`Pull::list_tags`]); one more is an error.
+    pub max_tag_pages: u32,
+    /// Manifests fetched at most in one pull (indexes, their children, nested indexes).
+    pub max_manifests: u32,
+    /// Levels of indexes within indexes followed at most (the top manifest is level 0).
+    pub max_index_depth: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            retry: RetryPolicy::default(),
+            max_concurrent: 8,
+            manifest_limit: 4 << 20,
+            token_limit: 1 << 20,
+            platform: PlatformChoice::Host,
+            credentials: Credentials::Anonymous,
+            plain_http: false,
+            seed: 0,
+            user_agent: concat!("ocireg/", env!("CARGO_PKG_VERSION")).to_string(),
+            head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(30),
+            deadline: None,
+            max_redirects: 10,
+            skip_budget_percent: 100,
+            max_tag_pages: 10_000,
+            max_manifests: 10_000,
+            max_index_depth: 8,
+        }
+    }
+}
+
+/// Why a manifest was fetched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestRole {
+    /// The manifest the reference names.
+    Top,
+    /// A child of an index, chosen by platform or pulled with all platforms.
+    Child,
+    /// An index consulted only to choose a platform: not part of what is pulled.
+    Selector,
+}
+
+#[allow(clippy::large_enum_variant)] // events are moved once, not stored
+/// Something the caller may want to know. Only [`Event::BlobQueued`] asks for a reaction
+/// (optional, see there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A manifest arrived and was verified.
+    Manifest {
+        /// Its digest (the reference's algorithm, else sha256).
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+        /// The exact bytes.
+        bytes: Bytes,
+        /// Parsed.
+        manifest: Manifest,
+        /// Why it was fetched.
+        role: ManifestRole,
+        /// The platform it was chosen for, for index children.
+        platform: Option<Platform>,
+    },
+    /// The manifest to record for the reference (the image manifest, the platform's child,
+    /// or the index itself when every platform is pulled).
+    Resolved {
+        /// Descriptor of that manifest.
+        descriptor: Descriptor,
+    },
+    /// A blob will be downloaded. While handling this event (before polling again) the
+    /// caller may call [`Pull::skip_blob`] (it already has the blob) or
+    /// [`Pull::resume_blob`] (it has a verified prefix).
+    BlobQueued {
+        /// The blob.
+        blob: BlobId,
+        /// Its descriptor.
+        descriptor: Descriptor,
+    },
+    /// A blob was downloaded completely and its size and digest verified.
+    BlobDone {
+        /// The blob.
+        blob: BlobId,
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A request failed and will be tried again.
+    Retry {
+        /// What is being fetched.
+        what: String,
+        /// The attempt that comes next (2 = first retry).
+        attempt: u32,
+        /// Delay before it.
+        delay: Duration,
+        /// Why.
+        error: Error,
+    },
+    /// A blob download continues from `offset` with a range request.
+    Resumed {
+        /// The blob.
+        blob: BlobId,
+        /// Where it continues.
+        offset: u64,
+    },
+    /// A blob download starts over from byte 0: discard what was delivered for it.
+    Restarted {
+        /// The blob.
+        blob: BlobId,
+    },
+    /// A page of the repository's tags ([`Pull::list_tags`]).
+    Tags {
+        /// Tags on this page, in the registry's order.
+        tags: Vec<String>,
+    },
+    /// The loopback registry does not speak TLS; plain http is used from now on.
+    PlainHttpFallback {
+        /// The registry host.
+        host: String,
+    },
+}
+
+/// What the caller must do next.
+///
+/// `Debug` never prints a request's body or its credentials (bodies may carry a refresh
+/// token; `Authorization` values are marked sensitive and print as `Sensitive`).
+#[allow(clippy::large_enum_variant)] // actions are moved once, not stored
+pub enum Action {
+    /// Start this HTTP exchange and report its head, chunks and end (or error) with `id`.
+    Send {
+        /// Identifies the exchange.
+        id: RequestId,
+        /// The request. The body is empty except for token POSTs.
+        request: Request<Bytes>,
+    },
+    /// Drop this exchange; no more input for it is wanted (any that comes is ignored).
+    Abort {
+        /// The exchange.
+        id: RequestId,
+    },
+    /// Append these bytes to the blob's content at `offset` (always the end so far).
+    Deliver {
+        /// The blob.
+        blob: BlobId,
+        /// Offset of the first byte.
+        offset: u64,
+        /// The bytes (already hashed).
+        bytes: Bytes,
+    },
+    /// Something happened.
+    Event(Event),
+    /// Nothing to do until an input arrives or `until` passes.
+    Wait {
+        /// When to call [`Pull::poll_action`] again at the latest.
+        until: Option<Instant>,
+    },
+    /// The pull is complete.
+    Done,
+    /// The pull failed. Every exchange still open was aborted before this.
+    Failed(Error),
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Send { id, request } => {
+                let url = Url::parse(&request.uri().to_string())
+                    .map(|u| redact_url(&u))
+                    .unwrap_or_default();
+                f.debug_struct("Send")
+                    .field("id", id)
+                    .field("method", request.method())
+                    .field("url", &url)
+                    .field("headers", request.headers())
+                    .field("body_len", &request.body().len())
+                    .finish()
+            }
+            Action::Abort { id } => f.debug_struct("Abort").field("id", id).finish(),
+            Action::Deliver {
+                blob,
+                offset,
+                bytes,
+            } => f
+                .debug_struct("Deliver")
+                .field("blob", blob)
+                .field("offset", offset)
+                .field("len", &bytes.len())
+                .finish(),
+            Action::Event(e) => f.debug_tuple("Event").field(e).finish(),
+            Action::Wait { until } => f.debug_struct("Wait").field("until", until).finish(),
+            Action::Done => f.write_str("Done"),
+            Action::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
+        }
+    }
+}
