@@ -272,13 +272,31 @@ pub enum Error {
         /// The last failure.
         last: Box<Error>,
     },
-    /// The time budget or the caller's deadline ran out.
-    #[error("deadline exceeded while fetching {what}: {last}")]
+    /// The caller's deadline ran out (while waiting to retry after `last`, if any).
+    #[error("deadline exceeded while fetching {what}{}", last.as_ref().map(|l| format!(": {l}")).unwrap_or_default())]
     Deadline {
         /// What was fetched.
         what: String,
-        /// The last failure.
-        last: Box<Error>,
+        /// The failure being retried when the deadline made the retry pointless.
+        last: Option<Box<Error>>,
+    },
+    /// A URL the pull would have to use is not usable (a path that does not join, a
+    /// request that cannot be built).
+    #[error("unusable URL {url}: {reason}")]
+    InvalidUrl {
+        /// The URL or path (redacted, at most 200 characters).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The registry's tag list is not usable (not JSON, or its `Link` loops or leaves the
+    /// registry).
+    #[error("tag list {url}: {problem}")]
+    TagList {
+        /// The page's URL (redacted).
+        url: String,
+        /// What is wrong.
+        problem: String,
     },
     /// A host the registry redirected to refused the request. Credentials are never
     /// offered to it: they belong to the registry and the token realm it named.
@@ -334,7 +352,10 @@ impl Error {
             }
             Error::Transport { error, .. } if error.kind.is_temporary() => ErrorKind::Temporary,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
-            Error::GaveUp { last, .. } | Error::Deadline { last, .. } => last.kind(),
+            Error::GaveUp { last, .. } => last.kind(),
+            Error::Deadline { last, .. } => {
+                last.as_ref().map_or(ErrorKind::Temporary, |l| l.kind())
+            }
             _ => ErrorKind::Permanent,
         }
     }
@@ -349,7 +370,8 @@ impl Error {
         match self {
             Error::Status(s) | Error::Unauthorized { source: s, .. } => Some(s.status),
             Error::RetryAfterTooLong { source, .. } => Some(source.status),
-            Error::GaveUp { last, .. } | Error::Deadline { last, .. } => last.status(),
+            Error::GaveUp { last, .. } => last.status(),
+            Error::Deadline { last, .. } => last.as_ref().and_then(|l| l.status()),
             _ => None,
         }
     }

@@ -1,7 +1,19 @@
 //! The image goal: manifests, indexes and platform choice, and the blobs they list
 //! (queued, skipped, resumed from a caller's prefix, delivered when embedded).
 
-use super::*;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header;
+
+use crate::blob::{BlobDownload, EndOutcome};
+use crate::digest::{Digest, Verifier};
+use crate::error::{Error, TransportError, TransportErrorKind};
+use crate::manifest::{Descriptor, Manifest, Platform};
+
+use super::op::{Op, OpKind, OpState};
+use super::types::{Action, BlobId, Event, ManifestRole, PlatformChoice};
+use super::{Goal, Pull};
 
 impl Pull {
     /// Answer to [`Event::BlobQueued`]: the caller already has this blob, verified.

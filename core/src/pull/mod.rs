@@ -15,22 +15,16 @@
 //!   pages).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response};
-use url::Url;
+use http::Response;
 
-use crate::auth::{parse_token_response, parse_www_authenticate, Credentials, Secret};
-use crate::blob::{content_length, BlobDownload, EndOutcome};
-use crate::digest::{Digest, Verifier};
-use crate::error::{
-    is_temporary_status, parse_registry_errors, redact_url, Error, StatusError, TransportError,
-    TransportErrorKind, ERROR_BODY_LIMIT,
-};
-use crate::manifest::{Descriptor, Manifest, Platform, MANIFEST_ACCEPT};
-use crate::reference::{is_loopback_host, Reference};
-use crate::retry::{parse_retry_after, RetryPolicy, Rng};
+use crate::blob::content_length;
+use crate::digest::Digest;
+use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_BODY_LIMIT};
+use crate::reference::Reference;
+use crate::retry::Rng;
 use crate::time::later;
 
 mod image;
@@ -42,10 +36,10 @@ mod session;
 mod tags;
 mod types;
 
-use op::*;
-use origin::*;
-use session::*;
-pub use types::*;
+use op::{Incoming, Op, OpKind, OpState};
+use origin::RegistryOrigin;
+use session::{RegistryAuth, TokenSlot};
+pub use types::{Action, BlobId, Config, Event, ManifestRole, PlatformChoice, RequestId};
 
 /// What a [`Pull`] is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,11 +328,7 @@ impl Pull {
             if now >= deadline {
                 self.fail(Error::Deadline {
                     what: self.reference.to_string(),
-                    last: Box::new(Error::Transport {
-                        method: "GET".into(),
-                        url: self.reference.to_string(),
-                        error: TransportError::new(TransportErrorKind::Timeout, "deadline reached"),
-                    }),
+                    last: None,
                 });
                 return;
             }

@@ -1,6 +1,16 @@
 //! Operations: one HTTP exchange with a purpose, its state and its attempt history.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use url::Url;
+
+use crate::blob::BlobDownload;
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, Platform};
+
+use super::types::{BlobId, ManifestRole, RequestId};
 
 #[derive(Debug)]
 pub(super) enum OpState {

@@ -6,7 +6,11 @@
 //! whether a URL may carry a secret at all; which secret goes where is the auth
 //! session's business (`session.rs`), on top of these answers.
 
-use super::*;
+use url::Url;
+
+use crate::reference::{is_loopback_host, Reference};
+
+use super::Pull;
 
 /// How the registry is spoken to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,24 @@
 //! Recovery: what a failed exchange means (transport error, error status, redirect,
 //! refusal) and what happens next (redirect, authenticate, restart, retry, fail).
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderMap, Method};
+use url::Url;
+
+use crate::auth::parse_www_authenticate;
+use crate::error::{
+    is_temporary_status, parse_registry_errors, redact_url, Error, StatusError, TransportError,
+    TransportErrorKind,
+};
+use crate::reference::is_loopback_host;
+use crate::retry::parse_retry_after;
+use crate::time::later;
+
+use super::op::{OpKind, OpState};
+use super::origin::{host_port, origin_of};
+use super::types::{Action, Event, RequestId};
+use super::Pull;
 
 /// What was sent, and what the operation went through before: the facts recovery
 /// decides on.
@@ -388,7 +405,7 @@ impl Pull {
         if self.config.deadline.is_some_and(|d| until > d) {
             return self.fail(Error::Deadline {
                 what,
-                last: Box::new(err),
+                last: Some(Box::new(err)),
             });
         }
         let op = &mut self.ops[ix];

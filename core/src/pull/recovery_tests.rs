@@ -1,6 +1,7 @@
 //! Unit tests of [`recover`](super::recover): each answer from the facts alone.
 
 use super::*;
+use http::HeaderValue;
 
 const LIMITS: Limits = Limits {
     max_redirects: 3,

@@ -1,7 +1,20 @@
 //! Building and sending one request: URL (registry path, redirect target or token realm),
 //! headers, and the credential the origin model allows.
 
-use super::*;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, Method, Request};
+use url::Url;
+
+use crate::error::{redact_url, Error};
+use crate::manifest::MANIFEST_ACCEPT;
+use crate::time::later;
+
+use super::op::{Incoming, OpKind, OpState};
+use super::session::{sensitive, Credential};
+use super::types::{Action, RequestId};
+use super::Pull;
 
 impl Pull {
     pub(super) fn method_of(&self, ix: usize) -> Method {
@@ -40,9 +53,9 @@ impl Pull {
             _ => self
                 .registry_url()
                 .join(&op.path)
-                .map_err(|e| Error::Redirect {
-                    from: op.path.chars().take(200).collect(),
-                    reason: format!("not a usable URL: {e}"),
+                .map_err(|e| Error::InvalidUrl {
+                    url: op.path.chars().take(200).collect(),
+                    reason: e.to_string(),
                 }),
         }
     }
@@ -102,8 +115,8 @@ impl Pull {
         let request = match b.body(body) {
             Ok(r) => r,
             Err(e) => {
-                return self.fail(Error::Redirect {
-                    from: redact_url(&url),
+                return self.fail(Error::InvalidUrl {
+                    url: redact_url(&url),
                     reason: format!("cannot build a request: {e}"),
                 })
             }

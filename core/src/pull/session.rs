@@ -1,7 +1,19 @@
 //! The auth session: token slots (one per realm, service and scope set), challenges,
 //! token requests and their credentials.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use http::{header, HeaderValue};
+use url::Url;
+
+use crate::auth::{parse_token_response, Credentials, Secret};
+use crate::error::{redact_url, Error, StatusError};
+use crate::reference::is_loopback_host;
+use crate::time::later;
+
+use super::op::{Op, OpKind, OpState};
+use super::origin::host_port;
+use super::Pull;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TokenKey {

@@ -1,7 +1,13 @@
 //! The tag-list goal: one page at a time, following `Link` on the registry only, with a
 //! bound on the number of pages.
 
-use super::*;
+use http::header;
+
+use crate::error::{redact_url, Error};
+
+use super::op::{Op, OpKind, OpState};
+use super::types::{Action, Event};
+use super::Pull;
 
 impl Pull {
     pub(super) fn on_tags(&mut self, ix: usize, body: &[u8]) {
@@ -11,13 +17,18 @@ impl Pull {
             tags: Option<Vec<String>>,
         }
         self.ops[ix].state = OpState::Done;
+        // Only pages on the registry itself are followed.
+        let base = self.ops[ix]
+            .sent_url
+            .clone()
+            .unwrap_or_else(|| self.registry_url());
+        let problem = |problem: String| Error::TagList {
+            url: redact_url(&base),
+            problem,
+        };
         let list: TagList = match serde_json::from_slice(body) {
             Ok(l) => l,
-            Err(e) => {
-                return self.fail(Error::Manifest(crate::manifest::ManifestError::Json(
-                    format!("tag list: {e}"),
-                )))
-            }
+            Err(e) => return self.fail(problem(format!("not a tag list: {e}"))),
         };
         self.out.push_back(Action::Event(Event::Tags {
             tags: list.tags.unwrap_or_default(),
@@ -28,11 +39,6 @@ impl Pull {
         else {
             return;
         };
-        // Only pages on the registry itself are followed.
-        let base = self.ops[ix]
-            .sent_url
-            .clone()
-            .unwrap_or_else(|| self.registry_url());
         match base.join(&next) {
             Ok(u) if self.is_registry_origin(&u) && u.path().ends_with("/tags/list") => {
                 let path = match u.query() {
@@ -47,20 +53,14 @@ impl Pull {
                     });
                 }
                 if !self.pages.insert(path.clone()) {
-                    return self.fail(Error::Redirect {
-                        from: redact_url(&base),
-                        reason: "tag list pages link back to a page already read".into(),
-                    });
+                    return self.fail(problem("its pages link back to a page already read".into()));
                 }
                 self.ops.push(Op::new(OpKind::Tags, path, OpState::Ready));
             }
-            _ => self.fail(Error::Redirect {
-                from: redact_url(&base),
-                reason: format!(
-                    "tag list page link {:?} leaves the registry",
-                    next.chars().take(200).collect::<String>()
-                ),
-            }),
+            _ => self.fail(problem(format!(
+                "the next page's link {:?} leaves the registry",
+                next.chars().take(200).collect::<String>()
+            ))),
         }
     }
 }

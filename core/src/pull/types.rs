@@ -1,6 +1,16 @@
 //! The public surface of a pull: identifiers, configuration, events and actions.
 
-use super::*;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use url::Url;
+
+use crate::auth::Credentials;
+use crate::digest::Digest;
+use crate::error::{redact_url, Error};
+use crate::manifest::{Descriptor, Manifest, Platform};
+use crate::retry::RetryPolicy;
 
 /// Identifies one HTTP exchange. Never reused within a [`Pull`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
