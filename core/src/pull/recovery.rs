@@ -87,7 +87,7 @@ pub(super) enum Restart {
 }
 
 /// What to do about a failed exchange. The engine applies it in one place,
-/// [`Pull::apply`].
+/// [`Pull::apply`](crate::Pull::apply).
 #[derive(Debug)]
 pub(super) enum Recovery {
     /// Follow the redirect to this URL.

@@ -12,7 +12,7 @@ use crate::error::{redact_url, Error};
 use crate::manifest::{Descriptor, Manifest, Platform};
 use crate::retry::RetryPolicy;
 
-/// Identifies one HTTP exchange. Never reused within a [`Pull`].
+/// Identifies one HTTP exchange. Never reused within a [`Pull`](crate::Pull).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
@@ -64,7 +64,7 @@ pub struct Config {
     /// Bytes a download may discard in total because ranges were ignored, as a percentage
     /// of its size.
     pub skip_budget_percent: u64,
-    /// Tag list pages followed at most ([`Pull::list_tags`]); one more is an error.
+    /// Tag list pages followed at most ([`Pull::list_tags`](crate::Pull::list_tags)); one more is an error.
     pub max_tag_pages: u32,
     /// Manifests fetched at most in one pull (indexes, their children, nested indexes).
     pub max_manifests: u32,
@@ -134,8 +134,8 @@ pub enum Event {
         descriptor: Descriptor,
     },
     /// A blob will be downloaded. While handling this event (before polling again) the
-    /// caller may call [`Pull::skip_blob`] (it already has the blob) or
-    /// [`Pull::resume_blob`] (it has a verified prefix).
+    /// caller may call [`Pull::skip_blob`](crate::Pull::skip_blob) (it already has the blob) or
+    /// [`Pull::resume_blob`](crate::Pull::resume_blob) (it has a verified prefix).
     BlobQueued {
         /// The blob.
         blob: BlobId,
@@ -174,7 +174,7 @@ pub enum Event {
         /// The blob.
         blob: BlobId,
     },
-    /// A page of the repository's tags ([`Pull::list_tags`]).
+    /// A page of the repository's tags ([`Pull::list_tags`](crate::Pull::list_tags)).
     Tags {
         /// Tags on this page, in the registry's order.
         tags: Vec<String>,
@@ -217,7 +217,7 @@ pub enum Action {
     Event(Event),
     /// Nothing to do until an input arrives or `until` passes.
     Wait {
-        /// When to call [`Pull::poll_action`] again at the latest.
+        /// When to call [`Pull::poll_action`](crate::Pull::poll_action) again at the latest.
         until: Option<Instant>,
     },
     /// The pull is complete.
