@@ -555,7 +555,7 @@ fn serve_offers_sha512_manifests_under_their_own_digest() {
         "annotations": {"org.opencontainers.image.ref.name": "v1"}}]});
     std::fs::write(root.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     let mut reg = ocireg_registry::Registry::new();
-    ocireg_driver::layout::load_into(root, &mut reg, "test/repo").unwrap();
+    ocireg_driver::server::load_into(root, &mut reg, "test/repo").unwrap();
     for path in [
         format!("/v2/test/repo/manifests/{d512}"),
         "/v2/test/repo/manifests/v1".to_string(),
@@ -566,6 +566,6 @@ fn serve_offers_sha512_manifests_under_their_own_digest() {
         assert_eq!(&reply.body[..], &img.manifest[..]);
     }
     // and an invalid repository is an error, not a panic
-    let e = ocireg_driver::layout::load_into(root, &mut reg, "Not A Repo").unwrap_err();
+    let e = ocireg_driver::server::load_into(root, &mut reg, "Not A Repo").unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }

@@ -21,7 +21,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -33,9 +33,8 @@ use futures_rustls::TlsConnector;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
-use ocireg_driver::hyper::{registry_service, HyperTransport, POOL_IDLE};
+use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
 use ocireg_driver::Runtime;
-use ocireg_registry::FaultyRegistry;
 
 /// async-std's clock and timer.
 #[derive(Clone, Copy, Debug, Default)]
@@ -257,13 +256,15 @@ pub fn transport(
     Ok(HyperTransport::new(client))
 }
 
-/// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped.
+/// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped (feature
+/// `server`).
+#[cfg(feature = "server")]
 pub async fn serve(
     listener: async_std::net::TcpListener,
-    registry: Arc<Mutex<FaultyRegistry>>,
+    registry: Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
 ) -> io::Result<()> {
     let runtime: Arc<dyn Runtime> = Arc::new(AsyncStdRuntime);
-    let service = registry_service(registry, runtime);
+    let service = ocireg_driver::server::registry_service(registry, runtime);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);

@@ -1,24 +1,18 @@
-//! hyper glue shared by the adapters: requests out, responses and errors in, and
-//! registry replies (with their faults) out as hyper responses.
+//! hyper glue shared by the adapters: requests out, responses and errors in.
 
 use std::error::Error as StdError;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::stream::{self, StreamExt};
+use futures::stream::StreamExt;
 use http::{Request, Response};
-use http_body_util::{BodyDataStream, BodyExt, Full, StreamBody};
+use http_body_util::{BodyDataStream, Full};
 use ocireg_core::{TransportError, TransportErrorKind};
-use ocireg_registry::Reply;
 
-use crate::{BodyStream, Runtime};
+use crate::BodyStream;
 
 /// The request body type the adapters give hyper.
 pub type RequestBody = Full<Bytes>;
-
-/// A boxed response body for the server side.
-pub type ServerBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// Converts a core request for hyper.
 pub fn to_hyper_request(req: Request<Bytes>) -> Request<RequestBody> {
@@ -98,59 +92,6 @@ where
     Box::pin(BodyDataStream::new(body).map(|r| r.map_err(|e| classify(&e, false))))
 }
 
-/// Frames a body is split into when served.
-const SERVE_CHUNK: usize = 256 * 1024;
-
-/// Turns a registry reply into a hyper response, acting out its faults: a cut body ends
-/// with an error (hyper then drops the connection), a stalled body stops sending.
-pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<ServerBody> {
-    let Reply {
-        head,
-        body,
-        cut_after,
-        stall_after,
-    } = reply;
-    let len = body.len();
-    let limit = cut_after
-        .into_iter()
-        .chain(stall_after)
-        .min()
-        .unwrap_or(len)
-        .min(len);
-    let chunks: Vec<Bytes> = (0..limit)
-        .step_by(SERVE_CHUNK)
-        .map(|i| body.slice(i..(i + SERVE_CHUNK).min(limit)))
-        .collect();
-    let data = stream::iter(chunks.into_iter().map(|c| Ok(hyper::body::Frame::data(c))));
-    let cut = cut_after.is_some_and(|c| c < len);
-    let stall = !cut && stall_after.is_some_and(|s| s < len);
-    let tail = stream::once(async move {
-        if stall {
-            runtime
-                .sleep_until(runtime.now() + ocireg_registry::faults::STALL_LIMIT)
-                .await;
-        } else if cut {
-            // Pending once lets hyper flush what it buffered; an error right away would
-            // drop the connection before the bytes before the cut were written.
-            runtime
-                .sleep_until(runtime.now() + Duration::from_millis(2))
-                .await;
-        }
-        if cut || stall {
-            Some(Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionAborted,
-                "fault injection: body cut",
-            )))
-        } else {
-            None
-        }
-    })
-    .filter_map(|x| async move { x });
-    let body = StreamBody::new(data.chain(tail));
-    let (parts, ()) = head.into_parts();
-    Response::from_parts(parts, BodyExt::boxed_unsync(body))
-}
-
 /// How long the adapters keep idle pooled connections.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
@@ -200,21 +141,4 @@ where
             }
         })
     }
-}
-
-/// The registry as a hyper service: each request answered by the (fault-injecting)
-/// registry, faults acted out on the wire.
-pub fn registry_service(
-    registry: Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
-    runtime: Arc<dyn Runtime>,
-) -> impl hyper::service::Service<
-    Request<hyper::body::Incoming>,
-    Response = Response<ServerBody>,
-    Error = std::convert::Infallible,
-    Future = std::future::Ready<Result<Response<ServerBody>, std::convert::Infallible>>,
-> + Clone {
-    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let reply = registry.lock().expect("registry lock").handle(&req);
-        std::future::ready(Ok(reply_to_response(reply, runtime.clone())))
-    })
 }

@@ -1,15 +1,14 @@
-//! OCI image layouts on disk: writing a pull into one (atomically, resumably) and
-//! loading one into a [`Registry`] to serve it.
+//! OCI image layouts on disk: writing a pull into one (atomically, resumably, safely in
+//! a shared directory) and reading one back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use ocireg_core::manifest::{Descriptor, Manifest};
+use ocireg_core::manifest::Descriptor;
 use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, Verifier};
-use ocireg_registry::Registry;
 use serde_json::{json, Value};
 
 use crate::Sink;
@@ -525,127 +524,6 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
         ));
     }
     Ok(Bytes::from(data))
-}
-
-/// Indexes within indexes that [`load_into`] follows at most.
-pub const MAX_SERVE_DEPTH: usize = 8;
-
-/// Loads every image of a layout into `registry` under `repository`. An image whose
-/// `ref.name` is a valid tag is tagged with it; one whose `ref.name` is a full reference
-/// (`host/repo:tag`) goes to that repository. Returns the (repository, tag) pairs added.
-///
-/// Each manifest is read once however many indexes list it, and indexes nested deeper
-/// than [`MAX_SERVE_DEPTH`] are an error: a hostile layout can neither make this loop
-/// nor exhaust the stack.
-pub fn load_into(
-    root: &Path,
-    registry: &mut Registry,
-    repository: &str,
-) -> io::Result<Vec<(String, Option<String>)>> {
-    if ocireg_core::reference::validate_repository(repository).is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid repository name {repository:?}"),
-        ));
-    }
-    let mut added = Vec::new();
-    let mut loaded = HashSet::new();
-    for img in read_index(root)? {
-        let (repo, tag) = match &img.name {
-            Some(n) if ocireg_core::reference::validate_tag(n).is_ok() => {
-                (repository.to_string(), Some(n.clone()))
-            }
-            Some(n) => match ocireg_core::Reference::parse(n) {
-                Ok(r) => (r.repository().to_string(), r.tag().map(str::to_string)),
-                Err(_) => (repository.to_string(), None),
-            },
-            None => (repository.to_string(), None),
-        };
-        let mut loader = Loader {
-            root,
-            registry: &mut *registry,
-            repo: &repo,
-            loaded: &mut loaded,
-        };
-        loader.manifest(&img.descriptor, tag.as_deref(), 0)?;
-        added.push((repo, tag));
-    }
-    Ok(added)
-}
-
-/// Loads manifests and their blobs of one repository.
-struct Loader<'a> {
-    root: &'a Path,
-    registry: &'a mut Registry,
-    repo: &'a str,
-    /// (repository, digest) pairs already loaded.
-    loaded: &'a mut HashSet<(String, Digest)>,
-}
-
-impl Loader<'_> {
-    fn manifest(&mut self, d: &Descriptor, tag: Option<&str>, depth: usize) -> io::Result<()> {
-        let first = self
-            .loaded
-            .insert((self.repo.to_string(), d.digest.clone()));
-        if !first {
-            if let Some(t) = tag {
-                // already loaded through another entry: only the tag is new
-                let bytes = read_blob(self.root, &d.digest)?;
-                self.registry.add_manifest_with_digest(
-                    self.repo,
-                    &d.media_type,
-                    bytes,
-                    d.digest.clone(),
-                    Some(t),
-                );
-            }
-            return Ok(());
-        }
-        if depth > MAX_SERVE_DEPTH {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{}: indexes nested more than {MAX_SERVE_DEPTH} deep",
-                    d.digest
-                ),
-            ));
-        }
-        let bytes = read_blob(self.root, &d.digest)?;
-        let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest))
-        })?;
-        match manifest {
-            Manifest::Image(m) => {
-                for b in m.blobs() {
-                    match read_blob(self.root, &b.digest) {
-                        Ok(data) => {
-                            self.registry
-                                .add_blob_with_digest(self.repo, b.digest.clone(), data)
-                        }
-                        // Blobs of other platforms or foreign layers may be absent.
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-            }
-            Manifest::Index(i) => {
-                for child in &i.manifests {
-                    match self.manifest(child, None, depth + 1) {
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        r => r?,
-                    }
-                }
-            }
-        }
-        self.registry.add_manifest_with_digest(
-            self.repo,
-            &media_type,
-            bytes,
-            d.digest.clone(),
-            tag,
-        );
-        Ok(())
-    }
 }
 
 /// Watches a pull written into a layout: events, bytes, skipped blobs.

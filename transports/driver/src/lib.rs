@@ -10,6 +10,8 @@
 pub mod credentials;
 pub mod hyper;
 pub mod layout;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod tls;
 
 use std::collections::HashMap;

@@ -6,15 +6,13 @@
 //! loop tokio's clock and timer (so paused-time tests work), and [`serve`] puts the test
 //! registry on a `TcpListener`. Everything else comes from `ocireg-driver`.
 
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use ocireg_driver::hyper::{registry_service, HyperTransport, POOL_IDLE};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
 use ocireg_driver::Runtime;
-use ocireg_registry::FaultyRegistry;
 
 /// tokio's clock and timer.
 #[derive(Clone, Copy, Debug, Default)]
@@ -59,14 +57,15 @@ pub fn transport(
     Ok(HyperTransport::new(client))
 }
 
-/// Serves `registry` on `listener` until the task is dropped. Each connection speaks
+/// Serves `registry` on `listener` until the task is dropped (feature `server`). Each connection speaks
 /// HTTP/1.1 or HTTP/2 (prior knowledge), plain text.
+#[cfg(feature = "server")]
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    registry: Arc<Mutex<FaultyRegistry>>,
+    registry: std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
 ) -> std::io::Result<()> {
-    let runtime: Arc<dyn Runtime> = Arc::new(TokioRuntime);
-    let service = registry_service(registry, runtime);
+    let runtime: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(TokioRuntime);
+    let service = ocireg_driver::server::registry_service(registry, runtime);
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
@@ -74,7 +73,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
     }

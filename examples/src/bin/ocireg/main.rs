@@ -21,7 +21,8 @@ use ocireg_core::{
     Config, Credentials, Event, Manifest, Platform, PlatformChoice, Pull, Reference, RetryPolicy,
     Secret,
 };
-use ocireg_driver::layout::{load_into, pull_into, LayoutWriter, Observer};
+use ocireg_driver::layout::{pull_into, LayoutWriter, Observer};
+use ocireg_driver::server::load_into;
 use ocireg_driver::{PullError, Runtime, Sink};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tokio::{load_certs, serve, TokioRuntime, TokioTransport};
