@@ -1,0 +1,119 @@
+//! The command-line arguments of each command (clap), with the bounds every value must
+//! respect: a value that cannot be represented is a usage error (exit 2), never a panic.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::progress;
+
+#[derive(Args, Clone)]
+pub(crate) struct ConnectArgs {
+    /// Talk plain http to the registry (loopback registries fall back to it by themselves).
+    #[arg(long)]
+    pub(crate) plain_http: bool,
+    /// Extra CA certificate (PEM) to trust; repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub(crate) ca_files: Vec<PathBuf>,
+    /// User name for the registry (else OCIREG_USERNAME, else Docker's config.json).
+    #[arg(long, env = "OCIREG_USERNAME")]
+    pub(crate) username: Option<String>,
+    /// Read the password from standard input (else OCIREG_PASSWORD).
+    #[arg(long, requires = "username")]
+    pub(crate) password_stdin: bool,
+    /// Give up when the whole operation takes longer than this many seconds (at most ten
+    /// years).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
+    pub(crate) timeout: Option<u64>,
+    /// Attempts per request (1 disables retries; at most 100).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub(crate) attempts: u32,
+}
+
+#[derive(Args)]
+pub(crate) struct PullArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Blob downloads in parallel (1 to 256).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) concurrency: u16,
+    /// Re-hash blobs already in the layout instead of trusting their names; a blob that
+    /// does not match is downloaded again.
+    #[arg(long)]
+    pub(crate) verify_existing: bool,
+    /// Platform to pick from an index: os/arch[/variant] (default: this host).
+    #[arg(long, conflicts_with = "all_platforms")]
+    pub(crate) platform: Option<String>,
+    /// Pull every platform of an index.
+    #[arg(long)]
+    pub(crate) all_platforms: bool,
+    /// Progress output: bars (on a terminal), plain lines on stderr, JSON lines on stdout.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: progress::Mode,
+    /// Image reference: [host[:port]/]repository[:tag][@digest]
+    pub(crate) reference: String,
+    /// OCI image layout directory.
+    pub(crate) dir: PathBuf,
+}
+
+/// The async runtime every command runs on (`--runtime`, for every command).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RuntimeChoice {
+    /// tokio with hyper-util over hyper-rustls.
+    Tokio,
+    /// async-std with hyper-util over futures-rustls.
+    AsyncStd,
+}
+
+#[derive(Args)]
+pub(crate) struct InspectArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Print the manifest bytes exactly as served.
+    #[arg(long)]
+    pub(crate) raw: bool,
+    /// Image reference.
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
+pub(crate) struct TagsArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Give up after this many pages of tags (a registry that links page after page
+    /// without end is stopped there).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_pages: u32,
+    /// Repository: [host[:port]/]repository
+    pub(crate) repository: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on (loopback recommended).
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub(crate) addr: SocketAddr,
+    /// Repository for images whose ref.name is only a tag.
+    #[arg(long, default_value = "image", value_parser = repository_name)]
+    pub(crate) repository: String,
+    /// OCI image layout directory.
+    pub(crate) dir: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct DemoArgs {
+    /// Where to pull the demo image.
+    #[arg(long, default_value = "ocireg-demo")]
+    pub(crate) dir: PathBuf,
+}
+
+/// The largest `--timeout`: the core adds it to the clock, so it must stay representable.
+pub(crate) const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// A repository name as the distribution spec allows it (a usage error otherwise).
+pub(crate) fn repository_name(s: &str) -> Result<String, String> {
+    ocireg_core::reference::validate_repository(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,118 @@
+//! `ocireg inspect`: one manifest or index, summarised or raw.
+
+use ocireg_core::{Event, Manifest, Pull, Reference};
+use ocireg_driver::{PullError, Sink};
+
+use crate::args::{InspectArgs, RuntimeChoice};
+use crate::pull::human;
+use crate::setup::{config, io, Io};
+
+/// Collects events of a machine that delivers no blob bytes (inspect, tags).
+pub(crate) struct Collect(Vec<Event>);
+
+impl Sink for Collect {
+    fn event(&mut self, _pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+        self.0.push(event.clone());
+        Ok(())
+    }
+
+    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(crate) async fn run_machine(mut pull: Pull, io: &Io) -> Result<Vec<Event>, String> {
+    let mut sink = Collect(Vec::new());
+    ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink)
+        .await
+        .map_err(|e: PullError| e.to_string())?;
+    Ok(sink.0)
+}
+
+/// `writeln!` into a `String` (which cannot fail).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(), String> {
+    let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
+    let io = io(rt, &a.connect)?;
+    let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
+    let events = run_machine(Pull::inspect(cfg, reference.clone(), io.runtime.now()), &io).await?;
+    let Some(Event::Manifest {
+        digest,
+        media_type,
+        bytes,
+        manifest,
+        ..
+    }) = events
+        .into_iter()
+        .find(|e| matches!(e, Event::Manifest { .. }))
+    else {
+        return Err("no manifest received".into());
+    };
+    if a.raw {
+        use std::io::Write;
+        std::io::stdout()
+            .write_all(&bytes)
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    // Written at once, and a closed pipe is an error like any other (never a panic).
+    let mut out = String::new();
+    say!(out, "reference   {reference}");
+    say!(out, "digest      {digest}");
+    say!(out, "media type  {media_type}");
+    say!(out, "size        {} bytes", bytes.len());
+    match manifest {
+        Manifest::Index(i) => {
+            if let Some(t) = &i.artifact_type {
+                say!(out, "artifact    {t}");
+            }
+            say!(out, "manifests   {}", i.manifests.len());
+            for d in &i.manifests {
+                let p = d
+                    .platform
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into());
+                say!(
+                    out,
+                    "  {p:<20} {} {:>8}  {}",
+                    d.digest,
+                    d.size,
+                    d.media_type
+                );
+            }
+        }
+        Manifest::Image(m) => {
+            if let Some(t) = &m.artifact_type {
+                say!(out, "artifact    {t}");
+            }
+            say!(
+                out,
+                "config      {} {:>10}  {}",
+                m.config.digest,
+                m.config.size,
+                m.config.media_type
+            );
+            let total: i64 = m.layers.iter().map(|l| l.size).sum();
+            say!(
+                out,
+                "layers      {} ({})",
+                m.layers.len(),
+                human(total.max(0) as u64)
+            );
+            for l in &m.layers {
+                say!(out, "  {} {:>10}  {}", l.digest, l.size, l.media_type);
+            }
+        }
+    }
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(out.as_bytes())
+        .map_err(|e| format!("writing to stdout: {e}"))
+}

@@ -1,0 +1,154 @@
+//! `ocireg pull`: an image into an OCI image layout, with progress and a summary.
+
+use std::path::Path;
+
+use ocireg_core::{Config, Event, Platform, PlatformChoice, Pull, Reference};
+use ocireg_driver::layout::{pull_into, LayoutWriter, Observer};
+use ocireg_driver::{Runtime, Transport};
+use serde_json::json;
+
+use crate::args::{PullArgs, RuntimeChoice};
+use crate::progress;
+use crate::setup::{config, io};
+
+/// Logs what the pull does (at info/warn), then passes events on.
+pub(crate) struct Logged<'a>(&'a mut (dyn Observer + Send));
+
+impl Observer for Logged<'_> {
+    fn event(&mut self, e: &Event) {
+        match e {
+            Event::Retry {
+                what,
+                attempt,
+                delay,
+                error,
+            } => {
+                tracing::warn!(
+                    "{what}: {error}; attempt {attempt} in {:.1}s",
+                    delay.as_secs_f64()
+                )
+            }
+            Event::Resumed { blob, offset } => {
+                tracing::info!("blob {} resumes at byte {offset}", blob.0)
+            }
+            Event::Restarted { blob } => {
+                tracing::warn!("blob {} starts over (range not satisfiable)", blob.0)
+            }
+            Event::PlainHttpFallback { host } => {
+                tracing::info!("{host} does not speak TLS; using plain http")
+            }
+            Event::BlobDone { digest, size, .. } => {
+                tracing::debug!("{digest}: {size} bytes verified")
+            }
+            _ => {}
+        }
+        self.0.event(e)
+    }
+
+    fn delivered(&mut self, blob: ocireg_core::BlobId, n: u64) {
+        self.0.delivered(blob, n)
+    }
+
+    fn skipped(&mut self, blob: ocireg_core::BlobId, d: &ocireg_core::Descriptor) {
+        self.0.skipped(blob, d)
+    }
+}
+
+pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
+    reference: Reference,
+    cfg: Config,
+    t: &T,
+    runtime: &R,
+    dir: &Path,
+    mode: progress::Mode,
+    verify_existing: bool,
+) -> Result<String, String> {
+    let started = runtime.now();
+    let mut pull = Pull::new(cfg, reference.clone(), started);
+    let mut progress = progress::Progress::new(mode);
+    let tag = reference.tag().map(str::to_string);
+    let writer = LayoutWriter::create(dir, tag)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .verify_existing(verify_existing);
+    let result = pull_into(&mut pull, t, runtime, writer, &mut Logged(&mut progress)).await;
+    let (desc, stats) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            progress.failed(&e.to_string());
+            return Err(e.to_string());
+        }
+    };
+    progress.finish();
+    let secs = started.elapsed().as_secs_f64();
+    let platform = desc.platform.as_ref().map(|p| p.to_string());
+    if mode == progress::Mode::Json {
+        progress::emit(json!({
+            "event": "summary", "reference": reference.to_string(), "digest": desc.digest.to_string(),
+            "media_type": desc.media_type, "platform": platform, "fetched": stats.fetched, "skipped": stats.skipped,
+            "resumed": stats.resumed, "retries": stats.retries, "bytes": stats.bytes, "seconds": secs,
+            "sync_seconds": stats.sync.as_secs_f64(),
+        }));
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "pulled {reference} → {}\n  manifest {}{}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
+        dir.display(),
+        desc.digest,
+        platform.map(|p| format!(" ({p})")).unwrap_or_default(),
+        desc.media_type,
+        stats.fetched,
+        stats.skipped,
+        stats.resumed,
+        human(stats.bytes),
+        secs,
+        human((stats.bytes as f64 / secs.max(1e-9)) as u64),
+        if stats.retries > 0 { format!(", {} retries", stats.retries) } else { String::new() }
+    ))
+}
+
+pub(crate) fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), String> {
+    let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
+    let io = io(rt, &a.connect)?;
+    let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
+    cfg.max_concurrent = usize::from(a.concurrency);
+    cfg.platform = if a.all_platforms {
+        PlatformChoice::All
+    } else if let Some(p) = &a.platform {
+        PlatformChoice::Exactly(
+            Platform::parse(p)
+                .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
+        )
+    } else {
+        PlatformChoice::Host
+    };
+    let mode = a.progress.resolve();
+    let summary = pull_one(
+        reference,
+        cfg,
+        &*io.transport,
+        &*io.runtime,
+        &a.dir,
+        mode,
+        a.verify_existing,
+    )
+    .await?;
+    if !summary.is_empty() {
+        println!("{summary}");
+    }
+    Ok(())
+}
