@@ -18,7 +18,9 @@
 //! 2. Call [`Pull::poll_action`] repeatedly and act on each [`Action`] until it returns
 //!    [`Action::Wait`], [`Action::Done`] or [`Action::Failed`]:
 //!    - `Send { id, request }`: start the exchange (without following redirects or
-//!      retrying: the machine decides those). Report its head with
+//!      retrying: the machine decides those). Its response-head timer starts now: a
+//!      driver that cannot start exchanges at once sets `Config::max_concurrent` to what
+//!      it can run (1 for one at a time), so no request waits in its queue. Report its head with
 //!      [`Pull::handle_head`], each body chunk with [`Pull::handle_chunk`], the end with
 //!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`].
 //!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.

@@ -14,6 +14,13 @@ use crate::digest::{Digest, DigestError};
 pub const DOCKER_HUB: &str = "docker.io";
 /// Where Docker Hub's API answers.
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
+/// Every name Docker Hub goes by (references, Docker's `config.json` keys).
+pub const DOCKER_HUB_NAMES: &[&str] = &[
+    DOCKER_HUB,
+    "index.docker.io",
+    DOCKER_HUB_API,
+    "registry.hub.docker.com",
+];
 /// Longest repository name accepted.
 pub const MAX_REPOSITORY_LEN: usize = 255;
 

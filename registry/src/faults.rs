@@ -377,15 +377,12 @@ impl FaultyRegistry {
                 );
             }
             Some(Fault::WrongContentRange) if reply.status() == StatusCode::PARTIAL_CONTENT => {
-                let cr = reply.head.headers()[header::CONTENT_RANGE]
-                    .to_str()
-                    .unwrap_or("")
-                    .to_string();
-                if let Some((first, rest)) =
-                    cr.strip_prefix("bytes ").and_then(|r| r.split_once('-'))
-                {
-                    let first: u64 = first.parse().unwrap_or(0);
-                    let wrong = format!("bytes {}-{rest}", first.saturating_sub(1));
+                let cr = ocireg_core::range::parse_content_range(
+                    reply.head.headers()[header::CONTENT_RANGE].as_bytes(),
+                );
+                if let Some(cr) = cr {
+                    let total = cr.total.map_or("*".to_string(), |t| t.to_string());
+                    let wrong = format!("bytes {}-{}/{total}", cr.first.saturating_sub(1), cr.last);
                     reply.head.headers_mut().insert(
                         header::CONTENT_RANGE,
                         HeaderValue::from_str(&wrong).expect("ascii"),

@@ -30,6 +30,14 @@ impl Req {
 pub enum Answer {
     /// This status, these headers and this body (`Content-Length` is added).
     Full(u16, Vec<(String, String)>, Vec<u8>),
+    /// This status, headers and body, sent `chunk` bytes at a time with `pause` between.
+    Slow(
+        u16,
+        Vec<(String, String)>,
+        Vec<u8>,
+        usize,
+        std::time::Duration,
+    ),
     /// This status and headers, then body bytes without end (chunked) until the client
     /// goes away. The bytes written are added to [`Hostile::streamed`].
     Endless(u16, Vec<(String, String)>),
@@ -137,6 +145,22 @@ where
             head.push_str("\r\n");
             conn.write_all(head.as_bytes())?;
             conn.write_all(&body)?;
+        }
+        Answer::Slow(status, hs, body, chunk, pause) => {
+            let mut head = format!(
+                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+            for (k, v) in hs {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            conn.write_all(head.as_bytes())?;
+            for part in body.chunks(chunk.max(1)) {
+                conn.write_all(part)?;
+                conn.flush()?;
+                std::thread::sleep(pause);
+            }
         }
         Answer::Endless(status, hs) => {
             let mut head = format!(

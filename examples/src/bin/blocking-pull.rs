@@ -7,7 +7,12 @@
 //! 2. then feed it one input (the next head, chunk, end or error of an exchange), or
 //!    sleep until the `Wait` deadline when nothing is in flight; go to 1.
 //!
-//! Usage: `blocking-pull [--plain-http] REFERENCE DIR`
+//! A `Send` starts its response-head timer when the machine emits it, so a driver that
+//! cannot start every exchange at once must say so: this one runs one exchange at a time
+//! and sets `max_concurrent = 1`, so no request waits in its queue behind a slow layer
+//! while its timer runs.
+//!
+//! Usage: `blocking-pull [--plain-http] [--head-timeout-ms=N] REFERENCE DIR`
 
 use std::collections::{HashSet, VecDeque};
 use std::io::Read;
@@ -27,13 +32,20 @@ struct Current {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let plain_http = args.iter().any(|a| a == "--plain-http");
+    let head_timeout = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--head-timeout-ms="))
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
     let pos: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
     let [reference, dir] = pos.as_slice() else {
-        eprintln!("usage: blocking-pull [--plain-http] REFERENCE DIR");
+        eprintln!("usage: blocking-pull [--plain-http] [--head-timeout-ms=N] REFERENCE DIR");
         std::process::exit(2);
     };
-    match run(reference, dir, plain_http) {
-        Ok(digest) => println!("pulled {reference} ({digest}) into {dir}"),
+    match run(reference, dir, plain_http, head_timeout) {
+        Ok((digest, retries)) => {
+            println!("pulled {reference} ({digest}) into {dir}, {retries} retries")
+        }
         Err(e) => {
             eprintln!("blocking-pull: {e}");
             std::process::exit(1);
@@ -41,11 +53,20 @@ fn main() {
     }
 }
 
-fn run(reference: &str, dir: &str, plain_http: bool) -> Result<String, String> {
+fn run(
+    reference: &str,
+    dir: &str,
+    plain_http: bool,
+    head_timeout: Option<Duration>,
+) -> Result<(String, usize), String> {
     let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
+    let defaults = Config::default();
     let config = Config {
         plain_http,
-        ..Config::default()
+        // One exchange at a time: see the module documentation.
+        max_concurrent: 1,
+        head_timeout: head_timeout.unwrap_or(defaults.head_timeout),
+        ..defaults
     };
     // The client must not follow redirects (the core does) and its reads must give up
     // no later than the core's idle deadline.
@@ -127,10 +148,11 @@ fn run(reference: &str, dir: &str, plain_http: bool) -> Result<String, String> {
         }
     }
     writer.commit().map_err(|e| e.to_string())?;
-    Ok(writer
+    let digest = writer
         .resolved()
         .map(|d| d.digest.to_string())
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((digest, writer.stats.retries))
 }
 
 /// Sends a request and feeds its head (or the failure) to the machine.

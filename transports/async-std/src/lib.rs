@@ -23,7 +23,7 @@ use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_std::net::TcpStream;
 use futures::future::{BoxFuture, FutureExt};
@@ -183,8 +183,7 @@ pub struct AsyncStdConnector {
     tls: TlsConnector,
 }
 
-/// How long a connection (TCP and TLS handshake) may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub use ocireg_driver::hyper::CONNECT_TIMEOUT;
 
 impl tower_service::Service<Uri> for AsyncStdConnector {
     type Response = Conn;

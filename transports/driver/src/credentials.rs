@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ocireg_core::reference::{DOCKER_HUB, DOCKER_HUB_NAMES};
 use ocireg_core::{Credentials, Secret};
 use serde::Deserialize;
 
@@ -110,12 +111,6 @@ pub fn default_config_path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker").join("config.json"))
 }
 
-const HUB_NAMES: &[&str] = &[
-    "docker.io",
-    "index.docker.io",
-    "registry-1.docker.io",
-    "registry.hub.docker.com",
-];
 const HUB_SERVER_URL: &str = "https://index.docker.io/v1/";
 
 /// `host[:port]` of a config key (`https://host/v1/` → `host`), Docker Hub names folded
@@ -123,8 +118,8 @@ const HUB_SERVER_URL: &str = "https://index.docker.io/v1/";
 fn normalize(key: &str) -> String {
     let k = key.split_once("://").map(|(_, r)| r).unwrap_or(key);
     let host = k.split('/').next().unwrap_or("").to_ascii_lowercase();
-    if HUB_NAMES.contains(&host.as_str()) {
-        "docker.io".to_string()
+    if DOCKER_HUB_NAMES.contains(&host.as_str()) {
+        DOCKER_HUB.to_string()
     } else {
         host
     }
@@ -168,7 +163,7 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
         }
     };
     let want = normalize(registry);
-    let server_url = if want == "docker.io" {
+    let server_url = if want == DOCKER_HUB {
         HUB_SERVER_URL.to_string()
     } else {
         want.clone()

@@ -92,6 +92,9 @@ where
     Box::pin(BodyDataStream::new(body).map(|r| r.map_err(|e| classify(&e, false))))
 }
 
+/// How long a connection (TCP and TLS handshake) may take, in every adapter.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long the adapters keep idle pooled connections.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 

@@ -211,12 +211,10 @@ fn abort_all<R: Runtime + ?Sized>(
     pull.cancel(runtime.now());
 }
 
-/// A URI for logs: without its query (which may hold signatures).
+/// A URI for logs, redacted by the core's one redactor (query values that may be
+/// signatures, user info).
 fn redacted(uri: &http::Uri) -> String {
-    format!(
-        "{}://{}{}",
-        uri.scheme_str().unwrap_or(""),
-        uri.authority().map(|a| a.as_str()).unwrap_or(""),
-        uri.path()
-    )
+    url::Url::parse(&uri.to_string())
+        .map(|u| ocireg_core::error::redact_url(&u))
+        .unwrap_or_default()
 }

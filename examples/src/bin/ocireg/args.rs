@@ -27,7 +27,7 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub(crate) timeout: Option<u64>,
     /// Attempts per request (1 disables retries; at most 100).
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = ocireg_core::RetryPolicy::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) attempts: u32,
 }
 
@@ -36,7 +36,7 @@ pub(crate) struct PullArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     /// Blob downloads in parallel (1 to 256).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
     /// Re-hash blobs already in the layout instead of trusting their names; a blob that
     /// does not match is downloaded again.
@@ -83,7 +83,7 @@ pub(crate) struct TagsArgs {
     pub(crate) connect: ConnectArgs,
     /// Give up after this many pages of tags (a registry that links page after page
     /// without end is stopped there).
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = ocireg_core::Config::default().max_tag_pages, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_pages: u32,
     /// Repository: [host[:port]/]repository
     pub(crate) repository: String,
@@ -116,4 +116,9 @@ pub(crate) fn repository_name(s: &str) -> Result<String, String> {
     ocireg_core::reference::validate_repository(s)
         .map(|()| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// The core's default concurrency, as the flag's type.
+fn default_concurrency() -> u16 {
+    u16::try_from(ocireg_core::Config::default().max_concurrent).unwrap_or(8)
 }
