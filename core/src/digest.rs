@@ -330,6 +330,21 @@ mod tests {
         assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
     }
 
+    /// Known answers (FIPS 180-2 examples): the hashes themselves, not only agreement
+    /// between two ways of computing them.
+    #[test]
+    fn known_answers() {
+        assert_eq!(
+            Digest::of(Algorithm::Sha256, b"abc").to_string(),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            Digest::of(Algorithm::Sha512, b"abc").to_string(),
+            "sha512:ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
+    }
+
     #[test]
     fn long_input_is_quoted_short() {
         let long = format!("sha256:{}", "a".repeat(10_000));

@@ -22,7 +22,8 @@
 //!      driver that cannot start exchanges at once sets `Config::max_concurrent` to what
 //!      it can run (1 for one at a time), so no request waits in its queue. Report its head with
 //!      [`Pull::handle_head`], each body chunk with [`Pull::handle_chunk`], the end with
-//!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`].
+//!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`] (or pass each as
+//!      an [`Input`] to [`Pull::handle_input`]).
 //!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.
 //!    - `Deliver { blob, offset, bytes }`: append the bytes to that blob's content.
 //!    - `Event(e)`: log it, show progress; on [`Event::Restarted`] truncate the blob's
@@ -97,6 +98,8 @@ pub use auth::{Credentials, Secret};
 pub use digest::{Algorithm, Digest, Verifier};
 pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
 pub use manifest::{Descriptor, Manifest, Platform};
-pub use pull::{Action, BlobId, Config, Event, ManifestRole, PlatformChoice, Pull, RequestId};
+pub use pull::{
+    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pull, RequestId,
+};
 pub use reference::Reference;
 pub use retry::RetryPolicy;

@@ -317,10 +317,7 @@ impl Checker {
                 },
                 Action::Wait { until } => {
                     if let Some(u) = until {
-                        assert!(
-                            u + Duration::from_secs(3600) > now,
-                            "a deadline far in the past"
-                        );
+                        assert!(u >= now, "a wait in the past");
                     }
                     return false;
                 }

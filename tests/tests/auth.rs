@@ -300,7 +300,7 @@ fn debug_output_carries_no_secret() {
     assert!(!format!("{cfg:?}").contains("very-secret"));
     let t0 = Instant::now();
     let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
-    // drive by hand, printing every action with Debug as a careless logger would
+    // the pull itself succeeds with the identity token (the POST flow)
     let out = sim.run(&mut p, t0);
     assert!(out.result.as_ref().unwrap().is_ok());
     let t0 = Instant::now();

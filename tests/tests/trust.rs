@@ -453,3 +453,43 @@ fn challenges_that_never_end_are_bounded() {
     }
     panic!("the challenges never ended");
 }
+
+#[test]
+fn no_secret_goes_to_a_plain_http_realm_off_this_machine() {
+    // Basic credentials and an identity (refresh) token alike: the realm is refused
+    // before anything is sent to it, for an https and a plain-http registry.
+    for (origin, plain_http) in [("https://reg.test", false), ("http://reg.test", true)] {
+        for credentials in [
+            basic(),
+            Credentials::IdentityToken {
+                token: Secret::new("refresh-me"),
+            },
+        ] {
+            let img = img();
+            let reg = registry(
+                &img,
+                vec![Rule::all(Fault::Challenge {
+                    times: u32::MAX,
+                    status: 401,
+                    www_authenticate: r#"Bearer realm="http://auth.test/token",service="s""#.into(),
+                })],
+            );
+            let mut sim = Sim::new(origin, reg);
+            let out = run(
+                Config {
+                    plain_http,
+                    credentials: credentials.clone(),
+                    ..config()
+                },
+                &mut sim,
+            );
+            let e = out.result.unwrap().unwrap_err();
+            assert!(matches!(e, Error::Insecure(_)), "{e}");
+            assert!(out.requests.iter().all(|r| r.0 != "http://auth.test"));
+            assert!(out
+                .bodies
+                .iter()
+                .all(|b| !String::from_utf8_lossy(b).contains("refresh")));
+        }
+    }
+}

@@ -39,7 +39,7 @@ mod types;
 use op::{Incoming, Op, OpKind, OpState};
 use origin::RegistryOrigin;
 use session::{RegistryAuth, TokenSlot};
-pub use types::{Action, BlobId, Config, Event, ManifestRole, PlatformChoice, RequestId};
+pub use types::{Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, RequestId};
 
 /// What a [`Pull`] is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +152,17 @@ impl Pull {
             deadline: later(now, self.config.idle_timeout),
         };
         Some(ix)
+    }
+
+    /// Something happened to exchange `id`: one entry point for every input (the four
+    /// methods below are the same, one per kind).
+    pub fn handle_input(&mut self, id: RequestId, input: Input, now: Instant) {
+        match input {
+            Input::Head(head) => self.handle_head(id, head, now),
+            Input::Chunk(chunk) => self.handle_chunk(id, chunk, now),
+            Input::End => self.handle_end(id, now),
+            Input::Error(error) => self.handle_error(id, error, now),
+        }
     }
 
     /// The response head of exchange `id` arrived.

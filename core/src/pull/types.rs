@@ -259,3 +259,17 @@ impl std::fmt::Debug for Action {
         }
     }
 }
+
+/// What happened to an exchange: the machine's inputs as data, for drivers, simulations
+/// and fuzzers that pass them around ([`Pull::handle_input`](crate::Pull::handle_input)).
+#[derive(Debug)]
+pub enum Input {
+    /// The response head arrived.
+    Head(http::Response<()>),
+    /// A chunk of the body arrived.
+    Chunk(Bytes),
+    /// The body ended normally.
+    End,
+    /// The transport failed (connect, TLS, reset, early EOF).
+    Error(crate::error::TransportError),
+}

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use futures::stream::{BoxStream, SelectAll, Stream, StreamExt};
 use http::{Request, Response};
-use ocireg_core::{Action, BlobId, Event, Pull, RequestId, TransportError};
+use ocireg_core::{Action, BlobId, Event, Input, Pull, RequestId, TransportError};
 
 /// A response body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
@@ -67,13 +67,6 @@ pub enum PullError {
     Io(#[from] std::io::Error),
 }
 
-enum Item {
-    Head(Response<()>),
-    Chunk(Bytes),
-    End,
-    Error(TransportError),
-}
-
 enum ExchangeState {
     Start(BoxFuture<'static, Result<Response<BodyStream>, TransportError>>),
     Body(BodyStream),
@@ -84,23 +77,23 @@ enum ExchangeState {
 fn exchange(
     id: RequestId,
     fut: BoxFuture<'static, Result<Response<BodyStream>, TransportError>>,
-) -> impl Stream<Item = (RequestId, Item)> + Send {
+) -> impl Stream<Item = (RequestId, Input)> + Send {
     futures::stream::unfold(ExchangeState::Start(fut), move |state| async move {
         match state {
             ExchangeState::Start(fut) => match fut.await {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
                     Some((
-                        (id, Item::Head(Response::from_parts(parts, ()))),
+                        (id, Input::Head(Response::from_parts(parts, ()))),
                         ExchangeState::Body(body),
                     ))
                 }
-                Err(e) => Some(((id, Item::Error(e)), ExchangeState::Finished)),
+                Err(e) => Some(((id, Input::Error(e)), ExchangeState::Finished)),
             },
             ExchangeState::Body(mut body) => match body.next().await {
-                Some(Ok(chunk)) => Some(((id, Item::Chunk(chunk)), ExchangeState::Body(body))),
-                Some(Err(e)) => Some(((id, Item::Error(e)), ExchangeState::Finished)),
-                None => Some(((id, Item::End), ExchangeState::Finished)),
+                Some(Ok(chunk)) => Some(((id, Input::Chunk(chunk)), ExchangeState::Body(body))),
+                Some(Err(e)) => Some(((id, Input::Error(e)), ExchangeState::Finished)),
+                None => Some(((id, Input::End), ExchangeState::Finished)),
             },
             ExchangeState::Finished => None,
         }
@@ -114,7 +107,7 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
     runtime: &R,
     sink: &mut S,
 ) -> Result<(), PullError> {
-    let mut streams: SelectAll<BoxStream<'static, (RequestId, Item)>> = SelectAll::new();
+    let mut streams: SelectAll<BoxStream<'static, (RequestId, Input)>> = SelectAll::new();
     let mut aborts: HashMap<RequestId, AbortHandle> = HashMap::new();
     // The armed timer: re-armed only when the core wants an earlier wake-up.
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
@@ -172,23 +165,18 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
             },
         };
         match next {
-            Some((id, item)) => {
-                let now = runtime.now();
-                match item {
-                    Item::Head(h) => {
+            Some((id, input)) => {
+                match &input {
+                    Input::Head(h) => {
                         tracing::debug!(?id, status = h.status().as_u16(), version = ?h.version(), "response");
-                        pull.handle_head(id, h, now)
                     }
-                    Item::Chunk(c) => pull.handle_chunk(id, c, now),
-                    Item::End => {
+                    // the exchange is over: nothing left to abort
+                    Input::End | Input::Error(_) => {
                         aborts.remove(&id);
-                        pull.handle_end(id, now)
                     }
-                    Item::Error(e) => {
-                        aborts.remove(&id);
-                        pull.handle_error(id, e, now)
-                    }
+                    Input::Chunk(_) => {}
                 }
+                pull.handle_input(id, input, runtime.now());
             }
             None => {
                 // The timer fired (or no stream is open): the next poll fires the core's timers.
