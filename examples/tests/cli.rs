@@ -103,31 +103,32 @@ fn serve_a_layout_and_pull_it_back() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 fetched"));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // port 0: the server binds a free port itself and prints it once it listens (no
+    // bind-and-release race, no polling for readiness)
     let mut server = ocireg()
         .args([
             "serve",
             "--addr",
-            &format!("127.0.0.1:{port}"),
+            "127.0.0.1:0",
             "--repository",
             "demo/copy",
         ])
         .arg(&demo_dir)
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut reader = std::io::BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("serving … on http://addr")
+        .to_string();
     let copy = work.path().join("copy");
     let out = ocireg()
-        .args(["pull", &format!("127.0.0.1:{port}/demo/copy:v1")])
+        .args(["pull", &format!("{addr}/demo/copy:v1")])
         .arg(&copy)
         .output()
         .unwrap();
