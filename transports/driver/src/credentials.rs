@@ -128,6 +128,17 @@ fn normalize(key: &str) -> String {
 /// Looks up credentials for `registry` (as written in the reference: `docker.io`,
 /// `ghcr.io`, `localhost:5000`) in the config at `path`. A missing file means none.
 pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, CredentialsError> {
+    lookup_with_helpers(path, registry, None)
+}
+
+/// [`lookup`], finding `docker-credential-*` helpers on `helper_path` (a `PATH`-style
+/// list) instead of the process's `PATH`: for tests and embedders that must not change
+/// the environment of the whole process.
+pub fn lookup_with_helpers(
+    path: &Path,
+    registry: &str,
+    helper_path: Option<&std::ffi::OsStr>,
+) -> Result<Option<Credentials>, CredentialsError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -169,7 +180,7 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
         want.clone()
     };
     if let Some((_, helper)) = cred_helpers.iter().find(|(k, _)| normalize(k) == want) {
-        return run_helper(helper, &server_url);
+        return run_helper(helper, &server_url, helper_path);
     }
     if let Some((key, entry)) = auths.iter().find(|(k, _)| normalize(k) == want) {
         match from_entry(entry) {
@@ -184,7 +195,7 @@ pub fn lookup(path: &Path, registry: &str) -> Result<Option<Credentials>, Creden
         }
     }
     match &creds_store {
-        Some(store) if !store.is_empty() => run_helper(store, &server_url),
+        Some(store) if !store.is_empty() => run_helper(store, &server_url, helper_path),
         _ => Ok(None),
     }
 }
@@ -218,7 +229,11 @@ fn from_entry(e: &AuthEntry) -> Result<Option<Credentials>, String> {
 }
 
 /// Runs `docker-credential-<helper> get` with `server_url` on stdin.
-fn run_helper(helper: &str, server_url: &str) -> Result<Option<Credentials>, CredentialsError> {
+fn run_helper(
+    helper: &str,
+    server_url: &str,
+    helper_path: Option<&std::ffi::OsStr>,
+) -> Result<Option<Credentials>, CredentialsError> {
     let err = |problem: String| CredentialsError::Helper {
         helper: helper.to_string(),
         problem,
@@ -230,7 +245,12 @@ fn run_helper(helper: &str, server_url: &str) -> Result<Option<Credentials>, Cre
     {
         return Err(err("invalid helper name".into()));
     }
-    let mut child = Command::new(format!("docker-credential-{helper}"))
+    let mut command = Command::new(format!("docker-credential-{helper}"));
+    if let Some(p) = helper_path {
+        // With PATH set for the child, the program is also looked up on it.
+        command.env("PATH", p);
+    }
+    let mut child = command
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -365,13 +385,14 @@ mod tests {
         let helper = bin.join("docker-credential-ocitest");
         std::fs::write(&helper, "#!/bin/sh\nread url\ncase \"$url\" in\n  reg.example) echo '{\"ServerURL\":\"reg.example\",\"Username\":\"hu\",\"Secret\":\"hs\"}';;\n  *) echo 'credentials not found in native keychain'; exit 1;;\nesac\n").unwrap();
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let path = format!(
+        // The helpers are found on this list only: the process's PATH stays as it is
+        // (tests run in parallel).
+        let path = std::ffi::OsString::from(format!(
             "{}:{}",
             bin.display(),
             std::env::var("PATH").unwrap_or_default()
-        );
-        // PATH is process-wide: this test is the only one that changes it.
-        std::env::set_var("PATH", path);
+        ));
+        let lookup = |p: &Path, r: &str| lookup_with_helpers(p, r, Some(&path));
         let p = write(
             d.path(),
             r#"{"credHelpers":{"reg.example":"ocitest"},"credsStore":"ocitest","auths":{"reg.example":{"auth":"eDp5"}}}"#,
