@@ -609,3 +609,57 @@ fn a_cut_after_progress_resumes_at_once_but_failures_in_a_row_back_off() {
     assert_complete(&out, &img);
     assert!(out.elapsed >= Duration::from_secs(2), "{:?}", out.elapsed);
 }
+
+#[test]
+fn a_416_starts_over_once_then_fails() {
+    // Bodies are cut at 30,000 bytes and ranged requests get 416. Per blob: a cut, a
+    // 416 (the blob starts over from byte 0), a cut again, a 416 again, which ends the
+    // pull: "start over" happens once per blob, not in a loop. (The cut rule counts the
+    // 416s among its first three tries of a path.)
+    let img = small();
+    let rules = vec![
+        Rule::blobs(Fault::CutBody {
+            after: 30_000,
+            times: 3,
+        }),
+        Rule::blobs(Fault::RangeNotSatisfiable),
+    ];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert_eq!(e.status(), Some(416), "{e}");
+    let mut restarts = std::collections::HashMap::new();
+    for e in &out.events {
+        if let Event::Restarted { blob } = e {
+            *restarts.entry(*blob).or_insert(0) += 1;
+        }
+    }
+    assert!(!restarts.is_empty());
+    assert!(restarts.values().all(|n| *n == 1), "{restarts:?}");
+}
+
+#[test]
+fn a_download_without_progress_gives_up_after_exactly_six_attempts() {
+    // the default policy: 6 attempts in a row without a new byte
+    let img = small();
+    let rules = vec![Rule::blobs(Fault::FailFirst {
+        times: 100,
+        status: 503,
+    })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let cfg = config();
+    assert_eq!(cfg.retry.max_attempts, 6);
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    let Error::GaveUp { what, attempts, .. } = &e else {
+        panic!("{e}")
+    };
+    assert_eq!(*attempts, 6);
+    let digest = what.trim_start_matches("blob ");
+    let tries = out
+        .requests
+        .iter()
+        .filter(|r| r.2.ends_with(digest))
+        .count();
+    assert_eq!(tries, 6, "requests for {digest}");
+}
