@@ -25,6 +25,9 @@ pub(crate) struct BlobDownload {
     skip_budget: u64,
     /// A 416 already made us start over once.
     pub(crate) restarted: bool,
+    /// The download continues a prefix the caller had (an earlier run's partial file),
+    /// which this machine never verified byte by byte.
+    pub(crate) from_caller_prefix: bool,
     /// `offset` when the current attempt began.
     pub(crate) attempt_start: u64,
 }
@@ -51,6 +54,7 @@ impl BlobDownload {
             skipped_total: 0,
             skip_budget,
             restarted: false,
+            from_caller_prefix: offset > 0,
             attempt_start: offset,
         }
     }
@@ -79,6 +83,7 @@ impl BlobDownload {
         self.attempt_start = 0;
         self.skip = 0;
         self.restarted = true;
+        self.from_caller_prefix = false;
     }
 
     /// Checks a successful response head. `url` is the redacted request URL.

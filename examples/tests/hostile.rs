@@ -597,3 +597,59 @@ fn a_blocking_pull_of_a_layer_slower_than_the_head_timeout_needs_no_retry() {
     assert!(stdout.contains(&img.digest().to_string()), "{stdout}");
     assert!(stdout.trim_end().ends_with(", 0 retries"), "{stdout}");
 }
+
+#[test]
+fn a_corrupt_partial_file_restarts_its_blob_within_the_same_pull() {
+    // An earlier run's partial file whose bytes are wrong (a disk error, another tool):
+    // the pull continues it, finds the digest wrong at the end, starts that blob over from
+    // byte 0 once, and succeeds in this run, saying so in a retry event.
+    let img = img(9);
+    let server = serve_image(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let layer = &img.layers[1];
+    let d = Digest::sha256(layer);
+    std::fs::create_dir_all(dir.path().join("ingest")).unwrap();
+    std::fs::write(
+        dir.path()
+            .join(format!("ingest/sha256-{}.partial", d.hex())),
+        vec![b'#'; 5000],
+    )
+    .unwrap();
+    let out = ocireg()
+        .args(["pull", "--plain-http", "--progress", "json"])
+        .arg(format!("{}/test/repo:v1", server.addr))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(
+        summary["resumed"], 1,
+        "the partial file was continued first"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "restarted"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["event"] == "retry"
+            && e["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("digest mismatch")),
+        "{events:?}"
+    );
+    let p = dir.path().join(format!("blobs/sha256/{}", d.hex()));
+    assert_eq!(std::fs::read(p).unwrap(), &layer[..]);
+    // the blob was requested twice (resumed, then from zero), never more
+    let tries = server
+        .seen()
+        .iter()
+        .filter(|r| r.path.ends_with(&d.to_string()))
+        .count();
+    assert_eq!(tries, 2);
+}

@@ -1,7 +1,7 @@
 //! The image goal: manifests, indexes and platform choice, and the blobs they list
 //! (queued, skipped, resumed from a caller's prefix, delivered when embedded).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header;
@@ -354,6 +354,24 @@ impl Pull {
                     "body ended before the descriptor's size",
                 );
                 self.on_transport_error(ix, e, now);
+            }
+            // A mismatch may be the caller's prefix (an earlier run's partial file, corrupt
+            // on disk) rather than the registry: start that blob over from byte 0 once,
+            // saying why, instead of failing the pull.
+            Err(e @ Error::DigestMismatch { .. }) if dl.from_caller_prefix && !dl.restarted => {
+                dl.restart();
+                let blob = *id;
+                let op = &mut self.ops[ix];
+                op.failures += 1;
+                op.state = OpState::Ready;
+                let (what, attempt) = (op.what(), op.failures + 1);
+                self.out.push_back(Action::Event(Event::Retry {
+                    what,
+                    attempt,
+                    delay: Duration::ZERO,
+                    error: e,
+                }));
+                self.out.push_back(Action::Event(Event::Restarted { blob }));
             }
             Err(e) => self.fail(e),
         }

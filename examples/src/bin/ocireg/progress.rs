@@ -210,6 +210,7 @@ impl Observer for Progress {
                         t.set_position(t.position().saturating_sub(b.done));
                     }
                     b.done = 0;
+                    b.last_report = 0;
                     if let Some(bar) = &b.bar {
                         bar.set_position(0);
                         bar.set_message("restarted");
@@ -241,7 +242,10 @@ impl Observer for Progress {
         }
         // JSON progress: at most every 5% (or 8 MiB) of a blob
         let step = (b.size / 20).clamp(1, 8 << 20);
-        if self.mode == Mode::Json && (b.done - b.last_report >= step) && b.done < b.size {
+        if self.mode == Mode::Json
+            && b.done.saturating_sub(b.last_report) >= step
+            && b.done < b.size
+        {
             b.last_report = b.done;
             emit(
                 json!({"event": "progress", "blob": b.digest, "bytes": b.done, "size": b.size, "elapsed_ms": self.started.elapsed().as_millis() as u64}),

@@ -32,7 +32,7 @@ impl Observer for Logged<'_> {
                 tracing::info!("blob {} resumes at byte {offset}", blob.0)
             }
             Event::Restarted { blob } => {
-                tracing::warn!("blob {} starts over (range not satisfiable)", blob.0)
+                tracing::warn!("blob {} starts over from byte 0", blob.0)
             }
             Event::PlainHttpFallback { host } => {
                 tracing::info!("{host} does not speak TLS; using plain http")
