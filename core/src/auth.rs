@@ -383,19 +383,37 @@ struct RawToken {
 /// The shortest token lifetime assumed.
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// Why a token service, or what it answered, cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenProblem {
+    /// The body is not the JSON of a token response.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The response has neither `token` nor `access_token`.
+    #[error("response has neither token nor access_token")]
+    NoToken,
+    /// The token could not travel in an `Authorization` header.
+    #[error("token contains characters not allowed in a header")]
+    NotAHeaderValue,
+    /// The challenge's realm is not an http(s) URL.
+    #[error("the realm is not an http(s) URL")]
+    RealmNotHttp,
+}
+
 /// Parses a token response body. `token` wins over `access_token`; `expires_in` below
 /// 60 s (or absent) counts as 60 s. `issued_at` (RFC 3339) is kept so the caller can
 /// subtract the token's age, measured against the token response's own `Date` header
 /// (see [`TokenResponse::lifetime`]); no wall clock is read.
-pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, String> {
-    let raw: RawToken = serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+pub fn parse_token_response(body: &[u8]) -> Result<TokenResponse, TokenProblem> {
+    let raw: RawToken =
+        serde_json::from_slice(body).map_err(|e| TokenProblem::MalformedJson(e.to_string()))?;
     let token = raw
         .token
         .filter(|t| !t.is_empty())
         .or(raw.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| "response has neither token nor access_token".to_string())?;
+        .ok_or(TokenProblem::NoToken)?;
     if token.bytes().any(|b| b.is_ascii_control() || b == b' ') {
-        return Err("token contains characters not allowed in a header".to_string());
+        return Err(TokenProblem::NotAHeaderValue);
     }
     let secs = raw.expires_in.unwrap_or(0).max(0) as u64;
     Ok(TokenResponse {
@@ -476,9 +494,18 @@ mod tests {
         let t = parse_token_response(br#"{"access_token":"x","expires_in":5}"#).unwrap();
         assert_eq!(t.token.expose(), "x");
         assert_eq!(t.expires_in, MIN_TOKEN_LIFETIME);
-        assert!(parse_token_response(br#"{"expires_in":5}"#).is_err());
-        assert!(parse_token_response(b"nope").is_err());
-        assert!(parse_token_response(br#"{"token":"a\nb"}"#).is_err());
+        assert_eq!(
+            parse_token_response(br#"{"expires_in":5}"#),
+            Err(TokenProblem::NoToken)
+        );
+        assert!(matches!(
+            parse_token_response(b"nope"),
+            Err(TokenProblem::MalformedJson(_))
+        ));
+        assert_eq!(
+            parse_token_response(br#"{"token":"a\nb"}"#),
+            Err(TokenProblem::NotAHeaderValue)
+        );
         assert_eq!(format!("{:?}", t.token), "REDACTED");
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(

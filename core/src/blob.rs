@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
 use crate::digest::{Digest, Verifier};
-use crate::error::Error;
+use crate::error::{Error, SizeSeen};
 use crate::range::{content_range_matches, range_header};
 
 /// The state of one blob download.
@@ -140,7 +140,10 @@ impl BlobDownload {
                 return Err(Error::SizeMismatch {
                     digest: self.digest.clone(),
                     expected: self.size,
-                    actual: format!("Content-Length {len} exceeds the {expected} bytes expected"),
+                    actual: SizeSeen::DeclaredLength {
+                        declared: len,
+                        expected,
+                    },
                 });
             }
         }
@@ -164,7 +167,7 @@ impl BlobDownload {
             return Err(Error::SizeMismatch {
                 digest: self.digest.clone(),
                 expected: self.size,
-                actual: "the body is longer than the descriptor's size".into(),
+                actual: SizeSeen::LongerThan(self.offset + chunk.len() as u64),
             });
         }
         if let Some(v) = self.verifier.as_mut() {

@@ -154,6 +154,39 @@ impl fmt::Debug for StatusError {
     }
 }
 
+/// What was seen of a body whose size does not fit its descriptor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeSeen {
+    /// The response declared a `Content-Length` larger than the bytes still expected.
+    DeclaredLength {
+        /// The declared length.
+        declared: u64,
+        /// The bytes still expected from this response.
+        expected: u64,
+    },
+    /// The body ran past the descriptor's size: at least this many bytes in all.
+    LongerThan(u64),
+}
+
+impl fmt::Display for SizeSeen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SizeSeen::DeclaredLength { declared, expected } => {
+                write!(
+                    f,
+                    "Content-Length {declared} exceeds the {expected} bytes expected"
+                )
+            }
+            SizeSeen::LongerThan(n) => {
+                write!(
+                    f,
+                    "the body is longer than the descriptor's size (at least {n} bytes)"
+                )
+            }
+        }
+    }
+}
+
 /// Everything that can go wrong, typed. No variant carries a secret.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -206,8 +239,8 @@ pub enum Error {
         digest: Digest,
         /// Descriptor size.
         expected: u64,
-        /// What was seen ("got 10 bytes", "more than expected").
-        actual: String,
+        /// What was seen.
+        actual: SizeSeen,
     },
     /// A body exceeded its limit.
     #[error("{what} body exceeds the limit of {limit} bytes{}", declared.map(|d| format!(" (Content-Length {d})")).unwrap_or_default())]
@@ -257,7 +290,7 @@ pub enum Error {
         /// Redacted realm URL.
         realm: String,
         /// What was wrong.
-        problem: String,
+        problem: crate::auth::TokenProblem,
     },
     /// Credentials would travel somewhere they must not.
     #[error("refusing to send credentials: {0}")]

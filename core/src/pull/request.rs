@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::{header, Method, Request};
 use url::Url;
 
+use crate::auth::TokenProblem;
 use crate::error::{redact_url, Error};
 use crate::manifest::MANIFEST_ACCEPT;
 use crate::time::later;
@@ -33,9 +34,9 @@ impl Pull {
         }
         match op.kind {
             OpKind::Token { slot, post } => {
-                let mut u = Url::parse(&op.path).map_err(|e| Error::Token {
+                let mut u = Url::parse(&op.path).map_err(|_| Error::Token {
                     realm: op.path.chars().take(200).collect(),
-                    problem: format!("the realm is not a URL: {e}"),
+                    problem: TokenProblem::RealmNotHttp,
                 })?;
                 if !post {
                     // GET: service and one scope parameter per scope

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use http::{header, HeaderValue};
 use url::Url;
 
-use crate::auth::{parse_token_response, Credentials, Secret};
+use crate::auth::{parse_token_response, Credentials, Secret, TokenProblem};
 use crate::error::{redact_url, Error, StatusError};
 use crate::reference::is_loopback_host;
 use crate::time::later;
@@ -137,7 +137,7 @@ impl Pull {
                 _ => {
                     return self.fail(Error::Token {
                         realm: b.param("realm").unwrap_or("").chars().take(200).collect(),
-                        problem: "the realm is not an http(s) URL".into(),
+                        problem: TokenProblem::RealmNotHttp,
                     })
                 }
             };
