@@ -132,30 +132,23 @@ where
     };
     reqs.lock().unwrap().push(req.clone());
     let mut conn = conn;
-    let reason = "Hostile";
     match answer(&req, me) {
         Answer::Full(status, hs, body) => {
-            let mut head = format!(
-                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n",
-                body.len()
-            );
-            for (k, v) in hs {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            conn.write_all(head.as_bytes())?;
+            write_head(
+                &mut conn,
+                status,
+                &format!("content-length: {}", body.len()),
+                hs,
+            )?;
             conn.write_all(&body)?;
         }
         Answer::Slow(status, hs, body, chunk, pause) => {
-            let mut head = format!(
-                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: {}\r\n",
-                body.len()
-            );
-            for (k, v) in hs {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            conn.write_all(head.as_bytes())?;
+            write_head(
+                &mut conn,
+                status,
+                &format!("content-length: {}", body.len()),
+                hs,
+            )?;
             for part in body.chunks(chunk.max(1)) {
                 conn.write_all(part)?;
                 conn.flush()?;
@@ -163,14 +156,7 @@ where
             }
         }
         Answer::Endless(status, hs) => {
-            let mut head = format!(
-                "HTTP/1.1 {status} {reason}\r\nconnection: close\r\ntransfer-encoding: chunked\r\n"
-            );
-            for (k, v) in hs {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            conn.write_all(head.as_bytes())?;
+            write_head(&mut conn, status, "transfer-encoding: chunked", hs)?;
             let chunk = vec![b'x'; 64 * 1024];
             let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
             loop {
@@ -180,6 +166,22 @@ where
         }
     }
     conn.flush()
+}
+
+/// Writes a response head: the status, `connection: close`, the framing header, then
+/// the answer's own headers.
+fn write_head(
+    conn: &mut TcpStream,
+    status: u16,
+    framing: &str,
+    headers: Vec<(String, String)>,
+) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {status} Hostile\r\nconnection: close\r\n{framing}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    conn.write_all(head.as_bytes())
 }
 
 /// `Answer::Full` with a JSON body.

@@ -1,7 +1,7 @@
 //! The image goal: manifests, indexes and platform choice, and the blobs they list
 //! (queued, skipped, resumed from a caller's prefix, delivered when embedded).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header;
@@ -361,16 +361,7 @@ impl Pull {
             Err(e @ Error::DigestMismatch { .. }) if dl.from_caller_prefix && !dl.restarted => {
                 dl.restart();
                 let blob = *id;
-                let op = &mut self.ops[ix];
-                op.failures += 1;
-                op.state = OpState::Ready;
-                let (what, attempt) = (op.what(), op.failures + 1);
-                self.out.push_back(Action::Event(Event::Retry {
-                    what,
-                    attempt,
-                    delay: Duration::ZERO,
-                    error: e,
-                }));
+                self.retry_at_once(ix, e);
                 self.out.push_back(Action::Event(Event::Restarted { blob }));
             }
             Err(e) => self.fail(e),

@@ -322,17 +322,9 @@ impl Pull {
             Recovery::Restart(Restart::AtRegistry(error)) => {
                 let op = &mut self.ops[ix];
                 op.foreign_restarted = true;
-                op.failures += 1;
                 op.redirect = None;
                 op.hops = 0;
-                op.state = OpState::Ready;
-                let (what, attempt) = (op.what(), op.failures + 1);
-                self.out.push_back(Action::Event(Event::Retry {
-                    what,
-                    attempt,
-                    delay: Duration::ZERO,
-                    error,
-                }));
+                self.retry_at_once(ix, error);
                 self.push_resumed(ix);
             }
             Recovery::Restart(Restart::FromZero) => {
@@ -419,6 +411,20 @@ impl Pull {
             error: err,
         }));
         self.push_resumed(ix);
+    }
+
+    /// Sends op `ix` again at once, counting the failure as an attempt and saying why.
+    pub(super) fn retry_at_once(&mut self, ix: usize, error: Error) {
+        let op = &mut self.ops[ix];
+        op.failures += 1;
+        op.state = OpState::Ready;
+        let (what, attempt) = (op.what(), op.failures + 1);
+        self.out.push_back(Action::Event(Event::Retry {
+            what,
+            attempt,
+            delay: Duration::ZERO,
+            error,
+        }));
     }
 
     /// Tells the caller that a blob's next attempt continues where it stopped.
