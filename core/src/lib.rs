@@ -27,8 +27,8 @@
 //!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.
 //!    - `Deliver { blob, offset, bytes }`: append the bytes to that blob's content.
 //!    - `Event(e)`: log it, show progress; on [`Event::Restarted`] truncate the blob's
-//!      content; on [`Event::BlobQueued`] optionally answer [`Pull::skip_blob`] or
-//!      [`Pull::resume_blob`] before polling again.
+//!      content; on [`Event::BlobQueued`] optionally answer through [`Pull::queued`]
+//!      ([`QueuedBlob::skip`] or [`QueuedBlob::resume`]) before polling again.
 //! 3. Wait for the next exchange input or until `Wait::until`, whichever comes first,
 //!    then feed the input (if any) and go to 2. Pass the current time, never the deadline.
 //!
@@ -85,7 +85,9 @@
 pub mod auth;
 mod blob;
 pub mod digest;
+mod engine;
 pub mod error;
+mod goals;
 pub mod link;
 pub mod manifest;
 pub mod pull;
@@ -93,13 +95,15 @@ pub mod range;
 pub mod reference;
 pub mod retry;
 pub mod time;
+mod types;
 
 pub use auth::{Credentials, Secret};
 pub use digest::{Algorithm, Digest, Verifier};
 pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
 pub use manifest::{Descriptor, Manifest, Platform};
 pub use pull::{
-    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pull, RequestId,
+    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pull, QueuedBlob,
+    RequestId, ResumeRefused,
 };
 pub use reference::Reference;
 pub use retry::RetryPolicy;

@@ -17,8 +17,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use http::{header, Response};
 use ocireg_core::{
-    Action, BlobId, Config, Credentials, Digest, Event, Platform, Pull, Reference, RequestId,
-    RetryPolicy, Secret, TransportError, TransportErrorKind,
+    Action, BlobId, Config, Credentials, Digest, Event, Input, Platform, Pull, Reference,
+    RequestId, RetryPolicy, Secret, TransportError, TransportErrorKind,
 };
 use ocireg_registry::images::{image, TestImage};
 
@@ -28,7 +28,7 @@ const MAX_CONCURRENT: usize = 3;
 const DRAIN_BOUND: usize = 10_000;
 
 #[derive(Arbitrary, Debug)]
-struct Input {
+struct Script {
     basic_credentials: bool,
     identity_token: bool,
     all_platforms: bool,
@@ -215,6 +215,7 @@ struct Checker {
     blobs: HashMap<BlobId, (u64, Digest)>,
     delivered: BTreeMap<BlobId, Vec<u8>>,
     done: HashSet<BlobId>,
+    skipped: HashSet<BlobId>,
     ids: HashSet<RequestId>,
     open: Vec<Open>,
     realms: HashSet<String>,
@@ -287,6 +288,7 @@ impl Checker {
                     let buf = self.delivered.entry(blob).or_default();
                     assert_eq!(offset, buf.len() as u64, "delivery not contiguous");
                     assert!(!self.done.contains(&blob), "delivery after BlobDone");
+                    assert!(!self.skipped.contains(&blob), "delivery of a skipped blob");
                     buf.extend_from_slice(&bytes);
                     assert!(buf.len() as u64 <= size, "delivered past the size");
                 }
@@ -309,6 +311,17 @@ impl Checker {
                         );
                         assert_eq!(self.blobs[&blob].1, digest);
                         assert!(self.done.insert(blob), "BlobDone twice");
+                        assert!(!self.skipped.contains(&blob), "BlobDone of a skipped blob");
+                    }
+                    Event::BlobSkipped { blob, digest, .. } => {
+                        assert_eq!(self.blobs[&blob].1, digest);
+                        assert!(!self.done.contains(&blob), "skipped after BlobDone");
+                        assert!(!self.delivered.contains_key(&blob), "skipped after bytes");
+                        assert!(self.skipped.insert(blob), "BlobSkipped twice");
+                    }
+                    Event::Resumed { blob, offset } => {
+                        let have = self.delivered.get(&blob).map_or(0, |b| b.len() as u64);
+                        assert_eq!(offset, have, "resumed elsewhere than the end");
                     }
                     Event::Restarted { blob } => {
                         self.delivered.remove(&blob);
@@ -321,7 +334,16 @@ impl Checker {
                     }
                     return false;
                 }
-                Action::Done | Action::Failed(_) => return true,
+                Action::Done => {
+                    for blob in self.blobs.keys() {
+                        assert!(
+                            self.done.contains(blob) || self.skipped.contains(blob),
+                            "Done with blob {blob:?} neither done nor skipped"
+                        );
+                    }
+                    return true;
+                }
+                Action::Failed(_) => return true,
             }
         }
         panic!("the drain did not end within {DRAIN_BOUND} polls");
@@ -330,14 +352,14 @@ impl Checker {
 
 /// Runs the machine on `data`.
 pub fn check(data: &[u8]) {
-    let Ok(input) = Input::arbitrary(&mut Unstructured::new(data)) else {
+    let Ok(input) = Script::arbitrary(&mut Unstructured::new(data)) else {
         return;
     };
     run(input);
 }
 
 /// Runs the machine through `input`'s operations, checking the invariants at each step.
-fn run(input: Input) {
+fn run(input: Script) {
     let w = world();
     let t0 = Instant::now();
     let mut now = t0;
@@ -372,6 +394,7 @@ fn run(input: Input) {
         blobs: HashMap::new(),
         delivered: BTreeMap::new(),
         done: HashSet::new(),
+        skipped: HashSet::new(),
         ids: HashSet::new(),
         open: Vec::new(),
         realms: HashSet::new(),
@@ -410,7 +433,7 @@ fn run(input: Input) {
                     }
                 }
                 if let Ok(head) = b.body(()) {
-                    pull.handle_head(c.open[i].id, head, now);
+                    pull.handle_input(c.open[i].id, Input::Head(head), now);
                 }
             }
             Op::Content { k, start, len } => {
@@ -420,16 +443,16 @@ fn run(input: Input) {
                 };
                 let start = (start as usize).min(content.len());
                 let end = (start + len as usize).min(content.len());
-                pull.handle_chunk(c.open[i].id, content.slice(start..end), now);
+                pull.handle_input(c.open[i].id, Input::Chunk(content.slice(start..end)), now);
             }
             Op::Chunk { k, data } => {
                 let Some(i) = pick(k, &c.open) else { continue };
-                pull.handle_chunk(c.open[i].id, Bytes::from(data), now);
+                pull.handle_input(c.open[i].id, Input::Chunk(Bytes::from(data)), now);
             }
             Op::End { k } => {
                 let Some(i) = pick(k, &c.open) else { continue };
                 let r = c.open.remove(i);
-                pull.handle_end(r.id, now);
+                pull.handle_input(r.id, Input::End, now);
             }
             Op::Error { k, kind } => {
                 let Some(i) = pick(k, &c.open) else { continue };
@@ -442,7 +465,7 @@ fn run(input: Input) {
                     TransportErrorKind::Timeout,
                     TransportErrorKind::Other,
                 ][kind as usize % 6];
-                pull.handle_error(r.id, TransportError::new(kind, "fuzz"), now);
+                pull.handle_input(r.id, Input::Error(TransportError::new(kind, "fuzz")), now);
             }
             Op::Time { ms } => now += Duration::from_millis(u64::from(ms)),
             Op::Answer { blob, skip, prefix } => {
@@ -455,14 +478,17 @@ fn run(input: Input) {
                 if c.delivered.contains_key(&id) || c.done.contains(&id) {
                     continue;
                 }
+                let Some(queued) = pull.queued(id) else {
+                    continue;
+                };
                 if skip {
-                    pull.skip_blob(id);
+                    queued.skip();
                 } else if let Some(content) = w.img.blobs().find(|b| Digest::sha256(b) == digest) {
                     // a verified prefix, as a layout writer would have it
                     let n = (prefix as usize).min(content.len()).min(size as usize);
                     let mut v = ocireg_core::Verifier::new(digest.algorithm());
                     v.update(&content[..n]);
-                    if pull.resume_blob(id, v) {
+                    if queued.resume(v).is_ok() {
                         c.delivered.insert(id, content[..n].to_vec());
                     }
                 }
@@ -472,8 +498,12 @@ fn run(input: Input) {
                 let Some(i) = pick(k, &c.open) else { continue };
                 let r = c.open.remove(i);
                 let Some(content) = content_for(&w, &r.path) else {
-                    pull.handle_head(r.id, Response::builder().status(404).body(()).unwrap(), now);
-                    pull.handle_end(r.id, now);
+                    pull.handle_input(
+                        r.id,
+                        Input::Head(Response::builder().status(404).body(()).unwrap()),
+                        now,
+                    );
+                    pull.handle_input(r.id, Input::End, now);
                     continue;
                 };
                 let mut b = Response::builder()
@@ -487,9 +517,9 @@ fn run(input: Input) {
                     };
                     b = b.header(header::CONTENT_TYPE, mt);
                 }
-                pull.handle_head(r.id, b.body(()).unwrap(), now);
-                pull.handle_chunk(r.id, content, now);
-                pull.handle_end(r.id, now);
+                pull.handle_input(r.id, Input::Head(b.body(()).unwrap()), now);
+                pull.handle_input(r.id, Input::Chunk(content), now);
+                pull.handle_input(r.id, Input::End, now);
             }
         }
         if c.drain(&mut pull, now) {
@@ -543,7 +573,7 @@ mod tests {
                 },
                 Op::End { k: 2 },
             ];
-            run(Input {
+            run(Script {
                 basic_credentials,
                 identity_token,
                 all_platforms: false,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Response;
 use ocireg_core::{
-    Action, BlobId, Error, Event, Pull, RequestId, TransportError, TransportErrorKind,
+    Action, BlobId, Error, Event, Input, Pull, RequestId, TransportError, TransportErrorKind,
 };
 use ocireg_registry::{FaultyRegistry, Reply};
 
@@ -118,14 +118,11 @@ impl Sim {
                         }
                         None => {
                             // nobody listens there
-                            pull.handle_error(
-                                id,
-                                TransportError::new(
-                                    TransportErrorKind::Connect,
-                                    "connection refused",
-                                ),
-                                now,
+                            let refused = TransportError::new(
+                                TransportErrorKind::Connect,
+                                "connection refused",
                             );
+                            pull.handle_input(id, Input::Error(refused), now);
                             continue;
                         }
                     };
@@ -162,6 +159,7 @@ impl Sim {
                         Event::Resolved { .. } => "Resolved",
                         Event::BlobQueued { .. } => "BlobQueued",
                         Event::BlobDone { .. } => "BlobDone",
+                        Event::BlobSkipped { .. } => "BlobSkipped",
                         Event::Retry { .. } => "Retry",
                         Event::Resumed { .. } => "Resumed",
                         Event::Restarted { .. } => "Restarted",
@@ -243,7 +241,7 @@ impl Sim {
             for (k, v) in e.reply.head.headers() {
                 b = b.header(k, v);
             }
-            pull.handle_head(e.id, b.body(()).unwrap(), now);
+            pull.handle_input(e.id, Input::Head(b.body(()).unwrap()), now);
             return true;
         }
         let limit = e
@@ -259,24 +257,21 @@ impl Sim {
             let chunk: Bytes = e.reply.body.slice(e.sent..e.sent + n);
             e.sent += n;
             out.body_bytes += n;
-            pull.handle_chunk(e.id, chunk, now);
+            pull.handle_input(e.id, Input::Chunk(chunk), now);
             return true;
         }
         let id = e.id;
         if e.reply.cut_after.is_some_and(|c| c < e.reply.body.len()) {
             open.remove(i);
-            pull.handle_error(
-                id,
-                TransportError::new(TransportErrorKind::Broken, "connection reset"),
-                now,
-            );
+            let reset = TransportError::new(TransportErrorKind::Broken, "connection reset");
+            pull.handle_input(id, Input::Error(reset), now);
             return true;
         }
         if e.reply.stall_after.is_some_and(|s| s < e.reply.body.len()) {
             return false;
         }
         open.remove(i);
-        pull.handle_end(id, now);
+        pull.handle_input(id, Input::End, now);
         true
     }
 }

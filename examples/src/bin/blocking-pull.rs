@@ -19,7 +19,9 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ocireg_core::{Action, Config, Pull, Reference, RequestId, TransportError, TransportErrorKind};
+use ocireg_core::{
+    Action, Config, Event, Pull, Reference, RequestId, TransportError, TransportErrorKind,
+};
 use ocireg_driver::layout::LayoutWriter;
 use ocireg_driver::Sink;
 
@@ -107,7 +109,14 @@ fn run(
                 continue;
             }
             Action::Event(e) => {
-                writer.event(&mut pull, &e).map_err(|e| e.to_string())?;
+                writer.event(&e).map_err(|e| e.to_string())?;
+                if let Event::BlobQueued { blob, descriptor } = &e {
+                    if let Some(queued) = pull.queued(*blob) {
+                        writer
+                            .blob_queued(queued, descriptor)
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
                 continue;
             }
             Action::Wait { until } => until,

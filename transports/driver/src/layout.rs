@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use ocireg_core::manifest::Descriptor;
-use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, Verifier};
+use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, QueuedBlob, Verifier};
 use serde_json::{json, Value};
 
 use crate::Sink;
@@ -352,10 +352,10 @@ impl LayoutWriter {
         )))
     }
 
-    fn blob_queued(&mut self, pull: &mut Pull, blob: BlobId, d: &Descriptor) -> io::Result<()> {
+    fn blob_queued(&mut self, queued: QueuedBlob<'_>, d: &Descriptor) -> io::Result<()> {
+        let blob = queued.id();
         if self.present(d)? {
-            pull.skip_blob(blob);
-            self.stats.skipped += 1;
+            queued.skip();
             return Ok(());
         }
         let final_path = blob_path(&self.root, &d.digest);
@@ -364,19 +364,17 @@ impl LayoutWriter {
             Some(file) => {
                 // Another process may have finished this blob meanwhile.
                 if self.present(d)? {
-                    pull.skip_blob(blob);
-                    self.stats.skipped += 1;
+                    queued.skip();
                     return Ok(());
                 }
                 let len = file.metadata()?.len();
                 if len > 0 && len < d.len() {
                     // Hash what an earlier run left, and continue after it.
                     let v = hash_prefix(&file, d.digest.algorithm(), len)?;
-                    if pull.resume_blob(blob, v) {
-                        self.stats.resumed += 1;
-                    } else {
+                    match queued.resume(v) {
+                        Ok(()) => self.stats.resumed += 1,
                         // the machine starts this blob from zero: so does the file
-                        file.set_len(0)?;
+                        Err(_) => file.set_len(0)?,
                     }
                 } else if len > 0 {
                     file.set_len(0)?;
@@ -450,9 +448,13 @@ impl LayoutWriter {
 }
 
 impl Sink for LayoutWriter {
-    fn event(&mut self, pull: &mut Pull, event: &Event) -> io::Result<()> {
+    fn blob_queued(&mut self, queued: QueuedBlob<'_>, descriptor: &Descriptor) -> io::Result<()> {
+        LayoutWriter::blob_queued(self, queued, descriptor)
+    }
+
+    fn event(&mut self, event: &Event) -> io::Result<()> {
         match event {
-            Event::BlobQueued { blob, descriptor } => self.blob_queued(pull, *blob, descriptor)?,
+            Event::BlobSkipped { .. } => self.stats.skipped += 1,
             Event::Manifest {
                 role: ManifestRole::Selector,
                 ..
@@ -526,14 +528,13 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
     Ok(Bytes::from(data))
 }
 
-/// Watches a pull written into a layout: events, bytes, skipped blobs.
+/// Watches a pull written into a layout: events (a blob already in the layout is
+/// [`Event::BlobSkipped`]) and bytes.
 pub trait Observer {
     /// An event of the pull.
     fn event(&mut self, _event: &Event) {}
     /// `n` more bytes of `blob` were written.
     fn delivered(&mut self, _blob: BlobId, _n: u64) {}
-    /// A queued blob was already in the layout and is not downloaded.
-    fn skipped(&mut self, _blob: BlobId, _descriptor: &Descriptor) {}
 }
 
 impl<F: FnMut(&Event)> Observer for F {
@@ -592,18 +593,14 @@ struct Observed<'a> {
 }
 
 impl Sink for Observed<'_> {
-    fn event(&mut self, pull: &mut Pull, event: &Event) -> io::Result<()> {
-        let skipped_before = self.writer.stats.skipped;
-        self.writer.event(pull, event)?;
-        match event {
-            Event::BlobQueued { blob, descriptor }
-                if self.writer.stats.skipped > skipped_before =>
-            {
-                self.observer.skipped(*blob, descriptor)
-            }
-            _ => self.observer.event(event),
-        }
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        self.writer.event(event)?;
+        self.observer.event(event);
         Ok(())
+    }
+
+    fn blob_queued(&mut self, queued: QueuedBlob<'_>, descriptor: &Descriptor) -> io::Result<()> {
+        self.writer.blob_queued(queued, descriptor)
     }
 
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> io::Result<()> {

@@ -22,7 +22,9 @@ use bytes::Bytes;
 use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use futures::stream::{BoxStream, SelectAll, Stream, StreamExt};
 use http::{Request, Response};
-use ocireg_core::{Action, BlobId, Event, Input, Pull, RequestId, TransportError};
+use ocireg_core::{
+    Action, BlobId, Descriptor, Event, Input, Pull, QueuedBlob, RequestId, TransportError,
+};
 
 /// A response body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
@@ -46,9 +48,19 @@ pub trait Runtime: Send + Sync {
 
 /// Receives what a pull produces.
 pub trait Sink {
-    /// An event. May answer [`Event::BlobQueued`] with [`Pull::skip_blob`] or
-    /// [`Pull::resume_blob`].
-    fn event(&mut self, pull: &mut Pull, event: &Event) -> std::io::Result<()>;
+    /// An event.
+    fn event(&mut self, event: &Event) -> std::io::Result<()>;
+    /// A blob is queued (right after its [`Event::BlobQueued`]): the sink may skip it or
+    /// continue it from a prefix it has, through the handle. Dropping the handle lets
+    /// the download start from byte 0.
+    fn blob_queued(
+        &mut self,
+        blob: QueuedBlob<'_>,
+        descriptor: &Descriptor,
+    ) -> std::io::Result<()> {
+        let _ = (blob, descriptor);
+        Ok(())
+    }
     /// Bytes of a blob at `offset` (always its end so far).
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
 }
@@ -137,7 +149,13 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
                     }
                 }
                 Action::Event(e) => {
-                    if let Err(err) = sink.event(pull, &e) {
+                    let mut handled = sink.event(&e);
+                    if let (Ok(()), Event::BlobQueued { blob, descriptor }) = (&handled, &e) {
+                        if let Some(queued) = pull.queued(*blob) {
+                            handled = sink.blob_queued(queued, descriptor);
+                        }
+                    }
+                    if let Err(err) = handled {
                         abort_all(pull, &mut aborts, runtime);
                         return Err(err.into());
                     }

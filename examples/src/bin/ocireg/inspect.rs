@@ -11,7 +11,7 @@ use crate::setup::{config, io, Io};
 pub(crate) struct Collect(Vec<Event>);
 
 impl Sink for Collect {
-    fn event(&mut self, _pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
         self.0.push(event.clone());
         Ok(())
     }

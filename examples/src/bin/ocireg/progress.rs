@@ -38,8 +38,12 @@ impl Mode {
 struct Blob {
     digest: String,
     size: u64,
+    media_type: String,
     done: u64,
+    /// Created when the blob's first bytes (or its end) arrive: a blob that is skipped
+    /// never shows.
     bar: Option<ProgressBar>,
+    announced: bool,
     last_report: u64,
 }
 
@@ -112,35 +116,62 @@ impl Progress {
     }
 
     fn queued(&mut self, blob: BlobId, d: &Descriptor) {
-        let digest = d.digest.to_string();
-        let bar = self.multi.as_ref().map(|m| {
-            let b = m.add(ProgressBar::new(d.len()));
-            b.set_style(
-                ProgressStyle::with_template("{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}")
-                    .expect("static template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(short(&digest));
-            b
-        });
         if let Some(t) = &self.total {
             t.inc_length(d.len());
-        }
-        if self.mode == Mode::Json {
-            emit(
-                json!({"event": "started", "blob": digest, "size": d.len(), "media_type": d.media_type}),
-            );
         }
         self.blobs.insert(
             blob,
             Blob {
-                digest,
+                digest: d.digest.to_string(),
                 size: d.len(),
+                media_type: d.media_type.clone(),
                 done: 0,
-                bar,
+                bar: None,
+                announced: false,
                 last_report: 0,
             },
         );
+    }
+
+    /// The blob is being fetched: its bar appears, JSON says `started` (once).
+    fn announce(&mut self, blob: BlobId) -> Option<&mut Blob> {
+        let b = self.blobs.get_mut(&blob)?;
+        if !b.announced {
+            b.announced = true;
+            b.bar = self.multi.as_ref().map(|m| {
+                let bar = m.add(ProgressBar::new(b.size));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {msg}",
+                    )
+                    .expect("static template")
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(short(&b.digest));
+                bar
+            });
+            if self.mode == Mode::Json {
+                emit(
+                    json!({"event": "started", "blob": b.digest, "size": b.size, "media_type": b.media_type}),
+                );
+            }
+        }
+        Some(b)
+    }
+
+    /// The blob is not downloaded: the layout has it.
+    fn skipped(&mut self, blob: BlobId) {
+        let Some(b) = self.blobs.remove(&blob) else {
+            return;
+        };
+        if let Some(t) = &self.total {
+            t.set_length(t.length().unwrap_or(0).saturating_sub(b.size));
+        }
+        match self.mode {
+            Mode::Json => emit(json!({"event": "skipped", "blob": b.digest, "size": b.size})),
+            Mode::Plain => eprintln!("present  {}", b.digest),
+            _ => {}
+        }
     }
 }
 
@@ -148,8 +179,9 @@ impl Observer for Progress {
     fn event(&mut self, event: &Event) {
         match event {
             Event::BlobQueued { blob, descriptor } => self.queued(*blob, descriptor),
+            Event::BlobSkipped { blob, .. } => self.skipped(*blob),
             Event::BlobDone { blob, digest, size } => {
-                if let Some(b) = self.blobs.get(blob) {
+                if let Some(b) = self.announce(*blob) {
                     if let Some(bar) = &b.bar {
                         bar.finish_and_clear();
                     }
@@ -186,11 +218,23 @@ impl Observer for Progress {
                 _ => {}
             },
             Event::Resumed { blob, offset } => {
-                let digest = self
-                    .blobs
-                    .get(blob)
-                    .map(|b| b.digest.clone())
-                    .unwrap_or_default();
+                let total = self.total.clone();
+                let Some(b) = self.announce(*blob) else {
+                    return;
+                };
+                // From a prefix the layout already had: those bytes count as done.
+                if *offset > b.done {
+                    let more = offset - b.done;
+                    b.done = *offset;
+                    b.last_report = *offset;
+                    if let Some(bar) = &b.bar {
+                        bar.inc(more);
+                    }
+                    if let Some(t) = total {
+                        t.inc(more);
+                    }
+                }
+                let digest = b.digest.clone();
                 match self.mode {
                     Mode::Json => {
                         emit(json!({"event": "resumed", "blob": digest, "offset": offset}))
@@ -230,36 +274,26 @@ impl Observer for Progress {
     }
 
     fn delivered(&mut self, blob: BlobId, n: u64) {
-        let Some(b) = self.blobs.get_mut(&blob) else {
+        let total = self.total.clone();
+        let started = self.started;
+        let json = self.mode == Mode::Json;
+        let Some(b) = self.announce(blob) else {
             return;
         };
         b.done += n;
         if let Some(bar) = &b.bar {
             bar.inc(n);
         }
-        if let Some(t) = &self.total {
+        if let Some(t) = &total {
             t.inc(n);
         }
         // JSON progress: at most every 5% (or 8 MiB) of a blob
         let step = (b.size / 20).clamp(1, 8 << 20);
-        if self.mode == Mode::Json
-            && b.done.saturating_sub(b.last_report) >= step
-            && b.done < b.size
-        {
+        if json && b.done.saturating_sub(b.last_report) >= step && b.done < b.size {
             b.last_report = b.done;
             emit(
-                json!({"event": "progress", "blob": b.digest, "bytes": b.done, "size": b.size, "elapsed_ms": self.started.elapsed().as_millis() as u64}),
+                json!({"event": "progress", "blob": b.digest, "bytes": b.done, "size": b.size, "elapsed_ms": started.elapsed().as_millis() as u64}),
             );
-        }
-    }
-
-    fn skipped(&mut self, _blob: BlobId, d: &Descriptor) {
-        match self.mode {
-            Mode::Json => {
-                emit(json!({"event": "skipped", "blob": d.digest.to_string(), "size": d.len()}))
-            }
-            Mode::Plain => eprintln!("present  {}", d.digest),
-            _ => {}
         }
     }
 }

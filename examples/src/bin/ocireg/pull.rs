@@ -48,10 +48,6 @@ impl Observer for Logged<'_> {
     fn delivered(&mut self, blob: ocireg_core::BlobId, n: u64) {
         self.0.delivered(blob, n)
     }
-
-    fn skipped(&mut self, blob: ocireg_core::BlobId, d: &ocireg_core::Descriptor) {
-        self.0.skipped(blob, d)
-    }
 }
 
 pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(

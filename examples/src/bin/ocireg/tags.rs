@@ -22,7 +22,7 @@ pub(crate) async fn cmd_tags(a: TagsArgs, rt: RuntimeChoice) -> Result<(), Strin
 pub(crate) struct PrintTags;
 
 impl Sink for PrintTags {
-    fn event(&mut self, _pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
         use std::io::Write;
         if let Event::Tags { tags } = event {
             let mut out = std::io::stdout().lock();

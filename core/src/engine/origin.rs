@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::reference::{is_loopback_host, Reference};
 
-use super::Pull;
+use super::Engine;
 
 /// How the registry is spoken to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,12 +82,14 @@ impl RegistryOrigin {
     }
 }
 
-impl Pull {
-    pub(super) fn registry_url(&self) -> Url {
+impl Engine {
+    /// `scheme://host[:port]/` of the registry, after the scheme decision.
+    pub(crate) fn registry_url(&self) -> Url {
         self.origin.url()
     }
 
-    pub(super) fn is_registry_origin(&self, url: &Url) -> bool {
+    /// Is `url` on the registry's origin?
+    pub(crate) fn is_registry_origin(&self, url: &Url) -> bool {
         self.origin.contains(url)
     }
 

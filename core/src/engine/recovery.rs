@@ -15,10 +15,10 @@ use crate::reference::is_loopback_host;
 use crate::retry::parse_retry_after;
 use crate::time::later;
 
-use super::op::{OpKind, OpState};
+use super::op::{Exchange, OpId, OpState};
 use super::origin::{host_port, origin_of};
-use super::types::{Action, Event, RequestId};
-use super::Pull;
+use super::Engine;
+use crate::types::{Action, Event};
 
 /// What was sent, and what the operation went through before: the facts recovery
 /// decides on.
@@ -87,7 +87,7 @@ pub(super) enum Restart {
 }
 
 /// What to do about a failed exchange. The engine applies it in one place,
-/// [`Pull::apply`](crate::Pull::apply).
+/// `Engine::apply`.
 #[derive(Debug)]
 pub(super) enum Recovery {
     /// Follow the redirect to this URL.
@@ -250,25 +250,25 @@ fn redirect(sent: &Sent, location: &[u8], limits: Limits) -> Recovery {
     Recovery::Redirect(target)
 }
 
-impl Pull {
-    /// The facts about op `ix`'s last request that recovery decides on.
-    fn sent(&self, ix: usize) -> Option<Sent> {
-        let op = &self.ops[ix];
-        let url = op.sent_url.clone()?;
+impl Engine {
+    /// The facts about op `op`'s last request that recovery decides on.
+    fn sent(&self, op: OpId) -> Option<Sent> {
+        let o = self.ops.get(&op)?;
+        let url = o.sent_url.clone()?;
         Some(Sent {
-            what: op.what(),
-            method: self.method_of(ix),
-            to_registry: self.is_registry_origin(&url),
+            what: o.what.clone(),
+            method: o.method(),
+            to_registry: self.origin.contains(&url),
             url,
-            at_start: op.redirect.is_none(),
-            token_post: match op.kind {
-                OpKind::Token { post, .. } => Some(post),
+            at_start: o.redirect.is_none(),
+            token_post: match o.exchange {
+                Exchange::Token { post, .. } => Some(post),
                 _ => None,
             },
-            resumed_blob: matches!(&op.kind, OpKind::Blob { dl, .. } if !dl.restarted && dl.offset > 0),
-            hops: op.hops,
-            failures: op.failures,
-            foreign_restarted: op.foreign_restarted,
+            resumed_blob: matches!(&o.exchange, Exchange::Download { dl, .. } if !dl.restarted && dl.offset > 0),
+            hops: o.hops,
+            failures: o.failures,
+            foreign_restarted: o.foreign_restarted,
         })
     }
 
@@ -280,92 +280,94 @@ impl Pull {
         }
     }
 
-    pub(super) fn on_transport_error(&mut self, ix: usize, error: TransportError, now: Instant) {
-        let Some(sent) = self.sent(ix) else { return };
+    pub(super) fn on_transport_error(&mut self, op: OpId, error: TransportError, now: Instant) {
+        let Some(sent) = self.sent(op) else { return };
         let r = recover(&sent, Came::Transport(error), self.limits());
-        self.apply(ix, r, now);
+        self.apply(op, r, now);
     }
 
-    pub(super) fn on_error_status(&mut self, ix: usize, now: Instant) {
-        let incoming = std::mem::take(&mut self.ops[ix].incoming);
-        let Some(sent) = self.sent(ix) else { return };
+    pub(super) fn on_error_status(&mut self, op: OpId, now: Instant) {
+        let Some(o) = self.ops.get_mut(&op) else {
+            return;
+        };
+        let incoming = std::mem::take(&mut o.incoming);
+        let Some(sent) = self.sent(op) else { return };
         let came = Came::Status {
             status: incoming.status,
             headers: &incoming.headers,
             body: &incoming.body,
         };
         let r = recover(&sent, came, self.limits());
-        self.apply(ix, r, now);
+        self.apply(op, r, now);
+    }
+
+    fn op_mut(&mut self, op: OpId) -> &mut super::op::Op {
+        self.ops.get_mut(&op).expect("a recovering op is live")
     }
 
     /// Carries out a recovery decision: the one place where a failed operation's state
     /// changes.
-    fn apply(&mut self, ix: usize, recovery: Recovery, now: Instant) {
+    fn apply(&mut self, op: OpId, recovery: Recovery, now: Instant) {
         match recovery {
             Recovery::Redirect(target) => {
-                let op = &mut self.ops[ix];
-                op.hops += 1;
-                op.redirect = Some(target);
-                op.state = OpState::Ready;
+                let o = self.op_mut(op);
+                o.hops += 1;
+                o.redirect = Some(target);
+                self.set_state(op, Some(OpState::Ready));
             }
             Recovery::Authenticate {
                 challenges,
                 refusal,
-            } => self.authenticate(ix, refusal, &challenges),
+            } => self.authenticate(op, refusal, &challenges),
             Recovery::Restart(Restart::PlainHttp { host }) => {
                 if self.origin.fall_back_to_http() {
                     self.out
                         .push_back(Action::Event(Event::PlainHttpFallback { host }));
                 }
-                self.ops[ix].state = OpState::Ready;
+                self.set_state(op, Some(OpState::Ready));
             }
             Recovery::Restart(Restart::AtRegistry(error)) => {
-                let op = &mut self.ops[ix];
-                op.foreign_restarted = true;
-                op.redirect = None;
-                op.hops = 0;
-                self.retry_at_once(ix, error);
-                self.push_resumed(ix);
+                let o = self.op_mut(op);
+                o.foreign_restarted = true;
+                o.redirect = None;
+                o.hops = 0;
+                self.retry_at_once(op, error);
+                self.push_resumed(op);
             }
             Recovery::Restart(Restart::FromZero) => {
-                if let OpKind::Blob { dl, id, .. } = &mut self.ops[ix].kind {
+                if let Exchange::Download { dl, blob, .. } = &mut self.op_mut(op).exchange {
                     dl.restart();
-                    let blob = *id;
+                    let blob = *blob;
                     self.out.push_back(Action::Event(Event::Restarted { blob }));
                 }
-                self.ops[ix].state = OpState::Ready;
+                self.set_state(op, Some(OpState::Ready));
             }
             Recovery::Restart(Restart::TokenByGet) => {
-                if let OpKind::Token { post, .. } = &mut self.ops[ix].kind {
+                if let Exchange::Token { post, .. } = &mut self.op_mut(op).exchange {
                     *post = false;
                 }
-                self.ops[ix].state = OpState::Ready;
+                self.set_state(op, Some(OpState::Ready));
             }
-            Recovery::Retry { after, error } => self.retry_or_fail(ix, error, after, now),
+            Recovery::Retry { after, error } => self.retry_or_fail(op, error, after, now),
             Recovery::Fail(error) => self.fail(error),
         }
     }
 
-    pub(super) fn retry_or_fail(
-        &mut self,
-        ix: usize,
-        err: Error,
-        retry_after: Option<Duration>,
-        now: Instant,
-    ) {
+    fn retry_or_fail(&mut self, op: OpId, err: Error, retry_after: Option<Duration>, now: Instant) {
         if !err.is_temporary() {
             return self.fail(err);
         }
-        let op = &mut self.ops[ix];
+        let o = self.op_mut(op);
         // A download that brought new bytes before it broke resumes at once: the
         // connection broke, the server is fine. Backoff is for failures in a row.
-        let progressed = matches!(&op.kind, OpKind::Blob { dl, .. } if dl.progressed());
+        let progressed = matches!(&o.exchange, Exchange::Download { dl, .. } if dl.progressed());
         if progressed {
-            op.failures = 0;
+            o.failures = 0;
         }
-        op.failures += 1;
-        let attempts = op.failures;
-        let what = op.what();
+        o.failures += 1;
+        let attempts = o.failures;
+        let what = o.what.clone();
+        let waited = o.waited;
         let random = self.rng.next_u64();
         let delay = match self.config.retry.delay(attempts, retry_after, random) {
             Some(_) if progressed && retry_after.is_none() => Some(Duration::ZERO),
@@ -383,7 +385,7 @@ impl Pull {
             });
         };
         let until = later(now, delay);
-        if self.ops[ix].waited.saturating_add(delay) > self.config.retry.budget {
+        if waited.saturating_add(delay) > self.config.retry.budget {
             return self.fail(Error::GaveUp {
                 what: format!(
                     "{what} (retry budget of {}s spent)",
@@ -393,72 +395,38 @@ impl Pull {
                 last: Box::new(err),
             });
         }
-        self.ops[ix].waited = self.ops[ix].waited.saturating_add(delay);
         if self.config.deadline.is_some_and(|d| until > d) {
             return self.fail(Error::Deadline {
                 what,
                 last: Some(Box::new(err)),
             });
         }
-        let op = &mut self.ops[ix];
-        op.redirect = None;
-        op.hops = 0;
-        op.state = OpState::Backoff { until };
+        let o = self.op_mut(op);
+        o.waited = waited.saturating_add(delay);
+        o.redirect = None;
+        o.hops = 0;
+        self.set_state(op, Some(OpState::Backoff { until }));
         self.out.push_back(Action::Event(Event::Retry {
             what,
             attempt: attempts + 1,
             delay,
             error: err,
         }));
-        self.push_resumed(ix);
+        self.push_resumed(op);
     }
 
-    /// Sends op `ix` again at once, counting the failure as an attempt and saying why.
-    pub(super) fn retry_at_once(&mut self, ix: usize, error: Error) {
-        let op = &mut self.ops[ix];
-        op.failures += 1;
-        op.state = OpState::Ready;
-        let (what, attempt) = (op.what(), op.failures + 1);
+    /// Sends op `op` again at once, counting the failure as an attempt and saying why.
+    pub(super) fn retry_at_once(&mut self, op: OpId, error: Error) {
+        let o = self.op_mut(op);
+        o.failures += 1;
+        let (what, attempt) = (o.what.clone(), o.failures + 1);
+        self.set_state(op, Some(OpState::Ready));
         self.out.push_back(Action::Event(Event::Retry {
             what,
             attempt,
             delay: Duration::ZERO,
             error,
         }));
-    }
-
-    /// Tells the caller that a blob's next attempt continues where it stopped.
-    pub(super) fn push_resumed(&mut self, ix: usize) {
-        if let OpKind::Blob { dl, id, .. } = &self.ops[ix].kind {
-            if dl.offset > 0 {
-                self.out.push_back(Action::Event(Event::Resumed {
-                    blob: *id,
-                    offset: dl.offset,
-                }));
-            }
-        }
-    }
-
-    pub(super) fn fail(&mut self, err: Error) {
-        if self.result.is_some() {
-            return;
-        }
-        let mut ids: Vec<RequestId> = self.in_flight.drain().map(|(id, _)| id).collect();
-        ids.sort();
-        for id in ids {
-            self.out.push_back(Action::Abort { id });
-        }
-        for op in &mut self.ops {
-            op.state = OpState::Done;
-        }
-        self.result = Some(Err(err));
-    }
-
-    pub(super) fn abort_op(&mut self, ix: usize) {
-        if let OpState::InFlight { id, .. } = self.ops[ix].state {
-            self.in_flight.remove(&id);
-            self.out.push_back(Action::Abort { id });
-        }
     }
 }
 

@@ -4,36 +4,28 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Method, Request};
+use http::{header, Request};
 use url::Url;
 
 use crate::auth::TokenProblem;
 use crate::error::{redact_url, Error};
-use crate::manifest::MANIFEST_ACCEPT;
 use crate::time::later;
 
-use super::op::{Incoming, OpKind, OpState};
+use super::op::{Exchange, Incoming, OpId, OpState};
 use super::session::{sensitive, Credential};
-use super::types::{Action, RequestId};
-use super::Pull;
+use super::Engine;
+use crate::types::{Action, RequestId};
 
-impl Pull {
-    pub(super) fn method_of(&self, ix: usize) -> Method {
-        match self.ops[ix].kind {
-            OpKind::Token { post: true, .. } => Method::POST,
-            _ => Method::GET,
-        }
-    }
-
-    /// Where op `ix` goes now: the redirect target it follows, its token realm (with the
+impl Engine {
+    /// Where op `op` goes now: the redirect target it follows, its token realm (with the
     /// `GET` query), or its path on the registry.
-    fn request_url(&self, ix: usize) -> Result<Url, Error> {
-        let op = &self.ops[ix];
+    fn request_url(&self, op: OpId) -> Result<Url, Error> {
+        let op = &self.ops[&op];
         if let Some(u) = &op.redirect {
             return Ok(u.clone());
         }
-        match op.kind {
-            OpKind::Token { slot, post } => {
+        match op.exchange {
+            Exchange::Token { slot, post } => {
                 let mut u = Url::parse(&op.path).map_err(|_| Error::Token {
                     realm: op.path.chars().take(200).collect(),
                     problem: TokenProblem::RealmNotHttp,
@@ -61,40 +53,40 @@ impl Pull {
         }
     }
 
-    /// Sends op `ix`, or parks it until the token it needs is there.
-    pub(super) fn send(&mut self, ix: usize, now: Instant) {
-        let url = match self.request_url(ix) {
+    /// Sends op `op_id`, or parks it until the token it needs is there.
+    pub(super) fn send(&mut self, op_id: OpId, now: Instant) {
+        let url = match self.request_url(op_id) {
             Ok(u) => u,
             Err(e) => return self.fail(e),
         };
-        let is_token = matches!(self.ops[ix].kind, OpKind::Token { .. });
+        let is_token = matches!(self.ops[&op_id].exchange, Exchange::Token { .. });
         let credential = if is_token {
             Credential::Nothing
         } else {
             match self.registry_credential(&url, now) {
                 Ok(Credential::WaitForToken(slot)) => {
-                    self.ops[ix].state = OpState::WaitingToken(slot);
+                    self.set_state(op_id, Some(OpState::WaitingToken(slot)));
                     return;
                 }
                 Ok(c) => c,
                 Err(e) => return self.fail(e),
             }
         };
-        let method = self.method_of(ix);
+        let method = self.ops[&op_id].method();
         let mut b = Request::builder().method(method.clone()).uri(url.as_str());
         b = b.header(header::USER_AGENT, self.config.user_agent.as_str());
         let mut body = Bytes::new();
         let mut sent_token = None;
-        match &mut self.ops[ix].kind {
-            OpKind::Manifest { .. } => b = b.header(header::ACCEPT, MANIFEST_ACCEPT),
-            OpKind::Tags => b = b.header(header::ACCEPT, "application/json"),
-            OpKind::Blob { dl, .. } => {
+        let op = self.ops.get_mut(&op_id).expect("a ready op is live");
+        match &mut op.exchange {
+            Exchange::Fetch { accept, .. } => b = b.header(header::ACCEPT, *accept),
+            Exchange::Download { dl, .. } => {
                 dl.begin_attempt();
                 if let Some(r) = dl.range() {
                     b = b.header(header::RANGE, r);
                 }
             }
-            OpKind::Token { slot, post } => {
+            Exchange::Token { slot, post } => {
                 let slot = *slot;
                 let post = *post;
                 let (auth, form) = self.token_request_parts(slot, &url, post);
@@ -124,15 +116,13 @@ impl Pull {
         };
         let id = RequestId(self.next_request);
         self.next_request += 1;
-        let op = &mut self.ops[ix];
+        let op = self.ops.get_mut(&op_id).expect("a ready op is live");
         op.sent_token = sent_token;
         op.sent_url = Some(url);
         op.incoming = Incoming::default();
-        op.state = OpState::InFlight {
-            id,
-            deadline: later(now, self.config.head_timeout),
-        };
-        self.in_flight.insert(id, ix);
+        let deadline = later(now, self.config.head_timeout);
+        self.set_state(op_id, Some(OpState::InFlight { id, deadline }));
+        self.in_flight.insert(id, op_id);
         self.out.push_back(Action::Send { id, request });
     }
 }

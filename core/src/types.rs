@@ -134,8 +134,8 @@ pub enum Event {
         descriptor: Descriptor,
     },
     /// A blob will be downloaded. While handling this event (before polling again) the
-    /// caller may call [`Pull::skip_blob`](crate::Pull::skip_blob) (it already has the blob) or
-    /// [`Pull::resume_blob`](crate::Pull::resume_blob) (it has a verified prefix).
+    /// caller may answer through [`Pull::queued`](crate::Pull::queued): skip it (it
+    /// already has the blob) or resume it (it has a verified prefix).
     BlobQueued {
         /// The blob.
         blob: BlobId,
@@ -144,6 +144,16 @@ pub enum Event {
     },
     /// A blob was downloaded completely and its size and digest verified.
     BlobDone {
+        /// The blob.
+        blob: BlobId,
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// A queued blob is not downloaded: the caller said it has it
+    /// ([`QueuedBlob::skip`](crate::pull::QueuedBlob::skip)).
+    BlobSkipped {
         /// The blob.
         blob: BlobId,
         /// Its digest.
@@ -162,7 +172,9 @@ pub enum Event {
         /// Why.
         error: Error,
     },
-    /// A blob download continues from `offset` with a range request.
+    /// A blob download continues from `offset` with a range request: after a broken
+    /// attempt, or from the caller's prefix
+    /// ([`QueuedBlob::resume`](crate::pull::QueuedBlob::resume)).
     Resumed {
         /// The blob.
         blob: BlobId,
@@ -272,4 +284,17 @@ pub enum Input {
     End,
     /// The transport failed (connect, TLS, reset, early EOF).
     Error(crate::error::TransportError),
+}
+
+/// Why a queued blob cannot continue from the caller's prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResumeRefused {
+    /// The blob is no longer queued (it started, finished, or was skipped).
+    NotQueued,
+    /// Its content is embedded in the descriptor: nothing is downloaded.
+    Embedded,
+    /// The prefix is as long as the blob or longer.
+    TooLong,
+    /// The prefix was hashed with another algorithm than the blob's digest.
+    OtherAlgorithm,
 }

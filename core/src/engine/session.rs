@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use http::{header, HeaderValue};
+use http::{header, HeaderMap, HeaderValue};
 use url::Url;
 
 use crate::auth::{parse_token_response, Credentials, Secret, TokenProblem};
@@ -11,9 +11,9 @@ use crate::error::{redact_url, Error, StatusError};
 use crate::reference::is_loopback_host;
 use crate::time::later;
 
-use super::op::{Op, OpKind, OpState};
+use super::op::{Exchange, Op, OpId, OpState};
 use super::origin::host_port;
-use super::Pull;
+use super::Engine;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TokenKey {
@@ -56,7 +56,7 @@ pub(super) enum Credential {
     Nothing,
 }
 
-impl Pull {
+impl Engine {
     /// The credential for a registry request to `url`. Only the registry's origin ever
     /// gets one; under bearer auth every request waits for a live token first (its fetch
     /// is started here), and Basic credentials over plain http off this machine are an
@@ -109,22 +109,25 @@ impl Pull {
 
     pub(super) fn authenticate(
         &mut self,
-        ix: usize,
+        op_id: OpId,
         serr: StatusError,
         challenges: &[crate::auth::Challenge],
     ) {
-        let unauthorized = |s: &Pull, serr: StatusError| Error::Unauthorized {
+        let unauthorized = |s: &Engine, serr: StatusError| Error::Unauthorized {
             registry: s.reference.registry().to_string(),
             repository: s.reference.repository().to_string(),
             source: Box::new(serr),
         };
-        if matches!(self.ops[ix].kind, OpKind::Token { .. })
-            || self.ops[ix].auth_retried
-            || self.ops[ix].auth_rounds >= MAX_AUTH_ROUNDS
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
+        if matches!(op.exchange, Exchange::Token { .. })
+            || op.auth_retried
+            || op.auth_rounds >= MAX_AUTH_ROUNDS
         {
             return self.fail(unauthorized(self, serr));
         }
-        self.ops[ix].auth_rounds += 1;
+        op.auth_rounds += 1;
         let bearer = challenges
             .iter()
             .find(|c| c.is("bearer") && c.param("realm").is_some());
@@ -171,7 +174,7 @@ impl Pull {
                 }
                 _ => self.token_slot(realm, b.param("service"), scopes),
             };
-            let op = &mut self.ops[ix];
+            let op = self.ops.get_mut(&op_id).expect("checked above");
             if op.sent_token.is_some() {
                 op.auth_retried = true;
             }
@@ -183,7 +186,7 @@ impl Pull {
                 s.token = None; // refused: renew
             }
             self.auth = RegistryAuth::Bearer(slot);
-            self.ops[ix].state = OpState::Ready;
+            self.set_state(op_id, Some(OpState::Ready));
             return;
         }
         let basic = challenges.iter().any(|c| c.is("basic"));
@@ -192,8 +195,10 @@ impl Pull {
             && self.auth != RegistryAuth::Basic
         {
             self.auth = RegistryAuth::Basic;
-            self.ops[ix].auth_retried = true;
-            self.ops[ix].state = OpState::Ready;
+            if let Some(op) = self.ops.get_mut(&op_id) {
+                op.auth_retried = true;
+            }
+            self.set_state(op_id, Some(OpState::Ready));
             return;
         }
         self.fail(unauthorized(self, serr))
@@ -227,9 +232,9 @@ impl Pull {
     pub(super) fn start_token_fetch(&mut self, slot: usize) {
         self.tokens[slot].fetching = true;
         let post = matches!(self.config.credentials, Credentials::IdentityToken { .. });
-        let kind = OpKind::Token { slot, post };
+        let exchange = Exchange::Token { slot, post };
         let realm = self.tokens[slot].key.realm.to_string();
-        self.ops.push(Op::new(kind, realm, OpState::Ready));
+        self.add_op(Op::new(exchange, "token".into(), realm, OpState::Ready));
     }
 
     /// The Authorization header and form body of a token request.
@@ -281,14 +286,10 @@ impl Pull {
         }
     }
 
-    pub(super) fn on_token(&mut self, ix: usize, body: &[u8], now: Instant) {
-        let OpKind::Token { slot, .. } = self.ops[ix].kind else {
-            return;
-        };
-        self.ops[ix].state = OpState::Done;
-        let date = self.ops[ix]
-            .incoming
-            .headers
+    /// The token fetch of `slot` answered: store the token and wake the ops waiting
+    /// for it.
+    pub(super) fn on_token(&mut self, slot: usize, headers: &HeaderMap, body: &[u8], now: Instant) {
+        let date = headers
             .get(header::DATE)
             .and_then(|d| d.to_str().ok())
             .and_then(|d| httpdate::parse_http_date(d).ok())
@@ -306,10 +307,14 @@ impl Pull {
                 s.token = Some((t.token, later(now, lifetime)));
                 s.generation += 1;
                 s.fetching = false;
-                for op in &mut self.ops {
-                    if matches!(op.state, OpState::WaitingToken(w) if w == slot) {
-                        op.state = OpState::Ready;
-                    }
+                let waiting: Vec<OpId> = self
+                    .ops
+                    .iter()
+                    .filter(|(_, o)| matches!(o.state, OpState::WaitingToken(w) if w == slot))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for op in waiting {
+                    self.set_state(op, Some(OpState::Ready));
                 }
             }
             Err(problem) => {

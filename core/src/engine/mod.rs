@@ -1,0 +1,454 @@
+//! The exchange engine: operations in, requests out, outcomes back to the goal.
+//!
+//! The engine knows nothing of images. A goal (`crate::goals`) asks it for operations
+//! (a bounded fetch, a blob download) and reacts to what finishes; the engine owns
+//! everything in between. This file is its loop: inputs ([`Engine::handle_input`]),
+//! then [`Engine::poll_action`] with its timers and its ready operations. One file per
+//! concern beside it:
+//! - `op.rs`: an operation and its attempt history;
+//! - `timers.rs`: the named timer table;
+//! - `origin.rs`: the origin model (the registry's origin, who may carry a secret);
+//! - `session.rs`: the auth session (token slots, challenges, the credential a request
+//!   carries);
+//! - `request.rs`: building and sending one request;
+//! - `recovery.rs`: what a failed exchange means, as one pure function (`recover`), and
+//!   the one place that applies its answer;
+//! - `downloads.rs`: blobs as operations (queued, skipped, resumed, delivered).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use url::Url;
+
+use crate::blob::content_length;
+use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_BODY_LIMIT};
+use crate::reference::Reference;
+use crate::retry::Rng;
+use crate::time::later;
+use crate::types::{Action, BlobId, Config, Input, RequestId};
+
+mod downloads;
+mod op;
+mod origin;
+mod recovery;
+mod request;
+mod session;
+mod timers;
+
+pub(crate) use op::OpId;
+use op::{Exchange, Incoming, Op, OpState};
+use origin::RegistryOrigin;
+use session::{RegistryAuth, TokenSlot};
+use timers::{Timer, TimerTable};
+
+/// An operation that finished well, for its goal.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    /// The operation.
+    pub(crate) op: OpId,
+    /// The URL the body came from (after redirects).
+    pub(crate) url: Url,
+    /// The response headers.
+    pub(crate) headers: HeaderMap,
+    /// The whole body (within the fetch's limit).
+    pub(crate) body: Bytes,
+}
+
+/// The exchange engine of one registry and repository.
+pub(crate) struct Engine {
+    config: Config,
+    reference: Reference,
+    origin: RegistryOrigin,
+    /// Live operations, by id (finished ones are removed).
+    ops: BTreeMap<OpId, Op>,
+    next_op: u64,
+    /// The operation of each download, by blob.
+    downloads: Vec<OpId>,
+    in_flight: HashMap<RequestId, OpId>,
+    next_request: u64,
+    timers: TimerTable,
+    out: VecDeque<Action>,
+    fetched: VecDeque<Fetched>,
+    tokens: Vec<TokenSlot>,
+    auth: RegistryAuth,
+    rng: Rng,
+    last_now: Instant,
+    result: Option<Result<(), Error>>,
+}
+
+impl Engine {
+    /// An engine for `reference`'s registry and repository.
+    pub(crate) fn new(config: Config, reference: Reference, now: Instant) -> Engine {
+        let mut timers = TimerTable::default();
+        if let Some(deadline) = config.deadline {
+            timers.set(Timer::Deadline, deadline);
+        }
+        Engine {
+            origin: RegistryOrigin::new(&reference, config.plain_http),
+            rng: Rng::new(config.seed),
+            config,
+            reference,
+            ops: BTreeMap::new(),
+            next_op: 0,
+            downloads: Vec::new(),
+            in_flight: HashMap::new(),
+            next_request: 0,
+            timers,
+            out: VecDeque::new(),
+            fetched: VecDeque::new(),
+            tokens: Vec::new(),
+            auth: RegistryAuth::None,
+            last_now: now,
+            result: None,
+        }
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Whether the machine has ended (done or failed).
+    pub(crate) fn ended(&self) -> bool {
+        self.result.is_some()
+    }
+
+    /// Queues an action for the caller (a goal's event).
+    pub(crate) fn emit(&mut self, action: Action) {
+        self.out.push_back(action);
+    }
+
+    /// Asks for a bounded `GET` of `path` on the registry; its body comes back as
+    /// [`Fetched`].
+    pub(crate) fn fetch(
+        &mut self,
+        path: String,
+        what: String,
+        accept: &'static str,
+        limit_what: &'static str,
+        limit: u64,
+    ) -> OpId {
+        let exchange = Exchange::Fetch {
+            accept,
+            limit,
+            limit_what,
+        };
+        self.add_op(Op::new(exchange, what, path, OpState::Ready))
+    }
+
+    /// The next finished fetch, for the goal.
+    pub(crate) fn take_fetched(&mut self) -> Option<Fetched> {
+        self.fetched.pop_front()
+    }
+
+    fn add_op(&mut self, op: Op) -> OpId {
+        let id = OpId(self.next_op);
+        self.next_op += 1;
+        self.ops.insert(id, op);
+        id
+    }
+
+    /// The one place an op changes state: its timers follow, and a finished op is
+    /// removed.
+    fn set_state(&mut self, op: OpId, state: Option<OpState>) {
+        self.timers.stop(Timer::Response(op));
+        self.timers.stop(Timer::Backoff(op));
+        let Some(state) = state else {
+            self.ops.remove(&op);
+            return;
+        };
+        match state {
+            OpState::InFlight { deadline, .. } => self.timers.set(Timer::Response(op), deadline),
+            OpState::Backoff { until } => self.timers.set(Timer::Backoff(op), until),
+            _ => {}
+        }
+        if let Some(o) = self.ops.get_mut(&op) {
+            o.state = state;
+        }
+    }
+
+    /// Exchange `id` said something (a head or a chunk): its op, with the silence timer
+    /// re-armed; `None` for an exchange no longer wanted.
+    fn heard_from(&mut self, id: RequestId, now: Instant) -> Option<OpId> {
+        self.tick(now);
+        let op = *self.in_flight.get(&id)?;
+        let deadline = later(now, self.config.idle_timeout);
+        self.set_state(op, Some(OpState::InFlight { id, deadline }));
+        Some(op)
+    }
+
+    /// Something happened to exchange `id`.
+    pub(crate) fn handle_input(&mut self, id: RequestId, input: Input, now: Instant) {
+        match input {
+            Input::Head(head) => self.on_head(id, head, now),
+            Input::Chunk(chunk) => self.on_chunk(id, chunk, now),
+            Input::End => self.on_end(id, now),
+            Input::Error(error) => {
+                self.tick(now);
+                if let Some(op) = self.in_flight.remove(&id) {
+                    self.on_transport_error(op, error, now);
+                }
+            }
+        }
+    }
+
+    fn on_head(&mut self, id: RequestId, head: Response<()>, now: Instant) {
+        let Some(op_id) = self.heard_from(id, now) else {
+            return;
+        };
+        let op = self.ops.get_mut(&op_id).expect("in-flight op is live");
+        let (parts, ()) = head.into_parts();
+        op.incoming = Incoming {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: Vec::new(),
+        };
+        if !parts.status.is_success() {
+            return;
+        }
+        op.auth_retried = false;
+        let declared = content_length(&op.incoming.headers);
+        let url = op.sent_url.as_ref().map(redact_url).unwrap_or_default();
+        let checked = match &mut op.exchange {
+            Exchange::Fetch {
+                limit, limit_what, ..
+            } => check_declared(limit_what, declared, *limit),
+            Exchange::Token { .. } => check_declared("token", declared, self.config.token_limit),
+            Exchange::Download { dl, .. } => dl.on_head(parts.status, &op.incoming.headers, &url),
+        };
+        if let Err(e) = checked {
+            self.abort_op(op_id);
+            self.fail(e);
+        }
+    }
+
+    fn on_chunk(&mut self, id: RequestId, chunk: Bytes, now: Instant) {
+        let Some(op_id) = self.heard_from(id, now) else {
+            return;
+        };
+        let op = self.ops.get_mut(&op_id).expect("in-flight op is live");
+        if !(200..300).contains(&op.incoming.status) {
+            // Only the start of an error body is kept, and no more is read: at the limit
+            // the exchange is dropped and the response judged on what arrived.
+            let room = ERROR_BODY_LIMIT.saturating_sub(op.incoming.body.len());
+            op.incoming
+                .body
+                .extend_from_slice(&chunk[..room.min(chunk.len())]);
+            if op.incoming.body.len() >= ERROR_BODY_LIMIT {
+                self.in_flight.remove(&id);
+                self.out.push_back(Action::Abort { id });
+                self.on_error_status(op_id, now);
+            }
+            return;
+        }
+        let (limit_what, limit) = match &mut op.exchange {
+            Exchange::Fetch {
+                limit, limit_what, ..
+            } => (*limit_what, *limit),
+            Exchange::Token { .. } => ("token", self.config.token_limit),
+            Exchange::Download { blob, dl, .. } => {
+                let before = dl.offset;
+                match dl.on_chunk(chunk) {
+                    Ok(Some(bytes)) => self.out.push_back(Action::Deliver {
+                        blob: *blob,
+                        offset: before,
+                        bytes,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        self.abort_op(op_id);
+                        self.fail(e);
+                    }
+                }
+                return;
+            }
+        };
+        if (op.incoming.body.len() + chunk.len()) as u64 > limit {
+            let e = Error::BodyTooLarge {
+                what: limit_what.to_string(),
+                limit,
+                declared: None,
+            };
+            self.abort_op(op_id);
+            self.fail(e);
+            return;
+        }
+        op.incoming.body.extend_from_slice(&chunk);
+    }
+
+    fn on_end(&mut self, id: RequestId, now: Instant) {
+        self.tick(now);
+        let Some(op_id) = self.in_flight.remove(&id) else {
+            return;
+        };
+        let op = self.ops.get_mut(&op_id).expect("in-flight op is live");
+        if !(200..300).contains(&op.incoming.status) {
+            self.on_error_status(op_id, now);
+            return;
+        }
+        let incoming = std::mem::take(&mut op.incoming);
+        match op.exchange {
+            Exchange::Fetch { .. } => {
+                let url = op.sent_url.clone().unwrap_or_else(|| self.origin.url());
+                self.set_state(op_id, None);
+                self.fetched.push_back(Fetched {
+                    op: op_id,
+                    url,
+                    headers: incoming.headers,
+                    body: Bytes::from(incoming.body),
+                });
+            }
+            Exchange::Token { slot, .. } => {
+                self.set_state(op_id, None);
+                self.on_token(slot, &incoming.headers, &incoming.body, now);
+            }
+            Exchange::Download { .. } => self.on_download_end(op_id, now),
+        }
+    }
+
+    /// Stops the machine: every open exchange is aborted and it ends with
+    /// [`Error::Cancelled`].
+    pub(crate) fn cancel(&mut self, now: Instant) {
+        self.tick(now);
+        self.fail(Error::Cancelled);
+    }
+
+    /// The next thing to do (see [`Pull::poll_action`](crate::Pull::poll_action)).
+    pub(crate) fn poll_action(&mut self, now: Instant) -> Action {
+        self.tick(now);
+        if let Some(a) = self.out.pop_front() {
+            return a;
+        }
+        if self.result.is_none() {
+            self.fire_timers();
+            self.start_ready(now);
+            if let Some(a) = self.out.pop_front() {
+                return a;
+            }
+            if self.ops.is_empty() && self.fetched.is_empty() {
+                self.result = Some(Ok(()));
+            }
+        }
+        match &self.result {
+            Some(Ok(())) => Action::Done,
+            Some(Err(e)) => Action::Failed(e.clone()),
+            None => Action::Wait {
+                until: self.next_timeout(),
+            },
+        }
+    }
+
+    /// The earliest time at which [`Engine::poll_action`] has work without new input.
+    pub(crate) fn next_timeout(&self) -> Option<Instant> {
+        self.timers.next_expiry()
+    }
+
+    fn tick(&mut self, now: Instant) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.last_now;
+        while let Some(timer) = self.timers.pop_expired(now) {
+            match timer {
+                Timer::Deadline => {
+                    return self.fail(Error::Deadline {
+                        what: self.reference.to_string(),
+                        last: None,
+                    })
+                }
+                Timer::Backoff(op) => self.set_state(op, Some(OpState::Ready)),
+                Timer::Response(op) => {
+                    let Some(OpState::InFlight { id, .. }) = self.ops.get(&op).map(|o| &o.state)
+                    else {
+                        continue;
+                    };
+                    let id = *id;
+                    self.in_flight.remove(&id);
+                    self.out.push_back(Action::Abort { id });
+                    let e = TransportError::new(
+                        TransportErrorKind::Timeout,
+                        "no data before the time limit",
+                    );
+                    self.on_transport_error(op, e, now);
+                    if self.result.is_some() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_ready(&mut self, now: Instant) {
+        let mut active = self.ops.values().filter(|o| o.is_active_download()).count();
+        // `send` may add a token fetch (a higher id): the cursor sees it in the same pass.
+        let mut cursor = OpId(0);
+        while let Some((&op_id, op)) = self.ops.range(cursor..).next() {
+            cursor = OpId(op_id.0 + 1);
+            if self.result.is_some() {
+                return;
+            }
+            if matches!(op.state, OpState::Queued) {
+                if active >= self.config.max_concurrent.max(1) {
+                    continue;
+                }
+                if self.deliver_embedded(op_id) {
+                    continue;
+                }
+                active += 1;
+                self.set_state(op_id, Some(OpState::Ready));
+            }
+            if matches!(self.ops.get(&op_id).map(|o| &o.state), Some(OpState::Ready)) {
+                self.send(op_id, now);
+            }
+        }
+    }
+
+    /// Ends the machine with `err`: every open exchange is aborted, every op dropped.
+    pub(crate) fn fail(&mut self, err: Error) {
+        if self.result.is_some() {
+            return;
+        }
+        let mut ids: Vec<RequestId> = self.in_flight.drain().map(|(id, _)| id).collect();
+        ids.sort();
+        for id in ids {
+            self.out.push_back(Action::Abort { id });
+        }
+        self.ops.clear();
+        self.fetched.clear();
+        self.timers.clear();
+        self.result = Some(Err(err));
+    }
+
+    fn abort_op(&mut self, op: OpId) {
+        if let Some(OpState::InFlight { id, .. }) = self.ops.get(&op).map(|o| &o.state) {
+            let id = *id;
+            self.in_flight.remove(&id);
+            self.out.push_back(Action::Abort { id });
+        }
+    }
+
+    /// The download operation of `blob`, if it is still live.
+    fn download_op(&self, blob: BlobId) -> Option<OpId> {
+        let op = *self.downloads.get(blob.0)?;
+        self.ops.contains_key(&op).then_some(op)
+    }
+}
+
+fn check_declared(what: &str, declared: Option<u64>, limit: u64) -> Result<(), Error> {
+    match declared {
+        Some(n) if n > limit => Err(Error::BodyTooLarge {
+            what: what.to_string(),
+            limit,
+            declared: Some(n),
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,129 @@
+//! Operations: one HTTP exchange with a purpose, its state and its attempt history.
+//!
+//! An operation is what a goal asks the engine for ("fetch this manifest", "download
+//! this blob from offset N", "list this page of tags"); the engine runs it through any
+//! number of attempts, redirects and authentication rounds until it succeeds or the
+//! machine fails.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use url::Url;
+
+use crate::blob::BlobDownload;
+use crate::manifest::Descriptor;
+use crate::types::{BlobId, RequestId};
+
+/// Identifies an operation within one engine; never reused, so a finished (pruned)
+/// operation cannot be confused with a later one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct OpId(pub(crate) u64);
+
+#[derive(Debug)]
+pub(crate) enum OpState {
+    /// A download waiting for a concurrency slot (or for the caller's skip/resume answer).
+    Queued,
+    /// To be sent at the next poll.
+    Ready,
+    /// Waiting for the token fetch of this slot.
+    WaitingToken(usize),
+    /// A request is out; its response timer runs out at `deadline`.
+    InFlight { id: RequestId, deadline: Instant },
+    /// Waiting before the next attempt.
+    Backoff { until: Instant },
+}
+
+/// What an operation exchanges, as far as the engine must know to run it.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per operation
+pub(crate) enum Exchange {
+    /// A `GET` whose body is read whole, up to `limit` bytes, and handed to the goal.
+    Fetch {
+        /// The `Accept` header.
+        accept: &'static str,
+        /// Largest body accepted.
+        limit: u64,
+        /// What the limit is for, in messages ("manifest").
+        limit_what: &'static str,
+    },
+    /// A blob streamed to the caller as `Deliver` actions, verified, resumable.
+    Download {
+        blob: BlobId,
+        descriptor: Descriptor,
+        dl: BlobDownload,
+        /// Content already known (a descriptor's `data`, or the empty blob): delivered
+        /// without a request.
+        embedded: Option<Bytes>,
+    },
+    /// A token request of the auth session (never asked for by a goal).
+    Token { slot: usize, post: bool },
+}
+
+/// The response being received for an op.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    pub(crate) status: u16,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Op {
+    pub(crate) exchange: Exchange,
+    /// What it is for, in messages ("manifest v1", "blob sha256:…").
+    pub(crate) what: String,
+    /// Where the op starts: the registry path, or the token realm URL.
+    pub(crate) path: String,
+    /// The redirect target currently followed, if any.
+    pub(crate) redirect: Option<Url>,
+    pub(crate) hops: u8,
+    pub(crate) failures: u32,
+    /// Time spent in backoff so far.
+    pub(crate) waited: Duration,
+    pub(crate) auth_retried: bool,
+    /// Authentication rounds so far (bounded by `MAX_AUTH_ROUNDS`, never reset).
+    pub(crate) auth_rounds: u32,
+    /// Whether a refusal by a foreign origin already sent this op back to the registry.
+    pub(crate) foreign_restarted: bool,
+    /// Token generation the last request carried.
+    pub(crate) sent_token: Option<u64>,
+    /// The URL the last request went to.
+    pub(crate) sent_url: Option<Url>,
+    pub(crate) state: OpState,
+    pub(crate) incoming: Incoming,
+}
+
+impl Op {
+    pub(crate) fn new(exchange: Exchange, what: String, path: String, state: OpState) -> Op {
+        Op {
+            exchange,
+            what,
+            path,
+            redirect: None,
+            hops: 0,
+            failures: 0,
+            waited: Duration::ZERO,
+            auth_retried: false,
+            auth_rounds: 0,
+            foreign_restarted: false,
+            sent_token: None,
+            sent_url: None,
+            state,
+            incoming: Incoming::default(),
+        }
+    }
+
+    /// The request method: `POST` only for an OAuth2 token request.
+    pub(crate) fn method(&self) -> Method {
+        match self.exchange {
+            Exchange::Token { post: true, .. } => Method::POST,
+            _ => Method::GET,
+        }
+    }
+
+    /// A download that holds (or is about to hold) a concurrency slot.
+    pub(crate) fn is_active_download(&self) -> bool {
+        matches!(self.exchange, Exchange::Download { .. }) && !matches!(self.state, OpState::Queued)
+    }
+}

@@ -1,0 +1,168 @@
+//! The image goal: the manifest the reference names, the index's platform choice (or
+//! every child), nested indexes within bounds, and every blob the chosen manifests list,
+//! each asked of the engine once.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::digest::Digest;
+use crate::engine::{Engine, Fetched, OpId};
+use crate::error::Error;
+use crate::manifest::{Descriptor, Manifest, Platform};
+use crate::types::{Action, Event, ManifestRole, PlatformChoice};
+
+use super::manifest::{self, Wanted};
+
+/// A manifest fetch in flight, and why it was asked for.
+#[derive(Debug)]
+struct Pending {
+    wanted: Wanted,
+    role: ManifestRole,
+    /// Indexes above this manifest.
+    depth: u8,
+}
+
+/// Pulls one image: manifests first, then the blobs they list.
+#[derive(Debug)]
+pub(crate) struct ImagePull {
+    pending: HashMap<OpId, Pending>,
+    /// Digests asked for already (manifests and blobs): an index cannot make the pull
+    /// loop, and a layer listed twice is downloaded once.
+    seen: HashSet<Digest>,
+    /// Manifest fetches asked for (bounded by `Config::max_manifests`).
+    manifests: u32,
+}
+
+impl ImagePull {
+    /// Starts with the manifest the reference names.
+    pub(crate) fn start(engine: &mut Engine) -> ImagePull {
+        let mut goal = ImagePull {
+            pending: HashMap::new(),
+            seen: HashSet::new(),
+            manifests: 0,
+        };
+        let wanted = Wanted {
+            reference: engine.reference().manifest_path_ref(),
+            expected: engine.reference().digest().cloned(),
+            platform: None,
+        };
+        goal.add_manifest(engine, wanted, ManifestRole::Top, 0);
+        goal
+    }
+
+    /// A manifest arrived: verify it, say so, and ask for what it lists.
+    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+        let Some(Pending {
+            wanted,
+            role,
+            depth,
+        }) = self.pending.remove(&fetched.op)
+        else {
+            return;
+        };
+        let verified = match manifest::verify(&wanted, fetched) {
+            Ok(v) => v,
+            Err(e) => return engine.fail(e),
+        };
+        let all = engine.config().platform == PlatformChoice::All;
+        let event_role = match verified.manifest {
+            Manifest::Index(_) if !all => ManifestRole::Selector,
+            _ => role,
+        };
+        let descriptor = verified.descriptor;
+        engine.emit(Action::Event(Event::Manifest {
+            digest: verified.digest,
+            media_type: verified.media_type,
+            bytes: verified.bytes,
+            manifest: verified.manifest.clone(),
+            role: event_role,
+            platform: wanted.platform,
+        }));
+        let resolves = role == ManifestRole::Top || !all;
+        match verified.manifest {
+            Manifest::Image(m) => {
+                if resolves {
+                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                }
+                for d in m.blobs() {
+                    self.add_blob(engine, d.clone());
+                }
+            }
+            Manifest::Index(idx) if all => {
+                if role == ManifestRole::Top {
+                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                }
+                for child in &idx.manifests {
+                    self.add_child(engine, child, depth);
+                }
+            }
+            Manifest::Index(idx) => {
+                let wanted = match &engine.config().platform {
+                    PlatformChoice::Exactly(p) => p.clone(),
+                    _ => Platform::host(),
+                };
+                match idx.select(&wanted) {
+                    Ok(child) => self.add_child(engine, child, depth),
+                    Err(e) => engine.fail(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Asks for a child of the index at `parent_depth`. Digests already seen are not
+    /// fetched again, and the depth of nesting and the number of manifests are bounded.
+    fn add_child(&mut self, engine: &mut Engine, child: &Descriptor, parent_depth: u8) {
+        if !self.seen.insert(child.digest.clone()) {
+            return;
+        }
+        if let Err(e) = child.validate() {
+            return engine.fail(e.into());
+        }
+        let max_depth = engine.config().max_index_depth;
+        if parent_depth >= max_depth {
+            return engine.fail(Error::TooMany {
+                what: format!("indexes nested in {}", engine.reference()),
+                limit: u64::from(max_depth),
+                hint: "the image nests indexes deeper than any client follows".into(),
+            });
+        }
+        let wanted = Wanted {
+            reference: child.digest.to_string(),
+            expected: Some(child.digest.clone()),
+            platform: child.platform.clone(),
+        };
+        self.add_manifest(engine, wanted, ManifestRole::Child, parent_depth + 1);
+    }
+
+    fn add_manifest(&mut self, engine: &mut Engine, wanted: Wanted, role: ManifestRole, depth: u8) {
+        self.manifests += 1;
+        let max = engine.config().max_manifests;
+        if self.manifests > max {
+            return engine.fail(Error::TooMany {
+                what: format!("manifests in {}", engine.reference()),
+                limit: u64::from(max),
+                hint: "pull one platform (--platform) instead of all".into(),
+            });
+        }
+        let op = manifest::fetch(engine, &wanted);
+        self.pending.insert(
+            op,
+            Pending {
+                wanted,
+                role,
+                depth,
+            },
+        );
+    }
+
+    fn add_blob(&mut self, engine: &mut Engine, descriptor: Descriptor) {
+        if !self.seen.insert(descriptor.digest.clone()) {
+            return;
+        }
+        match descriptor.validate() {
+            Ok(embedded) => {
+                engine.download(descriptor, embedded);
+            }
+            Err(e) => engine.fail(e.into()),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Goals: what a machine is for, built on the [engine](crate::engine). A goal asks the
+//! engine for operations and reacts to what they bring; it never sends a request,
+//! retries, or chooses a credential itself.
+//! - `manifest.rs`: fetching and verifying one manifest (shared);
+//! - `image.rs`: the image pull (manifests, platforms, blobs);
+//! - `inspect.rs`: the manifest a reference names, alone;
+//! - `tags.rs`: the repository's tags, page by page.
+
+pub(crate) mod image;
+pub(crate) mod inspect;
+pub(crate) mod manifest;
+pub(crate) mod tags;

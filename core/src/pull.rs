@@ -1,0 +1,173 @@
+//! The pull machine: one image reference in, requests out, verified bytes delivered.
+//!
+//! A [`Pull`] is the engine (`engine/`: exchanges, timers, recovery, auth) driven
+//! toward one goal: the image, its top manifest alone ([`Pull::inspect`]) or the
+//! repository's tags ([`Pull::list_tags`]). This file is only the public surface; the
+//! work is in `engine/` and `goals/`.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::Response;
+
+use crate::digest::Verifier;
+use crate::engine::Engine;
+use crate::error::TransportError;
+use crate::goals::{image::ImagePull, inspect::Inspect, tags::TagList};
+use crate::reference::Reference;
+
+pub use crate::types::{
+    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, RequestId, ResumeRefused,
+};
+
+/// What a [`Pull`] is for.
+#[derive(Debug)]
+enum Goal {
+    Image(ImagePull),
+    Inspect(Inspect),
+    Tags(TagList),
+}
+
+/// The pull state machine. See the crate documentation for the driving contract.
+pub struct Pull {
+    engine: Engine,
+    goal: Goal,
+}
+
+impl std::fmt::Debug for Pull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pull")
+            .field("reference", self.engine.reference())
+            .field("goal", &self.goal)
+            .finish()
+    }
+}
+
+impl Pull {
+    /// Starts a pull of `reference`: its manifests (platform selection included) and
+    /// every blob.
+    pub fn new(config: Config, reference: Reference, now: Instant) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Image(ImagePull::start(&mut engine));
+        Pull { engine, goal }
+    }
+
+    /// Fetches and verifies only the manifest (or index) the reference names: one
+    /// [`Event::Manifest`], then `Done`. For `ocireg inspect`.
+    pub fn inspect(config: Config, reference: Reference, now: Instant) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Inspect(Inspect::start(&mut engine));
+        Pull { engine, goal }
+    }
+
+    /// Lists the tags of the reference's repository (its tag and digest are ignored),
+    /// following `Link` pagination: one [`Event::Tags`] per page, then `Done`.
+    pub fn list_tags(config: Config, reference: Reference, now: Instant) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Tags(TagList::start(&mut engine));
+        Pull { engine, goal }
+    }
+
+    /// The reference being pulled.
+    pub fn reference(&self) -> &Reference {
+        self.engine.reference()
+    }
+
+    /// Something happened to exchange `id`: the one entry point for every input.
+    pub fn handle_input(&mut self, id: RequestId, input: Input, now: Instant) {
+        self.engine.handle_input(id, input, now);
+        self.settle();
+    }
+
+    /// The response head of exchange `id` arrived (same as [`Input::Head`]).
+    pub fn handle_head(&mut self, id: RequestId, head: Response<()>, now: Instant) {
+        self.handle_input(id, Input::Head(head), now)
+    }
+
+    /// A chunk of the body of exchange `id` arrived (same as [`Input::Chunk`]).
+    pub fn handle_chunk(&mut self, id: RequestId, chunk: Bytes, now: Instant) {
+        self.handle_input(id, Input::Chunk(chunk), now)
+    }
+
+    /// The body of exchange `id` ended normally (same as [`Input::End`]).
+    pub fn handle_end(&mut self, id: RequestId, now: Instant) {
+        self.handle_input(id, Input::End, now)
+    }
+
+    /// Exchange `id` failed in the transport: connect, TLS, reset, early EOF (same as
+    /// [`Input::Error`]).
+    pub fn handle_error(&mut self, id: RequestId, error: TransportError, now: Instant) {
+        self.handle_input(id, Input::Error(error), now)
+    }
+
+    /// Hands what the engine finished to the goal, which may ask for more.
+    fn settle(&mut self) {
+        while let Some(fetched) = self.engine.take_fetched() {
+            match &mut self.goal {
+                Goal::Image(g) => g.on_fetched(&mut self.engine, fetched),
+                Goal::Inspect(g) => g.on_fetched(&mut self.engine, fetched),
+                Goal::Tags(g) => g.on_fetched(&mut self.engine, fetched),
+            }
+        }
+    }
+
+    /// Stops the pull: every open exchange is aborted and the pull ends with
+    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    pub fn cancel(&mut self, now: Instant) {
+        self.engine.cancel(now);
+    }
+
+    /// The next thing to do. Call after every input, repeatedly, until it returns
+    /// [`Action::Wait`] (or `Done`/`Failed`); call again when `Wait::until` passes or a new
+    /// input arrives. A call before the wait expires is harmless. After `Done` or `Failed`
+    /// it keeps returning the same outcome.
+    pub fn poll_action(&mut self, now: Instant) -> Action {
+        self.settle();
+        self.engine.poll_action(now)
+    }
+
+    /// The earliest time at which [`Pull::poll_action`] has work without new input.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.engine.next_timeout()
+    }
+
+    /// The answer to [`Event::BlobQueued`]: a handle on the queued blob, to skip it or
+    /// continue it from the caller's prefix. `None` once the blob has started (or is
+    /// unknown).
+    pub fn queued(&mut self, blob: BlobId) -> Option<QueuedBlob<'_>> {
+        if self.engine.ended() || !self.engine.is_queued(blob) {
+            return None;
+        }
+        Some(QueuedBlob { pull: self, blob })
+    }
+}
+
+/// A blob that waits for its download to start ([`Pull::queued`]). Dropping the handle
+/// lets the download go ahead from byte 0.
+#[derive(Debug)]
+pub struct QueuedBlob<'a> {
+    pull: &'a mut Pull,
+    blob: BlobId,
+}
+
+impl QueuedBlob<'_> {
+    /// The blob.
+    pub fn id(&self) -> BlobId {
+        self.blob
+    }
+
+    /// The caller already has this blob, verified: it is not downloaded, and
+    /// [`Event::BlobSkipped`] says so.
+    pub fn skip(self) {
+        self.pull.engine.skip_download(self.blob);
+    }
+
+    /// The caller has the first `verifier.len()` bytes of the blob (it hashed them into
+    /// `verifier`): the download continues there, and [`Event::Resumed`] says so. Refused
+    /// (and nothing changes) when the blob's content is embedded in its descriptor, or the
+    /// prefix is not shorter than the blob or of another digest algorithm: the download
+    /// then starts from byte 0.
+    pub fn resume(self, verifier: Verifier) -> Result<(), ResumeRefused> {
+        self.pull.engine.resume_download(self.blob, verifier)
+    }
+}
