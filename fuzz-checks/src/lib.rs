@@ -3,6 +3,7 @@
 //! `fuzz/fuzz_targets/`, and `fuzz-checks/tests/replay.rs` replays the committed corpora through them
 //! on stable, so CI guards them without nightly.
 
+pub mod ledger;
 pub mod machine;
 pub mod parsers;
 pub mod server;

@@ -1,8 +1,9 @@
 //! The whole client machine under an arbitrary sequence of network inputs.
 //!
-//! Invariants checked after every step: no panic; deliveries contiguous, never repeated,
-//! never past the descriptor's size; `BlobDone` only with the right size and digest and
-//! at most once; request ids unique; blob requests in flight within the concurrency
+//! Invariants checked after every step: no panic; the blob ledger's rules
+//! ([`crate::ledger`], shared with the simulated network: deliveries contiguous and within
+//! the size, `BlobDone` once with the right digest, skips and resumes consistent, no wait
+//! in the past); request ids unique; blob requests in flight within the concurrency
 //! limit; every drain ends within a bounded number of steps, and so does the whole run.
 //!
 //! The origin rule: `Authorization` (and a refresh token in a form body) goes only to the
@@ -10,17 +11,19 @@
 //! and only over https; a bearer token only to the registry. A challenge from any other
 //! origin (a redirect target) never makes its realm eligible.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use http::{header, Response};
 use ocireg_core::{
-    Action, BlobId, Config, Credentials, Digest, Event, Input, Platform, Pull, Reference,
-    RequestId, RetryPolicy, Secret, TransportError, TransportErrorKind,
+    Action, BlobId, Config, Credentials, Digest, Input, Platform, Pull, Reference, RequestId,
+    RetryPolicy, Secret, TransportError, TransportErrorKind,
 };
 use ocireg_registry::images::{image, TestImage};
+
+use crate::ledger::Ledger;
 
 const REGISTRY: &str = "https://reg.test";
 const MAX_CONCURRENT: usize = 3;
@@ -212,10 +215,7 @@ struct Open {
 
 /// The invariant checker around one machine.
 struct Checker {
-    blobs: HashMap<BlobId, (u64, Digest)>,
-    delivered: BTreeMap<BlobId, Vec<u8>>,
-    done: HashSet<BlobId>,
-    skipped: HashSet<BlobId>,
+    ledger: Ledger,
     ids: HashSet<RequestId>,
     open: Vec<Open>,
     realms: HashSet<String>,
@@ -279,71 +279,14 @@ impl Checker {
                     );
                 }
                 Action::Abort { id } => self.open.retain(|r| r.id != id),
-                Action::Deliver {
-                    blob,
-                    offset,
-                    bytes,
-                } => {
-                    let (size, _) = self.blobs[&blob];
-                    let buf = self.delivered.entry(blob).or_default();
-                    assert_eq!(offset, buf.len() as u64, "delivery not contiguous");
-                    assert!(!self.done.contains(&blob), "delivery after BlobDone");
-                    assert!(!self.skipped.contains(&blob), "delivery of a skipped blob");
-                    buf.extend_from_slice(&bytes);
-                    assert!(buf.len() as u64 <= size, "delivered past the size");
+                action => {
+                    self.ledger.observe(&action, now);
+                    match action {
+                        Action::Wait { .. } => return false,
+                        Action::Done | Action::Failed(_) => return true,
+                        _ => {}
+                    }
                 }
-                Action::Event(e) => match e {
-                    Event::BlobQueued { blob, descriptor } => {
-                        self.blobs
-                            .insert(blob, (descriptor.len(), descriptor.digest.clone()));
-                    }
-                    Event::BlobDone { blob, digest, size } => {
-                        let data = self
-                            .delivered
-                            .get(&blob)
-                            .map(|b| b.as_slice())
-                            .unwrap_or(b"");
-                        assert_eq!(data.len() as u64, size);
-                        assert_eq!(
-                            Digest::of(digest.algorithm(), data),
-                            digest,
-                            "BlobDone with the wrong digest"
-                        );
-                        assert_eq!(self.blobs[&blob].1, digest);
-                        assert!(self.done.insert(blob), "BlobDone twice");
-                        assert!(!self.skipped.contains(&blob), "BlobDone of a skipped blob");
-                    }
-                    Event::BlobSkipped { blob, digest, .. } => {
-                        assert_eq!(self.blobs[&blob].1, digest);
-                        assert!(!self.done.contains(&blob), "skipped after BlobDone");
-                        assert!(!self.delivered.contains_key(&blob), "skipped after bytes");
-                        assert!(self.skipped.insert(blob), "BlobSkipped twice");
-                    }
-                    Event::Resumed { blob, offset } => {
-                        let have = self.delivered.get(&blob).map_or(0, |b| b.len() as u64);
-                        assert_eq!(offset, have, "resumed elsewhere than the end");
-                    }
-                    Event::Restarted { blob } => {
-                        self.delivered.remove(&blob);
-                    }
-                    _ => {}
-                },
-                Action::Wait { until } => {
-                    if let Some(u) = until {
-                        assert!(u >= now, "a wait in the past");
-                    }
-                    return false;
-                }
-                Action::Done => {
-                    for blob in self.blobs.keys() {
-                        assert!(
-                            self.done.contains(blob) || self.skipped.contains(blob),
-                            "Done with blob {blob:?} neither done nor skipped"
-                        );
-                    }
-                    return true;
-                }
-                Action::Failed(_) => return true,
             }
         }
         panic!("the drain did not end within {DRAIN_BOUND} polls");
@@ -391,10 +334,7 @@ fn run(input: Script) {
     };
     let mut pull = Pull::new(config, Reference::parse("reg.test/x/y:v1").unwrap(), t0);
     let mut c = Checker {
-        blobs: HashMap::new(),
-        delivered: BTreeMap::new(),
-        done: HashSet::new(),
-        skipped: HashSet::new(),
+        ledger: Ledger::default(),
         ids: HashSet::new(),
         open: Vec::new(),
         realms: HashSet::new(),
@@ -469,13 +409,13 @@ fn run(input: Script) {
             }
             Op::Time { ms } => now += Duration::from_millis(u64::from(ms)),
             Op::Answer { blob, skip, prefix } => {
-                let ids: Vec<BlobId> = c.blobs.keys().copied().collect();
+                let ids: Vec<BlobId> = c.ledger.queued.keys().copied().collect();
                 if ids.is_empty() {
                     continue;
                 }
                 let id = ids[blob as usize % ids.len()];
-                let (size, digest) = c.blobs[&id].clone();
-                if c.delivered.contains_key(&id) || c.done.contains(&id) {
+                let (size, digest) = c.ledger.queued[&id].clone();
+                if c.ledger.delivered.contains_key(&id) || c.ledger.done.contains(&id) {
                     continue;
                 }
                 let Some(queued) = pull.queued(id) else {
@@ -489,7 +429,7 @@ fn run(input: Script) {
                     let mut v = ocireg_core::Verifier::new(digest.algorithm());
                     v.update(&content[..n]);
                     if queued.resume(v).is_ok() {
-                        c.delivered.insert(id, content[..n].to_vec());
+                        c.ledger.delivered.insert(id, content[..n].to_vec());
                     }
                 }
             }

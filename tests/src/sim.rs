@@ -9,6 +9,7 @@ use http::Response;
 use ocireg_core::{
     Action, BlobId, Error, Event, Input, Pull, RequestId, TransportError, TransportErrorKind,
 };
+use ocireg_fuzz_checks::ledger::Ledger;
 use ocireg_registry::{FaultyRegistry, Reply};
 
 /// One exchange in flight.
@@ -82,8 +83,11 @@ impl Sim {
         let mut now = t0;
         let mut open: Vec<Exchange> = Vec::new();
         let mut ids = HashSet::new();
+        let mut ledger = Ledger::default();
         for _ in 0..self.max_steps {
-            match pull.poll_action(now) {
+            let action = pull.poll_action(now);
+            ledger.observe(&action, now);
+            match action {
                 Action::Send { id, request } => {
                     out.transcript.push("Send");
                     assert!(ids.insert(id), "request id {id:?} reused");
@@ -138,21 +142,7 @@ impl Sim {
                     out.transcript.push("Abort");
                     open.retain(|e| e.id != id);
                 }
-                Action::Deliver {
-                    blob,
-                    offset,
-                    bytes,
-                } => {
-                    out.transcript.push("Deliver");
-                    let buf = out.blobs.entry(blob).or_default();
-                    assert_eq!(
-                        offset,
-                        buf.len() as u64,
-                        "delivery of {blob:?} not contiguous"
-                    );
-                    assert!(!out.done.contains(&blob), "delivery after BlobDone");
-                    buf.extend_from_slice(&bytes);
-                }
+                Action::Deliver { .. } => out.transcript.push("Deliver"),
                 Action::Event(e) => {
                     out.transcript.push(match &e {
                         Event::Manifest { .. } => "Manifest",
@@ -166,18 +156,6 @@ impl Sim {
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
                         Event::Tags { .. } => "Tags",
                     });
-                    match &e {
-                        Event::Restarted { blob } => {
-                            out.blobs.remove(blob);
-                        }
-                        Event::BlobDone { blob, digest, size } => {
-                            let data = out.blobs.get(blob).map(|b| b.as_slice()).unwrap_or(b"");
-                            assert_eq!(data.len() as u64, *size);
-                            assert_eq!(&ocireg_core::Digest::of(digest.algorithm(), data), digest);
-                            assert!(out.done.insert(*blob), "BlobDone twice");
-                        }
-                        _ => {}
-                    }
                     out.events.push(e);
                 }
                 Action::Wait { until } => {
@@ -197,7 +175,6 @@ impl Sim {
                             }
                         }
                         (_, Some(u)) => {
-                            assert!(u >= now, "a wait in the past: {:?}", now - u);
                             now = now.max(u);
                         }
                         (None, None) => panic!("livelock: waiting forever with nothing in flight"),
@@ -222,6 +199,8 @@ impl Sim {
             self.max_steps
         );
         out.elapsed = now - t0;
+        out.blobs = ledger.delivered;
+        out.done = ledger.done;
         out
     }
 
