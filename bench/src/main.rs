@@ -1,7 +1,9 @@
 //! The benchmark: a real `docker-registry` on loopback (filesystem storage, plain http),
 //! generated images pushed with `skopeo`, each pulled by every tool, several times.
 //!
-//! `cargo run --release -p ocireg-bench` (options: `--runs N`, `--quick` for small
+//! `cargo run --release -p ocireg-bench` (options: `--runs N`, `--baseline PATH` to run
+//! another ocireg binary beside this one, `--tools a,b` to run only tools whose name
+//! contains one of these, `--quick` for small
 //! workloads, `--only NAME,...`). Prints a markdown table.
 //!
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
@@ -28,6 +30,8 @@ type Pushed = (String, Vec<(Digest, u64)>, usize);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tool {
     OciregTokio,
+    /// Another build of ocireg (`--baseline PATH`), with tokio: an A/B in one run.
+    Baseline,
     OciregAsyncStd,
     OciClient,
     Skopeo,
@@ -38,6 +42,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::OciregTokio => "ocireg (tokio)",
+            Tool::Baseline => "ocireg baseline (tokio)",
             Tool::OciregAsyncStd => "ocireg (async-std)",
             Tool::OciClient => "oci-client 0.18",
             Tool::Skopeo => "skopeo copy",
@@ -46,8 +51,9 @@ impl Tool {
     }
 }
 
-const TOOLS: [Tool; 5] = [
+const TOOLS: [Tool; 6] = [
     Tool::OciregTokio,
+    Tool::Baseline,
     Tool::OciregAsyncStd,
     Tool::OciClient,
     Tool::Skopeo,
@@ -123,9 +129,11 @@ fn timed(cmd: &str, args: &[String], out_time: &Path) -> (bool, String, f64, f64
     (o.status.success(), err, wall, cpu, rss)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_tool(
     tool: Tool,
     bin: &Path,
+    baseline: Option<&Path>,
     addr: &str,
     repo: &str,
     blobs: &[(Digest, u64)],
@@ -135,11 +143,11 @@ fn run_tool(
     let _ = std::fs::remove_dir_all(out);
     let reference = format!("{addr}/{repo}:v1");
     match tool {
-        Tool::OciregTokio | Tool::OciregAsyncStd => {
-            let rt = if tool == Tool::OciregTokio {
-                "tokio"
-            } else {
+        Tool::OciregTokio | Tool::OciregAsyncStd | Tool::Baseline => {
+            let rt = if tool == Tool::OciregAsyncStd {
                 "async-std"
+            } else {
+                "tokio"
             };
             let args: Vec<String> = [
                 "pull",
@@ -156,7 +164,11 @@ fn run_tool(
             .iter()
             .map(|s| s.to_string())
             .collect();
-            timed(bin.join("ocireg").to_str().unwrap(), &args, time_file)
+            let program = match (tool, baseline) {
+                (Tool::Baseline, Some(b)) => b.to_path_buf(),
+                _ => bin.join("ocireg"),
+            };
+            timed(program.to_str().unwrap(), &args, time_file)
         }
         Tool::OciClient => {
             let args = vec![
@@ -250,6 +262,26 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .map(|s| s.split(',').map(str::to_string).collect());
+    let baseline: Option<PathBuf> = args
+        .iter()
+        .position(|a| a == "--baseline")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
+    let tools_filter: Option<Vec<String>> = args
+        .iter()
+        .position(|a| a == "--tools")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect());
+    let tools: Vec<Tool> = TOOLS
+        .iter()
+        .copied()
+        .filter(|t| *t != Tool::Baseline || baseline.is_some())
+        .filter(|t| {
+            tools_filter
+                .as_ref()
+                .is_none_or(|f| f.iter().any(|n| t.name().contains(n.as_str())))
+        })
+        .collect();
     // build the programs under test
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // Both packages named: the benchmark is not a default member of the workspace, so a
@@ -366,7 +398,7 @@ fn main() {
         println!("| tool | wall s (median) | MB/s | vs ocireg (tokio) | CPU s | peak RSS MiB | requests | bytes moved | result |");
         println!("|---|---|---|---|---|---|---|---|---|");
         let mut base = None;
-        for tool in TOOLS {
+        for &tool in &tools {
             let mut results = Vec::new();
             for r in 0..runs {
                 let (addr, proxy) = if w.cuts > 0 {
@@ -384,8 +416,16 @@ fn main() {
                 };
                 let (from, _, _) = access_log(&log, usize::MAX);
                 let out = scratch.path().join("out");
-                let (ok, error, wall, cpu, rss) =
-                    run_tool(tool, &bin, &addr, &repo, &blobs, &out, &time_file);
+                let (ok, error, wall, cpu, rss) = run_tool(
+                    tool,
+                    &bin,
+                    baseline.as_deref(),
+                    &addr,
+                    &repo,
+                    &blobs,
+                    &out,
+                    &time_file,
+                );
                 std::thread::sleep(Duration::from_millis(200)); // let the registry flush its log
                 let (_, requests, logged_bytes) = access_log(&log, from);
                 let bytes = proxy

@@ -9,8 +9,9 @@
 //! One file per protocol concern: [`reference`](mod@reference), [`digest`], [`manifest`], [`auth`]
 //! (the `WWW-Authenticate` grammar, credentials, token responses), [`retry`] (backoff and
 //! `Retry-After`), [`range`] (`Content-Range`), [`error`] (the typed error and URL
-//! redaction), `blob` (one download across resumes) and [`pull`] (the machine that ties
-//! them together).
+//! redaction). Above them, an engine (private: operations, timers, recovery, the origin
+//! and credential model, tokens) runs exchanges for goals (the image pull, inspect, tags);
+//! [`pull`] is the public surface of that machine.
 //!
 //! ## The driving contract
 //!
@@ -43,7 +44,7 @@
 //! // The first action is the manifest request.
 //! let Action::Send { id, request } = pull.poll_action(t0) else { panic!() };
 //! assert_eq!(request.uri(), "https://localhost:5000/v2/demo/hello/manifests/v1");
-//! // Pretend the registry does not exist: the core schedules a retry.
+//! // The registry says the tag does not exist: a 404 is not retried, the pull fails.
 //! pull.handle_head(id, http::Response::builder().status(404).body(()).unwrap(), t0);
 //! pull.handle_end(id, t0 + Duration::from_millis(1));
 //! match pull.poll_action(t0 + Duration::from_millis(1)) {
