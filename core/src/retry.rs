@@ -132,14 +132,22 @@ mod tests {
             ..p
         };
         assert_eq!(p.delay(40, None, 0), Some(Duration::from_secs(10)));
+        // 20% jitter below a 400 ms base: the random word picks the point in [320, 400] ms
         let j = RetryPolicy::default();
-        let a = j.delay(2, None, Rng::new(7).next_u64()).unwrap();
-        let b = j.delay(2, None, Rng::new(7).next_u64()).unwrap();
-        assert_eq!(a, b);
-        assert!(
-            a <= Duration::from_millis(400) && a >= Duration::from_millis(320),
-            "{a:?}"
+        let ms = |random| j.delay(2, None, random).unwrap();
+        assert_eq!(ms(0), Duration::from_millis(400));
+        assert_eq!(ms(40_000_000), Duration::from_millis(360));
+        assert_eq!(ms(80_000_000), Duration::from_millis(320));
+        assert_eq!(
+            ms(80_000_001),
+            Duration::from_millis(400),
+            "wraps modulo the span"
         );
+        let mut rng = Rng::new(7);
+        for _ in 0..100 {
+            let d = ms(rng.next_u64());
+            assert!(d >= Duration::from_millis(320) && d <= Duration::from_millis(400));
+        }
         assert_eq!(RetryPolicy::none().delay(1, None, 0), None);
     }
 

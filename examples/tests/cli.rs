@@ -273,6 +273,12 @@ fn credentials_from_flags_env_and_docker_config() {
         Some(1),
         "the explicit (wrong) password wins over the file"
     );
+    // ... and the failure is the refusal of that password, not anything else
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refused") && err.contains("401"),
+        "not a refusal: {err}"
+    );
 }
 
 /// Runs the in-process registry with faults on a free port, in a background runtime.

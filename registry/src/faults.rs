@@ -184,7 +184,15 @@ impl FaultyRegistry {
 
     /// Answers one request.
     pub fn handle<B>(&mut self, req: &Request<B>) -> Reply {
-        let reply = self.decide(req);
+        let mut reply = self.decide(req);
+        // Every answer carries its date, as a real registry's does: an HTTP-date
+        // `Retry-After` is placed on the client's clock relative to it.
+        if !reply.head.headers().contains_key(header::DATE) {
+            let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+            if let Ok(v) = HeaderValue::from_str(&date) {
+                reply.head.headers_mut().insert(header::DATE, v);
+            }
+        }
         let sent = reply
             .cut_after
             .into_iter()

@@ -41,6 +41,15 @@ pub enum Answer {
     /// This status and headers, then body bytes without end (chunked) until the client
     /// goes away. The bytes written are added to [`Hostile::streamed`].
     Endless(u16, Vec<(String, String)>),
+    /// Pass the request to the server at `to` (`host:port`) and its response back; with
+    /// `stall_after`, stop after that many response bytes (head included) and send
+    /// nothing more while the client waits (at most a minute).
+    Forward {
+        /// The real server.
+        to: String,
+        /// Response bytes passed before the stall.
+        stall_after: Option<usize>,
+    },
 }
 
 /// A running hostile server.
@@ -133,6 +142,7 @@ where
     reqs.lock().unwrap().push(req.clone());
     let mut conn = conn;
     match answer(&req, me) {
+        Answer::Forward { to, stall_after } => return forward(&req, &body, &to, stall_after, conn),
         Answer::Full(status, hs, body) => {
             write_head(
                 &mut conn,
@@ -166,6 +176,46 @@ where
         }
     }
     conn.flush()
+}
+
+/// Passes `req` to `to` with `connection: close`, and its response back to `client`,
+/// stalling after `stall_after` bytes if asked.
+fn forward(
+    req: &Req,
+    body: &[u8],
+    to: &str,
+    stall_after: Option<usize>,
+    mut client: TcpStream,
+) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut server = TcpStream::connect(to)?;
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if k != "connection" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("connection: close\r\n\r\n");
+    server.write_all(head.as_bytes())?;
+    server.write_all(body)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut passed = 0usize;
+    loop {
+        let n = server.read(&mut buf)?;
+        if n == 0 {
+            return client.flush();
+        }
+        let n = stall_after.map_or(n, |s| n.min(s - passed));
+        client.write_all(&buf[..n])?;
+        passed += n;
+        if stall_after == Some(passed) {
+            client.flush()?;
+            // silence: wait for the client to give up (it closes), a minute at most
+            client.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+            let _ = client.read(&mut buf);
+            return Ok(());
+        }
+    }
 }
 
 /// Writes a response head: the status, `connection: close`, the framing header, then

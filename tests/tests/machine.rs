@@ -46,40 +46,62 @@ fn assert_complete(out: &Outcome, img: &TestImage) {
     assert_eq!(out.done.len(), img.blobs().count());
 }
 
+/// The order that matters, and only that: the manifest is fetched alone and verified
+/// before any blob is asked for; each blob is queued before it is sent and delivered
+/// before it is done (the ledger checks bytes against `BlobDone`); `Done` comes last.
+/// Which blob goes first is free.
 #[test]
-fn plain_pull_transcript() {
+fn plain_pull_order() {
     let img = image(1, &[10], &Platform::host(), false);
     let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
-    let t: Vec<&str> = out
-        .transcript
-        .iter()
-        .copied()
-        .filter(|s| *s != "Wait")
-        .collect();
-    assert_eq!(
-        t,
-        [
-            "Send",
-            "Manifest",
-            "Resolved",
-            "BlobQueued",
-            "BlobQueued",
-            "Send",
-            "Send",
-            "Deliver",
-            "BlobDone",
-            "Deliver",
-            "BlobDone",
-            "Done"
-        ]
-    );
     assert_eq!(out.requests.len(), 3);
+    assert!(
+        out.requests[0].2.contains("/manifests/v1"),
+        "{:?}",
+        out.requests
+    );
+    assert!(out.requests[1..].iter().all(|r| r.2.contains("/blobs/")));
     assert!(
         out.requests.iter().all(|r| !r.3),
         "no Authorization without auth"
     );
+    let t = &out.transcript;
+    let nth = |name: &str, n: usize| {
+        t.iter()
+            .enumerate()
+            .filter(|(_, s)| **s == name)
+            .nth(n)
+            .map(|(i, _)| i)
+            .unwrap_or_else(|| panic!("no {name} #{n} in {t:?}"))
+    };
+    assert!(nth("Send", 0) < nth("Manifest", 0), "{t:?}");
+    assert!(nth("Manifest", 0) < nth("Resolved", 0), "{t:?}");
+    assert!(nth("Resolved", 0) < nth("BlobQueued", 0), "{t:?}");
+    assert!(
+        nth("BlobQueued", 1) < nth("Send", 1),
+        "blobs sent before both queued: {t:?}"
+    );
+    assert!(nth("Deliver", 0) < nth("BlobDone", 0), "{t:?}");
+    assert_eq!(t.last(), Some(&"Done"));
+    assert_eq!(
+        out.events.len(),
+        6,
+        "Manifest, Resolved, 2 × BlobQueued, 2 × BlobDone: {:?}",
+        out.events
+    );
+}
+
+/// The delays of every `Retry` event, in order.
+fn retry_delays(out: &Outcome) -> Vec<Duration> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Retry { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
@@ -215,14 +237,7 @@ fn retry_after_is_honoured_and_capped() {
     let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
     assert!(out.elapsed >= Duration::from_secs(2), "{:?}", out.elapsed);
-    let delays: Vec<Duration> = out
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retry { delay, .. } => Some(*delay),
-            _ => None,
-        })
-        .collect();
+    let delays = retry_delays(&out);
     assert!(
         delays.iter().all(|d| *d >= Duration::from_secs(2)),
         "{delays:?}"
@@ -585,14 +600,7 @@ fn a_cut_after_progress_resumes_at_once_but_failures_in_a_row_back_off() {
     cfg.retry.initial_delay = Duration::from_secs(1);
     let out = pull(cfg.clone(), "reg.test/test/repo:v1", &mut sim);
     assert_complete(&out, &img);
-    let delays: Vec<Duration> = out
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Retry { delay, .. } => Some(*delay),
-            _ => None,
-        })
-        .collect();
+    let delays = retry_delays(&out);
     assert_eq!(delays, vec![Duration::ZERO; 3]);
     // a 503 (no progress) backs off
     let mut sim = Sim::new(
@@ -662,4 +670,59 @@ fn a_download_without_progress_gives_up_after_exactly_six_attempts() {
         .filter(|r| r.2.ends_with(digest))
         .count();
     assert_eq!(tries, 6, "requests for {digest}");
+}
+
+/// Backoff jitter comes from the seed and nothing else: the same seed gives the same
+/// delays, another seed other delays (so the seed really reaches the jitter).
+#[test]
+fn the_seed_alone_decides_the_jitter() {
+    let img = small();
+    let delays = |seed: u64| {
+        let rules = vec![Rule::all(Fault::FailFirst {
+            times: 3,
+            status: 503,
+        })];
+        let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+        let cfg = Config {
+            seed,
+            retry: RetryPolicy {
+                jitter_percent: 50,
+                ..RetryPolicy::default()
+            },
+            ..config()
+        };
+        let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+        assert_complete(&out, &img);
+        retry_delays(&out)
+    };
+    let a = delays(1);
+    assert!(a.len() >= 3, "{a:?}");
+    assert_eq!(a, delays(1));
+    assert_ne!(a, delays(2));
+}
+
+/// An HTTP-date `Retry-After` is read against the response's own `Date` (which the test
+/// registry sends, as real ones do): three seconds ahead means a wait of about three
+/// seconds, whatever the two machines' clocks say.
+#[test]
+fn an_http_date_retry_after_is_placed_by_the_date_header() {
+    let img = small();
+    let at = std::time::SystemTime::now() + Duration::from_secs(3);
+    let rules = vec![Rule {
+        path_contains: "/manifests/".into(),
+        fault: Fault::RateLimit {
+            times: 1,
+            retry_after: httpdate::fmt_http_date(at),
+        },
+    }];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    let delays = retry_delays(&out);
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    // one-second resolution of HTTP-dates, and the test's own running time
+    assert!(
+        delays[0] >= Duration::from_secs(1) && delays[0] <= Duration::from_secs(4),
+        "{delays:?}"
+    );
 }

@@ -350,10 +350,97 @@ async fn token_auth_registry<K: Kit>() {
     assert!(!format!("{e} {e:?}").contains("wrong-pw"));
 }
 
+/// The README's resilience claims against the real registry, through a proxy that adds
+/// one fault of each kind: the first request for the manifest gets a 503; the first for
+/// each blob a 429 with `Retry-After: 1`; the second is passed through but stalls after
+/// 256 KiB; every later blob request is redirected to the registry's own address (another
+/// origin). The pull must wait out the 429, notice the stall, and finish the stalled layer
+/// with a range request that follows the redirect.
+async fn faults_in_front_of_a_real_registry<K: Kit>() {
+    use ocireg_tests::hostile::{Answer, Hostile};
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    let reg = RealRegistry::start(Mode::Open);
+    let img = image(43, &[4 << 20, 3000], &Platform::host(), false);
+    reg.push(&img, "ocireg/faults", "v1");
+    let target = reg.addr.clone();
+    let hits: Mutex<HashMap<String, u32>> = Mutex::new(HashMap::new());
+    let proxy = Hostile::start(move |req, _| {
+        let path = req.path.split('?').next().unwrap_or("").to_string();
+        let n = {
+            let mut hits = hits.lock().unwrap();
+            let n = hits.entry(path.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        let pass = |stall_after| Answer::Forward {
+            to: target.clone(),
+            stall_after,
+        };
+        match (path.contains("/manifests/"), path.contains("/blobs/"), n) {
+            (true, _, 1) => Answer::Full(503, vec![], Vec::new()),
+            (_, true, 1) => Answer::Full(429, vec![("retry-after".into(), "1".into())], Vec::new()),
+            (_, true, 2) => pass(Some(256 << 10)),
+            (_, true, _) => Answer::Full(
+                307,
+                vec![("location".into(), format!("http://{target}{}", req.path))],
+                Vec::new(),
+            ),
+            _ => pass(None),
+        }
+    });
+    let cfg = Config {
+        idle_timeout: std::time::Duration::from_secs(2),
+        ..plain()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let (mut retries, mut resumes) = (0, 0);
+    let started = std::time::Instant::now();
+    let d = pull_via::<K>(
+        &proxy.addr,
+        None,
+        "ocireg/faults:v1",
+        cfg,
+        out.path(),
+        &mut |e: &ocireg_core::Event| match e {
+            ocireg_core::Event::Retry { .. } => retries += 1,
+            ocireg_core::Event::Resumed { .. } => resumes += 1,
+            _ => {}
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d.digest, img.digest());
+    assert_eq!(layout_blobs(out.path()), expected_blobs(&[&img], &[]));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After not honoured"
+    );
+    let seen = proxy.seen();
+    let manifest_hits = seen
+        .iter()
+        .filter(|r| r.path.contains("/manifests/"))
+        .count();
+    assert!(manifest_hits >= 2, "the 503 was not retried: {seen:?}");
+    let big = ocireg_core::Digest::sha256(&img.layers[0]).to_string();
+    let big_requests: Vec<_> = seen.iter().filter(|r| r.path.contains(&big)).collect();
+    assert!(big_requests.len() >= 3, "{big_requests:?}");
+    assert!(
+        big_requests[2]
+            .header("range")
+            .is_some_and(|r| r.starts_with("bytes=")),
+        "the stalled layer did not continue with a range: {big_requests:?}"
+    );
+    // 503, one 429 per blob (3), the stall of the big layer
+    assert!(retries >= 5, "{retries} retries");
+    assert!(resumes >= 1, "{resumes} resumes");
+}
+
 on_every_runtime!(
     open_registry_oci_docker_and_index,
     tls_registry_with_ca_file,
     basic_auth_registry,
     cut_connections_resume_with_little_overhead,
     token_auth_registry,
+    faults_in_front_of_a_real_registry,
 );
