@@ -114,16 +114,10 @@ impl BlobDownload {
             _ if ranged => {
                 // 200: the range was ignored; discard what we already have, within budget.
                 if self.skipped_total + self.offset > self.skip_budget {
-                    return Err(Error::GaveUp {
-                        what: format!("blob {}", self.digest),
-                        attempts: 0,
-                        last: Box::new(Error::InvalidContentRange {
-                            url: url.to_string(),
-                            got: "(range ignored: 200 OK, skip budget exhausted)".into(),
-                            start: self.offset,
-                            end: self.size - 1,
-                            total: self.size,
-                        }),
+                    return Err(Error::RangeIgnored {
+                        url: url.to_string(),
+                        offset: self.offset,
+                        budget: self.skip_budget,
                     });
                 }
                 self.skip = self.offset;
@@ -293,6 +287,19 @@ mod tests {
         d.on_head(StatusCode::OK, &HeaderMap::new(), "u").unwrap(); // 50 ≤ 60
         d.on_chunk(Bytes::from(data[..55].to_vec())).unwrap();
         d.begin_attempt();
-        assert!(d.on_head(StatusCode::OK, &HeaderMap::new(), "u").is_err()); // 50 + 55 > 60
+        let e = d
+            .on_head(StatusCode::OK, &HeaderMap::new(), "u")
+            .unwrap_err(); // 50 + 55 > 60
+        assert!(
+            matches!(
+                e,
+                Error::RangeIgnored {
+                    offset: 55,
+                    budget: 60,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
     }
 }

@@ -266,6 +266,18 @@ pub enum Error {
         /// Total size.
         total: u64,
     },
+    /// The server ignores range requests (`200` with the whole blob), and discarding
+    /// the bytes already held once more would pass the skip budget
+    /// (`Config::skip_budget_percent` of the blob).
+    #[error("{url} ignores range requests: discarding the first {offset} bytes again would pass the budget of {budget} bytes discarded for this blob; raise the budget or use a registry that serves ranges")]
+    RangeIgnored {
+        /// Redacted URL.
+        url: String,
+        /// Bytes held, which a whole response repeats.
+        offset: u64,
+        /// Bytes that may be discarded in total for the blob.
+        budget: u64,
+    },
     /// A redirect that must not be followed.
     #[error("refused redirect from {from}: {reason}")]
     Redirect {

@@ -726,3 +726,48 @@ fn an_http_date_retry_after_is_placed_by_the_date_header() {
         "{delays:?}"
     );
 }
+
+/// A registry that ignores ranges costs the bytes already held once more, within the
+/// skip budget: 100% of the blob lets a pull cut at 6,000 of 10,000 bytes finish (the
+/// first 6,000 sent twice); 50% does not, and the error says so with the numbers.
+#[test]
+fn the_skip_budget_bounds_what_an_ignored_range_costs() {
+    let img = image(77, &[10_000], &Platform::host(), false);
+    let rules = || {
+        vec![
+            Rule::blobs(Fault::CutBody {
+                after: 6_000,
+                times: 1,
+            }),
+            Rule::blobs(Fault::IgnoreRange),
+        ]
+    };
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules()));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    let content: usize = img.blobs().map(|b| b.len()).sum();
+    assert!(
+        out.body_bytes >= content + 6_000,
+        "{} bytes",
+        out.body_bytes
+    );
+
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules()));
+    let cfg = Config {
+        skip_budget_percent: 50,
+        ..config()
+    };
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::RangeIgnored {
+                offset: 6_000,
+                budget: 5_000,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
