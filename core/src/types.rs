@@ -66,6 +66,8 @@ pub struct Config {
     pub skip_budget_percent: u64,
     /// Tag list pages followed at most ([`Pull::list_tags`](crate::Pull::list_tags)); one more is an error.
     pub max_tag_pages: u32,
+    /// Tags asked for per page (`?n=`); `None` lets the registry choose.
+    pub tag_page_size: Option<u32>,
     /// Manifests fetched at most in one pull (indexes, their children, nested indexes).
     pub max_manifests: u32,
     /// Levels of indexes within indexes followed at most (the top manifest is level 0).
@@ -90,6 +92,7 @@ impl Default for Config {
             max_redirects: 10,
             skip_budget_percent: 100,
             max_tag_pages: 10_000,
+            tag_page_size: None,
             max_manifests: 10_000,
             max_index_depth: 8,
         }

@@ -290,13 +290,25 @@ fn inprocess(
     std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
     tokio::runtime::Runtime,
 ) {
+    let mut r = ocireg_registry::Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    serve_inprocess(r, rules)
+}
+
+/// Serves `r` with `rules` on a free port, in a background runtime.
+fn serve_inprocess(
+    r: ocireg_registry::Registry,
+    rules: Vec<ocireg_registry::Rule>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
+    tokio::runtime::Runtime,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let mut r = ocireg_registry::Registry::new();
-    img.add_to(&mut r, "test/repo", Some("v1"));
     let reg = std::sync::Arc::new(std::sync::Mutex::new(ocireg_registry::FaultyRegistry::new(
         r, rules,
     )));
@@ -375,6 +387,201 @@ fn progress_json_and_second_pull_transfers_nothing() {
         (Some(0), Some(3), Some(0))
     );
     assert_eq!(events.iter().filter(|e| e["event"] == "skipped").count(), 3);
+}
+
+/// Tag pages as a paging registry serves them: `--page-size` asks for `n`, every page
+/// is followed by its `Link`, and `--max-pages` stops a long list with exit 1 after
+/// printing what it read.
+#[test]
+fn tags_are_paged_by_link_and_bounded() {
+    let img = image(59, &[100], &Platform::host(), false);
+    let mut r = ocireg_registry::Registry::new();
+    for t in ["a", "b", "c", "d", "e"] {
+        img.add_to(&mut r, "test/repo", Some(t));
+    }
+    let (addr, reg, _rt) = serve_inprocess(r, vec![]);
+    let repo = format!("{addr}/test/repo");
+    let out = ocireg()
+        .args(["tags", "--page-size", "2", &repo])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\nc\nd\ne\n");
+    let pages: Vec<String> = reg
+        .lock()
+        .unwrap()
+        .log
+        .iter()
+        .map(|s| s.path.clone())
+        .collect();
+    assert_eq!(
+        pages,
+        [
+            "/v2/test/repo/tags/list?n=2",
+            "/v2/test/repo/tags/list?n=2&last=b",
+            "/v2/test/repo/tags/list?n=2&last=d"
+        ]
+    );
+    let out = ocireg()
+        .args(["tags", "--page-size", "2", "--max-pages", "2", &repo])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\nc\nd\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-pages"));
+}
+
+/// Runs `ocireg` with `args` and the layout `dir` last; stdout parsed as JSON lines.
+fn json_events(
+    args: &[&str],
+    dir: &std::path::Path,
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let out = ocireg().args(args).arg(dir).output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (out, events)
+}
+
+/// The faults a user meets, as the CLI reports them: a 503 is a `retry` event, a cut a
+/// `resumed` one (JSON) or a `resume` line (plain); `--attempts 1` turns the same 503
+/// into exit 1 with a `failed` event after one request; `--timeout` ends a stalled pull
+/// in about that time; `--concurrency 1` downloads one blob after the other.
+#[test]
+fn fault_events_and_the_flags_that_bound_a_pull() {
+    use ocireg_registry::{Fault, Rule};
+    let img = image(58, &[300_000, 200_000], &Platform::host(), false);
+    let faults = || {
+        vec![
+            Rule {
+                path_contains: "/manifests/".into(),
+                fault: Fault::FailFirst {
+                    times: 1,
+                    status: 503,
+                },
+            },
+            Rule::blobs(Fault::CutBody {
+                after: 100_000,
+                times: 1,
+            }),
+        ]
+    };
+    let (addr, reg, _rt) = inprocess(&img, faults());
+    let reference = format!("{addr}/test/repo:v1");
+    let dir = tempfile::tempdir().unwrap();
+    let (out, events) = json_events(
+        &[
+            "pull",
+            "--progress",
+            "json",
+            "--concurrency",
+            "1",
+            &reference,
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    let retry = events
+        .iter()
+        .find(|e| e["event"] == "retry")
+        .expect("a retry event");
+    assert!(retry["error"].as_str().unwrap().contains("503"), "{retry}");
+    assert_eq!(retry["attempt"], 2);
+    assert!(kinds.contains(&"resumed"), "{kinds:?}");
+    // --concurrency 1: a blob's bytes never arrive while another blob is between its
+    // start and its end
+    let mut open: Option<&str> = None;
+    for e in &events {
+        let blob = e["blob"].as_str();
+        match e["event"].as_str().unwrap() {
+            "started" => {
+                assert!(open.is_none(), "two blobs at once: {events:?}");
+                open = blob;
+            }
+            "progress" | "resumed" => assert_eq!(open, blob, "{events:?}"),
+            "done" => {
+                assert!(open.is_none() || open == blob, "{events:?}");
+                open = None;
+            }
+            _ => {}
+        }
+    }
+
+    // plain progress: one line per notable event on stderr
+    reg.lock().unwrap().set_rules(faults());
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args(["pull", "--progress", "plain", &reference])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("retry ") && l.contains("503")),
+        "{err}"
+    );
+    assert!(err.lines().any(|l| l.starts_with("resume ")), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("done ")).count(),
+        3,
+        "{err}"
+    );
+
+    // --attempts 1: the 503 is final
+    reg.lock().unwrap().set_rules(faults());
+    let seen_before = reg.lock().unwrap().log.len();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, events) = json_events(
+        &["pull", "--progress", "json", "--attempts", "1", &reference],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failed = events.last().unwrap();
+    assert_eq!(failed["event"], "failed", "{events:?}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("503"),
+        "{failed}"
+    );
+    assert_eq!(
+        reg.lock().unwrap().log.len() - seen_before,
+        1,
+        "one request, no retry"
+    );
+
+    // --timeout: a body that stalls for good ends the pull at the deadline
+    reg.lock()
+        .unwrap()
+        .set_rules(vec![Rule::blobs(Fault::StallBody {
+            after: 1_000,
+            times: u32::MAX,
+        })]);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = ocireg()
+        .args(["pull", "--timeout", "2", &reference])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("deadline exceeded"), "{err}");
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -472,6 +679,27 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
     }
     let out = ocireg()
         .args(["tags", "--plain-http", &format!("{}/cli/many", reg.addr)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "latest\nv1\nv2\n");
+    // `--page-size` sends `n`; docker-registry 2.8 answers every tag in one page anyway
+    // (paging by `Link` is exercised against the test registry, which does page), and
+    // the answer is read whole
+    let out = ocireg()
+        .args([
+            "tags",
+            "--plain-http",
+            "--page-size",
+            "2",
+            "--max-pages",
+            "1",
+        ])
+        .arg(format!("{}/cli/many", reg.addr))
         .output()
         .unwrap();
     assert!(

@@ -147,6 +147,9 @@ pub struct FaultyRegistry {
     /// With [`Fault::Token`]: `POST /token` (OAuth2 refresh-token grant) is served;
     /// otherwise it is answered 404 so clients fall back to `GET`.
     pub token_post: bool,
+    /// With [`Fault::Token`]: tokens say they were issued this many seconds before the
+    /// response's `Date` (`issued_at`), so less of their 300 s lifetime is left.
+    pub token_issued_ago: Option<u64>,
     /// The requests handled, in order (the most recent, up to [`LOG_LIMIT`]).
     pub log: Vec<Seen>,
 }
@@ -421,7 +424,19 @@ impl FaultyRegistry {
 
     fn issue_token_to(&mut self, _service: &str) -> Reply {
         self.issued += 1;
-        let body = format!(r#"{{"token":"tok-{}","expires_in":300}}"#, self.issued);
+        let issued_at = self
+            .token_issued_ago
+            .map(|ago| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                format!(r#","issued_at":"{}""#, rfc3339(now.saturating_sub(ago)))
+            })
+            .unwrap_or_default();
+        let body = format!(
+            r#"{{"token":"tok-{}","expires_in":300{issued_at}}}"#,
+            self.issued
+        );
         let head = Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, "application/json")
@@ -437,6 +452,27 @@ impl FaultyRegistry {
     }
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (the civil calendar from days,
+/// after Howard Hinnant's date algorithms).
+fn rfc3339(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
     let mut b = Response::builder()
         .status(status)
@@ -450,6 +486,21 @@ fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
 /// How long a stalled body waits before the adapter gives up on it (the client should
 /// abort long before).
 pub const STALL_LIMIT: Duration = Duration::from_secs(600);
+
+#[cfg(test)]
+mod rfc3339_tests {
+    #[test]
+    fn known_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_709_206_496), "2024-02-29T11:34:56Z");
+        let t = 1_704_067_200;
+        assert_eq!(super::rfc3339(t), "2024-01-01T00:00:00Z");
+        assert_eq!(
+            ocireg_core::auth::parse_rfc3339(&super::rfc3339(t + 12_345)),
+            Some(t + 12_345)
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -340,3 +340,30 @@ fn debug_output_carries_no_secret() {
     assert!(printed.contains("POST"), "{printed}");
     assert!(!printed.contains("very-secret"), "{printed}");
 }
+
+/// `issued_at` counts during a pull: a token issued 250 s before the response's `Date`
+/// has 50 s of its 300 left, so after a 60 s wait it is renewed before the retry; the
+/// same token without `issued_at` would still be good.
+#[test]
+fn issued_at_shortens_a_token_during_the_pull() {
+    let img = image(2, &[1000], &Platform::host(), false);
+    let tokens = |issued_ago: Option<u64>| {
+        let mut reg = registry(
+            &img,
+            vec![
+                token_rule(""),
+                Rule::blobs(Fault::RateLimit {
+                    times: 1,
+                    retry_after: "60".into(),
+                }),
+            ],
+        );
+        reg.token_issued_ago = issued_ago;
+        let mut sim = Sim::new(ORIGIN, reg);
+        let out = run(config(), &mut sim);
+        assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+        token_requests(&out)
+    };
+    assert_eq!(tokens(None), 1);
+    assert_eq!(tokens(Some(250)), 2);
+}

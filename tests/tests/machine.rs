@@ -771,3 +771,95 @@ fn the_skip_budget_bounds_what_an_ignored_range_costs() {
         "{e:?}"
     );
 }
+
+/// A layer listed twice is downloaded once: one request per digest.
+#[test]
+fn each_digest_is_downloaded_once() {
+    let base = image(78, &[5_000, 7_000], &Platform::host(), false);
+    let mut manifest: serde_json::Value = serde_json::from_slice(&base.manifest).unwrap();
+    let first = manifest["layers"][0].clone();
+    manifest["layers"].as_array_mut().unwrap().push(first);
+    let img = TestImage {
+        manifest: Bytes::from(serde_json::to_vec(&manifest).unwrap()),
+        layers: vec![
+            base.layers[0].clone(),
+            base.layers[1].clone(),
+            base.layers[0].clone(),
+        ],
+        ..base
+    };
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+    let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let blob_requests: Vec<&String> = out
+        .requests
+        .iter()
+        .map(|r| &r.2)
+        .filter(|p| p.contains("/blobs/"))
+        .collect();
+    assert_eq!(blob_requests.len(), 3, "{blob_requests:?}");
+    let mut unique = blob_requests.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3, "{blob_requests:?}");
+    assert_eq!(out.done.len(), 3);
+}
+
+/// The response-head timer: a registry slower to answer than `head_timeout` costs every
+/// attempt (one request each, then a typed timeout), one that answers within it none.
+#[test]
+fn the_head_timeout_bounds_the_wait_for_an_answer() {
+    let img = small();
+    let run = |head_timeout: Duration| {
+        let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
+        sim.latency = Duration::from_secs(2);
+        let cfg = Config {
+            head_timeout,
+            retry: RetryPolicy {
+                max_attempts: 3,
+                ..config().retry
+            },
+            ..config()
+        };
+        pull(cfg, "reg.test/test/repo:v1", &mut sim)
+    };
+    let out = run(Duration::from_secs(1));
+    let e = out.result.unwrap().unwrap_err();
+    assert!(
+        e.to_string().contains("no data before the time limit"),
+        "{e}"
+    );
+    assert_eq!(out.requests.len(), 3, "one request per attempt");
+    assert!(out.elapsed >= Duration::from_secs(3), "{:?}", out.elapsed);
+    let out = run(Duration::from_secs(3));
+    assert_complete(&out, &img);
+    assert!(retry_delays(&out).is_empty());
+}
+
+/// The default silence limit is 30 s: a body that stops is given up on after 30 s of
+/// (simulated) silence, not before, and the blob continues from where it stopped.
+#[test]
+fn a_stalled_body_is_given_up_on_after_the_default_30_seconds() {
+    let img = image(79, &[50_000], &Platform::host(), false);
+    let rules = vec![Rule::blobs(Fault::StallBody {
+        after: 20_000,
+        times: 1,
+    })];
+    let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+    let cfg = Config {
+        plain_http: true,
+        ..Config::default()
+    };
+    assert_eq!(cfg.idle_timeout, Duration::from_secs(30));
+    let out = pull(cfg, "reg.test/test/repo:v1", &mut sim);
+    assert_complete(&out, &img);
+    assert!(
+        out.elapsed >= Duration::from_secs(30) && out.elapsed < Duration::from_secs(31),
+        "{:?}",
+        out.elapsed
+    );
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
+}

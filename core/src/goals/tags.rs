@@ -18,7 +18,10 @@ pub(crate) struct TagList {
 
 impl TagList {
     pub(crate) fn start(engine: &mut Engine) -> TagList {
-        let path = format!("/v2/{}/tags/list", engine.reference().repository());
+        let mut path = format!("/v2/{}/tags/list", engine.reference().repository());
+        if let Some(n) = engine.config().tag_page_size {
+            path.push_str(&format!("?n={n}"));
+        }
         let mut goal = TagList {
             pages: HashSet::new(),
         };

@@ -16,6 +16,9 @@ use serde::Deserialize;
 
 /// How long a credential helper may run.
 pub const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most a credential helper may print on stdout (its JSON answer is a few hundred
+/// bytes); a helper that prints more is an error, and no more is read.
+pub const HELPER_OUTPUT_LIMIT: u64 = 1 << 20;
 
 /// Why credentials could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +183,7 @@ pub fn lookup_with_helpers(
         want.clone()
     };
     if let Some((_, helper)) = cred_helpers.iter().find(|(k, _)| normalize(k) == want) {
-        return run_helper(helper, &server_url, helper_path);
+        return run_helper(helper, &server_url, helper_path, HELPER_TIMEOUT);
     }
     if let Some((key, entry)) = auths.iter().find(|(k, _)| normalize(k) == want) {
         match from_entry(entry) {
@@ -195,7 +198,9 @@ pub fn lookup_with_helpers(
         }
     }
     match &creds_store {
-        Some(store) if !store.is_empty() => run_helper(store, &server_url, helper_path),
+        Some(store) if !store.is_empty() => {
+            run_helper(store, &server_url, helper_path, HELPER_TIMEOUT)
+        }
         _ => Ok(None),
     }
 }
@@ -228,11 +233,13 @@ fn from_entry(e: &AuthEntry) -> Result<Option<Credentials>, String> {
     }
 }
 
-/// Runs `docker-credential-<helper> get` with `server_url` on stdin.
+/// Runs `docker-credential-<helper> get` with `server_url` on stdin, for `timeout` at
+/// most, reading at most [`HELPER_OUTPUT_LIMIT`] bytes of its answer.
 fn run_helper(
     helper: &str,
     server_url: &str,
     helper_path: Option<&std::ffi::OsStr>,
+    timeout: Duration,
 ) -> Result<Option<Credentials>, CredentialsError> {
     let err = |problem: String| CredentialsError::Helper {
         helper: helper.to_string(),
@@ -260,29 +267,64 @@ fn run_helper(
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(server_url.as_bytes());
     }
-    let deadline = Instant::now() + HELPER_TIMEOUT;
+    // Its output is read while it runs (a full pipe would stall it), bounded; a reader
+    // that stops early closes the pipe, and the helper's next write fails.
+    let read_bounded = |pipe: Option<Box<dyn Read + Send>>, limit: u64| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(p) = pipe {
+                let _ = p.take(limit).read_to_end(&mut buf);
+            }
+            let _ = tx.send(buf);
+        });
+        rx
+    };
+    let stdout = read_bounded(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        HELPER_OUTPUT_LIMIT + 1,
+    );
+    let stderr = read_bounded(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        4096,
+    );
+    let started = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(err(format!(
-                    "no answer within {}s",
-                    HELPER_TIMEOUT.as_secs()
+                    "no answer within {:.1}s",
+                    timeout.as_secs_f64()
                 )));
             }
             Err(e) => return Err(err(e.to_string())),
         }
     };
-    let mut out = Vec::new();
-    let mut errout = Vec::new();
-    if let Some(o) = child.stdout.take() {
-        let _ = o.take(1 << 20).read_to_end(&mut out);
-    }
-    if let Some(e) = child.stderr.take() {
-        let _ = e.take(4096).read_to_end(&mut errout);
+    // The helper has exited; a grandchild it left behind may still hold the pipes, so
+    // the output is waited for no longer than a second.
+    let out = stdout
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap_or_default();
+    let errout = stderr
+        .recv_timeout(Duration::from_secs(1))
+        .unwrap_or_default();
+    if out.len() as u64 > HELPER_OUTPUT_LIMIT {
+        return Err(err(format!(
+            "printed more than {} bytes; its answer is a small JSON object",
+            HELPER_OUTPUT_LIMIT
+        )));
     }
     if !status.success() {
         let text = format!(
@@ -405,6 +447,37 @@ mod tests {
         }
         // credsStore: not found is no credentials, not an error
         assert!(lookup(&p, "other.example").unwrap().is_none());
+        // a helper that never answers is stopped at the time limit
+        let slow = bin.join("docker-credential-slow");
+        std::fs::write(&slow, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let started = Instant::now();
+        let e = run_helper(
+            "slow",
+            "reg.example",
+            Some(&path),
+            Duration::from_millis(300),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("no answer within 0.3s"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        // a helper that prints without end is cut off at the output bound
+        let loud = bin.join("docker-credential-loud");
+        std::fs::write(
+            &loud,
+            "#!/bin/sh\nexec yes '{\"Username\":\"u\",\"Secret\":\"s\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&loud, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = run_helper("loud", "reg.example", Some(&path), Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("printed more than 1048576 bytes"), "{e}");
         let p = write(d.path(), r#"{"credsStore":"missing-helper"}"#);
         let e = lookup(&p, "x.example").unwrap_err().to_string();
         assert!(

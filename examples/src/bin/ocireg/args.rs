@@ -85,6 +85,9 @@ pub(crate) struct TagsArgs {
     /// without end is stopped there).
     #[arg(long, default_value_t = ocireg_core::Config::default().max_tag_pages, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) max_pages: u32,
+    /// Tags per page to ask for (`?n=`; default: the registry's choice).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) page_size: Option<u32>,
     /// Repository: [host[:port]/]repository
     pub(crate) repository: String,
 }

@@ -11,6 +11,7 @@ pub(crate) async fn cmd_tags(a: TagsArgs, rt: RuntimeChoice) -> Result<(), Strin
     let io = io(rt, &a.connect)?;
     let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     cfg.max_tag_pages = a.max_pages;
+    cfg.tag_page_size = a.page_size;
     let mut pull = Pull::list_tags(cfg, reference, io.runtime.now());
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut PrintTags)
         .await
