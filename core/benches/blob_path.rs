@@ -56,6 +56,7 @@ fn pull_through_core(manifest: &Bytes, config: &Bytes, layer: &Bytes) -> u64 {
             Action::Event(_) | Action::Abort { .. } => {}
             Action::Done => return delivered,
             Action::Failed(e) => panic!("{e}"),
+            Action::Upload { .. } => unreachable!("a pull does not upload"),
             Action::Wait { .. } => {
                 let (id, path) = pending.remove(0);
                 let (ct, body) = if path.contains("/manifests/") {

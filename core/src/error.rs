@@ -278,6 +278,14 @@ pub enum Error {
         /// Bytes that may be discarded in total for the blob.
         budget: u64,
     },
+    /// A push could not place a blob, or its plan is not one that can be pushed.
+    #[error("pushing {digest}: {problem}")]
+    Upload {
+        /// The blob or manifest.
+        digest: Digest,
+        /// What went wrong.
+        problem: String,
+    },
     /// A redirect that must not be followed.
     #[error("refused redirect from {from}: {reason}")]
     Redirect {

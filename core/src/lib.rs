@@ -92,6 +92,7 @@ mod goals;
 pub mod link;
 pub mod manifest;
 pub mod pull;
+pub mod push;
 pub mod range;
 pub mod reference;
 pub mod retry;
@@ -106,5 +107,7 @@ pub use pull::{
     Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pull, QueuedBlob,
     RequestId, ResumeRefused,
 };
+pub use push::{Push, PushManifest, PushPlan};
 pub use reference::Reference;
 pub use retry::RetryPolicy;
+pub use types::{Machine, Pushed};

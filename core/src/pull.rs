@@ -171,3 +171,18 @@ impl QueuedBlob<'_> {
         self.pull.engine.resume_download(self.blob, verifier)
     }
 }
+
+impl crate::types::Machine for Pull {
+    fn handle_input(&mut self, id: RequestId, input: Input, now: Instant) {
+        Pull::handle_input(self, id, input, now)
+    }
+    fn poll_action(&mut self, now: Instant) -> Action {
+        Pull::poll_action(self, now)
+    }
+    fn next_timeout(&self) -> Option<Instant> {
+        Pull::next_timeout(self)
+    }
+    fn cancel(&mut self, now: Instant) {
+        Pull::cancel(self, now)
+    }
+}

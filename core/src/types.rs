@@ -72,6 +72,9 @@ pub struct Config {
     pub max_manifests: u32,
     /// Levels of indexes within indexes followed at most (the top manifest is level 0).
     pub max_index_depth: u8,
+    /// Push: blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of this
+    /// size (or the registry's `OCI-Chunk-Min-Length`, if larger), then a `PUT`.
+    pub upload_chunk_size: u64,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             tag_page_size: None,
             max_manifests: 10_000,
             max_index_depth: 8,
+            upload_chunk_size: 32 << 20,
         }
     }
 }
@@ -184,10 +188,37 @@ pub enum Event {
         /// Where it continues.
         offset: u64,
     },
-    /// A blob download starts over from byte 0: discard what was delivered for it.
+    /// A blob download starts over from byte 0: discard what was delivered for it. In a
+    /// push: an upload starts over in a new session.
     Restarted {
         /// The blob.
         blob: BlobId,
+    },
+    /// Push: a blob is in the repository.
+    BlobPushed {
+        /// The blob (its index in the plan).
+        blob: BlobId,
+        /// Its digest.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// How it got there.
+        how: Pushed,
+    },
+    /// Push: after a failed transfer the registry said it holds the first `offset`
+    /// bytes of the blob, and the upload continues from there.
+    UploadResumed {
+        /// The blob.
+        blob: BlobId,
+        /// Bytes the registry holds.
+        offset: u64,
+    },
+    /// Push: a manifest was stored under `reference` (a tag, or its digest).
+    ManifestPushed {
+        /// Its digest.
+        digest: Digest,
+        /// The tag or digest it was put under.
+        reference: String,
     },
     /// A page of the repository's tags ([`Pull::list_tags`](crate::Pull::list_tags)).
     Tags {
@@ -213,6 +244,22 @@ pub enum Action {
         id: RequestId,
         /// The request. The body is empty except for token POSTs.
         request: Request<Bytes>,
+    },
+    /// Start this HTTP exchange like [`Action::Send`], with bytes
+    /// `offset..offset + len` of the caller's blob `blob` as the request body (the
+    /// request itself carries an empty body and the `Content-Length`). Only a push asks
+    /// for it; the same range may be asked for again when an upload resumes.
+    Upload {
+        /// Identifies the exchange.
+        id: RequestId,
+        /// The request, without its body.
+        request: Request<Bytes>,
+        /// Whose bytes.
+        blob: BlobId,
+        /// First byte of the body within the blob.
+        offset: u64,
+        /// Bytes in the body.
+        len: u64,
     },
     /// Drop this exchange; no more input for it is wanted (any that comes is ignored).
     Abort {
@@ -244,18 +291,29 @@ pub enum Action {
 impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::Send { id, request } => {
-                let url = Url::parse(&request.uri().to_string())
-                    .map(|u| redact_url(&u))
-                    .unwrap_or_default();
-                f.debug_struct("Send")
-                    .field("id", id)
-                    .field("method", request.method())
-                    .field("url", &url)
-                    .field("headers", request.headers())
-                    .field("body_len", &request.body().len())
-                    .finish()
-            }
+            Action::Send { id, request } => f
+                .debug_struct("Send")
+                .field("id", id)
+                .field("method", request.method())
+                .field("url", &redacted_uri(request.uri()))
+                .field("headers", request.headers())
+                .field("body_len", &request.body().len())
+                .finish(),
+            Action::Upload {
+                id,
+                request,
+                blob,
+                offset,
+                len,
+            } => f
+                .debug_struct("Upload")
+                .field("id", id)
+                .field("method", request.method())
+                .field("uri", &redacted_uri(request.uri()))
+                .field("blob", blob)
+                .field("offset", offset)
+                .field("len", len)
+                .finish(),
             Action::Abort { id } => f.debug_struct("Abort").field("id", id).finish(),
             Action::Deliver {
                 blob,
@@ -273,6 +331,12 @@ impl std::fmt::Debug for Action {
             Action::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
         }
     }
+}
+
+fn redacted_uri(uri: &http::Uri) -> String {
+    Url::parse(&uri.to_string())
+        .map(|u| redact_url(&u))
+        .unwrap_or_default()
 }
 
 /// What happened to an exchange: the machine's inputs as data, for drivers, simulations
@@ -300,4 +364,28 @@ pub enum ResumeRefused {
     TooLong,
     /// The prefix was hashed with another algorithm than the blob's digest.
     OtherAlgorithm,
+}
+
+/// How a pushed blob got into the repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// It was there already (`HEAD` said so): nothing was sent.
+    Existed,
+    /// Mounted from another repository of the same registry: nothing was sent.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// What every machine of this crate offers a driver ([`Pull`](crate::Pull),
+/// [`Push`](crate::Push)): inputs in, actions out, a timer, a way to stop.
+pub trait Machine {
+    /// Something happened to exchange `id`.
+    fn handle_input(&mut self, id: RequestId, input: Input, now: Instant);
+    /// The next thing to do.
+    fn poll_action(&mut self, now: Instant) -> Action;
+    /// The earliest time at which `poll_action` has work without new input.
+    fn next_timeout(&self) -> Option<Instant>;
+    /// Stops the machine: open exchanges are aborted, it ends with `Cancelled`.
+    fn cancel(&mut self, now: Instant);
 }

@@ -68,6 +68,14 @@ pub enum Fault {
     },
     /// Answer ranged requests with the whole content (200).
     IgnoreRange,
+    /// Take only the first `after` bytes of a request body (an upload), keep them, and
+    /// break the connection before answering; `times` such requests per path.
+    CutUpload {
+        /// Body bytes that arrive.
+        after: usize,
+        /// How many requests per path are cut.
+        times: u32,
+    },
     /// Answer ranged requests with a `Content-Range` that starts one byte early.
     WrongContentRange,
     /// Answer ranged requests with 416.
@@ -185,9 +193,14 @@ impl FaultyRegistry {
         *c
     }
 
-    /// Answers one request.
+    /// Answers one request whose body does not matter (pulls).
     pub fn handle<B>(&mut self, req: &Request<B>) -> Reply {
-        let mut reply = self.decide(req);
+        self.handle_with_body(req, &Bytes::new())
+    }
+
+    /// Answers one request with its body (pushes write it).
+    pub fn handle_with_body<B>(&mut self, req: &Request<B>, body: &Bytes) -> Reply {
+        let mut reply = self.decide(req, body);
         // Every answer carries its date, as a real registry's does: an HTTP-date
         // `Retry-After` is placed on the client's clock relative to it.
         if !reply.head.headers().contains_key(header::DATE) {
@@ -231,8 +244,10 @@ impl FaultyRegistry {
         reply
     }
 
-    fn decide<B>(&mut self, req: &Request<B>) -> Reply {
+    fn decide<B>(&mut self, req: &Request<B>, body: &Bytes) -> Reply {
         let full_path = req.uri().path().to_string();
+        let mut body = body.clone();
+        let mut reset = false;
         let ranged = req.headers().contains_key(header::RANGE);
         let mut cut: Option<usize> = None;
         let mut stall: Option<usize> = None;
@@ -346,6 +361,12 @@ impl FaultyRegistry {
                         stall = Some(after);
                     }
                 }
+                Fault::CutUpload { after, times } => {
+                    if body.len() > after && self.bump(i, &full_path) <= times {
+                        body = body.slice(..after);
+                        reset = true;
+                    }
+                }
                 f
                 @ (Fault::IgnoreRange | Fault::WrongContentRange | Fault::RangeNotSatisfiable) => {
                     if ranged {
@@ -371,7 +392,12 @@ impl FaultyRegistry {
                 Err(_) => return simple(400, &[]),
             }
         };
-        let mut reply = self.inner.handle(&inner_req);
+        let mut reply = self.inner.respond(&inner_req, &body);
+        if reset {
+            // The registry kept what arrived; the client sees the connection break.
+            reply.reset = true;
+            return reply;
+        }
         match range_fault {
             Some(Fault::RangeNotSatisfiable) if reply.status().is_success() => {
                 let total = reply

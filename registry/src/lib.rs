@@ -1,10 +1,13 @@
-//! # ocireg-registry: a pull-only OCI registry, sans-IO
+//! # ocireg-registry: an OCI registry for tests, sans-IO
 //!
-//! [`Registry`] maps a request head to a complete response ([`Reply`]): `GET`/`HEAD` of
+//! [`Registry`] maps a request to a complete response ([`Reply`]): `GET`/`HEAD` of
 //! `/v2/`, manifests by tag or digest, blobs, tag lists with `n`/`last` paging and a
 //! `Link` header, single `Range` requests (206/416), `If-None-Match` (304), and the
-//! registry error JSON (`NAME_UNKNOWN`, `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`). It does no
-//! I/O: an adapter serves it on a socket.
+//! registry error JSON (`NAME_UNKNOWN`, `MANIFEST_UNKNOWN`, `BLOB_UNKNOWN`); and pushes
+//! (`uploads.rs`): upload sessions (`POST`, chunked `PATCH` with `Content-Range`, status
+//! `GET`, `PUT ?digest=`, `DELETE`), cross-repository mounts, single-`POST` uploads, and
+//! manifest `PUT`s that must reference content already there. It does no I/O: an adapter
+//! serves it on a socket.
 //!
 //! [`faults::FaultyRegistry`] wraps it with configurable failures for tests: refused
 //! first tries, `429 Retry-After`, cut or stalled bodies, redirects, ignored or wrong
@@ -13,6 +16,7 @@
 pub mod faults;
 pub mod images;
 mod routes;
+mod uploads;
 
 pub use faults::{Fault, FaultyRegistry, Rule};
 pub use routes::{Registry, Reply};

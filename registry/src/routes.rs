@@ -18,6 +18,8 @@ pub struct Reply {
     pub cut_after: Option<usize>,
     /// Stop sending (but keep the connection open) after this many body bytes.
     pub stall_after: Option<usize>,
+    /// Break the connection instead of answering (the request was cut on its way in).
+    pub reset: bool,
 }
 
 impl Reply {
@@ -28,6 +30,7 @@ impl Reply {
             body,
             cut_after: None,
             stall_after: None,
+            reset: false,
         }
     }
 
@@ -38,22 +41,24 @@ impl Reply {
 }
 
 #[derive(Default, Debug)]
-struct Repo {
-    manifests: HashMap<Digest, (String, Bytes)>,
-    tags: BTreeMap<String, Digest>,
-    blobs: HashMap<Digest, Bytes>,
+pub(crate) struct Repo {
+    pub(crate) manifests: HashMap<Digest, (String, Bytes)>,
+    pub(crate) tags: BTreeMap<String, Digest>,
+    pub(crate) blobs: HashMap<Digest, Bytes>,
 }
 
-/// An in-memory, read-only registry.
+/// An in-memory registry: pulls from [`Registry::handle`], pushes (upload sessions,
+/// mounts, manifests) from [`Registry::respond`].
 #[derive(Default, Debug)]
 pub struct Registry {
-    repos: BTreeMap<String, Repo>,
+    pub(crate) repos: BTreeMap<String, Repo>,
     tag_page: Option<usize>,
+    pub(crate) uploads: crate::uploads::Uploads,
 }
 
-const JSON_UTF8: &str = "application/json; charset=utf-8";
+pub(crate) const JSON_UTF8: &str = "application/json; charset=utf-8";
 
-fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
+pub(crate) fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
     let body = serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string();
     let head = Response::builder()
         .status(status)
@@ -71,7 +76,7 @@ impl Registry {
         Registry::default()
     }
 
-    fn repo(&mut self, name: &str) -> &mut Repo {
+    pub(crate) fn repo(&mut self, name: &str) -> &mut Repo {
         assert!(
             validate_repository(name).is_ok(),
             "invalid repository name {name:?}"

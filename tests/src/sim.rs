@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Response;
 use ocireg_core::{
-    Action, BlobId, Error, Event, Input, Pull, RequestId, TransportError, TransportErrorKind,
+    Action, BlobId, Error, Event, Input, Machine, RequestId, TransportError, TransportErrorKind,
 };
 use ocireg_fuzz_checks::ledger::Ledger;
 use ocireg_registry::{FaultyRegistry, Reply};
@@ -54,6 +54,8 @@ pub struct Sim {
     pub latency: Duration,
     /// Bound on steps before declaring a livelock.
     pub max_steps: usize,
+    /// The caller's blobs, by [`BlobId`], for the bodies of uploads.
+    pub upload_source: Vec<Bytes>,
 }
 
 fn origin_of(uri: &http::Uri) -> String {
@@ -74,11 +76,12 @@ impl Sim {
             chunk: 16 * 1024,
             latency: Duration::from_millis(1),
             max_steps: 1_000_000,
+            upload_source: Vec::new(),
         }
     }
 
-    /// Runs the pull to its end and checks invariants on the way.
-    pub fn run(&mut self, pull: &mut Pull, t0: Instant) -> Outcome {
+    /// Runs the machine (a pull or a push) to its end and checks invariants on the way.
+    pub fn run<M: Machine>(&mut self, pull: &mut M, t0: Instant) -> Outcome {
         let mut out = Outcome::default();
         let mut now = t0;
         let mut open: Vec<Exchange> = Vec::new();
@@ -87,9 +90,32 @@ impl Sim {
         for _ in 0..self.max_steps {
             let action = pull.poll_action(now);
             ledger.observe(&action, now);
-            match action {
+            // An upload is a send whose body is the named range of the caller's blob.
+            let action = match action {
+                Action::Upload {
+                    id,
+                    request,
+                    blob,
+                    offset,
+                    len,
+                } => {
+                    out.transcript.push("Upload");
+                    let data = &self.upload_source[blob.0];
+                    let body = data.slice(offset as usize..(offset + len) as usize);
+                    let (parts, _) = request.into_parts();
+                    Action::Send {
+                        id,
+                        request: http::Request::from_parts(parts, body),
+                    }
+                }
                 Action::Send { id, request } => {
                     out.transcript.push("Send");
+                    Action::Send { id, request }
+                }
+                other => other,
+            };
+            match action {
+                Action::Send { id, request } => {
                     assert!(ids.insert(id), "request id {id:?} reused");
                     let origin = origin_of(request.uri());
                     let auth = request.headers().contains_key(http::header::AUTHORIZATION);
@@ -118,7 +144,8 @@ impl Sim {
                                     .unwrap();
                                 r
                             };
-                            s.handle(&path_req)
+                            let body = path_req.body().clone();
+                            s.handle_with_body(&path_req, &body)
                         }
                         None => {
                             // nobody listens there
@@ -130,6 +157,12 @@ impl Sim {
                             continue;
                         }
                     };
+                    if reply.reset {
+                        let reset =
+                            TransportError::new(TransportErrorKind::Broken, "connection reset");
+                        pull.handle_input(id, Input::Error(reset), now);
+                        continue;
+                    }
                     open.push(Exchange {
                         id,
                         reply,
@@ -138,6 +171,7 @@ impl Sim {
                         ready_at: now + self.latency,
                     });
                 }
+                Action::Upload { .. } => unreachable!("turned into a Send above"),
                 Action::Abort { id } => {
                     out.transcript.push("Abort");
                     open.retain(|e| e.id != id);
@@ -155,6 +189,9 @@ impl Sim {
                         Event::Restarted { .. } => "Restarted",
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
                         Event::Tags { .. } => "Tags",
+                        Event::BlobPushed { .. } => "BlobPushed",
+                        Event::ManifestPushed { .. } => "ManifestPushed",
+                        Event::UploadResumed { .. } => "UploadResumed",
                     });
                     out.events.push(e);
                 }
@@ -205,9 +242,9 @@ impl Sim {
     }
 
     /// Advances exchange `i` by one step. Returns true if it did something.
-    fn step(
+    fn step<M: Machine>(
         &mut self,
-        pull: &mut Pull,
+        pull: &mut M,
         open: &mut Vec<Exchange>,
         i: usize,
         now: Instant,

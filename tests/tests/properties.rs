@@ -131,7 +131,7 @@ fn expect(rules: &[Rule], img: &TestImage, attempts: u32) -> Expect {
         let reach = match p {
             Path::Token => rules
                 .iter()
-                .position(|r| matches!(r.fault, Fault::Token { .. }) && r.path_contains.is_empty())
+                .position(|r| matches!(r.fault, Fault::Token { .. }) && matches(r, Path::Token))
                 .unwrap_or(rules.len()),
             _ => rules.len(),
         };

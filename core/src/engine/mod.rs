@@ -38,22 +38,46 @@ mod session;
 mod timers;
 
 pub(crate) use op::OpId;
+pub(crate) use op::{Call, OnRetry, OutBody};
 use op::{Exchange, Incoming, Op, OpState};
 use origin::RegistryOrigin;
 use session::{RegistryAuth, TokenSlot};
 use timers::{Timer, TimerTable};
 
-/// An operation that finished well, for its goal.
+/// An operation that was answered (a 2xx, or a status its call counts as an answer),
+/// for its goal.
 #[derive(Debug)]
 pub(crate) struct Fetched {
     /// The operation.
     pub(crate) op: OpId,
+    /// The status.
+    pub(crate) status: u16,
     /// The URL the body came from (after redirects).
     pub(crate) url: Url,
     /// The response headers.
     pub(crate) headers: HeaderMap,
     /// The whole body (within the fetch's limit).
     pub(crate) body: Bytes,
+}
+
+/// An [`OnRetry::AskGoal`] operation whose retry is due: the goal sends what comes next,
+/// carrying the history on so attempts stay bounded across the whole sequence.
+#[derive(Debug)]
+pub(crate) struct Due {
+    /// The operation (now finished).
+    pub(crate) op: OpId,
+    /// Its attempt history.
+    pub(crate) history: History,
+    /// The failure that made the retry due.
+    pub(crate) error: Error,
+}
+
+/// How many attempts failed in a row, and how long was waited, for an operation or a
+/// sequence of them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct History {
+    pub(crate) failures: u32,
+    pub(crate) waited: std::time::Duration,
 }
 
 /// The exchange engine of one registry and repository.
@@ -71,6 +95,7 @@ pub(crate) struct Engine {
     timers: TimerTable,
     out: VecDeque<Action>,
     fetched: VecDeque<Fetched>,
+    due: VecDeque<Due>,
     tokens: Vec<TokenSlot>,
     auth: RegistryAuth,
     rng: Rng,
@@ -98,6 +123,7 @@ impl Engine {
             timers,
             out: VecDeque::new(),
             fetched: VecDeque::new(),
+            due: VecDeque::new(),
             tokens: Vec::new(),
             auth: RegistryAuth::None,
             last_now: now,
@@ -133,17 +159,37 @@ impl Engine {
         limit_what: &'static str,
         limit: u64,
     ) -> OpId {
-        let exchange = Exchange::Fetch {
-            accept,
-            limit,
-            limit_what,
-        };
-        self.add_op(Op::new(exchange, what, path, OpState::Ready))
+        self.call(
+            path,
+            what,
+            Call::get(accept, limit_what, limit),
+            History::default(),
+        )
     }
 
-    /// The next finished fetch, for the goal.
+    /// Asks for `call` to `path` (a registry path, or an absolute URL such as an upload
+    /// location), continuing `history`; its answer comes back as [`Fetched`].
+    pub(crate) fn call(
+        &mut self,
+        path: String,
+        what: String,
+        call: Call,
+        history: History,
+    ) -> OpId {
+        let mut op = Op::new(Exchange::Call(call), what, path, OpState::Ready);
+        op.failures = history.failures;
+        op.waited = history.waited;
+        self.add_op(op)
+    }
+
+    /// The next answered call, for the goal.
     pub(crate) fn take_fetched(&mut self) -> Option<Fetched> {
         self.fetched.pop_front()
+    }
+
+    /// The next call whose retry is the goal's to make.
+    pub(crate) fn take_due(&mut self) -> Option<Due> {
+        self.due.pop_front()
     }
 
     fn add_op(&mut self, op: Op) -> OpId {
@@ -208,16 +254,18 @@ impl Engine {
             headers: parts.headers,
             body: Vec::new(),
         };
-        if !parts.status.is_success() {
+        if !op.answered() {
             return;
         }
-        op.auth_retried = false;
+        if parts.status.is_success() {
+            op.auth_retried = false;
+        }
         let declared = content_length(&op.incoming.headers);
         let url = op.sent_url.as_ref().map(redact_url).unwrap_or_default();
         let checked = match &mut op.exchange {
-            Exchange::Fetch {
-                limit, limit_what, ..
-            } => check_declared(limit_what, declared, *limit),
+            // A `HEAD` declares the size of what it does not send.
+            Exchange::Call(c) if c.method == http::Method::HEAD => Ok(()),
+            Exchange::Call(c) => check_declared(c.limit_what, declared, c.limit),
             Exchange::Token { .. } => check_declared("token", declared, self.config.token_limit),
             Exchange::Download { dl, .. } => dl.on_head(parts.status, &op.incoming.headers, &url),
         };
@@ -232,7 +280,7 @@ impl Engine {
             return;
         };
         let op = self.ops.get_mut(&op_id).expect("in-flight op is live");
-        if !(200..300).contains(&op.incoming.status) {
+        if !op.answered() {
             // Only the start of an error body is kept, and no more is read: at the limit
             // the exchange is dropped and the response judged on what arrived.
             let room = ERROR_BODY_LIMIT.saturating_sub(op.incoming.body.len());
@@ -247,9 +295,7 @@ impl Engine {
             return;
         }
         let (limit_what, limit) = match &mut op.exchange {
-            Exchange::Fetch {
-                limit, limit_what, ..
-            } => (*limit_what, *limit),
+            Exchange::Call(c) => (c.limit_what, c.limit),
             Exchange::Token { .. } => ("token", self.config.token_limit),
             Exchange::Download { blob, dl, .. } => {
                 let before = dl.offset;
@@ -287,17 +333,18 @@ impl Engine {
             return;
         };
         let op = self.ops.get_mut(&op_id).expect("in-flight op is live");
-        if !(200..300).contains(&op.incoming.status) {
+        if !op.answered() {
             self.on_error_status(op_id, now);
             return;
         }
         let incoming = std::mem::take(&mut op.incoming);
         match op.exchange {
-            Exchange::Fetch { .. } => {
+            Exchange::Call(_) => {
                 let url = op.sent_url.clone().unwrap_or_else(|| self.origin.url());
                 self.set_state(op_id, None);
                 self.fetched.push_back(Fetched {
                     op: op_id,
+                    status: incoming.status,
                     url,
                     headers: incoming.headers,
                     body: Bytes::from(incoming.body),
@@ -330,7 +377,7 @@ impl Engine {
             if let Some(a) = self.out.pop_front() {
                 return a;
             }
-            if self.ops.is_empty() && self.fetched.is_empty() {
+            if self.ops.is_empty() && self.fetched.is_empty() && self.due.is_empty() {
                 self.result = Some(Ok(()));
             }
         }
@@ -364,7 +411,7 @@ impl Engine {
                         last: None,
                     })
                 }
-                Timer::Backoff(op) => self.set_state(op, Some(OpState::Ready)),
+                Timer::Backoff(op) => self.backoff_over(op),
                 Timer::Response(op) => {
                     let Some(OpState::InFlight { id, .. }) = self.ops.get(&op).map(|o| &o.state)
                     else {
@@ -423,6 +470,7 @@ impl Engine {
         }
         self.ops.clear();
         self.fetched.clear();
+        self.due.clear();
         self.timers.clear();
         self.result = Some(Err(err));
     }

@@ -34,19 +34,73 @@ pub(crate) enum OpState {
     Backoff { until: Instant },
 }
 
+/// The body a request carries.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum OutBody {
+    /// None.
+    #[default]
+    Empty,
+    /// These bytes (a manifest, a small form).
+    Bytes(Bytes),
+    /// Bytes `offset..offset + len` of the caller's blob, which the caller streams
+    /// ([`Action::Upload`](crate::Action::Upload)): the core never holds a blob.
+    Blob { blob: BlobId, offset: u64, len: u64 },
+}
+
+/// What happens when an attempt fails and a retry is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OnRetry {
+    /// Send the same request again (after the backoff).
+    Resend,
+    /// Hand the op back to its goal when the backoff is over ([`Due`](super::Due)): the
+    /// next request depends on what the server kept (an upload asks for its offset).
+    AskGoal,
+}
+
+/// A request a goal asks for, and how its answer is read.
+#[derive(Clone, Debug)]
+pub(crate) struct Call {
+    pub(crate) method: Method,
+    /// The `Accept` header, if any.
+    pub(crate) accept: Option<&'static str>,
+    /// The `Content-Type` of the body, if any.
+    pub(crate) content_type: Option<String>,
+    /// A `Content-Range` header (chunked uploads).
+    pub(crate) content_range: Option<String>,
+    pub(crate) body: OutBody,
+    /// Largest response body accepted.
+    pub(crate) limit: u64,
+    /// What the limit is for, in messages ("manifest").
+    pub(crate) limit_what: &'static str,
+    /// Statuses besides 2xx that are answers for the goal, not failures (`404` to a
+    /// `HEAD` probe, `416` to a chunk).
+    pub(crate) answers: &'static [u16],
+    pub(crate) on_retry: OnRetry,
+}
+
+impl Call {
+    /// A `GET` whose body is read whole, up to `limit` bytes.
+    pub(crate) fn get(accept: &'static str, limit_what: &'static str, limit: u64) -> Call {
+        Call {
+            method: Method::GET,
+            accept: Some(accept),
+            content_type: None,
+            content_range: None,
+            body: OutBody::Empty,
+            limit,
+            limit_what,
+            answers: &[],
+            on_retry: OnRetry::Resend,
+        }
+    }
+}
+
 /// What an operation exchanges, as far as the engine must know to run it.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per operation
 pub(crate) enum Exchange {
-    /// A `GET` whose body is read whole, up to `limit` bytes, and handed to the goal.
-    Fetch {
-        /// The `Accept` header.
-        accept: &'static str,
-        /// Largest body accepted.
-        limit: u64,
-        /// What the limit is for, in messages ("manifest").
-        limit_what: &'static str,
-    },
+    /// A request of a goal whose answer is read whole and handed back to it.
+    Call(Call),
     /// A blob streamed to the caller as `Deliver` actions, verified, resumable.
     Download {
         blob: BlobId,
@@ -92,6 +146,8 @@ pub(crate) struct Op {
     pub(crate) sent_url: Option<Url>,
     pub(crate) state: OpState,
     pub(crate) incoming: Incoming,
+    /// Why the last attempt failed (while a retry waits).
+    pub(crate) last_error: Option<crate::error::Error>,
 }
 
 impl Op {
@@ -111,15 +167,25 @@ impl Op {
             sent_url: None,
             state,
             incoming: Incoming::default(),
+            last_error: None,
         }
     }
 
-    /// The request method: `POST` only for an OAuth2 token request.
+    /// The request method.
     pub(crate) fn method(&self) -> Method {
-        match self.exchange {
+        match &self.exchange {
+            Exchange::Call(c) => c.method.clone(),
             Exchange::Token { post: true, .. } => Method::POST,
             _ => Method::GET,
         }
+    }
+
+    /// Whether the response being received is an answer (read whole, handed to the
+    /// goal) rather than a failure for recovery.
+    pub(crate) fn answered(&self) -> bool {
+        let status = self.incoming.status;
+        (200..300).contains(&status)
+            || matches!(&self.exchange, Exchange::Call(c) if c.answers.contains(&status))
     }
 
     /// A download that holds (or is about to hold) a concurrency slot.

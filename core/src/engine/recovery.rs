@@ -15,9 +15,10 @@ use crate::reference::is_loopback_host;
 use crate::retry::parse_retry_after;
 use crate::time::later;
 
-use super::op::{Exchange, OpId, OpState};
+use super::op::{Exchange, OnRetry, OpId, OpState};
 use super::origin::{host_port, origin_of};
 use super::Engine;
+use super::{Due, History};
 use crate::types::{Action, Event};
 
 /// What was sent, and what the operation went through before: the facts recovery
@@ -405,6 +406,7 @@ impl Engine {
         o.waited = waited.saturating_add(delay);
         o.redirect = None;
         o.hops = 0;
+        o.last_error = Some(err.clone());
         self.set_state(op, Some(OpState::Backoff { until }));
         self.out.push_back(Action::Event(Event::Retry {
             what,
@@ -413,6 +415,25 @@ impl Engine {
             error: err,
         }));
         self.push_resumed(op);
+    }
+
+    /// An op's backoff is over: it is sent again, or, when its goal decides what comes
+    /// next ([`OnRetry::AskGoal`]), it ends and its goal is told.
+    pub(super) fn backoff_over(&mut self, op: OpId) {
+        let Some(o) = self.ops.get_mut(&op) else {
+            return;
+        };
+        let ask = matches!(&o.exchange, Exchange::Call(c) if c.on_retry == OnRetry::AskGoal);
+        if !ask {
+            return self.set_state(op, Some(OpState::Ready));
+        }
+        let history = History {
+            failures: o.failures,
+            waited: o.waited,
+        };
+        let error = o.last_error.take().unwrap_or(Error::Cancelled);
+        self.set_state(op, None);
+        self.due.push_back(Due { op, history, error });
     }
 
     /// Sends op `op` again at once, counting the failure as an attempt and saying why.

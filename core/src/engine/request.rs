@@ -11,7 +11,7 @@ use crate::auth::TokenProblem;
 use crate::error::{redact_url, Error};
 use crate::time::later;
 
-use super::op::{Exchange, Incoming, OpId, OpState};
+use super::op::{Exchange, Incoming, OpId, OpState, OutBody};
 use super::session::{sensitive, Credential};
 use super::Engine;
 use crate::types::{Action, RequestId};
@@ -77,9 +77,34 @@ impl Engine {
         b = b.header(header::USER_AGENT, self.config.user_agent.as_str());
         let mut body = Bytes::new();
         let mut sent_token = None;
+        let mut upload = None;
         let op = self.ops.get_mut(&op_id).expect("a ready op is live");
         match &mut op.exchange {
-            Exchange::Fetch { accept, .. } => b = b.header(header::ACCEPT, *accept),
+            Exchange::Call(c) => {
+                if let Some(a) = c.accept {
+                    b = b.header(header::ACCEPT, a);
+                }
+                if let Some(t) = &c.content_type {
+                    b = b.header(header::CONTENT_TYPE, t.as_str());
+                }
+                if let Some(r) = &c.content_range {
+                    b = b.header(header::CONTENT_RANGE, r.as_str());
+                }
+                let length = match &c.body {
+                    OutBody::Empty => 0,
+                    OutBody::Bytes(bytes) => {
+                        body = bytes.clone();
+                        bytes.len() as u64
+                    }
+                    OutBody::Blob { blob, offset, len } => {
+                        upload = Some((*blob, *offset, *len));
+                        *len
+                    }
+                };
+                if c.method != http::Method::GET && c.method != http::Method::HEAD {
+                    b = b.header(header::CONTENT_LENGTH, length);
+                }
+            }
             Exchange::Download { dl, .. } => {
                 dl.begin_attempt();
                 if let Some(r) = dl.range() {
@@ -123,6 +148,15 @@ impl Engine {
         let deadline = later(now, self.config.head_timeout);
         self.set_state(op_id, Some(OpState::InFlight { id, deadline }));
         self.in_flight.insert(id, op_id);
-        self.out.push_back(Action::Send { id, request });
+        self.out.push_back(match upload {
+            Some((blob, offset, len)) => Action::Upload {
+                id,
+                request,
+                blob,
+                offset,
+                len,
+            },
+            None => Action::Send { id, request },
+        });
     }
 }

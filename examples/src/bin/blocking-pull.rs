@@ -91,6 +91,7 @@ fn run(
                 queue.push_back((id, request));
                 continue;
             }
+            Action::Upload { .. } => return Err("internal error: a pull asked to upload".into()),
             Action::Abort { id } => {
                 aborted.insert(id);
                 if current.as_ref().is_some_and(|c| c.id == id) {

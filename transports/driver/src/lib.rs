@@ -133,6 +133,13 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
                     aborts.insert(id, handle);
                     streams.push(s.boxed());
                 }
+                Action::Upload { .. } => {
+                    // A pull never uploads; a machine that asks is a bug, said as such.
+                    abort_all(pull, &mut aborts, runtime);
+                    return Err(PullError::Io(std::io::Error::other(
+                        "internal error: a pull asked to upload",
+                    )));
+                }
                 Action::Abort { id } => {
                     if let Some(h) = aborts.remove(&id) {
                         h.abort();

@@ -33,6 +33,9 @@ pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<Se
         body,
         cut_after,
         stall_after,
+        // Only a request body can be cut on its way in, and this service does not take
+        // request bodies (it serves pulls).
+        reset: _,
     } = reply;
     let len = body.len();
     let limit = cut_after

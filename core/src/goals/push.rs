@@ -1,0 +1,453 @@
+//! The push goal: every blob into the repository (probed, mounted or uploaded, resumed
+//! from the registry's own offset after a failure), then the manifests, children before
+//! the index that lists them, the top one under each tag.
+//!
+//! One blob's way: `HEAD` (there: done) → `POST` (a mount: done, or a session) → one
+//! `PUT ?digest=` with the whole blob when it fits a chunk, else `PATCH` chunks with
+//! `Content-Range` and a closing `PUT ?digest=`. A failed `PATCH`/`PUT` is followed,
+//! after the engine's backoff, by `GET <location>`: the upload continues where the
+//! registry says it stands. A `416` or an unknown session (`404`) starts the blob over
+//! in a new session, once.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method};
+use url::Url;
+
+use crate::digest::Digest;
+use crate::engine::{Call, Due, Engine, Fetched, History, OnRetry, OpId, OutBody};
+use crate::error::Error;
+use crate::manifest::Descriptor;
+use crate::types::{Action, BlobId, Event, Pushed};
+
+/// One manifest of a push: its descriptor and exact bytes.
+#[derive(Clone, Debug)]
+pub struct PushManifest {
+    /// Media type, digest and size of `bytes`.
+    pub descriptor: Descriptor,
+    /// The manifest as it is stored.
+    pub bytes: Bytes,
+}
+
+/// What a push sends.
+#[derive(Clone, Debug, Default)]
+pub struct PushPlan {
+    /// Every blob, once; a blob's [`BlobId`] is its index here.
+    pub blobs: Vec<Descriptor>,
+    /// The manifests, children before the index that lists them; the last one is the
+    /// top manifest.
+    pub manifests: Vec<PushManifest>,
+    /// Tags for the top manifest; none pushes it by digest only.
+    pub tags: Vec<String>,
+    /// A repository of the same registry that may hold the blobs already: they are
+    /// mounted from it instead of uploaded.
+    pub mount_from: Option<String>,
+}
+
+/// Where a blob stands.
+#[derive(Debug)]
+struct Upload {
+    descriptor: Descriptor,
+    /// The session's current location (absolute), once opened.
+    location: Option<Url>,
+    /// Bytes the registry holds.
+    offset: u64,
+    /// Chunk size for this session.
+    chunk: u64,
+    /// A new session was opened once after a 416 or an unknown session.
+    restarted: bool,
+    done: bool,
+}
+
+/// What an operation of the push is for.
+#[derive(Clone, Copy, Debug)]
+enum Purpose {
+    Probe(usize),
+    Open(usize),
+    /// A `PUT` with the whole blob, or a `PATCH` of a chunk.
+    Send(usize),
+    /// The closing `PUT ?digest=` after the chunks.
+    Close(usize),
+    Status(usize),
+    Manifest(usize),
+}
+
+/// Pushes one plan.
+#[derive(Debug)]
+pub(crate) struct Push {
+    plan_manifests: Vec<PushManifest>,
+    tags: Vec<String>,
+    mount_from: Option<String>,
+    uploads: Vec<Upload>,
+    ops: HashMap<OpId, Purpose>,
+    /// Blobs not started yet (in plan order).
+    next_blob: usize,
+    active: usize,
+    /// The next manifest `PUT` (index into manifests, then tags of the top).
+    next_manifest: usize,
+}
+
+fn call(method: Method, body: OutBody, answers: &'static [u16], on_retry: OnRetry) -> Call {
+    Call {
+        method,
+        accept: None,
+        content_type: None,
+        content_range: None,
+        body,
+        limit: 64 << 10,
+        limit_what: "upload response",
+        answers,
+        on_retry,
+    }
+}
+
+impl Push {
+    pub(crate) fn start(engine: &mut Engine, plan: PushPlan) -> Push {
+        let chunk = engine.config().upload_chunk_size.max(1);
+        let mut goal = Push {
+            uploads: plan
+                .blobs
+                .into_iter()
+                .map(|descriptor| Upload {
+                    descriptor,
+                    location: None,
+                    offset: 0,
+                    chunk,
+                    restarted: false,
+                    done: false,
+                })
+                .collect(),
+            plan_manifests: plan.manifests,
+            tags: plan.tags,
+            mount_from: plan.mount_from,
+            ops: HashMap::new(),
+            next_blob: 0,
+            active: 0,
+            next_manifest: 0,
+        };
+        goal.start_blobs(engine);
+        goal
+    }
+
+    fn repository(engine: &Engine) -> String {
+        engine.reference().repository().to_string()
+    }
+
+    /// Starts blobs while there is room, then the manifests when every blob is in.
+    fn start_blobs(&mut self, engine: &mut Engine) {
+        let max = engine.config().max_concurrent.max(1);
+        while self.active < max && self.next_blob < self.uploads.len() {
+            let i = self.next_blob;
+            self.next_blob += 1;
+            self.active += 1;
+            let d = &self.uploads[i].descriptor;
+            let path = format!("/v2/{}/blobs/{}", Self::repository(engine), d.digest);
+            let what = format!("blob {}", d.digest);
+            let op = engine.call(
+                path,
+                what,
+                call(Method::HEAD, OutBody::Empty, &[404], OnRetry::Resend),
+                History::default(),
+            );
+            self.ops.insert(op, Purpose::Probe(i));
+        }
+        if self.active == 0 && self.next_blob == self.uploads.len() {
+            self.put_next_manifest(engine);
+        }
+    }
+
+    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, f: Fetched) {
+        let Some(purpose) = self.ops.remove(&f.op) else {
+            return;
+        };
+        match purpose {
+            Purpose::Probe(i) if f.status == 404 => self.open(engine, i, History::default()),
+            Purpose::Probe(i) => self.blob_done(engine, i, Pushed::Existed),
+            Purpose::Open(i) => self.opened(engine, i, &f),
+            Purpose::Send(i) | Purpose::Close(i) | Purpose::Status(i)
+                if matches!(f.status, 404 | 416) =>
+            {
+                self.restart(engine, i, f.status)
+            }
+            Purpose::Send(i) if f.status == 201 => self.uploaded(engine, i, &f.headers),
+            Purpose::Send(i) => {
+                // a chunk went in: the registry's Range says how far it is
+                let u = &mut self.uploads[i];
+                let sent = u.offset.saturating_add(u.chunk).min(u.descriptor.len());
+                u.offset = registry_offset(&f.headers)
+                    .filter(|o| *o > 0)
+                    .unwrap_or(sent)
+                    .min(u.descriptor.len());
+                self.follow(i, &f);
+                self.send(engine, i, History::default());
+            }
+            Purpose::Close(i) => self.uploaded(engine, i, &f.headers),
+            Purpose::Status(i) => {
+                let offset = registry_offset(&f.headers).unwrap_or(0);
+                self.uploads[i].offset = offset.min(self.uploads[i].descriptor.len());
+                self.follow(i, &f);
+                if offset > 0 {
+                    engine.emit(Action::Event(Event::UploadResumed {
+                        blob: BlobId(i),
+                        offset,
+                    }));
+                }
+                self.send(engine, i, History::default());
+            }
+            Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
+        }
+    }
+
+    /// A failed `PUT`/`PATCH` may be retried: ask the registry where the upload stands.
+    pub(crate) fn on_due(&mut self, engine: &mut Engine, due: Due) {
+        let Some(Purpose::Send(i) | Purpose::Close(i)) = self.ops.remove(&due.op) else {
+            return;
+        };
+        let Some(location) = self.uploads[i].location.clone() else {
+            return engine.fail(due.error);
+        };
+        let what = format!("upload status of {}", self.uploads[i].descriptor.digest);
+        let op = engine.call(
+            location.to_string(),
+            what,
+            call(Method::GET, OutBody::Empty, &[404, 416], OnRetry::Resend),
+            due.history,
+        );
+        self.ops.insert(op, Purpose::Status(i));
+    }
+
+    /// Opens an upload session (or mounts the blob from `mount_from`).
+    fn open(&mut self, engine: &mut Engine, i: usize, history: History) {
+        let d = &self.uploads[i].descriptor;
+        let mut path = format!("/v2/{}/blobs/uploads/", Self::repository(engine));
+        if let Some(from) = &self.mount_from {
+            let q = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("mount", &d.digest.to_string())
+                .append_pair("from", from)
+                .finish();
+            path = format!("{path}?{q}");
+        }
+        let what = format!("upload of {}", d.digest);
+        let op = engine.call(
+            path,
+            what,
+            call(Method::POST, OutBody::Empty, &[], OnRetry::Resend),
+            history,
+        );
+        self.ops.insert(op, Purpose::Open(i));
+    }
+
+    fn opened(&mut self, engine: &mut Engine, i: usize, f: &Fetched) {
+        if f.status == 201 {
+            return self.blob_done(engine, i, Pushed::Mounted);
+        }
+        let min = f
+            .headers
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let u = &mut self.uploads[i];
+        if let Some(min) = min {
+            // bounded: a registry cannot make a chunk larger than the blob
+            u.chunk = u.chunk.max(min).min(u.descriptor.len().max(1));
+        }
+        u.offset = 0;
+        if !self.follow(i, f) {
+            return engine.fail(Error::InvalidUrl {
+                url: f.url.to_string(),
+                reason: "the upload session's Location is missing or not a URL".into(),
+            });
+        }
+        self.send(engine, i, History::default());
+    }
+
+    /// Takes the session's new `Location` (relative to the URL it came from). False when
+    /// the answer has none that parses.
+    fn follow(&mut self, i: usize, f: &Fetched) -> bool {
+        let next = f
+            .headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| f.url.join(l.trim()).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"));
+        match next {
+            Some(u) => {
+                self.uploads[i].location = Some(u);
+                true
+            }
+            None => self.uploads[i].location.is_some(),
+        }
+    }
+
+    /// Sends what comes next from `offset`: the whole blob in one `PUT`, a chunk, or the
+    /// closing `PUT`.
+    fn send(&mut self, engine: &mut Engine, i: usize, history: History) {
+        let u = &self.uploads[i];
+        let Some(location) = u.location.clone() else {
+            return engine.fail(Error::Cancelled);
+        };
+        let size = u.descriptor.len();
+        let digest = u.descriptor.digest.clone();
+        let what = format!("upload of {digest}");
+        let (purpose, c, url) = if u.offset == 0 && size <= u.chunk {
+            let body = OutBody::Blob {
+                blob: BlobId(i),
+                offset: 0,
+                len: size,
+            };
+            let mut c = call(Method::PUT, body, &[404, 416], OnRetry::AskGoal);
+            c.content_type = Some("application/octet-stream".into());
+            (Purpose::Send(i), c, with_digest(&location, &digest))
+        } else if u.offset < size {
+            let len = u.chunk.min(size - u.offset);
+            let body = OutBody::Blob {
+                blob: BlobId(i),
+                offset: u.offset,
+                len,
+            };
+            let mut c = call(Method::PATCH, body, &[404, 416], OnRetry::AskGoal);
+            c.content_type = Some("application/octet-stream".into());
+            c.content_range = Some(format!("{}-{}", u.offset, u.offset + len - 1));
+            (Purpose::Send(i), c, location)
+        } else {
+            let c = call(Method::PUT, OutBody::Empty, &[404, 416], OnRetry::AskGoal);
+            (Purpose::Close(i), c, with_digest(&location, &digest))
+        };
+        let op = engine.call(url.to_string(), what, c, history);
+        self.ops.insert(op, purpose);
+    }
+
+    /// A `416` or an unknown session: a new session from byte 0, once.
+    fn restart(&mut self, engine: &mut Engine, i: usize, status: u16) {
+        let u = &mut self.uploads[i];
+        if u.restarted {
+            return engine.fail(Error::Upload {
+                digest: u.descriptor.digest.clone(),
+                problem: format!(
+                    "the registry lost the upload session again ({status}) after a new one"
+                ),
+            });
+        }
+        u.restarted = true;
+        u.location = None;
+        u.offset = 0;
+        engine.emit(Action::Event(Event::Restarted { blob: BlobId(i) }));
+        self.open(engine, i, History::default());
+    }
+
+    fn uploaded(&mut self, engine: &mut Engine, i: usize, headers: &HeaderMap) {
+        let want = &self.uploads[i].descriptor.digest;
+        if let Some(got) = served_digest(headers) {
+            if got != *want {
+                return engine.fail(Error::DigestMismatch {
+                    what: format!("uploaded blob {want} (Docker-Content-Digest)"),
+                    expected: want.clone(),
+                    actual: got,
+                });
+            }
+        }
+        self.blob_done(engine, i, Pushed::Uploaded);
+    }
+
+    fn blob_done(&mut self, engine: &mut Engine, i: usize, how: Pushed) {
+        let u = &mut self.uploads[i];
+        u.done = true;
+        self.active -= 1;
+        engine.emit(Action::Event(Event::BlobPushed {
+            blob: BlobId(i),
+            digest: u.descriptor.digest.clone(),
+            size: u.descriptor.len(),
+            how,
+        }));
+        self.start_blobs(engine);
+    }
+
+    /// The manifest `PUT` number `k`: every manifest by digest except the top, which
+    /// goes under each tag (or its digest when there is none).
+    fn manifest_step(&self, k: usize) -> Option<(usize, String)> {
+        let n = self.plan_manifests.len();
+        if n == 0 || k >= n - 1 + self.tags.len().max(1) {
+            return None;
+        }
+        if k < n - 1 {
+            return Some((k, self.plan_manifests[k].descriptor.digest.to_string()));
+        }
+        let top = &self.plan_manifests[n - 1];
+        let reference = self
+            .tags
+            .get(k - (n - 1))
+            .cloned()
+            .unwrap_or_else(|| top.descriptor.digest.to_string());
+        Some((n - 1, reference))
+    }
+
+    /// `PUT`s the next manifest, one at a time, in order.
+    fn put_next_manifest(&mut self, engine: &mut Engine) {
+        let k = self.next_manifest;
+        let Some((m, reference)) = self.manifest_step(k) else {
+            return;
+        };
+        self.next_manifest += 1;
+        let pm = &self.plan_manifests[m];
+        let path = format!("/v2/{}/manifests/{reference}", Self::repository(engine));
+        let mut c = call(
+            Method::PUT,
+            OutBody::Bytes(pm.bytes.clone()),
+            &[],
+            OnRetry::Resend,
+        );
+        c.content_type = Some(pm.descriptor.media_type.clone());
+        let op = engine.call(path, format!("manifest {reference}"), c, History::default());
+        self.ops.insert(op, Purpose::Manifest(k));
+    }
+
+    /// A manifest is stored: check the digest the registry computed, say so, go on.
+    fn manifest_put(&mut self, engine: &mut Engine, k: usize, headers: &HeaderMap) {
+        let Some((m, reference)) = self.manifest_step(k) else {
+            return;
+        };
+        let want = self.plan_manifests[m].descriptor.digest.clone();
+        if let Some(got) = served_digest(headers) {
+            if got.algorithm() == want.algorithm() && got != want {
+                return engine.fail(Error::DigestMismatch {
+                    what: format!("pushed manifest {reference} (Docker-Content-Digest)"),
+                    expected: want,
+                    actual: got,
+                });
+            }
+        }
+        engine.emit(Action::Event(Event::ManifestPushed {
+            digest: want,
+            reference,
+        }));
+        self.put_next_manifest(engine);
+    }
+}
+
+/// The `Range: 0-<last>` of an upload answer, as the next offset. `0-0` is read as 0:
+/// registries write it for an empty session too (one held byte is then sent again,
+/// which the registry refuses with a 416, and the blob starts over once).
+fn registry_offset(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(header::RANGE)?.to_str().ok()?;
+    let last = v.trim().trim_start_matches("bytes=").split_once('-')?.1;
+    match last.trim().parse::<u64>().ok()? {
+        0 => Some(0),
+        l => Some(l.saturating_add(1)),
+    }
+}
+
+fn served_digest(headers: &HeaderMap) -> Option<Digest> {
+    headers
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Digest::parse(v.trim()).ok())
+}
+
+/// The location with `digest=` added to whatever query it carries.
+fn with_digest(location: &Url, digest: &Digest) -> Url {
+    let mut u = location.clone();
+    u.query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
+    u
+}

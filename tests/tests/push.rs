@@ -1,0 +1,259 @@
+//! The push machine over the simulated network, against the test registry's push side:
+//! what it sends, in which order, and how it recovers.
+
+use std::time::Instant;
+
+use ocireg_core::{Config, Error, Event, Platform, Push, PushPlan, Pushed, Reference};
+use ocireg_registry::images::{image, index, TestImage};
+use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
+use ocireg_tests::plans::plan;
+use ocireg_tests::sim::{test_config as config, Outcome, Sim, ORIGIN};
+
+const CHUNK: u64 = 64 << 10;
+
+fn push_config() -> Config {
+    Config {
+        upload_chunk_size: CHUNK,
+        ..config()
+    }
+}
+
+fn run(sim: &mut Sim, cfg: Config, target: &str, plan: PushPlan) -> Outcome {
+    let t0 = Instant::now();
+    let mut p = Push::new(cfg, Reference::parse(target).unwrap(), plan, t0);
+    sim.run(&mut p, t0)
+}
+
+fn pushed(out: &Outcome) -> Vec<Pushed> {
+    out.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::BlobPushed { how, .. } => Some(*how),
+            _ => None,
+        })
+        .collect()
+}
+
+fn registry(sim: &Sim) -> &Registry {
+    &sim.servers[ORIGIN].inner
+}
+
+fn sim_for(source: Vec<bytes::Bytes>, reg: Registry, rules: Vec<Rule>) -> Sim {
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(reg, rules));
+    sim.upload_source = source;
+    sim
+}
+
+/// Methods and paths (no query) of the requests sent.
+fn calls(out: &Outcome) -> Vec<(String, String)> {
+    out.requests
+        .iter()
+        .map(|r| (r.1.clone(), r.2.split('?').next().unwrap().to_string()))
+        .collect()
+}
+
+fn small_and_big() -> TestImage {
+    // a blob in one PUT, a blob of 3.5 chunks
+    image(
+        90,
+        &[1000, (CHUNK * 7 / 2) as usize],
+        &Platform::host(),
+        false,
+    )
+}
+
+#[test]
+fn an_image_goes_in_blobs_first_then_its_manifest_under_its_tag() {
+    let img = small_and_big();
+    let (plan, source) = plan(&[&img], None, &[]);
+    let mut sim = sim_for(source, Registry::new(), vec![]);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert_eq!(pushed(&out), vec![Pushed::Uploaded; 3]);
+    let reg = registry(&sim);
+    for b in img.blobs() {
+        assert!(reg.has_blob("test/repo", &ocireg_core::Digest::sha256(b)));
+    }
+    let (mt, bytes) = reg.manifest("test/repo", "v1").expect("tagged");
+    assert_eq!(
+        (mt.as_str(), &bytes),
+        (img.media_type.as_str(), &img.manifest)
+    );
+    assert_eq!(reg.open_uploads(), 0, "no session left open");
+    let calls = calls(&out);
+    // the big blob: four chunks, then the closing PUT; the small ones: one PUT each
+    let patches = calls.iter().filter(|c| c.0 == "PATCH").count();
+    assert_eq!(patches, 4, "{calls:?}");
+    let puts = calls
+        .iter()
+        .filter(|c| c.0 == "PUT" && c.1.contains("/uploads/"))
+        .count();
+    assert_eq!(puts, 3, "{calls:?}");
+    // the manifest is the very last request
+    assert_eq!(
+        calls.last().unwrap(),
+        &("PUT".to_string(), "/v2/test/repo/manifests/v1".to_string())
+    );
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        Event::ManifestPushed { reference, .. } if reference == "v1"
+    )));
+}
+
+#[test]
+fn a_second_push_sends_no_blob_and_more_tags_cost_one_put_each() {
+    let img = small_and_big();
+    let (plan1, source) = plan(&[&img], None, &[]);
+    let mut sim = sim_for(source, Registry::new(), vec![]);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", plan1);
+    assert!(out.result.unwrap().is_ok());
+    let (plan2, _) = plan(&[&img], None, &["v2", "latest"]);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", plan2);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert_eq!(pushed(&out), vec![Pushed::Existed; 3]);
+    let calls = calls(&out);
+    assert_eq!(calls.iter().filter(|c| c.0 == "HEAD").count(), 3);
+    let manifest_puts: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.0 == "PUT")
+        .map(|c| c.1.as_str())
+        .collect();
+    assert_eq!(
+        manifest_puts,
+        [
+            "/v2/test/repo/manifests/v1",
+            "/v2/test/repo/manifests/v2",
+            "/v2/test/repo/manifests/latest"
+        ]
+    );
+    assert_eq!(calls.len(), 6, "{calls:?}");
+}
+
+#[test]
+fn blobs_of_another_repository_are_mounted_not_sent() {
+    let img = small_and_big();
+    let mut reg = Registry::new();
+    img.add_to(&mut reg, "test/base", Some("v1"));
+    let (mut plan, source) = plan(&[&img], None, &[]);
+    plan.mount_from = Some("test/base".into());
+    let mut sim = sim_for(source, reg, vec![]);
+    let out = run(&mut sim, push_config(), "reg.test/test/app:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert_eq!(pushed(&out), vec![Pushed::Mounted; 3]);
+    assert!(
+        out.bodies.iter().all(|b| b.len() < 10_000),
+        "no blob bytes sent"
+    );
+    assert!(out
+        .requests
+        .iter()
+        .any(|r| r.2.contains("mount=") && r.2.contains("from=test%2Fbase")));
+}
+
+#[test]
+fn a_cut_chunk_continues_from_the_registrys_offset() {
+    let img = small_and_big();
+    let (plan, source) = plan(&[&img], None, &[]);
+    // the second chunk of the big blob arrives only in part: 10,000 of its bytes
+    let rules = vec![Rule {
+        path_contains: "/blobs/uploads/u".into(),
+        fault: Fault::CutUpload {
+            after: 10_000,
+            times: 1,
+        },
+    }];
+    let mut sim = sim_for(source, Registry::new(), rules);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let reg = registry(&sim);
+    assert!(reg.has_blob("test/repo", &ocireg_core::Digest::sha256(&img.layers[1])));
+    // after the cut: the status request, and the upload goes on where the registry is
+    let resumed: Vec<u64> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::UploadResumed { offset, .. } => Some(*offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed, [10_000], "{:?}", out.events);
+    // and the next chunk starts there: the registry refuses (416) a chunk that does not
+    // start at its size, which would have started the blob over
+    assert!(!out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Restarted { .. })));
+    let status_gets = out
+        .requests
+        .iter()
+        .filter(|r| r.1 == "GET" && r.2.contains("/blobs/uploads/"))
+        .count();
+    assert_eq!(status_gets, 1);
+    assert!(out.events.iter().any(|e| matches!(e, Event::Retry { .. })));
+}
+
+#[test]
+fn a_lost_session_starts_the_blob_over_once_then_fails() {
+    let img = image(91, &[3000], &Platform::host(), false);
+    let (p, source) = plan(&[&img], None, &[]);
+    // sessions are numbered u1, u2, … in the order they open (one blob at a time here)
+    let lose = |sessions: &[&str]| -> Vec<Rule> {
+        sessions
+            .iter()
+            .map(|s| Rule {
+                path_contains: format!("/blobs/uploads/{s}"),
+                fault: Fault::FailFirst {
+                    times: 1,
+                    status: 404,
+                },
+            })
+            .collect()
+    };
+    let cfg = Config {
+        max_concurrent: 1,
+        ..push_config()
+    };
+    let mut sim = sim_for(source.clone(), Registry::new(), lose(&["u1"]));
+    let out = run(&mut sim, cfg.clone(), "reg.test/test/repo:v1", p.clone());
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert_eq!(
+        out.events
+            .iter()
+            .filter(|e| matches!(e, Event::Restarted { .. }))
+            .count(),
+        1
+    );
+    // the new session is lost too: the blob does not start over a second time
+    let mut sim = sim_for(source, Registry::new(), lose(&["u1", "u2"]));
+    let out = run(&mut sim, cfg, "reg.test/test/repo:v1", p);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Upload { .. }), "{e}");
+    assert!(e.to_string().contains("again"), "{e}");
+}
+
+#[test]
+fn an_index_goes_after_its_children() {
+    let a = image(92, &[500], &Platform::host(), false);
+    let other = Platform::parse("linux/riscv64").unwrap();
+    let b = image(93, &[600], &other, false);
+    let idx = index(&[(&a, &Platform::host()), (&b, &other)]);
+    let (plan, source) = plan(&[&a, &b], Some(&idx), &["multi"]);
+    let mut sim = sim_for(source, Registry::new(), vec![]);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo", plan);
+    // the registry refuses an index whose children it does not have: success is the proof
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let (_, bytes) = registry(&sim).manifest("test/repo", "multi").unwrap();
+    assert_eq!(bytes, idx);
+}
+
+#[test]
+fn a_plan_that_cannot_be_pushed_fails_before_any_request() {
+    let img = small_and_big();
+    let (mut p, source) = plan(&[&img], None, &[]);
+    p.blobs.pop(); // the manifest lists a blob the plan lacks
+    let mut sim = sim_for(source, Registry::new(), vec![]);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", p);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(e.to_string().contains("not in the plan"), "{e}");
+    assert!(out.requests.is_empty());
+}
