@@ -923,3 +923,118 @@ fn every_command_runs_on_async_std() {
     assert!(String::from_utf8_lossy(&inspect.stdout).contains(&img.digest().to_string()));
     assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v1");
 }
+
+/// Push and copy against the real registry: a pulled layout pushed to another
+/// repository (a layer larger than a chunk goes in PATCHes), pulled back identical; a
+/// second push sends no blob; a mount sends none either; a copy carries the image and
+/// its tag; skopeo reads what was pushed.
+#[test]
+fn push_and_copy_against_a_real_registry() {
+    let reg = RealRegistry::start(Mode::Open);
+    let img = image(60, &[3000, 40 << 20], &Platform::host(), false);
+    reg.push(&img, "src/app", "v1");
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    let pulled = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args(["pull", "--plain-http", &at("src/app:v1")])
+        .arg(pulled.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let push = |args: &[&str]| {
+        let out = ocireg()
+            .args(["push", "--plain-http", "--progress", "json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        events.last().unwrap().clone()
+    };
+    let dir = pulled.path().to_str().unwrap().to_string();
+    let s = push(&[&dir, &at("dst/app:v2")]);
+    assert_eq!(s["event"], "summary");
+    assert_eq!(
+        (s["uploaded"].as_u64(), s["present"].as_u64()),
+        (Some(3), Some(0)),
+        "{s}"
+    );
+    assert_eq!(s["digest"], img.digest().to_string());
+    // pulled back from the new repository: the same image
+    let back = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args(["pull", "--plain-http", &at("dst/app:v2")])
+        .arg(back.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_blobs(back.path()), layout_blobs(pulled.path()));
+    // again, with one more tag: nothing uploaded
+    let s = push(&["--tag", "latest", &dir, &at("dst/app:v2")]);
+    assert_eq!(
+        (s["uploaded"].as_u64(), s["present"].as_u64()),
+        (Some(0), Some(3)),
+        "{s}"
+    );
+    // mounted from the first repository into a third
+    let s = push(&["--mount-from", "src/app", &dir, &at("third/app:v1")]);
+    assert_eq!(
+        (s["uploaded"].as_u64(), s["mounted"].as_u64()),
+        (Some(0), Some(3)),
+        "{s}"
+    );
+    // copy: the tag comes along when the target has none
+    let out = ocireg()
+        .args([
+            "copy",
+            "--plain-http",
+            &at("dst/app:latest"),
+            &at("copied/app"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ocireg()
+        .args(["inspect", "--plain-http", &at("copied/app:latest")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
+    // another client reads what ocireg pushed
+    let check = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--preserve-digests"])
+        .arg(format!("docker://{}", at("dst/app:v2")))
+        .arg(format!("oci:{}:v2", check.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,17 +6,23 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::StreamExt;
 use http::{Request, Response};
-use http_body_util::{BodyDataStream, Full};
+use http_body_util::{BodyDataStream, BodyExt, Full, StreamBody};
 use ocireg_core::{TransportError, TransportErrorKind};
 
 use crate::BodyStream;
 
 /// The request body type the adapters give hyper.
-pub type RequestBody = Full<Bytes>;
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
-/// Converts a core request for hyper.
-pub fn to_hyper_request(req: Request<Bytes>) -> Request<RequestBody> {
-    req.map(Full::new)
+/// Converts a driver request for hyper: whole bytes, or a stream of chunks (framed by
+/// the `Content-Length` the core set).
+pub fn to_hyper_request(req: Request<crate::Body>) -> Request<RequestBody> {
+    req.map(|body| match body {
+        crate::Body::Full(b) => Full::new(b).map_err(|never| match never {}).boxed_unsync(),
+        crate::Body::Stream { chunks, .. } => {
+            StreamBody::new(chunks.map(|c| c.map(hyper::body::Frame::data))).boxed_unsync()
+        }
+    })
 }
 
 /// Classifies a client error by walking its source chain. `is_connect` is the client's
@@ -134,7 +140,7 @@ where
 {
     fn send(
         &self,
-        request: Request<Bytes>,
+        request: Request<crate::Body>,
     ) -> futures::future::BoxFuture<'static, Result<Response<BodyStream>, TransportError>> {
         let fut = self.client.request(to_hyper_request(request));
         Box::pin(async move {

@@ -97,7 +97,7 @@ pub struct LayoutWriter {
     pub stats: Stats,
 }
 
-fn blob_path(root: &Path, d: &Digest) -> PathBuf {
+pub(crate) fn blob_path(root: &Path, d: &Digest) -> PathBuf {
     root.join("blobs")
         .join(d.algorithm().as_str())
         .join(d.hex())

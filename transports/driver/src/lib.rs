@@ -10,6 +10,7 @@
 pub mod credentials;
 pub mod hyper;
 pub mod layout;
+pub mod push;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod tls;
@@ -23,18 +24,53 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use futures::stream::{BoxStream, SelectAll, Stream, StreamExt};
 use http::{Request, Response};
 use ocireg_core::{
-    Action, BlobId, Descriptor, Event, Input, Pull, QueuedBlob, RequestId, TransportError,
+    Action, BlobId, Descriptor, Event, Input, Machine, Pull, Push, QueuedBlob, RequestId,
+    TransportError,
 };
 
 /// A response body as a stream of chunks.
 pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, TransportError>> + Send>>;
+
+/// A request body: bytes in hand, or a blob's range streamed from the caller's source.
+pub enum Body {
+    /// These bytes.
+    Full(Bytes),
+    /// `len` bytes, as they are read.
+    Stream {
+        /// The length the request declares.
+        len: u64,
+        /// The bytes, in chunks.
+        chunks: BoxStream<'static, std::io::Result<Bytes>>,
+    },
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Body::Full(b) => write!(f, "Full({} bytes)", b.len()),
+            Body::Stream { len, .. } => write!(f, "Stream({len} bytes)"),
+        }
+    }
+}
+
+/// Where a push reads its blobs: bytes `offset..offset + len` of a blob of its plan, as
+/// chunks (the same range may be asked for again when an upload resumes).
+pub trait BlobSource: Send + Sync {
+    /// The range, as a stream of chunks.
+    fn read(
+        &self,
+        blob: BlobId,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<BoxStream<'static, std::io::Result<Bytes>>>;
+}
 
 /// Performs one HTTP exchange. It must not follow redirects or retry: the core does.
 pub trait Transport: Send + Sync {
     /// Sends `request`; resolves to the response head with its body as a stream.
     fn send(
         &self,
-        request: Request<Bytes>,
+        request: Request<Body>,
     ) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>>;
 }
 
@@ -119,58 +155,147 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
     runtime: &R,
     sink: &mut S,
 ) -> Result<(), PullError> {
+    drive_machine(pull, transport, runtime, &mut PullHands(sink)).await
+}
+
+/// Runs `push` to its end: upload bodies are read from `source` by range, events go to
+/// `observer`.
+pub async fn drive_push<T: Transport + ?Sized, R: Runtime + ?Sized>(
+    push: &mut Push,
+    transport: &T,
+    runtime: &R,
+    source: &dyn BlobSource,
+    observer: &mut (dyn FnMut(&Event) + Send),
+) -> Result<(), PullError> {
+    drive_machine(
+        push,
+        transport,
+        runtime,
+        &mut PushHands { source, observer },
+    )
+    .await
+}
+
+/// What a machine's caller does besides moving exchanges: events, delivered bytes,
+/// upload bodies.
+trait Hands<M> {
+    fn event(&mut self, machine: &mut M, event: &Event) -> std::io::Result<()>;
+    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
+    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body>;
+}
+
+struct PullHands<'a, S: ?Sized>(&'a mut S);
+
+impl<S: Sink + ?Sized> Hands<Pull> for PullHands<'_, S> {
+    fn event(&mut self, pull: &mut Pull, event: &Event) -> std::io::Result<()> {
+        self.0.event(event)?;
+        if let Event::BlobQueued { blob, descriptor } = event {
+            if let Some(queued) = pull.queued(*blob) {
+                self.0.blob_queued(queued, descriptor)?;
+            }
+        }
+        Ok(())
+    }
+    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
+        self.0.deliver(blob, offset, bytes)
+    }
+    fn upload_body(&mut self, _: BlobId, _: u64, _: u64) -> std::io::Result<Body> {
+        // A pull never uploads; a machine that asks is a bug, said as such.
+        Err(std::io::Error::other(
+            "internal error: a pull asked to upload",
+        ))
+    }
+}
+
+struct PushHands<'a> {
+    source: &'a dyn BlobSource,
+    observer: &'a mut (dyn FnMut(&Event) + Send),
+}
+
+impl Hands<Push> for PushHands<'_> {
+    fn event(&mut self, _: &mut Push, event: &Event) -> std::io::Result<()> {
+        (self.observer)(event);
+        Ok(())
+    }
+    fn deliver(&mut self, _: BlobId, _: u64, _: &Bytes) -> std::io::Result<()> {
+        Err(std::io::Error::other(
+            "internal error: a push delivered bytes",
+        ))
+    }
+    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body> {
+        Ok(Body::Stream {
+            len,
+            chunks: self.source.read(blob, offset, len)?,
+        })
+    }
+}
+
+async fn drive_machine<M, T, R, H>(
+    machine: &mut M,
+    transport: &T,
+    runtime: &R,
+    hands: &mut H,
+) -> Result<(), PullError>
+where
+    M: Machine,
+    T: Transport + ?Sized,
+    R: Runtime + ?Sized,
+    H: Hands<M>,
+{
     let mut streams: SelectAll<BoxStream<'static, (RequestId, Input)>> = SelectAll::new();
     let mut aborts: HashMap<RequestId, AbortHandle> = HashMap::new();
     // The armed timer: re-armed only when the core wants an earlier wake-up.
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     loop {
         let until = loop {
-            match pull.poll_action(runtime.now()) {
-                Action::Send { id, request } => {
-                    tracing::debug!(?id, method = %request.method(), url = %redacted(request.uri()), "send");
-                    let (handle, registration) = AbortHandle::new_pair();
-                    let s = Abortable::new(exchange(id, transport.send(request)), registration);
-                    aborts.insert(id, handle);
-                    streams.push(s.boxed());
-                }
-                Action::Upload { .. } => {
-                    // A pull never uploads; a machine that asks is a bug, said as such.
-                    abort_all(pull, &mut aborts, runtime);
-                    return Err(PullError::Io(std::io::Error::other(
-                        "internal error: a pull asked to upload",
-                    )));
-                }
+            let (id, request) = match machine.poll_action(runtime.now()) {
+                Action::Send { id, request } => (id, request.map(Body::Full)),
+                Action::Upload {
+                    id,
+                    request,
+                    blob,
+                    offset,
+                    len,
+                } => match hands.upload_body(blob, offset, len) {
+                    Ok(body) => (id, request.map(|_| body)),
+                    Err(e) => {
+                        abort_all(machine, &mut aborts, runtime);
+                        return Err(e.into());
+                    }
+                },
                 Action::Abort { id } => {
                     if let Some(h) = aborts.remove(&id) {
                         h.abort();
                     }
+                    continue;
                 }
                 Action::Deliver {
                     blob,
                     offset,
                     bytes,
                 } => {
-                    if let Err(e) = sink.deliver(blob, offset, &bytes) {
-                        abort_all(pull, &mut aborts, runtime);
+                    if let Err(e) = hands.deliver(blob, offset, &bytes) {
+                        abort_all(machine, &mut aborts, runtime);
                         return Err(e.into());
                     }
+                    continue;
                 }
                 Action::Event(e) => {
-                    let mut handled = sink.event(&e);
-                    if let (Ok(()), Event::BlobQueued { blob, descriptor }) = (&handled, &e) {
-                        if let Some(queued) = pull.queued(*blob) {
-                            handled = sink.blob_queued(queued, descriptor);
-                        }
-                    }
-                    if let Err(err) = handled {
-                        abort_all(pull, &mut aborts, runtime);
+                    if let Err(err) = hands.event(machine, &e) {
+                        abort_all(machine, &mut aborts, runtime);
                         return Err(err.into());
                     }
+                    continue;
                 }
                 Action::Wait { until } => break until,
                 Action::Done => return Ok(()),
                 Action::Failed(e) => return Err(e.into()),
-            }
+            };
+            tracing::debug!(?id, method = %request.method(), url = %redacted(request.uri()), "send");
+            let (handle, registration) = AbortHandle::new_pair();
+            let s = Abortable::new(exchange(id, transport.send(request)), registration);
+            aborts.insert(id, handle);
+            streams.push(s.boxed());
         };
         if let Some(u) = until {
             if timer.as_ref().is_none_or(|(at, _)| u < *at) {
@@ -201,7 +326,7 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
                     }
                     Input::Chunk(_) => {}
                 }
-                pull.handle_input(id, input, runtime.now());
+                machine.handle_input(id, input, runtime.now());
             }
             None => {
                 // The timer fired (or no stream is open): the next poll fires the core's timers.
@@ -213,15 +338,15 @@ pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>
     }
 }
 
-fn abort_all<R: Runtime + ?Sized>(
-    pull: &mut Pull,
+fn abort_all<M: Machine, R: Runtime + ?Sized>(
+    machine: &mut M,
     aborts: &mut HashMap<RequestId, AbortHandle>,
     runtime: &R,
 ) {
     for (_, h) in aborts.drain() {
         h.abort();
     }
-    pull.cancel(runtime.now());
+    machine.cancel(runtime.now());
 }
 
 /// A URI for logs, redacted by the core's one redactor (query values that may be

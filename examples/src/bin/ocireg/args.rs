@@ -67,6 +67,53 @@ pub(crate) enum RuntimeChoice {
 }
 
 #[derive(Args)]
+pub(crate) struct PushArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Uploads in parallel (1 to 256).
+    #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) concurrency: u16,
+    /// The image of the layout to push, by its ref.name (needed when it holds several).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// More tags for the pushed image (repeatable).
+    #[arg(long = "tag")]
+    pub(crate) tags: Vec<String>,
+    /// A repository of the same registry to mount blobs from instead of uploading them.
+    #[arg(long, value_parser = repository_name)]
+    pub(crate) mount_from: Option<String>,
+    /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: progress::Mode,
+    /// OCI image layout directory.
+    pub(crate) dir: PathBuf,
+    /// Target: [host[:port]/]repository[:tag] (without a tag, the image is pushed by digest).
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
+pub(crate) struct CopyArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Downloads and uploads in parallel (1 to 256).
+    #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) concurrency: u16,
+    /// Copy every platform of an index (default: the whole index too).
+    #[arg(long, conflicts_with = "all_platforms")]
+    pub(crate) platform: Option<String>,
+    /// Copy every platform of an index (the default).
+    #[arg(long)]
+    pub(crate) all_platforms: bool,
+    /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) progress: progress::Mode,
+    /// Source: [host[:port]/]repository[:tag][@digest]
+    pub(crate) source: String,
+    /// Target: [host[:port]/]repository[:tag]
+    pub(crate) target: String,
+}
+
+#[derive(Args)]
 pub(crate) struct InspectArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,

@@ -11,6 +11,7 @@ mod args;
 mod inspect;
 mod progress;
 mod pull;
+mod push;
 mod serve;
 mod setup;
 mod tags;
@@ -20,7 +21,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::args::{DemoArgs, InspectArgs, PullArgs, RuntimeChoice, ServeArgs, TagsArgs};
+use crate::args::{
+    CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, RuntimeChoice, ServeArgs, TagsArgs,
+};
 
 const EXIT_CODES: &str =
     "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error.";
@@ -29,7 +32,7 @@ const EXIT_CODES: &str =
 #[command(
     name = "ocireg",
     version,
-    about = "Pull OCI images and artifacts from registries into OCI image layouts"
+    about = "Pull, push and copy OCI images and artifacts between registries and OCI image layouts"
 )]
 #[command(after_help = EXIT_CODES)]
 struct Cli {
@@ -48,6 +51,12 @@ enum Command {
     /// Pull an image into an OCI image layout directory (created or added to).
     #[command(after_help = concat!("Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --platform linux/arm64 --progress json ghcr.io/org/app:1 ./app\n  ocireg pull --all-platforms --ca-file ca.crt registry.internal:5000/app@sha256:… ./app\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Pull(PullArgs),
+    /// Push an image of an OCI image layout to a repository (blobs first, then manifests).
+    #[command(after_help = concat!("Examples:\n  ocireg push ./alpine registry.internal:5000/library/alpine:3.20\n  ocireg push --tag latest --mount-from base/alpine ./app 127.0.0.1:5000/team/app:1\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Push(PushArgs),
+    /// Copy an image (every platform of an index, unless --platform) to another repository.
+    #[command(after_help = concat!("Examples:\n  ocireg copy docker.io/library/alpine:3.20 registry.internal:5000/mirror/alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Copy(CopyArgs),
     /// Show a manifest or index: digest, size, media type, platforms, or the raw JSON.
     #[command(after_help = concat!("Examples:\n  ocireg inspect docker.io/library/alpine:3.20\n  ocireg inspect --raw --plain-http 127.0.0.1:5000/demo/hello:v1 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Inspect(InspectArgs),
@@ -68,6 +77,8 @@ fn main() -> ExitCode {
     let rt = cli.runtime;
     let result = match cli.command {
         Command::Pull(a) => run(rt, pull::cmd_pull(a, rt)),
+        Command::Push(a) => run(rt, push::cmd_push(a, rt)),
+        Command::Copy(a) => run(rt, push::cmd_copy(a, rt)),
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
         Command::Serve(a) => run(rt, serve::cmd_serve(a, rt)),

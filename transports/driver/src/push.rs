@@ -1,0 +1,158 @@
+//! Pushing from an OCI layout: the plan (which blobs, which manifests in which order) read
+//! from `index.json` and the blobs it reaches, and the layout as the push's blob source.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures::stream::{self, BoxStream, StreamExt};
+use ocireg_core::manifest::{Descriptor, Manifest};
+use ocireg_core::{BlobId, PushManifest, PushPlan};
+
+use crate::layout::{blob_path, read_blob, read_index};
+use crate::BlobSource;
+
+/// Chunks a blob is read in.
+const READ_CHUNK: usize = 256 * 1024;
+/// Indexes within indexes a plan follows at most.
+const MAX_DEPTH: usize = 8;
+
+/// The blobs of a plan, as files of the layout.
+#[derive(Debug)]
+pub struct LayoutSource {
+    paths: Vec<(PathBuf, u64)>,
+}
+
+/// The push plan for the image of the layout at `root` named `name` (its `ref.name`),
+/// or its only image when `name` is `None`; and the layout as its blob source. Every
+/// manifest is read and verified; every blob must be in the layout with its size.
+pub fn plan_from_layout(root: &Path, name: Option<&str>) -> io::Result<(PushPlan, LayoutSource)> {
+    let images = read_index(root)?;
+    let chosen: Vec<_> = images
+        .iter()
+        .filter(|i| name.is_none_or(|n| i.name.as_deref() == Some(n)))
+        .collect();
+    let image = match (chosen.as_slice(), name) {
+        ([one], _) => *one,
+        ([], Some(n)) => {
+            let names: Vec<&str> = images.iter().filter_map(|i| i.name.as_deref()).collect();
+            return Err(invalid(format!(
+                "{}: no image named {n:?} (names: {})",
+                root.display(),
+                names.join(", ")
+            )));
+        }
+        (_, _) => {
+            return Err(invalid(format!(
+                "{}: {} images; name the one to push",
+                root.display(),
+                chosen.len()
+            )))
+        }
+    };
+    let mut plan = PushPlan::default();
+    let mut source = LayoutSource { paths: Vec::new() };
+    let mut seen = HashSet::new();
+    add_manifest(
+        root,
+        &image.descriptor,
+        0,
+        &mut plan,
+        &mut source,
+        &mut seen,
+    )?;
+    Ok((plan, source))
+}
+
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Adds `d` after everything it references (children first), each manifest once.
+fn add_manifest(
+    root: &Path,
+    d: &Descriptor,
+    depth: usize,
+    plan: &mut PushPlan,
+    source: &mut LayoutSource,
+    seen: &mut HashSet<ocireg_core::Digest>,
+) -> io::Result<()> {
+    if !seen.insert(d.digest.clone()) {
+        return Ok(());
+    }
+    if depth > MAX_DEPTH {
+        return Err(invalid(format!("indexes nested deeper than {MAX_DEPTH}")));
+    }
+    let bytes = read_blob(root, &d.digest)?;
+    let (manifest, media_type) =
+        Manifest::parse(&d.media_type, &bytes).map_err(|e| invalid(e.to_string()))?;
+    match &manifest {
+        Manifest::Image(m) => {
+            for b in m.blobs() {
+                if plan.blobs.iter().any(|x| x.digest == b.digest) {
+                    continue;
+                }
+                let path = blob_path(root, &b.digest);
+                let len = std::fs::symlink_metadata(&path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                if len != Some(b.len()) {
+                    return Err(invalid(format!(
+                        "blob {} is not in the layout with its {} bytes (pull it completely first)",
+                        b.digest,
+                        b.len()
+                    )));
+                }
+                plan.blobs.push(b.clone());
+                source.paths.push((path, b.len()));
+            }
+        }
+        Manifest::Index(ix) => {
+            for child in &ix.manifests {
+                add_manifest(root, child, depth + 1, plan, source, seen)?;
+            }
+        }
+    }
+    let mut descriptor = d.clone();
+    descriptor.media_type = media_type;
+    descriptor.annotations = None;
+    plan.manifests.push(PushManifest { descriptor, bytes });
+    Ok(())
+}
+
+impl BlobSource for LayoutSource {
+    fn read(
+        &self,
+        blob: BlobId,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        let (path, size) = self
+            .paths
+            .get(blob.0)
+            .ok_or_else(|| io::Error::other(format!("no blob {blob:?} in the plan")))?;
+        if offset.checked_add(len).is_none_or(|end| end > *size) {
+            return Err(io::Error::other(format!(
+                "{}: bytes {offset}+{len} asked of a {size}-byte blob",
+                path.display()
+            )));
+        }
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        let chunks = stream::unfold((file, len), |(mut file, left)| async move {
+            if left == 0 {
+                return None;
+            }
+            let n = (left as usize).min(READ_CHUNK);
+            let mut buf = vec![0u8; n];
+            match file.read_exact(&mut buf) {
+                Ok(()) => Some((Ok(Bytes::from(buf)), (file, left - n as u64))),
+                Err(e) => Some((Err(e), (file, 0))),
+            }
+        });
+        Ok(chunks.boxed())
+    }
+}
