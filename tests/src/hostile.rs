@@ -50,6 +50,14 @@ pub enum Answer {
         /// Response bytes passed before the stall.
         stall_after: Option<usize>,
     },
+    /// Pass the request to `to` with only the first `after` bytes of its body, then close
+    /// both connections: an upload cut on its way in.
+    ForwardCut {
+        /// The real server.
+        to: String,
+        /// Body bytes that reach it.
+        after: usize,
+    },
 }
 
 /// A running hostile server.
@@ -58,7 +66,8 @@ pub struct Hostile {
     pub addr: String,
     /// Every request, in order.
     pub requests: Arc<Mutex<Vec<Req>>>,
-    /// Body bytes written by [`Answer::Endless`] answers.
+    /// Body bytes written by [`Answer::Endless`] answers, or passed on by
+    /// [`Answer::ForwardCut`].
     pub streamed: Arc<Mutex<u64>>,
 }
 
@@ -143,6 +152,18 @@ where
     let mut conn = conn;
     match answer(&req, me) {
         Answer::Forward { to, stall_after } => return forward(&req, &body, &to, stall_after, conn),
+        Answer::ForwardCut { to, after } => {
+            *streamed.lock().unwrap() += after.min(body.len()) as u64;
+            let mut server = TcpStream::connect(&to)?;
+            server.write_all(request_head(&req).as_bytes())?;
+            server.write_all(&body[..after.min(body.len())])?;
+            server.flush()?;
+            // let the server read what arrived before the connection goes
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let _ = server.shutdown(std::net::Shutdown::Both);
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
         Answer::Full(status, hs, body) => {
             write_head(
                 &mut conn,
@@ -189,14 +210,7 @@ fn forward(
 ) -> std::io::Result<()> {
     use std::io::Read;
     let mut server = TcpStream::connect(to)?;
-    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
-    for (k, v) in &req.headers {
-        if k != "connection" {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("connection: close\r\n\r\n");
-    server.write_all(head.as_bytes())?;
+    server.write_all(request_head(req).as_bytes())?;
     server.write_all(body)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut passed = 0usize;
@@ -216,6 +230,18 @@ fn forward(
             return Ok(());
         }
     }
+}
+
+/// The head of `req` as sent on to a real server, with `connection: close`.
+fn request_head(req: &Req) -> String {
+    let mut head = format!("{} {} HTTP/1.1\r\n", req.method, req.path);
+    for (k, v) in &req.headers {
+        if k != "connection" {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("connection: close\r\n\r\n");
+    head
 }
 
 /// Writes a response head: the status, `connection: close`, the framing header, then

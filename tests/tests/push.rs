@@ -257,3 +257,52 @@ fn a_plan_that_cannot_be_pushed_fails_before_any_request() {
     assert!(e.to_string().contains("not in the plan"), "{e}");
     assert!(out.requests.is_empty());
 }
+
+/// Several requests go out before the registry's Basic challenge is known: each one
+/// refused without credentials is sent again with them (a regression: only the first
+/// was, and the push failed).
+#[test]
+fn concurrent_first_requests_all_get_basic_credentials() {
+    let img = small_and_big();
+    let (plan, source) = plan(&[&img], None, &[]);
+    let rules = vec![Rule::all(Fault::Basic {
+        username: "u".into(),
+        password: "p".into(),
+    })];
+    let mut sim = sim_for(source, Registry::new(), rules);
+    let cfg = Config {
+        credentials: ocireg_core::Credentials::Basic {
+            username: "u".into(),
+            password: ocireg_core::Secret::new("p"),
+        },
+        ..push_config()
+    };
+    let out = run(&mut sim, cfg, "reg.test/test/repo:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let unauthenticated_heads = out
+        .requests
+        .iter()
+        .filter(|r| r.1 == "HEAD" && !r.3)
+        .count();
+    assert_eq!(
+        unauthenticated_heads, 3,
+        "the three probes went out at once"
+    );
+    // with a wrong password, each request is refused once with credentials: a clear failure
+    let (plan, source) = ocireg_tests::plans::plan(&[&img], None, &[]);
+    let rules = vec![Rule::all(Fault::Basic {
+        username: "u".into(),
+        password: "other".into(),
+    })];
+    let mut sim = sim_for(source, Registry::new(), rules);
+    let cfg = Config {
+        credentials: ocireg_core::Credentials::Basic {
+            username: "u".into(),
+            password: ocireg_core::Secret::new("p"),
+        },
+        ..push_config()
+    };
+    let out = run(&mut sim, cfg, "reg.test/test/repo:v1", plan);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
+}

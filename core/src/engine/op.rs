@@ -142,6 +142,8 @@ pub(crate) struct Op {
     pub(crate) foreign_restarted: bool,
     /// Token generation the last request carried.
     pub(crate) sent_token: Option<u64>,
+    /// Whether the last request carried Basic credentials.
+    pub(crate) sent_basic: bool,
     /// The URL the last request went to.
     pub(crate) sent_url: Option<Url>,
     pub(crate) state: OpState,
@@ -164,6 +166,7 @@ impl Op {
             auth_rounds: 0,
             foreign_restarted: false,
             sent_token: None,
+            sent_basic: false,
             sent_url: None,
             state,
             incoming: Incoming::default(),

@@ -77,6 +77,7 @@ impl Engine {
         b = b.header(header::USER_AGENT, self.config.user_agent.as_str());
         let mut body = Bytes::new();
         let mut sent_token = None;
+        let mut sent_basic = false;
         let mut upload = None;
         let op = self.ops.get_mut(&op_id).expect("a ready op is live");
         match &mut op.exchange {
@@ -129,6 +130,7 @@ impl Engine {
         if let Credential::Header(value, generation) = credential {
             b = b.header(header::AUTHORIZATION, value);
             sent_token = generation;
+            sent_basic = generation.is_none();
         }
         let request = match b.body(body) {
             Ok(r) => r,
@@ -143,6 +145,7 @@ impl Engine {
         self.next_request += 1;
         let op = self.ops.get_mut(&op_id).expect("a ready op is live");
         op.sent_token = sent_token;
+        op.sent_basic = sent_basic;
         op.sent_url = Some(url);
         op.incoming = Incoming::default();
         let deadline = later(now, self.config.head_timeout);

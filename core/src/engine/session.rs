@@ -190,10 +190,10 @@ impl Engine {
             return;
         }
         let basic = challenges.iter().any(|c| c.is("basic"));
-        if basic
-            && matches!(self.config.credentials, Credentials::Basic { .. })
-            && self.auth != RegistryAuth::Basic
-        {
+        // A request sent before Basic was chosen (several go out at once) is answered
+        // again with the credentials; one that carried them was refused for good.
+        let sent_basic = self.ops.get(&op_id).is_some_and(|o| o.sent_basic);
+        if basic && matches!(self.config.credentials, Credentials::Basic { .. }) && !sent_basic {
             self.auth = RegistryAuth::Basic;
             if let Some(op) = self.ops.get_mut(&op_id) {
                 op.auth_retried = true;

@@ -6,8 +6,10 @@
 //! `PUT ?digest=` with the whole blob when it fits a chunk, else `PATCH` chunks with
 //! `Content-Range` and a closing `PUT ?digest=`. A failed `PATCH`/`PUT` is followed,
 //! after the engine's backoff, by `GET <location>`: the upload continues where the
-//! registry says it stands. A `416` or an unknown session (`404`) starts the blob over
-//! in a new session, once.
+//! registry says it stands, or, when the registry cannot say (the session is gone or
+//! refused), in a new session; failures without progress count against the blob's
+//! attempts across all of this. A `416` or an unknown session (`404`) answered to a
+//! transfer that did not fail starts the blob over in a new session, once.
 
 use std::collections::HashMap;
 
@@ -57,6 +59,9 @@ struct Upload {
     chunk: u64,
     /// A new session was opened once after a 416 or an unknown session.
     restarted: bool,
+    /// Failures since the registry last confirmed bytes of this blob: carried through
+    /// status checks and new sessions, so a blob that keeps failing runs out of attempts.
+    history: History,
     done: bool,
 }
 
@@ -115,6 +120,7 @@ impl Push {
                     offset: 0,
                     chunk,
                     restarted: false,
+                    history: History::default(),
                     done: false,
                 })
                 .collect(),
@@ -162,12 +168,14 @@ impl Push {
             return;
         };
         match purpose {
-            Purpose::Probe(i) if f.status == 404 => self.open(engine, i, History::default()),
+            Purpose::Probe(i) if f.status == 404 => self.open(engine, i),
             Purpose::Probe(i) => self.blob_done(engine, i, Pushed::Existed),
             Purpose::Open(i) => self.opened(engine, i, &f),
-            Purpose::Send(i) | Purpose::Close(i) | Purpose::Status(i)
-                if matches!(f.status, 404 | 416) =>
-            {
+            // After a failed transfer the session may be gone or unusable (a registry
+            // whose session state carries the offset refuses it once bytes went astray):
+            // a new session, bounded by the attempts of this blob.
+            Purpose::Status(i) if matches!(f.status, 404 | 416) => self.start_over(engine, i),
+            Purpose::Send(i) | Purpose::Close(i) if matches!(f.status, 404 | 416) => {
                 self.restart(engine, i, f.status)
             }
             Purpose::Send(i) if f.status == 201 => self.uploaded(engine, i, &f.headers),
@@ -179,8 +187,9 @@ impl Push {
                     .filter(|o| *o > 0)
                     .unwrap_or(sent)
                     .min(u.descriptor.len());
+                u.history = History::default();
                 self.follow(i, &f);
-                self.send(engine, i, History::default());
+                self.send(engine, i);
             }
             Purpose::Close(i) => self.uploaded(engine, i, &f.headers),
             Purpose::Status(i) => {
@@ -193,7 +202,7 @@ impl Push {
                         offset,
                     }));
                 }
-                self.send(engine, i, History::default());
+                self.send(engine, i);
             }
             Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
         }
@@ -204,6 +213,7 @@ impl Push {
         let Some(Purpose::Send(i) | Purpose::Close(i)) = self.ops.remove(&due.op) else {
             return;
         };
+        self.uploads[i].history = due.history;
         let Some(location) = self.uploads[i].location.clone() else {
             return engine.fail(due.error);
         };
@@ -218,7 +228,8 @@ impl Push {
     }
 
     /// Opens an upload session (or mounts the blob from `mount_from`).
-    fn open(&mut self, engine: &mut Engine, i: usize, history: History) {
+    fn open(&mut self, engine: &mut Engine, i: usize) {
+        let history = self.uploads[i].history;
         let d = &self.uploads[i].descriptor;
         let mut path = format!("/v2/{}/blobs/uploads/", Self::repository(engine));
         if let Some(from) = &self.mount_from {
@@ -259,7 +270,7 @@ impl Push {
                 reason: "the upload session's Location is missing or not a URL".into(),
             });
         }
-        self.send(engine, i, History::default());
+        self.send(engine, i);
     }
 
     /// Takes the session's new `Location` (relative to the URL it came from). False when
@@ -282,8 +293,9 @@ impl Push {
 
     /// Sends what comes next from `offset`: the whole blob in one `PUT`, a chunk, or the
     /// closing `PUT`.
-    fn send(&mut self, engine: &mut Engine, i: usize, history: History) {
+    fn send(&mut self, engine: &mut Engine, i: usize) {
         let u = &self.uploads[i];
+        let history = u.history;
         let Some(location) = u.location.clone() else {
             return engine.fail(Error::Cancelled);
         };
@@ -330,10 +342,16 @@ impl Push {
             });
         }
         u.restarted = true;
+        self.start_over(engine, i);
+    }
+
+    /// A new session from byte 0.
+    fn start_over(&mut self, engine: &mut Engine, i: usize) {
+        let u = &mut self.uploads[i];
         u.location = None;
         u.offset = 0;
         engine.emit(Action::Event(Event::Restarted { blob: BlobId(i) }));
-        self.open(engine, i, History::default());
+        self.open(engine, i);
     }
 
     fn uploaded(&mut self, engine: &mut Engine, i: usize, headers: &HeaderMap) {
