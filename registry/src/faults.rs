@@ -68,6 +68,16 @@ pub enum Fault {
     },
     /// Answer ranged requests with the whole content (200).
     IgnoreRange,
+    /// Keep `by` bytes fewer of a `PATCH` body than were sent, and say so in the answer's
+    /// `Range` (a registry that took less than the whole chunk); `times` per path.
+    ShortRange {
+        /// Bytes dropped from the end of the chunk.
+        by: usize,
+        /// How many chunks per path.
+        times: u32,
+    },
+    /// Answer a mount request by opening an upload session (`202`) instead of mounting.
+    RefuseMount,
     /// Take only the first `after` bytes of a request body (an upload), keep them, and
     /// break the connection before answering; `times` such requests per path.
     CutUpload {
@@ -248,6 +258,7 @@ impl FaultyRegistry {
         let full_path = req.uri().path().to_string();
         let mut body = body.clone();
         let mut reset = false;
+        let mut mount_refused = false;
         let ranged = req.headers().contains_key(header::RANGE);
         let mut cut: Option<usize> = None;
         let mut stall: Option<usize> = None;
@@ -361,6 +372,19 @@ impl FaultyRegistry {
                         stall = Some(after);
                     }
                 }
+                Fault::ShortRange { by, times } => {
+                    if req.method() == http::Method::PATCH
+                        && body.len() > by
+                        && self.bump(i, &full_path) <= times
+                    {
+                        body = body.slice(..body.len() - by);
+                    }
+                }
+                Fault::RefuseMount => {
+                    if req.method() == http::Method::POST {
+                        mount_refused = true;
+                    }
+                }
                 Fault::CutUpload { after, times } => {
                     if body.len() > after && self.bump(i, &full_path) <= times {
                         body = body.slice(..after);
@@ -376,9 +400,20 @@ impl FaultyRegistry {
             }
         }
         let inner_req = {
-            let uri = match req.uri().query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
+            let query = req.uri().query().map(|q| {
+                if !mount_refused {
+                    return q.to_string();
+                }
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(
+                        url::form_urlencoded::parse(q.as_bytes())
+                            .filter(|(k, _)| k != "mount" && k != "from"),
+                    )
+                    .finish()
+            });
+            let uri = match query {
+                Some(q) if !q.is_empty() => format!("{path}?{q}"),
+                _ => path.clone(),
             };
             let mut b = Request::builder().method(req.method()).uri(uri.as_str());
             for (k, v) in req.headers() {

@@ -306,3 +306,47 @@ fn concurrent_first_requests_all_get_basic_credentials() {
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
 }
+
+/// A registry that keeps less of a chunk than was sent says so in `Range`: the next
+/// chunk starts there (a chunk that did not would be refused with a 416 and the blob
+/// started over, which does not happen).
+#[test]
+fn a_chunk_kept_short_is_continued_from_the_registrys_range() {
+    let img = small_and_big();
+    let (plan, source) = plan(&[&img], None, &[]);
+    let rules = vec![Rule {
+        path_contains: "/blobs/uploads/u".into(),
+        fault: Fault::ShortRange { by: 1000, times: 2 },
+    }];
+    let mut sim = sim_for(source, Registry::new(), rules);
+    let out = run(&mut sim, push_config(), "reg.test/test/repo:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert!(!out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Restarted { .. })));
+    assert!(registry(&sim).has_blob("test/repo", &ocireg_core::Digest::sha256(&img.layers[1])));
+    // the 2,000 bytes dropped are sent again, no more
+    let patched: usize = out
+        .requests
+        .iter()
+        .zip(&out.bodies)
+        .filter(|(r, _)| r.1 == "PATCH")
+        .map(|(_, b)| b.len())
+        .sum();
+    assert_eq!(patched, img.layers[1].len() + 2000);
+}
+
+/// A registry that will not mount opens a session instead: the blobs are uploaded.
+#[test]
+fn a_refused_mount_falls_back_to_an_upload() {
+    let img = small_and_big();
+    let mut reg = Registry::new();
+    img.add_to(&mut reg, "test/base", Some("v1"));
+    let (mut plan, source) = plan(&[&img], None, &[]);
+    plan.mount_from = Some("test/base".into());
+    let mut sim = sim_for(source, reg, vec![Rule::all(Fault::RefuseMount)]);
+    let out = run(&mut sim, push_config(), "reg.test/test/app:v1", plan);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    assert_eq!(pushed(&out), vec![Pushed::Uploaded; 3]);
+}

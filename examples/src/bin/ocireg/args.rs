@@ -82,6 +82,9 @@ pub(crate) struct PushArgs {
     /// A repository of the same registry to mount blobs from instead of uploading them.
     #[arg(long, value_parser = repository_name)]
     pub(crate) mount_from: Option<String>,
+    /// Blobs up to this many MiB go in one request; larger ones in chunks of this size.
+    #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) chunk_size: u64,
     /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,
@@ -104,6 +107,9 @@ pub(crate) struct CopyArgs {
     /// Copy every platform of an index (the default).
     #[arg(long)]
     pub(crate) all_platforms: bool,
+    /// Blobs up to this many MiB go in one request; larger ones in chunks of this size.
+    #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub(crate) chunk_size: u64,
     /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,

@@ -162,6 +162,7 @@ pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), Strin
     let io = io(rt, &a.connect)?;
     let mut cfg = config(&a.connect, target.registry(), io.runtime.now())?;
     cfg.max_concurrent = usize::from(a.concurrency);
+    cfg.upload_chunk_size = a.chunk_size << 20;
     let (mut plan, source) = layout_plan(&a.dir, a.name.as_deref())?;
     plan.tags.extend(a.tags);
     plan.mount_from = a.mount_from;
@@ -208,6 +209,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     };
     let mut push_cfg = config(&a.connect, target.registry(), now)?;
     push_cfg.max_concurrent = usize::from(a.concurrency);
+    push_cfg.upload_chunk_size = a.chunk_size << 20;
     let mode = a.progress.resolve();
     let quiet = if mode == Mode::Json {
         Mode::None
