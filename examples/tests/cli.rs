@@ -132,8 +132,18 @@ fn serve_a_layout_and_pull_it_back() {
         .arg(&copy)
         .output()
         .unwrap();
+    // read-only: a push is refused, in one line that says so
+    let refused = ocireg()
+        .args(["push", "--progress", "none"])
+        .arg(&demo_dir)
+        .arg(format!("{addr}/demo/pushed:v1"))
+        .output()
+        .unwrap();
     let _ = server.kill();
     let _ = server.wait();
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("405") && err.contains("UNSUPPORTED"), "{err}");
     assert!(
         out.status.success(),
         "{}",
@@ -1037,4 +1047,65 @@ fn push_and_copy_against_a_real_registry() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `ocireg serve --allow-push` takes pushes: a layout pushed to it (in chunks) is pulled
+/// back identical; on async-std as well.
+#[test]
+fn serve_with_allow_push_takes_a_push() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    let img = image(61, &[2 << 20, 5000], &Platform::host(), false);
+    ocireg_tests::real::write_oci_layout(&src, &[(&img, Some("v1"))], &[]);
+    for runtime in ["tokio", "async-std"] {
+        let mut server = ocireg()
+            .args([
+                "--runtime",
+                runtime,
+                "serve",
+                "--allow-push",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .arg(&src)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = std::io::BufReader::new(server.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        let pushed = ocireg()
+            .args(["--runtime", runtime, "push", "--chunk-size", "1"])
+            .arg(&src)
+            .arg(format!("{addr}/pushed/app:v1"))
+            .output()
+            .unwrap();
+        let back = work.path().join(format!("back-{runtime}"));
+        let pulled = ocireg()
+            .args([
+                "--runtime",
+                runtime,
+                "pull",
+                &format!("{addr}/pushed/app:v1"),
+            ])
+            .arg(&back)
+            .output()
+            .unwrap();
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(
+            pushed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        let summary = String::from_utf8_lossy(&pushed.stdout);
+        assert!(summary.contains("3 uploaded"), "{summary}");
+        assert!(
+            pulled.status.success(),
+            "{}",
+            String::from_utf8_lossy(&pulled.stderr)
+        );
+        assert_eq!(layout_blobs(&back), layout_blobs(&src));
+    }
 }

@@ -165,6 +165,8 @@ pub struct FaultyRegistry {
     /// With [`Fault::Token`]: `POST /token` (OAuth2 refresh-token grant) is served;
     /// otherwise it is answered 404 so clients fall back to `GET`.
     pub token_post: bool,
+    /// Refuse pushes (`405 UNSUPPORTED`), as `ocireg serve` does unless `--allow-push`.
+    pub read_only: bool,
     /// With [`Fault::Token`]: tokens say they were issued this many seconds before the
     /// response's `Date` (`issued_at`), so less of their 300 s lifetime is left.
     pub token_issued_ago: Option<u64>,
@@ -427,7 +429,11 @@ impl FaultyRegistry {
                 Err(_) => return simple(400, &[]),
             }
         };
-        let mut reply = self.inner.respond(&inner_req, &body);
+        let mut reply = if self.read_only {
+            self.inner.handle(&inner_req)
+        } else {
+            self.inner.respond(&inner_req, &body)
+        };
         if reset {
             // The registry kept what arrived; the client sees the connection break.
             reply.reset = true;

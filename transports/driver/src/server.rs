@@ -78,8 +78,14 @@ pub fn reply_to_response(reply: Reply, runtime: Arc<dyn Runtime>) -> Response<Se
     Response::from_parts(parts, BodyExt::boxed_unsync(body))
 }
 
-/// The registry as a hyper service: each request answered by the (fault-injecting)
-/// registry, faults acted out on the wire.
+/// Request bodies the service reads at most (a push's chunk or whole blob; the test
+/// registry holds everything in memory).
+pub const MAX_REQUEST_BODY: usize = 1 << 30;
+
+/// The registry as a hyper service: each request (with its body, for pushes) answered by
+/// the (fault-injecting) registry, faults acted out on the wire. A body that cannot be
+/// read (the client went away mid-upload) is offered to the registry as far as it came,
+/// as a real registry keeps what it received.
 pub fn registry_service(
     registry: Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
     runtime: Arc<dyn Runtime>,
@@ -87,11 +93,34 @@ pub fn registry_service(
     Request<hyper::body::Incoming>,
     Response = Response<ServerBody>,
     Error = std::convert::Infallible,
-    Future = std::future::Ready<Result<Response<ServerBody>, std::convert::Infallible>>,
+    Future = futures::future::BoxFuture<
+        'static,
+        Result<Response<ServerBody>, std::convert::Infallible>,
+    >,
 > + Clone {
     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-        let reply = registry.lock().expect("registry lock").handle(&req);
-        std::future::ready(Ok(reply_to_response(reply, runtime.clone())))
+        let (registry, runtime) = (registry.clone(), runtime.clone());
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let mut received = Vec::new();
+            let mut body = std::pin::pin!(http_body_util::Limited::new(body, MAX_REQUEST_BODY));
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            received.extend_from_slice(d);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            let req = Request::from_parts(parts, ());
+            let reply = registry
+                .lock()
+                .expect("registry lock")
+                .handle_with_body(&req, &Bytes::from(received));
+            Ok(reply_to_response(reply, runtime))
+        }) as futures::future::BoxFuture<'static, _>
     })
 }
 

@@ -153,6 +153,9 @@ pub(crate) struct ServeArgs {
     /// Repository for images whose ref.name is only a tag.
     #[arg(long, default_value = "image", value_parser = repository_name)]
     pub(crate) repository: String,
+    /// Accept pushes (kept in memory, gone when the server stops); read-only otherwise.
+    #[arg(long)]
+    pub(crate) allow_push: bool,
     /// OCI image layout directory.
     pub(crate) dir: PathBuf,
 }

@@ -63,7 +63,7 @@ enum Command {
     /// List every tag of a repository, one per line (follows pagination).
     #[command(after_help = concat!("Examples:\n  ocireg tags docker.io/library/alpine\n  ocireg tags --plain-http 127.0.0.1:5000/demo/hello\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Tags(TagsArgs),
-    /// Serve an OCI image layout read-only over plain http (for tests and demos).
+    /// Serve an OCI image layout over plain http (read-only unless --allow-push; for tests and demos).
     #[command(after_help = concat!("Every image of the layout is served: an index.json entry whose ref.name is a tag\ngoes to --repository with that tag; one whose ref.name is a full reference goes to\nits repository.\n\nExamples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Serve(ServeArgs),
     /// Start a registry in-process with a generated image and pull it into ./ocireg-demo.

@@ -1,4 +1,4 @@
-//! `ocireg serve` (a layout as a read-only registry) and `ocireg demo` (a generated image
+//! `ocireg serve` (a layout as a registry, read-only unless `--allow-push`) and `ocireg demo` (a generated image
 //! served in-process and pulled).
 
 use std::io::Write;
@@ -47,7 +47,9 @@ pub(crate) async fn cmd_serve(a: ServeArgs, rt: RuntimeChoice) -> Result<(), Str
     let mut reg = Registry::new();
     let added = load_into(&a.dir, &mut reg, &a.repository)
         .map_err(|e| format!("{}: {e}", a.dir.display()))?;
-    let (addr, serving) = listen(rt, a.addr, FaultyRegistry::new(reg, vec![])).await?;
+    let mut registry = FaultyRegistry::new(reg, vec![]);
+    registry.read_only = !a.allow_push;
+    let (addr, serving) = listen(rt, a.addr, registry).await?;
     // Whoever reads stdout may stop reading: the server keeps serving (no println!,
     // which panics on a closed pipe).
     let mut out = std::io::stdout();
