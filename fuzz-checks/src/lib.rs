@@ -6,6 +6,7 @@
 pub mod ledger;
 pub mod machine;
 pub mod parsers;
+pub mod push;
 pub mod server;
 
 /// A target's check: panics only when an invariant breaks.
@@ -23,5 +24,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("registry_errors", parsers::registry_errors),
     ("token_response", parsers::token_response),
     ("machine", machine::check),
+    ("push", push::check),
     ("server", server::check),
 ];

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use ocireg_core::manifest::{DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use ocireg_core::{Digest, Platform};
+use ocireg_core::{Descriptor, Digest, Manifest, Platform, PushManifest, PushPlan};
 use serde_json::json;
 
 use crate::routes::Registry;
@@ -118,4 +118,54 @@ pub fn index(children: &[(&TestImage, &Platform)]) -> Bytes {
         )
         .expect("json"),
     )
+}
+
+fn plan_descriptor(media_type: &str, bytes: &Bytes) -> Descriptor {
+    Descriptor {
+        media_type: media_type.to_string(),
+        digest: Digest::sha256(bytes),
+        size: bytes.len() as i64,
+        urls: None,
+        annotations: None,
+        data: None,
+        platform: None,
+        artifact_type: None,
+    }
+}
+
+/// The plan for `imgs` (their blobs once each, their manifests, then `index` if given,
+/// as the top), and the blob bytes by [`ocireg_core::BlobId`].
+pub fn push_plan(
+    imgs: &[&TestImage],
+    index: Option<&Bytes>,
+    tags: &[&str],
+) -> (PushPlan, Vec<Bytes>) {
+    let mut plan = PushPlan {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..PushPlan::default()
+    };
+    let mut source: Vec<Bytes> = Vec::new();
+    for img in imgs {
+        let (m, _) = Manifest::parse(&img.media_type, &img.manifest).expect("test manifest");
+        let Manifest::Image(m) = m else {
+            panic!("an image manifest")
+        };
+        for (d, bytes) in m.blobs().zip(img.blobs()) {
+            if !plan.blobs.iter().any(|b| b.digest == d.digest) {
+                plan.blobs.push(d.clone());
+                source.push(bytes.clone());
+            }
+        }
+        plan.manifests.push(PushManifest {
+            descriptor: plan_descriptor(&img.media_type, &img.manifest),
+            bytes: img.manifest.clone(),
+        });
+    }
+    if let Some(ix) = index {
+        plan.manifests.push(PushManifest {
+            descriptor: plan_descriptor(OCI_INDEX, ix),
+            bytes: ix.clone(),
+        });
+    }
+    (plan, source)
 }

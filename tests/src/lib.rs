@@ -3,7 +3,6 @@
 
 pub mod hostile;
 pub mod kit;
-pub mod plans;
 pub mod proxy;
 pub mod real;
 pub mod sim;

@@ -4,9 +4,9 @@
 use std::time::Instant;
 
 use ocireg_core::{Config, Error, Event, Platform, Push, PushPlan, Pushed, Reference};
+use ocireg_registry::images::push_plan as plan;
 use ocireg_registry::images::{image, index, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
-use ocireg_tests::plans::plan;
 use ocireg_tests::sim::{test_config as config, Outcome, Sim, ORIGIN};
 
 const CHUNK: u64 = 64 << 10;
@@ -289,7 +289,7 @@ fn concurrent_first_requests_all_get_basic_credentials() {
         "the three probes went out at once"
     );
     // with a wrong password, each request is refused once with credentials: a clear failure
-    let (plan, source) = ocireg_tests::plans::plan(&[&img], None, &[]);
+    let (plan, source) = ocireg_registry::images::push_plan(&[&img], None, &[]);
     let rules = vec![Rule::all(Fault::Basic {
         username: "u".into(),
         password: "other".into(),
@@ -349,4 +349,99 @@ fn a_refused_mount_falls_back_to_an_upload() {
     let out = run(&mut sim, push_config(), "reg.test/test/app:v1", plan);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
     assert_eq!(pushed(&out), vec![Pushed::Uploaded; 3]);
+}
+
+mod random_faults {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ATTEMPTS: u32 = 6;
+
+    fn upload_fault() -> impl Strategy<Value = Rule> {
+        let sessions = "/blobs/uploads/u";
+        prop_oneof![
+            (1usize..100_000, 1u32..3).prop_map(move |(after, times)| Rule {
+                path_contains: sessions.into(),
+                fault: Fault::CutUpload { after, times },
+            }),
+            (1usize..1000, 1u32..3).prop_map(move |(by, times)| Rule {
+                path_contains: sessions.into(),
+                fault: Fault::ShortRange { by, times },
+            }),
+            (
+                1u32..3,
+                prop::sample::select(vec![500u16, 503]),
+                prop::sample::select(vec!["", "/blobs/", "/manifests/", "/blobs/uploads/"])
+            )
+                .prop_map(|(times, status, p)| Rule {
+                    path_contains: p.into(),
+                    fault: Fault::FailFirst { times, status },
+                }),
+            prop::sample::select(vec!["", "/blobs/uploads/"]).prop_map(|p| Rule {
+                path_contains: p.into(),
+                fault: Fault::RedirectOnce,
+            }),
+            Just(Rule::all(Fault::RefuseMount)),
+        ]
+    }
+
+    /// Whether every operation of the push sees fewer failures in a row than it has
+    /// attempts: each failure-making rule counts its `times` for every request it
+    /// matches, doubled when a redirect gives the same request a second path.
+    fn recoverable(rules: &[Rule]) -> bool {
+        let redirects = rules.iter().any(|r| matches!(r.fault, Fault::RedirectOnce));
+        let streak: u32 = rules
+            .iter()
+            .map(|r| match r.fault {
+                Fault::FailFirst { times, .. } | Fault::CutUpload { times, .. } => times,
+                _ => 0,
+            })
+            .sum();
+        streak * if redirects { 2 } else { 1 } < ATTEMPTS
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Random upload faults: a push the faults allow to succeed succeeds, with every
+        /// blob and the tagged manifest in the registry; any push ends (bounded steps)
+        /// with success or a typed error.
+        #[test]
+        fn random_upload_fault_schedules(
+            rules in prop::collection::vec(upload_fault(), 0..4),
+            sizes in prop::collection::vec(0usize..200_000, 1..3),
+            mount in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let img = image(seed % 1000, &sizes, &Platform::host(), false);
+            let (mut p, source) = plan(&[&img], None, &[]);
+            let mut reg = Registry::new();
+            if mount {
+                img.add_to(&mut reg, "test/base", None);
+                p.mount_from = Some("test/base".into());
+            }
+            let mut sim = sim_for(source, reg, rules.clone());
+            sim.max_steps = 200_000;
+            let cfg = Config {
+                seed,
+                retry: ocireg_core::RetryPolicy {
+                    max_attempts: ATTEMPTS,
+                    initial_delay: std::time::Duration::from_millis(5),
+                    ..ocireg_core::RetryPolicy::default()
+                },
+                ..push_config()
+            };
+            let out = run(&mut sim, cfg, "reg.test/test/repo:v1", p);
+            match out.result.unwrap() {
+                Ok(()) => {
+                    let reg = registry(&sim);
+                    for b in img.blobs() {
+                        prop_assert!(reg.has_blob("test/repo", &ocireg_core::Digest::sha256(b)));
+                    }
+                    prop_assert_eq!(reg.manifest("test/repo", "v1").map(|m| m.1), Some(img.manifest.clone()));
+                }
+                Err(e) => prop_assert!(!recoverable(&rules), "expected success, got: {}", e),
+            }
+        }
+    }
 }
