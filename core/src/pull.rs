@@ -48,7 +48,16 @@ impl Pull {
     /// every blob.
     pub fn new(config: Config, reference: Reference, now: Instant) -> Pull {
         let mut engine = Engine::new(config, reference, now);
-        let goal = Goal::Image(ImagePull::start(&mut engine));
+        let goal = Goal::Image(ImagePull::start(&mut engine, true));
+        Pull { engine, goal }
+    }
+
+    /// Fetches and verifies the manifests of the image, as [`Pull::new`] would (indexes,
+    /// the chosen platforms), without any blob: [`Event::Manifest`] for each, then `Done`.
+    /// For a copy within one registry, whose blobs are mounted rather than moved.
+    pub fn manifests(config: Config, reference: Reference, now: Instant) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Image(ImagePull::start(&mut engine, false));
         Pull { engine, goal }
     }
 

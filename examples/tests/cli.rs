@@ -1009,21 +1009,46 @@ fn push_and_copy_against_a_real_registry() {
         (Some(0), Some(3)),
         "{s}"
     );
-    // copy: the tag comes along when the target has none
-    let out = ocireg()
-        .args([
-            "copy",
-            "--plain-http",
-            &at("dst/app:latest"),
-            &at("copied/app"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // copy within the registry: the tag comes along when the target has none, and every
+    // blob is mounted: no blob is downloaded or uploaded (the registry's own log)
+    let (_, from) = reg.requests_since(0);
+    let copy = |from_ref: String, to_ref: String| {
+        let out = ocireg()
+            .args(["copy", "--plain-http", &from_ref, &to_ref])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let moved = |requests: &[String]| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| {
+                (r.starts_with("GET") && r.contains("/blobs/sha256"))
+                    || r.starts_with("PATCH")
+                    || (r.starts_with("PUT") && r.contains("/uploads/"))
+            })
+            .cloned()
+            .collect()
+    };
+    let summary = copy(at("dst/app:latest"), at("copied/app"));
+    assert!(summary.contains("3 mounted"), "{summary}");
+    let (requests, now) = reg.requests_since(from);
+    assert!(!requests.is_empty(), "the registry logs its requests");
+    assert_eq!(moved(&requests), Vec::<String>::new(), "{requests:?}");
+    // a copy to itself moves nothing either
+    let summary = copy(at("dst/app:v2"), at("dst/app:v2"));
+    assert!(summary.contains("3 already there"), "{summary}");
+    let (requests, _) = reg.requests_since(now);
+    assert_eq!(moved(&requests), Vec::<String>::new(), "{requests:?}");
+    // across registries the bytes move (through a temporary layout)
+    let other = RealRegistry::start(Mode::Open);
+    let summary = copy(at("dst/app:v2"), format!("{}/far/app", other.addr));
+    assert!(summary.contains("3 uploaded"), "{summary}");
     let out = ocireg()
         .args(["inspect", "--plain-http", &at("copied/app:latest")])
         .output()

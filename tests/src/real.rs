@@ -247,6 +247,30 @@ impl RealRegistry {
     }
 }
 
+impl RealRegistry {
+    /// The request lines (`METHOD /path HTTP/x`) of the access log from line `from` on,
+    /// and the log's length now (pass it as `from` next time).
+    pub fn requests_since(&self, from: usize) -> (Vec<String>, usize) {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let requests = lines[from.min(lines.len())..]
+            .iter()
+            .filter_map(|l| {
+                let start = l
+                    .find("\"GET ")
+                    .or_else(|| l.find("\"HEAD "))
+                    .or_else(|| l.find("\"POST "))
+                    .or_else(|| l.find("\"PUT "))
+                    .or_else(|| l.find("\"PATCH "))?;
+                let rest = &l[start + 1..];
+                Some(rest[..rest.find('"')?].to_string())
+            })
+            .collect();
+        (requests, lines.len())
+    }
+}
+
 impl Drop for RealRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();

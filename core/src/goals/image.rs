@@ -30,15 +30,18 @@ pub(crate) struct ImagePull {
     seen: HashSet<Digest>,
     /// Manifest fetches asked for (bounded by `Config::max_manifests`).
     manifests: u32,
+    /// Whether blobs are downloaded (not for a copy within one registry, which mounts).
+    blobs: bool,
 }
 
 impl ImagePull {
     /// Starts with the manifest the reference names.
-    pub(crate) fn start(engine: &mut Engine) -> ImagePull {
+    pub(crate) fn start(engine: &mut Engine, blobs: bool) -> ImagePull {
         let mut goal = ImagePull {
             pending: HashMap::new(),
             seen: HashSet::new(),
             manifests: 0,
+            blobs,
         };
         let wanted = Wanted {
             reference: engine.reference().manifest_path_ref(),
@@ -155,7 +158,7 @@ impl ImagePull {
     }
 
     fn add_blob(&mut self, engine: &mut Engine, descriptor: Descriptor) {
-        if !self.seen.insert(descriptor.digest.clone()) {
+        if !self.blobs || !self.seen.insert(descriptor.digest.clone()) {
             return;
         }
         match descriptor.validate() {

@@ -156,3 +156,52 @@ impl BlobSource for LayoutSource {
         Ok(chunks.boxed())
     }
 }
+
+/// The push plan for manifests as a pull fetched them (each `Event::Manifest` that is
+/// part of the image, in arrival order: parents before children), with the blobs they
+/// list; for a copy that mounts the blobs instead of moving them.
+pub fn plan_from_manifests(fetched: Vec<(Descriptor, Bytes)>) -> io::Result<PushPlan> {
+    let mut plan = PushPlan::default();
+    for (descriptor, bytes) in fetched.into_iter().rev() {
+        let (manifest, _) =
+            Manifest::parse(&descriptor.media_type, &bytes).map_err(|e| invalid(e.to_string()))?;
+        if let Manifest::Image(m) = &manifest {
+            for b in m.blobs() {
+                if !plan.blobs.iter().any(|x| x.digest == b.digest) {
+                    plan.blobs.push(b.clone());
+                }
+            }
+        }
+        if !plan
+            .manifests
+            .iter()
+            .any(|m| m.descriptor.digest == descriptor.digest)
+        {
+            plan.manifests.push(PushManifest { descriptor, bytes });
+        }
+    }
+    Ok(plan)
+}
+
+/// A blob source with no bytes: for a push that expects every blob to be there already
+/// or mounted. Asking it for bytes is an error of kind `Unsupported`, which a caller may
+/// take as the sign to copy the bytes after all.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoBytes;
+
+impl BlobSource for NoBytes {
+    fn read(
+        &self,
+        blob: BlobId,
+        _: u64,
+        _: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "blob {} would have to be sent (it could not be mounted)",
+                blob.0
+            ),
+        ))
+    }
+}

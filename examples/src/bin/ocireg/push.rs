@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ocireg_core::{Config, Event, Platform, PlatformChoice, Push, PushPlan, Pushed, Reference};
-use ocireg_driver::push::plan_from_layout;
+use ocireg_driver::push::{plan_from_layout, NoBytes};
 use ocireg_driver::{drive_push, BlobSource, Runtime, Transport};
 use serde_json::json;
 
@@ -12,6 +12,9 @@ use crate::args::{CopyArgs, PushArgs, RuntimeChoice};
 use crate::progress::{emit, Mode};
 use crate::pull::{human, pull_one};
 use crate::setup::{config, io};
+
+/// What [`NoBytes`] says when a blob has to be sent after all.
+const NEEDS_BYTES: &str = "could not be mounted";
 
 /// What a push did, counted from its events, shown as it happens.
 #[derive(Default)]
@@ -118,10 +121,11 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
     })
     .await;
     if let Err(e) = result {
-        if mode == Mode::Json {
-            emit(json!({"event": "failed", "error": e.to_string()}));
+        let e = e.to_string();
+        if mode == Mode::Json && !e.contains(NEEDS_BYTES) {
+            emit(json!({"event": "failed", "error": e}));
         }
-        return Err(e.to_string());
+        return Err(e);
     }
     let secs = started.elapsed().as_secs_f64();
     if mode == Mode::Json {
@@ -211,6 +215,45 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     push_cfg.max_concurrent = usize::from(a.concurrency);
     push_cfg.upload_chunk_size = a.chunk_size << 20;
     let mode = a.progress.resolve();
+    // First without moving a blob: the target may have them all already (a copy to
+    // itself, or again), and within one registry they are mounted. Only when a blob has
+    // to be sent are the bytes copied.
+    {
+        let plan = manifests_plan(
+            source.clone(),
+            pull_cfg.clone(),
+            &*io.transport,
+            &*io.runtime,
+        )
+        .await?;
+        let mut plan = plan;
+        if source.registry() == target.registry() && source.repository() != target.repository() {
+            plan.mount_from = Some(source.repository().to_string());
+        }
+        match push_plan(
+            target.clone(),
+            push_cfg.clone(),
+            plan,
+            &NoBytes,
+            &*io.transport,
+            &*io.runtime,
+            mode,
+        )
+        .await
+        {
+            Ok(summary) => {
+                if !summary.is_empty() {
+                    println!("{summary}");
+                }
+                return Ok(());
+            }
+            // a blob the registry would not mount: copy the bytes after all
+            Err(e) if e.contains(NEEDS_BYTES) => {
+                tracing::info!("{e}; copying the bytes");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let quiet = if mode == Mode::Json {
         Mode::None
     } else {
@@ -242,4 +285,58 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         println!("{summary}");
     }
     Ok(())
+}
+
+/// The manifests of `source` (every platform the config chooses), fetched without blobs,
+/// as a push plan.
+async fn manifests_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
+    source: Reference,
+    cfg: Config,
+    t: &T,
+    runtime: &R,
+) -> Result<PushPlan, String> {
+    struct Collect(Vec<(ocireg_core::Descriptor, bytes::Bytes)>);
+    impl ocireg_driver::Sink for Collect {
+        fn event(&mut self, e: &Event) -> std::io::Result<()> {
+            if let Event::Manifest {
+                digest,
+                media_type,
+                bytes,
+                role,
+                ..
+            } = e
+            {
+                if *role != ocireg_core::ManifestRole::Selector {
+                    self.0.push((
+                        ocireg_core::Descriptor {
+                            media_type: media_type.clone(),
+                            digest: digest.clone(),
+                            size: bytes.len() as i64,
+                            urls: None,
+                            annotations: None,
+                            data: None,
+                            platform: None,
+                            artifact_type: None,
+                        },
+                        bytes.clone(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        fn deliver(
+            &mut self,
+            _: ocireg_core::BlobId,
+            _: u64,
+            _: &bytes::Bytes,
+        ) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut pull = ocireg_core::Pull::manifests(cfg, source.clone(), runtime.now());
+    let mut sink = Collect(Vec::new());
+    ocireg_driver::drive(&mut pull, t, runtime, &mut sink)
+        .await
+        .map_err(|e| e.to_string())?;
+    ocireg_driver::push::plan_from_manifests(sink.0).map_err(|e| format!("{source}: {e}"))
 }
