@@ -1,6 +1,8 @@
 //! The benchmark: a real `docker-registry` on loopback (filesystem storage, plain http),
 //! generated images pushed with `skopeo`, each pulled by every tool, several times.
 //!
+//! Push and copy rows follow the pull workloads (`--only push` runs only them).
+//!
 //! `cargo run --release -p ocireg-bench` (options: `--runs N`, `--baseline PATH` to run
 //! another ocireg binary beside this one, `--tools a,b` to run only tools whose name
 //! contains one of these, `--quick` for small
@@ -17,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+mod push_rows;
 
 use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::image;
@@ -299,6 +303,8 @@ fn main() {
         "ocireg-bench",
         "--bin",
         "oci-client-pull",
+        "--bin",
+        "oci-client-push",
     ]));
     if !b.status.success() {
         eprintln!(
@@ -485,5 +491,11 @@ fn main() {
             }
         }
         println!();
+    }
+    if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "push" || n == "copy"))
+    {
+        push_rows::run(&bin, runs, quick, scratch.path());
     }
 }
