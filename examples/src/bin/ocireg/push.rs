@@ -51,7 +51,7 @@ impl Tally {
                     Mode::Json => emit(
                         json!({"event": "blob", "blob": digest.to_string(), "size": size, "how": word}),
                     ),
-                    Mode::Plain | Mode::Bars => eprintln!("{word:<8} {digest} ({})", human(*size)),
+                    Mode::Plain => eprintln!("{word:<8} {digest} ({})", human(*size)),
                     _ => {}
                 }
             }
@@ -59,7 +59,7 @@ impl Tally {
                 Mode::Json => emit(
                     json!({"event": "manifest", "digest": digest.to_string(), "reference": reference}),
                 ),
-                Mode::Plain | Mode::Bars => eprintln!("manifest {digest} as {reference}"),
+                Mode::Plain => eprintln!("manifest {digest} as {reference}"),
                 _ => {}
             },
             Event::Retry {
@@ -98,6 +98,102 @@ impl Tally {
     }
 }
 
+/// Upload bars: one per blob being sent, and the total, counting the bytes as the
+/// transport reads them from the source.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    total: indicatif::ProgressBar,
+    blobs: std::sync::Mutex<std::collections::HashMap<usize, indicatif::ProgressBar>>,
+    sizes: Vec<(String, u64)>,
+}
+
+impl Bars {
+    fn new(plan: &PushPlan) -> Bars {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        let multi =
+            indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10));
+        let sizes: Vec<(String, u64)> = plan
+            .blobs
+            .iter()
+            .map(|d| (d.digest.hex().chars().take(12).collect(), d.len()))
+            .collect();
+        let total = multi.add(ProgressBar::new(sizes.iter().map(|s| s.1).sum()));
+        total.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        total.set_prefix("upload");
+        Bars {
+            multi,
+            total,
+            blobs: Default::default(),
+            sizes,
+        }
+    }
+
+    fn bar(&self, blob: usize) -> indicatif::ProgressBar {
+        let mut blobs = self.blobs.lock().expect("bars");
+        blobs
+            .entry(blob)
+            .or_insert_with(|| {
+                let (name, size) = self.sizes.get(blob).cloned().unwrap_or_default();
+                let b = self.multi.add(indicatif::ProgressBar::new(size));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes}",
+                    )
+                    .expect("static template")
+                    .progress_chars("=> "),
+                );
+                b.set_prefix(name);
+                b
+            })
+            .clone()
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for b in self.blobs.lock().expect("bars").values() {
+            b.finish_and_clear();
+        }
+        self.total.finish_and_clear();
+    }
+}
+
+/// A blob source whose reads move the bars.
+struct Counted<'a> {
+    inner: &'a dyn BlobSource,
+    bars: &'a Bars,
+}
+
+impl BlobSource for Counted<'_> {
+    fn read(
+        &self,
+        blob: ocireg_core::BlobId,
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+        use futures::StreamExt;
+        let chunks = self.inner.read(blob, offset, len)?;
+        let bar = self.bars.bar(blob.0);
+        // a range read again (a resumed upload) starts where it starts
+        bar.set_position(offset);
+        let total = self.bars.total.clone();
+        Ok(chunks
+            .inspect(move |c| {
+                if let Ok(c) = c {
+                    bar.inc(c.len() as u64);
+                    total.inc(c.len() as u64);
+                }
+            })
+            .boxed())
+    }
+}
+
 /// Pushes `plan` to `target`; the summary line (empty in JSON mode).
 pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
     target: Reference,
@@ -115,6 +211,14 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
         .map(|m| m.descriptor.digest.to_string())
         .unwrap_or_default();
     let mut tally = Tally::default();
+    let bars = (mode == Mode::Bars).then(|| Bars::new(&plan));
+    let source: &dyn BlobSource = match &bars {
+        Some(b) => &Counted {
+            inner: source,
+            bars: b,
+        },
+        None => source,
+    };
     let mut push = Push::new(cfg, target.clone(), plan, started);
     let result = drive_push(&mut push, t, runtime, source, &mut |e: &Event| {
         tally.see(e, mode)
