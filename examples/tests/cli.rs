@@ -1117,6 +1117,19 @@ fn serve_with_allow_push_takes_a_push() {
             .arg(&back)
             .output()
             .unwrap();
+        // copy with a layout on either side: oci:DIR[:NAME]
+        let named = work.path().join(format!("named-{runtime}"));
+        let to_layout = ocireg()
+            .args(["copy", &format!("{addr}/pushed/app:v1")])
+            .arg(format!("oci:{}:kept", named.display()))
+            .output()
+            .unwrap();
+        let from_layout = ocireg()
+            .args(["copy", "--progress", "plain"])
+            .arg(format!("oci:{}:kept", named.display()))
+            .arg(format!("{addr}/again/app:v3"))
+            .output()
+            .unwrap();
         let _ = server.kill();
         let _ = server.wait();
         assert!(
@@ -1132,5 +1145,18 @@ fn serve_with_allow_push_takes_a_push() {
             String::from_utf8_lossy(&pulled.stderr)
         );
         assert_eq!(layout_blobs(&back), layout_blobs(&src));
+        assert!(
+            to_layout.status.success(),
+            "{}",
+            String::from_utf8_lossy(&to_layout.stderr)
+        );
+        let index = std::fs::read_to_string(named.join("index.json")).unwrap();
+        assert!(index.contains("\"kept\""), "{index}");
+        assert!(
+            from_layout.status.success(),
+            "{}",
+            String::from_utf8_lossy(&from_layout.stderr)
+        );
+        assert!(String::from_utf8_lossy(&from_layout.stdout).contains("3 uploaded"));
     }
 }

@@ -113,9 +113,9 @@ pub(crate) struct CopyArgs {
     /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,
-    /// Source: [host[:port]/]repository[:tag][@digest]
+    /// Source: [host[:port]/]repository[:tag][@digest], or oci:DIR[:NAME] (a layout)
     pub(crate) source: String,
-    /// Target: [host[:port]/]repository[:tag]
+    /// Target: [host[:port]/]repository[:tag], or oci:DIR[:NAME] (a layout)
     pub(crate) target: String,
 }
 

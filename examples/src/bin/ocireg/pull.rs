@@ -58,11 +58,12 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     dir: &Path,
     mode: progress::Mode,
     verify_existing: bool,
+    name: Option<&str>,
 ) -> Result<String, String> {
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
-    let tag = reference.tag().map(str::to_string);
+    let tag = name.or(reference.tag()).map(str::to_string);
     let writer = LayoutWriter::create(dir, tag)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .verify_existing(verify_existing);
@@ -141,6 +142,7 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         &a.dir,
         mode,
         a.verify_existing,
+        None,
     )
     .await?;
     if !summary.is_empty() {

@@ -291,7 +291,75 @@ pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), Strin
     Ok(())
 }
 
+/// `oci:DIR[:NAME]`: a layout directory and the `ref.name` of an image in it.
+fn layout_arg(s: &str) -> Option<(std::path::PathBuf, Option<String>)> {
+    let rest = s.strip_prefix("oci:")?;
+    // a name is what follows the last ':' when that is not part of the path
+    match rest.rsplit_once(':') {
+        Some((dir, name)) if !name.contains('/') && !name.is_empty() => {
+            Some((dir.into(), Some(name.to_string())))
+        }
+        _ => Some((rest.into(), None)),
+    }
+}
+
 pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), String> {
+    // a layout on either side: the copy is a push or a pull
+    if let Some((dir, name)) = layout_arg(&a.source) {
+        let target = Reference::parse(&a.target).map_err(|e| e.to_string())?;
+        let io = io(rt, &a.connect)?;
+        let mut cfg = config(&a.connect, target.registry(), io.runtime.now())?;
+        cfg.max_concurrent = usize::from(a.concurrency);
+        cfg.upload_chunk_size = a.chunk_size << 20;
+        let (plan, source) = layout_plan(&dir, name.as_deref())?;
+        let mode = a.progress.resolve();
+        let summary = push_plan(
+            target,
+            cfg,
+            plan,
+            &source,
+            &*io.transport,
+            &*io.runtime,
+            mode,
+        )
+        .await?;
+        if !summary.is_empty() {
+            println!("{summary}");
+        }
+        return Ok(());
+    }
+    if let Some((dir, name)) = layout_arg(&a.target) {
+        let source = Reference::parse(&a.source).map_err(|e| e.to_string())?;
+        let io = io(rt, &a.connect)?;
+        let mut cfg = config(&a.connect, source.registry(), io.runtime.now())?;
+        cfg.max_concurrent = usize::from(a.concurrency);
+        cfg.platform = match &a.platform {
+            Some(p) => PlatformChoice::Exactly(
+                Platform::parse(p)
+                    .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
+            ),
+            None => PlatformChoice::All,
+        };
+        // the image is named in the layout as asked, else by the source's tag
+        if let Some(n) = &name {
+            ocireg_core::reference::validate_tag(n).map_err(|e| format!("oci:…:{n}: {e}"))?;
+        }
+        let summary = pull_one(
+            source,
+            cfg,
+            &*io.transport,
+            &*io.runtime,
+            &dir,
+            a.progress.resolve(),
+            false,
+            name.as_deref(),
+        )
+        .await?;
+        if !summary.is_empty() {
+            println!("{summary}");
+        }
+        return Ok(());
+    }
     let source = Reference::parse(&a.source).map_err(|e| e.to_string())?;
     let mut target = Reference::parse(&a.target).map_err(|e| e.to_string())?;
     if target.digest().is_some() {
@@ -372,6 +440,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         tmp.path(),
         quiet,
         false,
+        None,
     )
     .await?;
     let (plan, blobs) = layout_plan(tmp.path(), source.tag())?;

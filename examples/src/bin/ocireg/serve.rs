@@ -97,6 +97,7 @@ pub(crate) async fn cmd_demo(a: DemoArgs, rt: RuntimeChoice) -> Result<(), Strin
         &a.dir,
         progress::Mode::Auto.resolve(),
         false,
+        None,
     );
     // The server runs beside the pull on this task, and stops with it.
     let summary = match futures::future::select(serving, Box::pin(pull)).await {
