@@ -50,16 +50,38 @@ impl Observer for Logged<'_> {
     }
 }
 
+/// Where a pull writes: the layout, the name its `index.json` entry gets (default: the
+/// reference's tag), and whether blobs already there are hashed again.
+pub(crate) struct Dest<'a> {
+    pub(crate) dir: &'a Path,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) verify_existing: bool,
+}
+
+impl<'a> Dest<'a> {
+    /// `dir`, named by the reference's tag, trusting what is there.
+    pub(crate) fn dir(dir: &'a Path) -> Dest<'a> {
+        Dest {
+            dir,
+            name: None,
+            verify_existing: false,
+        }
+    }
+}
+
 pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     reference: Reference,
     cfg: Config,
     t: &T,
     runtime: &R,
-    dir: &Path,
+    into: Dest<'_>,
     mode: progress::Mode,
-    verify_existing: bool,
-    name: Option<&str>,
 ) -> Result<String, String> {
+    let Dest {
+        dir,
+        name,
+        verify_existing,
+    } = into;
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
@@ -139,10 +161,12 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         cfg,
         &*io.transport,
         &*io.runtime,
-        &a.dir,
+        Dest {
+            dir: &a.dir,
+            name: None,
+            verify_existing: a.verify_existing,
+        },
         mode,
-        a.verify_existing,
-        None,
     )
     .await?;
     if !summary.is_empty() {

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::args::{CopyArgs, PushArgs, RuntimeChoice};
 use crate::progress::{emit, Mode};
-use crate::pull::{human, pull_one};
+use crate::pull::{human, pull_one, Dest};
 use crate::setup::{config, io};
 
 /// What [`NoBytes`] says when a blob has to be sent after all.
@@ -349,10 +349,12 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             cfg,
             &*io.transport,
             &*io.runtime,
-            &dir,
+            Dest {
+                dir: &dir,
+                name: name.as_deref(),
+                verify_existing: false,
+            },
             a.progress.resolve(),
-            false,
-            name.as_deref(),
         )
         .await?;
         if !summary.is_empty() {
@@ -437,10 +439,8 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         pull_cfg,
         &*io.transport,
         &*io.runtime,
-        tmp.path(),
+        Dest::dir(tmp.path()),
         quiet,
-        false,
-        None,
     )
     .await?;
     let (plan, blobs) = layout_plan(tmp.path(), source.tag())?;

@@ -94,10 +94,8 @@ pub(crate) async fn cmd_demo(a: DemoArgs, rt: RuntimeChoice) -> Result<(), Strin
         cfg,
         &*io.transport,
         &*io.runtime,
-        &a.dir,
+        crate::pull::Dest::dir(&a.dir),
         progress::Mode::Auto.resolve(),
-        false,
-        None,
     );
     // The server runs beside the pull on this task, and stops with it.
     let summary = match futures::future::select(serving, Box::pin(pull)).await {
