@@ -274,12 +274,23 @@ pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), Strin
     let (mut plan, source) = layout_plan(&a.dir, a.name.as_deref())?;
     plan.tags.extend(a.tags);
     plan.mount_from = a.mount_from;
-    let mode = a.progress.resolve();
+    push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await
+}
+
+/// [`push_plan`], then its summary on stdout.
+async fn push_and_say(
+    target: Reference,
+    cfg: Config,
+    plan: PushPlan,
+    source: &dyn BlobSource,
+    io: &crate::setup::Io,
+    mode: Mode,
+) -> Result<(), String> {
     let summary = push_plan(
         target,
         cfg,
         plan,
-        &source,
+        source,
         &*io.transport,
         &*io.runtime,
         mode,
@@ -312,21 +323,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         cfg.max_concurrent = usize::from(a.concurrency);
         cfg.upload_chunk_size = a.chunk_size << 20;
         let (plan, source) = layout_plan(&dir, name.as_deref())?;
-        let mode = a.progress.resolve();
-        let summary = push_plan(
-            target,
-            cfg,
-            plan,
-            &source,
-            &*io.transport,
-            &*io.runtime,
-            mode,
-        )
-        .await?;
-        if !summary.is_empty() {
-            println!("{summary}");
-        }
-        return Ok(());
+        return push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await;
     }
     if let Some((dir, name)) = layout_arg(&a.target) {
         let source = Reference::parse(&a.source).map_err(|e| e.to_string())?;
@@ -444,20 +441,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     )
     .await?;
     let (plan, blobs) = layout_plan(tmp.path(), source.tag())?;
-    let summary = push_plan(
-        target,
-        push_cfg,
-        plan,
-        &blobs,
-        &*io.transport,
-        &*io.runtime,
-        mode,
-    )
-    .await?;
-    if !summary.is_empty() {
-        println!("{summary}");
-    }
-    Ok(())
+    push_and_say(target, push_cfg, plan, &blobs, &io, mode).await
 }
 
 /// The manifests of `source` (every platform the config chooses), fetched without blobs,
