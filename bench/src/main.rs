@@ -296,7 +296,7 @@ fn main() {
         "--release",
         "-q",
         "-p",
-        "ocireg-examples",
+        "ocireg",
         "--bin",
         "ocireg",
         "-p",
