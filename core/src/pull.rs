@@ -14,6 +14,7 @@ use crate::digest::Verifier;
 use crate::engine::Engine;
 use crate::error::TransportError;
 use crate::goals::{image::ImagePull, inspect::Inspect, tags::TagList};
+use crate::manifest::Descriptor;
 use crate::reference::Reference;
 
 pub use crate::types::{
@@ -26,6 +27,8 @@ enum Goal {
     Image(ImagePull),
     Inspect(Inspect),
     Tags(TagList),
+    /// One blob, known by its descriptor: nothing to fetch but the blob itself.
+    Blob,
 }
 
 /// The pull state machine. See the crate documentation for the driving contract.
@@ -59,6 +62,28 @@ impl Pull {
         let mut engine = Engine::new(config, reference, now);
         let goal = Goal::Image(ImagePull::start(&mut engine, false));
         Pull { engine, goal }
+    }
+
+    /// Downloads one blob of the reference's repository, known by its descriptor: its
+    /// bytes delivered as [`BlobId`] 0 and verified against the digest at the end (a copy
+    /// streams them on to another registry).
+    pub fn blob(
+        config: Config,
+        reference: Reference,
+        descriptor: Descriptor,
+        now: Instant,
+    ) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        match descriptor.validate() {
+            Ok(embedded) => {
+                engine.download(descriptor, embedded);
+            }
+            Err(e) => engine.fail(e.into()),
+        }
+        Pull {
+            engine,
+            goal: Goal::Blob,
+        }
     }
 
     /// Fetches and verifies only the manifest (or index) the reference names: one
@@ -116,6 +141,7 @@ impl Pull {
                 Goal::Image(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Inspect(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Tags(g) => g.on_fetched(&mut self.engine, fetched),
+                Goal::Blob => {}
             }
         }
     }

@@ -1045,10 +1045,26 @@ fn push_and_copy_against_a_real_registry() {
     assert!(summary.contains("3 already there"), "{summary}");
     let (requests, _) = reg.requests_since(now);
     assert_eq!(moved(&requests), Vec::<String>::new(), "{requests:?}");
-    // across registries the bytes move (through a temporary layout)
+    // across registries the bytes move, streamed from one registry into the other
     let other = RealRegistry::start(Mode::Open);
     let summary = copy(at("dst/app:v2"), format!("{}/far/app", other.addr));
     assert!(summary.contains("3 uploaded"), "{summary}");
+    let far = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args([
+            "pull",
+            "--plain-http",
+            &format!("{}/far/app:v2", other.addr),
+        ])
+        .arg(far.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_blobs(far.path()), layout_blobs(pulled.path()));
     let out = ocireg()
         .args(["inspect", "--plain-http", &at("copied/app:latest")])
         .output()

@@ -252,10 +252,68 @@ async fn rate_limited_then_served<K: Kit>() {
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
 
+/// A copy's source: any range of a blob, read from the registry as it is consumed; a
+/// read to the blob's end checks its digest, so a registry that serves other bytes is an
+/// error there.
+async fn a_registry_blob_source_gives_exact_ranges<K: Kit>() {
+    use futures::StreamExt;
+    use ocireg_driver::BlobSource;
+    let img = image(80, &[300_000], &Platform::host(), false);
+    let addr = K::serve(registry(&img, vec![])).await;
+    let layer = img.layers[0].clone();
+    let descriptor = ocireg_core::Descriptor {
+        media_type: "application/octet-stream".into(),
+        digest: ocireg_core::Digest::sha256(&layer),
+        size: layer.len() as i64,
+        urls: None,
+        annotations: None,
+        data: None,
+        platform: None,
+        artifact_type: None,
+    };
+    let source = |d: ocireg_core::Descriptor| {
+        ocireg_driver::push::RegistrySource::new(
+            std::sync::Arc::from(K::transport(&[])),
+            std::sync::Arc::from(K::runtime()),
+            fast_retries(),
+            Reference::parse(&format!("{addr}/test/repo")).unwrap(),
+            vec![d],
+        )
+    };
+    let read = |src: &ocireg_driver::push::RegistrySource, offset: u64, len: u64| {
+        let stream = src.read(ocireg_core::BlobId(0), offset, len).unwrap();
+        async move {
+            let parts: Vec<std::io::Result<bytes::Bytes>> = stream.collect().await;
+            parts
+                .into_iter()
+                .collect::<std::io::Result<Vec<_>>>()
+                .map(|v| v.concat())
+        }
+    };
+    let src = source(descriptor.clone());
+    assert_eq!(read(&src, 0, 300_000).await.unwrap(), layer.to_vec());
+    assert_eq!(
+        read(&src, 1000, 5000).await.unwrap(),
+        layer[1000..6000].to_vec()
+    );
+    assert_eq!(
+        read(&src, 299_000, 1000).await.unwrap(),
+        layer[299_000..].to_vec()
+    );
+    // a descriptor whose digest the served bytes do not have: the read to the end fails
+    let wrong = ocireg_core::Descriptor {
+        digest: ocireg_core::Digest::sha256(b"something else"),
+        ..descriptor
+    };
+    // (the registry has no blob under that digest: the read fails as well, typed)
+    assert!(read(&source(wrong), 0, 300_000).await.is_err());
+}
+
 on_every_runtime!(
     seed_scenario_over_sockets,
     stall_is_detected_and_resumed,
     failure_leaves_no_half_written_blob,
     blob_redirected_to_another_origin_arrives_without_authorization,
     rate_limited_then_served,
+    a_registry_blob_source_gives_exact_ranges,
 );

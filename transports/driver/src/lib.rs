@@ -230,6 +230,90 @@ impl Hands<Push> for PushHands<'_> {
     }
 }
 
+/// The exchanges in flight and the armed timer: what every drive loop keeps.
+#[derive(Default)]
+struct Exchanges {
+    streams: SelectAll<BoxStream<'static, (RequestId, Input)>>,
+    aborts: HashMap<RequestId, AbortHandle>,
+    /// The armed timer: re-armed only when the core wants an earlier wake-up.
+    timer: Option<(Instant, BoxFuture<'static, ()>)>,
+}
+
+impl Exchanges {
+    fn start<T: Transport + ?Sized>(
+        &mut self,
+        transport: &T,
+        id: RequestId,
+        request: Request<Body>,
+    ) {
+        tracing::debug!(?id, method = %request.method(), url = %redacted(request.uri()), "send");
+        let (handle, registration) = AbortHandle::new_pair();
+        let s = Abortable::new(exchange(id, transport.send(request)), registration);
+        self.aborts.insert(id, handle);
+        self.streams.push(s.boxed());
+    }
+
+    fn abort(&mut self, id: RequestId) {
+        if let Some(h) = self.aborts.remove(&id) {
+            h.abort();
+        }
+    }
+
+    fn abort_all(&mut self) {
+        for (_, h) in self.aborts.drain() {
+            h.abort();
+        }
+    }
+
+    /// The next input, or `None` when the timer (set for `until`) fired first.
+    async fn next<R: Runtime + ?Sized>(
+        &mut self,
+        runtime: &R,
+        until: Option<Instant>,
+    ) -> Result<Option<(RequestId, Input)>, PullError> {
+        if let Some(u) = until {
+            if self.timer.as_ref().is_none_or(|(at, _)| u < *at) {
+                self.timer = Some((u, runtime.sleep_until(u)));
+            }
+        }
+        let next = match (self.streams.is_empty(), self.timer.as_mut()) {
+            (true, None) => return Err(PullError::Stuck),
+            (true, Some((_, sleep))) => {
+                sleep.await;
+                None
+            }
+            (false, None) => self.streams.next().await,
+            (false, Some((_, sleep))) => futures::select_biased! {
+                item = self.streams.next().fuse() => item,
+                () = sleep.fuse() => None,
+            },
+        };
+        match &next {
+            Some((id, input)) => match input {
+                Input::Head(h) => {
+                    tracing::debug!(?id, status = h.status().as_u16(), version = ?h.version(), "response");
+                }
+                // the exchange is over: nothing left to abort
+                Input::End | Input::Error(_) => {
+                    self.aborts.remove(id);
+                }
+                Input::Chunk(_) => {}
+            },
+            None => {
+                // The timer fired (or no stream is open): the next poll fires the core's timers.
+                if self
+                    .timer
+                    .as_ref()
+                    .is_some_and(|(at, _)| *at <= runtime.now())
+                {
+                    self.timer = None;
+                }
+            }
+        }
+        Ok(next)
+    }
+}
+
 async fn drive_machine<M, T, R, H>(
     machine: &mut M,
     transport: &T,
@@ -242,14 +326,16 @@ where
     R: Runtime + ?Sized,
     H: Hands<M>,
 {
-    let mut streams: SelectAll<BoxStream<'static, (RequestId, Input)>> = SelectAll::new();
-    let mut aborts: HashMap<RequestId, AbortHandle> = HashMap::new();
-    // The armed timer: re-armed only when the core wants an earlier wake-up.
-    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+    let mut ex = Exchanges::default();
+    let fail = |ex: &mut Exchanges, machine: &mut M, e: std::io::Error| {
+        ex.abort_all();
+        machine.cancel(runtime.now());
+        Err(PullError::Io(e))
+    };
     loop {
         let until = loop {
-            let (id, request) = match machine.poll_action(runtime.now()) {
-                Action::Send { id, request } => (id, request.map(Body::Full)),
+            match machine.poll_action(runtime.now()) {
+                Action::Send { id, request } => ex.start(transport, id, request.map(Body::Full)),
                 Action::Upload {
                     id,
                     request,
@@ -257,96 +343,120 @@ where
                     offset,
                     len,
                 } => match hands.upload_body(blob, offset, len) {
-                    Ok(body) => (id, request.map(|_| body)),
-                    Err(e) => {
-                        abort_all(machine, &mut aborts, runtime);
-                        return Err(e.into());
-                    }
+                    Ok(body) => ex.start(transport, id, request.map(|_| body)),
+                    Err(e) => return fail(&mut ex, machine, e),
                 },
-                Action::Abort { id } => {
-                    if let Some(h) = aborts.remove(&id) {
-                        h.abort();
-                    }
-                    continue;
-                }
+                Action::Abort { id } => ex.abort(id),
                 Action::Deliver {
                     blob,
                     offset,
                     bytes,
                 } => {
                     if let Err(e) = hands.deliver(blob, offset, &bytes) {
-                        abort_all(machine, &mut aborts, runtime);
-                        return Err(e.into());
+                        return fail(&mut ex, machine, e);
                     }
-                    continue;
                 }
                 Action::Event(e) => {
                     if let Err(err) = hands.event(machine, &e) {
-                        abort_all(machine, &mut aborts, runtime);
-                        return Err(err.into());
+                        return fail(&mut ex, machine, err);
                     }
-                    continue;
                 }
                 Action::Wait { until } => break until,
                 Action::Done => return Ok(()),
                 Action::Failed(e) => return Err(e.into()),
-            };
-            tracing::debug!(?id, method = %request.method(), url = %redacted(request.uri()), "send");
-            let (handle, registration) = AbortHandle::new_pair();
-            let s = Abortable::new(exchange(id, transport.send(request)), registration);
-            aborts.insert(id, handle);
-            streams.push(s.boxed());
+            }
         };
-        if let Some(u) = until {
-            if timer.as_ref().is_none_or(|(at, _)| u < *at) {
-                timer = Some((u, runtime.sleep_until(u)));
-            }
-        }
-        let next = match (streams.is_empty(), timer.as_mut()) {
-            (true, None) => return Err(PullError::Stuck),
-            (true, Some((_, sleep))) => {
-                sleep.await;
-                None
-            }
-            (false, None) => streams.next().await,
-            (false, Some((_, sleep))) => futures::select_biased! {
-                item = streams.next().fuse() => item,
-                () = sleep.fuse() => None,
-            },
-        };
-        match next {
-            Some((id, input)) => {
-                match &input {
-                    Input::Head(h) => {
-                        tracing::debug!(?id, status = h.status().as_u16(), version = ?h.version(), "response");
-                    }
-                    // the exchange is over: nothing left to abort
-                    Input::End | Input::Error(_) => {
-                        aborts.remove(&id);
-                    }
-                    Input::Chunk(_) => {}
-                }
-                machine.handle_input(id, input, runtime.now());
-            }
-            None => {
-                // The timer fired (or no stream is open): the next poll fires the core's timers.
-                if timer.as_ref().is_some_and(|(at, _)| *at <= runtime.now()) {
-                    timer = None;
-                }
-            }
+        if let Some((id, input)) = ex.next(runtime, until).await? {
+            machine.handle_input(id, input, runtime.now());
         }
     }
 }
 
-fn abort_all<M: Machine, R: Runtime + ?Sized>(
-    machine: &mut M,
-    aborts: &mut HashMap<RequestId, AbortHandle>,
-    runtime: &R,
-) {
-    for (_, h) in aborts.drain() {
-        h.abort();
+/// The bytes of the one blob `pull` ([`Pull::blob`]) downloads, as a stream that moves
+/// the download only as fast as it is read: bytes `offset..offset + len` of it (the bytes
+/// before `offset` are read and dropped; the digest is checked when the range reaches the
+/// blob's end). A copy uploads from it.
+pub fn blob_stream(
+    pull: Pull,
+    transport: std::sync::Arc<dyn Transport>,
+    runtime: std::sync::Arc<dyn Runtime>,
+    size: u64,
+    offset: u64,
+    len: u64,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    struct State {
+        pull: Pull,
+        transport: std::sync::Arc<dyn Transport>,
+        runtime: std::sync::Arc<dyn Runtime>,
+        ex: Exchanges,
+        /// Bytes still to drop, then to give.
+        skip: u64,
+        left: u64,
+        /// The range ends where the blob does: wait for the digest check.
+        to_end: bool,
     }
-    machine.cancel(runtime.now());
+    let failed = |e: String| Some((Err(std::io::Error::other(e)), None));
+    let state = State {
+        pull,
+        transport,
+        runtime,
+        ex: Exchanges::default(),
+        skip: offset,
+        left: len,
+        to_end: offset.saturating_add(len) >= size,
+    };
+    futures::stream::unfold(Some(state), move |state| async move {
+        let mut st = state?;
+        loop {
+            if st.left == 0 && !st.to_end {
+                // the range is given; the rest of the blob is not wanted
+                st.ex.abort_all();
+                return None;
+            }
+            let now = st.runtime.now();
+            let until = match st.pull.poll_action(now) {
+                Action::Send { id, request } => {
+                    st.ex.start(&*st.transport, id, request.map(Body::Full));
+                    continue;
+                }
+                Action::Abort { id } => {
+                    st.ex.abort(id);
+                    continue;
+                }
+                Action::Deliver { mut bytes, .. } => {
+                    let drop = st.skip.min(bytes.len() as u64) as usize;
+                    st.skip -= drop as u64;
+                    let _ = bytes.split_to(drop);
+                    let give = st.left.min(bytes.len() as u64) as usize;
+                    st.left -= give as u64;
+                    bytes.truncate(give);
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    return Some((Ok(bytes), Some(st)));
+                }
+                // bytes already given cannot be taken back: this read fails, the upload
+                // that asked for it is retried
+                Action::Event(Event::Restarted { .. }) => {
+                    st.ex.abort_all();
+                    return failed("the source blob started over".into());
+                }
+                Action::Event(_) => continue,
+                Action::Upload { .. } => {
+                    return failed("internal error: a pull asked to upload".into())
+                }
+                Action::Wait { until } => until,
+                Action::Done => return None,
+                Action::Failed(e) => return failed(e.to_string()),
+            };
+            match st.ex.next(&*st.runtime, until).await {
+                Ok(Some((id, input))) => st.pull.handle_input(id, input, st.runtime.now()),
+                Ok(None) => {}
+                Err(e) => return failed(e.to_string()),
+            }
+        }
+    })
+    .boxed()
 }
 
 /// A URI for logs, redacted by the core's one redactor (query values that may be

@@ -205,3 +205,73 @@ impl BlobSource for NoBytes {
         ))
     }
 }
+
+/// Blobs read from another registry as they are sent: each read is a download of that
+/// blob through the core (its digest checked when a read reaches the blob's end), moved
+/// only as fast as the upload takes it. A copy between registries pushes from it, with no
+/// file in between.
+pub struct RegistrySource {
+    transport: std::sync::Arc<dyn crate::Transport>,
+    runtime: std::sync::Arc<dyn crate::Runtime>,
+    config: ocireg_core::Config,
+    reference: ocireg_core::Reference,
+    blobs: Vec<Descriptor>,
+}
+
+impl RegistrySource {
+    /// The blobs `blobs` (a push plan's, in its order) of `reference`'s repository.
+    pub fn new(
+        transport: std::sync::Arc<dyn crate::Transport>,
+        runtime: std::sync::Arc<dyn crate::Runtime>,
+        config: ocireg_core::Config,
+        reference: ocireg_core::Reference,
+        blobs: Vec<Descriptor>,
+    ) -> RegistrySource {
+        RegistrySource {
+            transport,
+            runtime,
+            config,
+            reference,
+            blobs,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegistrySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistrySource")
+            .field("reference", &self.reference)
+            .field("blobs", &self.blobs.len())
+            .finish()
+    }
+}
+
+impl BlobSource for RegistrySource {
+    fn read(
+        &self,
+        blob: BlobId,
+        offset: u64,
+        len: u64,
+    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+        let d = self
+            .blobs
+            .get(blob.0)
+            .cloned()
+            .ok_or_else(|| io::Error::other(format!("no blob {blob:?} in the plan")))?;
+        let size = d.len();
+        let pull = ocireg_core::Pull::blob(
+            self.config.clone(),
+            self.reference.clone(),
+            d,
+            self.runtime.now(),
+        );
+        Ok(crate::blob_stream(
+            pull,
+            self.transport.clone(),
+            self.runtime.clone(),
+            size,
+            offset,
+            len,
+        ))
+    }
+}

@@ -25,14 +25,6 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Bars become plain lines (for a step inside another command's output).
-    pub fn min_plain(self) -> Mode {
-        match self {
-            Mode::Bars => Mode::Plain,
-            m => m,
-        }
-    }
-
     /// `Auto` resolved against the terminal.
     pub fn resolve(self) -> Mode {
         match self {

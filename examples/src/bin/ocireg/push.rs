@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use ocireg_core::{Config, Event, Platform, PlatformChoice, Push, PushPlan, Pushed, Reference};
-use ocireg_driver::push::{plan_from_layout, NoBytes};
+use ocireg_driver::push::{plan_from_layout, NoBytes, RegistrySource};
 use ocireg_driver::{drive_push, BlobSource, Runtime, Transport};
 use serde_json::json;
 
@@ -366,7 +366,13 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             "{target}: copy to a tag or a repository, not a digest"
         ));
     }
-    if target.tag().is_none() {
+    // A target written without a tag takes the source's (not the default `latest`).
+    let written_tag = a
+        .target
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    if !written_tag {
         if let Some(t) = source.tag() {
             target = Reference::parse(&format!("{}:{t}", a.target)).map_err(|e| e.to_string())?;
         }
@@ -388,60 +394,48 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     let mode = a.progress.resolve();
     // First without moving a blob: the target may have them all already (a copy to
     // itself, or again), and within one registry they are mounted. Only when a blob has
-    // to be sent are the bytes copied.
-    {
-        let plan = manifests_plan(
-            source.clone(),
-            pull_cfg.clone(),
-            &*io.transport,
-            &*io.runtime,
-        )
-        .await?;
-        let mut plan = plan;
-        if source.registry() == target.registry() && source.repository() != target.repository() {
-            plan.mount_from = Some(source.repository().to_string());
-        }
-        match push_plan(
-            target.clone(),
-            push_cfg.clone(),
-            plan,
-            &NoBytes,
-            &*io.transport,
-            &*io.runtime,
-            mode,
-        )
-        .await
-        {
-            Ok(summary) => {
-                if !summary.is_empty() {
-                    println!("{summary}");
-                }
-                return Ok(());
-            }
-            // a blob the registry would not mount: copy the bytes after all
-            Err(e) if e.contains(NEEDS_BYTES) => {
-                tracing::info!("{e}; copying the bytes");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let quiet = if mode == Mode::Json {
-        Mode::None
-    } else {
-        mode.min_plain()
-    };
-    let tmp = tempfile::tempdir().map_err(|e| format!("a temporary layout: {e}"))?;
-    pull_one(
+    // to be sent are the bytes streamed from the source, with nothing written on the way.
+    let mut plan = manifests_plan(
         source.clone(),
-        pull_cfg,
+        pull_cfg.clone(),
         &*io.transport,
         &*io.runtime,
-        Dest::dir(tmp.path()),
-        quiet,
     )
     .await?;
-    let (plan, blobs) = layout_plan(tmp.path(), source.tag())?;
-    push_and_say(target, push_cfg, plan, &blobs, &io, mode).await
+    if source.registry() == target.registry() && source.repository() != target.repository() {
+        plan.mount_from = Some(source.repository().to_string());
+    }
+    match push_plan(
+        target.clone(),
+        push_cfg.clone(),
+        plan.clone(),
+        &NoBytes,
+        &*io.transport,
+        &*io.runtime,
+        mode,
+    )
+    .await
+    {
+        Ok(summary) => {
+            if !summary.is_empty() {
+                println!("{summary}");
+            }
+            return Ok(());
+        }
+        // a blob the target lacks and cannot mount: the bytes travel after all
+        Err(e) if e.contains(NEEDS_BYTES) => tracing::info!("{e}; copying the bytes"),
+        Err(e) => return Err(e),
+    }
+    let streamed = RegistrySource::new(
+        io.transport.clone(),
+        io.runtime.clone(),
+        pull_cfg,
+        source,
+        plan.blobs.clone(),
+    );
+    // One request per blob: a chunk would make the source send the bytes before it again.
+    push_cfg.upload_chunk_size = u64::MAX;
+    push_and_say(target, push_cfg, plan, &streamed, &io, mode).await
 }
 
 /// The manifests of `source` (every platform the config chooses), fetched without blobs,

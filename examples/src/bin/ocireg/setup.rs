@@ -55,8 +55,8 @@ pub(crate) fn extra_cas(c: &ConnectArgs) -> Result<Vec<CertificateDer<'static>>,
 /// The HTTP client and the clock of the runtime the user chose (`--runtime`). The commands
 /// are written against these two traits only, so the same code runs on either.
 pub(crate) struct Io {
-    pub(crate) transport: Box<dyn Transport>,
-    pub(crate) runtime: Box<dyn Runtime>,
+    pub(crate) transport: std::sync::Arc<dyn Transport>,
+    pub(crate) runtime: std::sync::Arc<dyn Runtime>,
 }
 
 /// The client of `choice`, trusting the web PKI roots and `c`'s extra CAs.
@@ -73,12 +73,12 @@ fn io_trusting(choice: RuntimeChoice, cas: &[CertificateDer<'static>]) -> Result
     let tls = |e: rustls::Error| format!("TLS setup: {e}");
     Ok(match choice {
         RuntimeChoice::Tokio => Io {
-            transport: Box::new(ocireg_tokio::transport(cas).map_err(tls)?),
-            runtime: Box::new(ocireg_tokio::TokioRuntime),
+            transport: std::sync::Arc::new(ocireg_tokio::transport(cas).map_err(tls)?),
+            runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
         },
         RuntimeChoice::AsyncStd => Io {
-            transport: Box::new(ocireg_async_std::transport(cas).map_err(tls)?),
-            runtime: Box::new(ocireg_async_std::AsyncStdRuntime),
+            transport: std::sync::Arc::new(ocireg_async_std::transport(cas).map_err(tls)?),
+            runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
         },
     })
 }
