@@ -151,7 +151,7 @@ async fn push_with_a_token_service<K: Kit>() {
             .any(|t| t.scopes.iter().any(|s| s.ends_with("pull,push"))),
         "{log:?}"
     );
-    assert!(log.len() <= 3, "{} token requests: {log:?}", log.len());
+    assert!(log.len() <= 2, "{} token requests: {log:?}", log.len());
     let back = pull_back::<K>(&reg.addr, None, "t/app:v1", cfg()).await;
     assert_eq!(back.len(), 4);
     // anonymous users may not push: a typed refusal

@@ -140,8 +140,8 @@ pub(crate) struct Op {
     pub(crate) auth_rounds: u32,
     /// Whether a refusal by a foreign origin already sent this op back to the registry.
     pub(crate) foreign_restarted: bool,
-    /// Token generation the last request carried.
-    pub(crate) sent_token: Option<u64>,
+    /// Token slot and generation the last request carried.
+    pub(crate) sent_token: Option<(usize, u64)>,
     /// Whether the last request carried Basic credentials.
     pub(crate) sent_basic: bool,
     /// The URL the last request went to.

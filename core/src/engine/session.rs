@@ -49,7 +49,7 @@ pub(super) const TOKEN_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug)]
 pub(super) enum Credential {
     /// This `Authorization` value (and the token generation it carries, for bearer).
-    Header(HeaderValue, Option<u64>),
+    Header(HeaderValue, Option<(usize, u64)>),
     /// Nothing yet: the token of this slot is being fetched.
     WaitForToken(usize),
     /// No credential.
@@ -86,7 +86,7 @@ impl Engine {
                 Ok(match &self.tokens[slot].token {
                     Some((t, _)) => Credential::Header(
                         sensitive(&format!("Bearer {}", t.expose())),
-                        Some(self.tokens[slot].generation),
+                        Some((slot, self.tokens[slot].generation)),
                     ),
                     None => Credential::Nothing,
                 })
@@ -179,11 +179,12 @@ impl Engine {
                 op.auth_retried = true;
             }
             let s = &mut self.tokens[slot];
-            if op.sent_token.is_some()
-                && op.sent_token == Some(s.generation)
+            // The very token this request carried was refused: renew it. (A token of
+            // another slot, refused for its scopes, says nothing about this one.)
+            if op.sent_token == Some((slot, s.generation))
                 && self.auth == RegistryAuth::Bearer(slot)
             {
-                s.token = None; // refused: renew
+                s.token = None;
             }
             self.auth = RegistryAuth::Bearer(slot);
             self.set_state(op_id, Some(OpState::Ready));
@@ -208,10 +209,9 @@ impl Engine {
         &mut self,
         realm: Url,
         service: Option<&str>,
-        mut scopes: Vec<String>,
+        scopes: Vec<String>,
     ) -> usize {
-        scopes.sort();
-        scopes.dedup();
+        let scopes = canonical_scopes(scopes);
         let key = TokenKey {
             realm,
             service: service.map(str::to_string),
@@ -325,8 +325,67 @@ impl Engine {
     }
 }
 
+/// Scopes in one form: the actions asked for each resource (`repository:name`) united
+/// and sorted, so `pull` then `pull,push` then `push,pull` are one set, asked for once.
+fn canonical_scopes(scopes: Vec<String>) -> Vec<String> {
+    let mut by_resource: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut other = Vec::new();
+    for s in scopes {
+        match s.rsplit_once(':') {
+            Some((resource, actions)) if resource.contains(':') => {
+                let set = by_resource.entry(resource.to_string()).or_default();
+                set.extend(
+                    actions
+                        .split(',')
+                        .filter(|a| !a.is_empty())
+                        .map(str::to_string),
+                );
+            }
+            _ => other.push(s),
+        }
+    }
+    let mut out: Vec<String> = by_resource
+        .into_iter()
+        .map(|(r, a)| format!("{r}:{}", a.into_iter().collect::<Vec<_>>().join(",")))
+        .chain(other)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 pub(super) fn sensitive(v: &str) -> HeaderValue {
     let mut h = HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static(""));
     h.set_sensitive(true);
     h
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scopes_of_one_resource_are_one_scope() {
+        let s = |v: &[&str]| super::canonical_scopes(v.iter().map(|x| x.to_string()).collect());
+        assert_eq!(
+            s(&[
+                "repository:a/b:pull",
+                "repository:a/b:pull,push",
+                "repository:a/b:push,pull"
+            ]),
+            ["repository:a/b:pull,push"]
+        );
+        assert_eq!(
+            s(&[
+                "repository:x:pull",
+                "repository:a/b:push",
+                "registry:catalog:*"
+            ]),
+            [
+                "registry:catalog:*",
+                "repository:a/b:push",
+                "repository:x:pull"
+            ]
+        );
+        assert_eq!(s(&["odd"]), ["odd"]);
+    }
 }
