@@ -29,16 +29,20 @@ impl PushTool {
     }
 }
 
-/// Runs `runs` times, each into a fresh repository; (ok, error, wall, cpu, rss KiB) median.
+/// Runs `runs` times, each against a fresh registry (kept alive for the run: skopeo
+/// remembers where it saw a blob and mounts it from there, which would measure nothing);
+/// (ok, error, wall, cpu, rss KiB) median.
 fn measure(
     runs: usize,
     time_file: &Path,
-    mut one: impl FnMut(usize) -> (String, Vec<String>),
+    mut one: impl FnMut(usize, &str) -> (String, Vec<String>),
 ) -> (bool, String, f64, f64, u64) {
     let mut results = Vec::new();
     for r in 0..runs {
-        let (cmd, args) = one(r);
+        let target = RealRegistry::start(Mode::Open);
+        let (cmd, args) = one(r, &target.addr);
         let res = timed(&cmd, &args, time_file);
+        drop(target);
         let ok = res.0;
         results.push(res);
         if !ok {
@@ -76,7 +80,6 @@ fn row(name: &str, total: u64, base: Option<f64>, m: &(bool, String, f64, f64, u
 /// The push rows and the copy rows.
 pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
     let time_file = scratch.join("push-time");
-    let reg = RealRegistry::start(Mode::Open);
     let size = if quick { 64usize << 20 } else { 1 << 30 };
     let img = image(300, &[size], &Platform::host(), false);
     let layout = scratch.join("push-layout");
@@ -97,8 +100,7 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
     .into_iter()
     .enumerate()
     {
-        let addr = reg.addr.clone();
-        let m = measure(runs, &time_file, |r| {
+        let m = measure(runs, &time_file, |r, addr| {
             let repo = format!("push/t{t}r{r}");
             let target = format!("{addr}/{repo}:v1");
             match tool {
@@ -155,8 +157,8 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
     }
     println!();
 
-    // copy: many layers from this registry to another
-    let other = RealRegistry::start(Mode::Open);
+    // copy: many layers from one registry to another (a fresh one per run)
+    let reg = RealRegistry::start(Mode::Open);
     let (n, each) = if quick { (16, 4 << 20) } else { (64, 16 << 20) };
     let many = image(301, &vec![each; n], &Platform::host(), false);
     reg.push(&many, "copy/src", "v1");
@@ -168,7 +170,7 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
     println!("| tool | wall s (median) | MB/s | vs ocireg | CPU s | peak RSS MiB | result |");
     println!("|---|---|---|---|---|---|---|");
     let src = format!("{}/copy/src:v1", reg.addr);
-    let ours = measure(runs, &time_file, |r| {
+    let ours = measure(runs, &time_file, |r, other| {
         (
             bin.join("ocireg").display().to_string(),
             vec![
@@ -177,13 +179,13 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
                 "--progress".into(),
                 "none".into(),
                 src.clone(),
-                format!("{}/copy/o{r}:v1", other.addr),
+                format!("{other}/copy/o{r}:v1"),
             ],
         )
     });
     row("ocireg copy", total, None, &ours);
     let base = ours.0.then_some(ours.2);
-    let theirs = measure(runs, &time_file, |r| {
+    let theirs = measure(runs, &time_file, |r, other| {
         (
             "skopeo".into(),
             vec![
@@ -192,7 +194,7 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
                 "--src-tls-verify=false".into(),
                 "--dest-tls-verify=false".into(),
                 format!("docker://{src}"),
-                format!("docker://{}/copy/s{r}:v1", other.addr),
+                format!("docker://{other}/copy/s{r}:v1"),
             ],
         )
     });
