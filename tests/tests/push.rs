@@ -264,20 +264,24 @@ fn a_plan_that_cannot_be_pushed_fails_before_any_request() {
 #[test]
 fn concurrent_first_requests_all_get_basic_credentials() {
     let img = small_and_big();
-    let (plan, source) = plan(&[&img], None, &[]);
-    let rules = vec![Rule::all(Fault::Basic {
-        username: "u".into(),
-        password: "p".into(),
-    })];
-    let mut sim = sim_for(source, Registry::new(), rules);
-    let cfg = Config {
-        credentials: ocireg_core::Credentials::Basic {
+    // the registry wants u/`password`; the client has u/p
+    let push = |password: &str| {
+        let (plan, source) = plan(&[&img], None, &[]);
+        let rules = vec![Rule::all(Fault::Basic {
             username: "u".into(),
-            password: ocireg_core::Secret::new("p"),
-        },
-        ..push_config()
+            password: password.into(),
+        })];
+        let mut sim = sim_for(source, Registry::new(), rules);
+        let cfg = Config {
+            credentials: ocireg_core::Credentials::Basic {
+                username: "u".into(),
+                password: ocireg_core::Secret::new("p"),
+            },
+            ..push_config()
+        };
+        run(&mut sim, cfg, "reg.test/test/repo:v1", plan)
     };
-    let out = run(&mut sim, cfg, "reg.test/test/repo:v1", plan);
+    let out = push("p");
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
     let unauthenticated_heads = out
         .requests
@@ -289,21 +293,7 @@ fn concurrent_first_requests_all_get_basic_credentials() {
         "the three probes went out at once"
     );
     // with a wrong password, each request is refused once with credentials: a clear failure
-    let (plan, source) = ocireg_registry::images::push_plan(&[&img], None, &[]);
-    let rules = vec![Rule::all(Fault::Basic {
-        username: "u".into(),
-        password: "other".into(),
-    })];
-    let mut sim = sim_for(source, Registry::new(), rules);
-    let cfg = Config {
-        credentials: ocireg_core::Credentials::Basic {
-            username: "u".into(),
-            password: ocireg_core::Secret::new("p"),
-        },
-        ..push_config()
-    };
-    let out = run(&mut sim, cfg, "reg.test/test/repo:v1", plan);
-    let e = out.result.unwrap().unwrap_err();
+    let e = push("other").result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
 }
 

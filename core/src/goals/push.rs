@@ -62,7 +62,6 @@ struct Upload {
     /// Failures since the registry last confirmed bytes of this blob: carried through
     /// status checks and new sessions, so a blob that keeps failing runs out of attempts.
     history: History,
-    done: bool,
 }
 
 /// What an operation of the push is for.
@@ -121,7 +120,6 @@ impl Push {
                     chunk,
                     restarted: false,
                     history: History::default(),
-                    done: false,
                 })
                 .collect(),
             plan_manifests: plan.manifests,
@@ -370,7 +368,6 @@ impl Push {
 
     fn blob_done(&mut self, engine: &mut Engine, i: usize, how: Pushed) {
         let u = &mut self.uploads[i];
-        u.done = true;
         self.active -= 1;
         engine.emit(Action::Event(Event::BlobPushed {
             blob: BlobId(i),
