@@ -1,4 +1,4 @@
-//! A simulated network: drives a [`Pull`] against in-process [`FaultyRegistry`]s with a
+//! A simulated network: drives a machine ([`ocireg_core::Pull`] or [`ocireg_core::Push`]) against in-process [`FaultyRegistry`]s with a
 //! fake clock, no sockets and no sleeping. Every step checks the delivery invariants.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
