@@ -213,6 +213,21 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
+    /// A descriptor of `size` bytes of `media_type` content with digest `digest`, and
+    /// nothing else.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size: i64::try_from(size).unwrap_or(i64::MAX),
+            urls: None,
+            annotations: None,
+            data: None,
+            platform: None,
+            artifact_type: None,
+        }
+    }
+
     /// The size as `u64`, once validated.
     pub fn len(&self) -> u64 {
         self.size.max(0) as u64

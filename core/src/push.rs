@@ -17,6 +17,15 @@ use crate::types::{Action, Config, Input, RequestId};
 
 pub use crate::goals::push::{PushManifest, PushPlan};
 
+/// The repository a copy from `source` to `target` mounts its blobs from: the source's,
+/// when both are on one registry and the repositories differ. None otherwise: a blob
+/// cannot be mounted from another registry, and a copy into its own repository finds
+/// every blob present.
+pub fn mount_source(source: &Reference, target: &Reference) -> Option<String> {
+    (source.registry() == target.registry() && source.repository() != target.repository())
+        .then(|| source.repository().to_string())
+}
+
 /// The push state machine. Driven like [`Pull`](crate::Pull), plus
 /// [`Action::Upload`]: start the exchange with the named range of the blob as its body.
 pub struct Push {

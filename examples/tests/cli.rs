@@ -974,7 +974,8 @@ fn push_and_copy_against_a_real_registry() {
         events.last().unwrap().clone()
     };
     let dir = pulled.path().to_str().unwrap().to_string();
-    let s = push(&[&dir, &at("dst/app:v2")]);
+    // LAYOUT:NAME names the image of the layout (the pull named it by its tag)
+    let s = push(&[&format!("{dir}:v1"), &at("dst/app:v2")]);
     assert_eq!(s["event"], "summary");
     assert_eq!(
         (s["uploaded"].as_u64(), s["present"].as_u64()),

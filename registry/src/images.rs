@@ -121,16 +121,7 @@ pub fn index(children: &[(&TestImage, &Platform)]) -> Bytes {
 }
 
 fn plan_descriptor(media_type: &str, bytes: &Bytes) -> Descriptor {
-    Descriptor {
-        media_type: media_type.to_string(),
-        digest: Digest::sha256(bytes),
-        size: bytes.len() as i64,
-        urls: None,
-        annotations: None,
-        data: None,
-        platform: None,
-        artifact_type: None,
-    }
+    Descriptor::new(media_type, Digest::sha256(bytes), bytes.len() as u64)
 }
 
 /// The plan for `imgs` (their blobs once each, their manifests, then `index` if given,

@@ -261,16 +261,11 @@ async fn a_registry_blob_source_gives_exact_ranges<K: Kit>() {
     let img = image(80, &[300_000], &Platform::host(), false);
     let addr = K::serve(registry(&img, vec![])).await;
     let layer = img.layers[0].clone();
-    let descriptor = ocireg_core::Descriptor {
-        media_type: "application/octet-stream".into(),
-        digest: ocireg_core::Digest::sha256(&layer),
-        size: layer.len() as i64,
-        urls: None,
-        annotations: None,
-        data: None,
-        platform: None,
-        artifact_type: None,
-    };
+    let descriptor = ocireg_core::Descriptor::new(
+        "application/octet-stream",
+        ocireg_core::Digest::sha256(&layer),
+        layer.len() as u64,
+    );
     let source = |d: ocireg_core::Descriptor| {
         ocireg_driver::push::RegistrySource::new(
             std::sync::Arc::from(K::transport(&[])),

@@ -621,16 +621,11 @@ mod tests {
     use super::*;
 
     fn descriptor(content: &[u8]) -> Descriptor {
-        Descriptor {
-            media_type: ocireg_core::manifest::OCI_MANIFEST.into(),
-            digest: Digest::sha256(content),
-            size: content.len() as i64,
-            urls: None,
-            annotations: None,
-            data: None,
-            platform: None,
-            artifact_type: None,
-        }
+        Descriptor::new(
+            ocireg_core::manifest::OCI_MANIFEST,
+            Digest::sha256(content),
+            content.len() as u64,
+        )
     }
 
     fn commit(root: &Path, tag: Option<&str>, content: &[u8]) {

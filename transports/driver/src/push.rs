@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use futures::stream::{self, BoxStream, StreamExt};
 use ocireg_core::manifest::{Descriptor, Manifest};
-use ocireg_core::{BlobId, PushManifest, PushPlan};
+use ocireg_core::{BlobId, Platform, PushManifest, PushPlan};
 
 use crate::layout::{blob_path, read_blob, read_index};
 use crate::BlobSource;
@@ -28,7 +28,14 @@ pub struct LayoutSource {
 /// The push plan for the image of the layout at `root` named `name` (its `ref.name`),
 /// or its only image when `name` is `None`; and the layout as its blob source. Every
 /// manifest is read and verified; every blob must be in the layout with its size.
-pub fn plan_from_layout(root: &Path, name: Option<&str>) -> io::Result<(PushPlan, LayoutSource)> {
+///
+/// With a `platform`, an index is replaced by its manifest for that platform (the others
+/// need not be in the layout); an image manifest is pushed as it is.
+pub fn plan_from_layout(
+    root: &Path,
+    name: Option<&str>,
+    platform: Option<&Platform>,
+) -> io::Result<(PushPlan, LayoutSource)> {
     let images = read_index(root)?;
     let chosen: Vec<_> = images
         .iter()
@@ -52,17 +59,22 @@ pub fn plan_from_layout(root: &Path, name: Option<&str>) -> io::Result<(PushPlan
             )))
         }
     };
+    let mut top = image.descriptor.clone();
+    if let Some(wanted) = platform {
+        let bytes = read_blob(root, &top.digest)?;
+        let (manifest, _) =
+            Manifest::parse(&top.media_type, &bytes).map_err(|e| invalid(e.to_string()))?;
+        if let Manifest::Index(ix) = manifest {
+            top = ix
+                .select(wanted)
+                .map_err(|e| invalid(format!("{}: {e}", root.display())))?
+                .clone();
+        }
+    }
     let mut plan = PushPlan::default();
     let mut source = LayoutSource { paths: Vec::new() };
     let mut seen = HashSet::new();
-    add_manifest(
-        root,
-        &image.descriptor,
-        0,
-        &mut plan,
-        &mut source,
-        &mut seen,
-    )?;
+    add_manifest(root, &top, 0, &mut plan, &mut source, &mut seen)?;
     Ok((plan, source))
 }
 
@@ -274,4 +286,47 @@ impl BlobSource for RegistrySource {
             len,
         ))
     }
+}
+
+/// The push plan for the image `source` names in its registry: its manifests (every
+/// platform `config` chooses, each verified) fetched without a blob, with the blobs they
+/// list. With a [`RegistrySource`] over the same blobs, it copies the image to another
+/// repository with no file in between.
+pub async fn plan_from_registry<T: crate::Transport + ?Sized, R: crate::Runtime + ?Sized>(
+    source: &ocireg_core::Reference,
+    config: ocireg_core::Config,
+    transport: &T,
+    runtime: &R,
+) -> Result<PushPlan, crate::PullError> {
+    /// Keeps every manifest of the image (not the index a platform was chosen from, when
+    /// only one platform is copied).
+    struct Manifests(Vec<(Descriptor, Bytes)>);
+    impl crate::Sink for Manifests {
+        fn event(&mut self, e: &ocireg_core::Event) -> io::Result<()> {
+            if let ocireg_core::Event::Manifest {
+                digest,
+                media_type,
+                bytes,
+                role,
+                ..
+            } = e
+            {
+                if *role != ocireg_core::ManifestRole::Selector {
+                    self.0.push((
+                        Descriptor::new(media_type, digest.clone(), bytes.len() as u64),
+                        bytes.clone(),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        fn deliver(&mut self, _: BlobId, _: u64, _: &Bytes) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut pull = ocireg_core::Pull::manifests(config, source.clone(), runtime.now());
+    let mut sink = Manifests(Vec::new());
+    crate::drive(&mut pull, transport, runtime, &mut sink).await?;
+    Ok(plan_from_manifests(sink.0)
+        .map_err(|e| io::Error::new(e.kind(), format!("{source}: {e}")))?)
 }

@@ -43,8 +43,8 @@ pub(crate) struct PullArgs {
     #[arg(long)]
     pub(crate) verify_existing: bool,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
-    #[arg(long, conflicts_with = "all_platforms")]
-    pub(crate) platform: Option<String>,
+    #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
+    pub(crate) platform: Option<ocireg_core::Platform>,
     /// Pull every platform of an index.
     #[arg(long)]
     pub(crate) all_platforms: bool,
@@ -73,9 +73,17 @@ pub(crate) struct PushArgs {
     /// Uploads in parallel (1 to 256).
     #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
-    /// The image of the layout to push, by its ref.name (needed when it holds several).
+    /// The image of the layout to push, by its ref.name (needed when it holds several;
+    /// the same as `LAYOUT:NAME`).
     #[arg(long)]
     pub(crate) name: Option<String>,
+    /// Push only this platform's image of an index: os/arch[/variant].
+    #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
+    pub(crate) platform: Option<ocireg_core::Platform>,
+    /// Push the whole index with every platform (the default; every platform's blobs
+    /// must be in the layout).
+    #[arg(long)]
+    pub(crate) all_platforms: bool,
     /// More tags for the pushed image (repeatable).
     #[arg(long = "tag")]
     pub(crate) tags: Vec<String>,
@@ -88,8 +96,9 @@ pub(crate) struct PushArgs {
     /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,
-    /// OCI image layout directory.
-    pub(crate) dir: PathBuf,
+    /// OCI image layout directory, optionally with the ref.name of the image to push:
+    /// LAYOUT[:NAME]
+    pub(crate) dir: String,
     /// Target: [host[:port]/]repository[:tag] (without a tag, the image is pushed by digest).
     pub(crate) reference: String,
 }
@@ -102,12 +111,13 @@ pub(crate) struct CopyArgs {
     #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
     /// Copy every platform of an index (default: the whole index too).
-    #[arg(long, conflicts_with = "all_platforms")]
-    pub(crate) platform: Option<String>,
+    #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
+    pub(crate) platform: Option<ocireg_core::Platform>,
     /// Copy every platform of an index (the default).
     #[arg(long)]
     pub(crate) all_platforms: bool,
-    /// Blobs up to this many MiB go in one request; larger ones in chunks of this size.
+    /// From a layout: blobs up to this many MiB go in one request, larger ones in chunks of
+    /// this size (between registries each blob goes in one request, as it streams).
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub(crate) chunk_size: u64,
     /// Progress output: plain lines on stderr, JSON lines on stdout, or none.
@@ -175,6 +185,13 @@ pub(crate) fn repository_name(s: &str) -> Result<String, String> {
     ocireg_core::reference::validate_repository(s)
         .map(|()| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// A platform as `os/arch[/variant]` (a usage error otherwise).
+pub(crate) fn platform(s: &str) -> Result<ocireg_core::Platform, String> {
+    ocireg_core::Platform::parse(s).ok_or_else(|| {
+        format!("{s:?} is not a platform: expected os/arch[/variant], e.g. linux/amd64")
+    })
 }
 
 /// The core's default concurrency, as the flag's type.

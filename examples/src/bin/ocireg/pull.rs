@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use ocireg_core::{Config, Event, Platform, PlatformChoice, Pull, Reference};
+use ocireg_core::{Config, Event, PlatformChoice, Pull, Reference};
 use ocireg_driver::layout::{pull_into, LayoutWriter, Observer};
 use ocireg_driver::{Runtime, Transport};
 use serde_json::json;
@@ -147,11 +147,8 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
     cfg.max_concurrent = usize::from(a.concurrency);
     cfg.platform = if a.all_platforms {
         PlatformChoice::All
-    } else if let Some(p) = &a.platform {
-        PlatformChoice::Exactly(
-            Platform::parse(p)
-                .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
-        )
+    } else if let Some(p) = a.platform {
+        PlatformChoice::Exactly(p)
     } else {
         PlatformChoice::Host
     };

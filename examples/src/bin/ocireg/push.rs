@@ -1,10 +1,11 @@
 //! `ocireg push` (an image of a layout into a repository) and `ocireg copy` (an image
-//! from one repository to another, through a temporary layout).
+//! from one repository to another, streamed, or between a layout and a repository).
 
 use std::path::Path;
 
+use ocireg_core::push::mount_source;
 use ocireg_core::{Config, Event, Platform, PlatformChoice, Push, PushPlan, Pushed, Reference};
-use ocireg_driver::push::{plan_from_layout, NoBytes, RegistrySource};
+use ocireg_driver::push::{plan_from_layout, plan_from_registry, RegistrySource};
 use ocireg_driver::{drive_push, BlobSource, Runtime, Transport};
 use serde_json::json;
 
@@ -12,9 +13,6 @@ use crate::args::{CopyArgs, PushArgs, RuntimeChoice};
 use crate::progress::{emit, Mode};
 use crate::pull::{human, pull_one, Dest};
 use crate::setup::{config, io};
-
-/// What [`NoBytes`] says when a blob has to be sent after all.
-const NEEDS_BYTES: &str = "could not be mounted";
 
 /// What a push did, counted from its events, shown as it happens.
 #[derive(Default)]
@@ -226,7 +224,7 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
     .await;
     if let Err(e) = result {
         let e = e.to_string();
-        if mode == Mode::Json && !e.contains(NEEDS_BYTES) {
+        if mode == Mode::Json {
             emit(json!({"event": "failed", "error": e}));
         }
         return Err(e);
@@ -253,8 +251,9 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
 fn layout_plan(
     dir: &Path,
     name: Option<&str>,
+    platform: Option<&Platform>,
 ) -> Result<(PushPlan, ocireg_driver::push::LayoutSource), String> {
-    plan_from_layout(dir, name).map_err(|e| format!("{}: {e}", dir.display()))
+    plan_from_layout(dir, name, platform).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), String> {
@@ -271,7 +270,14 @@ pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), Strin
     let mut cfg = config(&a.connect, target.registry(), io.runtime.now())?;
     cfg.max_concurrent = usize::from(a.concurrency);
     cfg.upload_chunk_size = a.chunk_size << 20;
-    let (mut plan, source) = layout_plan(&a.dir, a.name.as_deref())?;
+    let (dir, written_name) = layout_dir(&a.dir);
+    let name = match (written_name, a.name) {
+        (Some(w), Some(n)) if w != n => {
+            return Err(format!("{}: named both {w:?} and --name {n:?}", a.dir))
+        }
+        (w, n) => w.or(n),
+    };
+    let (mut plan, source) = layout_plan(&dir, name.as_deref(), a.platform.as_ref())?;
     plan.tags.extend(a.tags);
     plan.mount_from = a.mount_from;
     push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await
@@ -304,13 +310,21 @@ async fn push_and_say(
 
 /// `oci:DIR[:NAME]`: a layout directory and the `ref.name` of an image in it.
 fn layout_arg(s: &str) -> Option<(std::path::PathBuf, Option<String>)> {
-    let rest = s.strip_prefix("oci:")?;
-    // a name is what follows the last ':' when that is not part of the path
-    match rest.rsplit_once(':') {
-        Some((dir, name)) if !name.contains('/') && !name.is_empty() => {
-            Some((dir.into(), Some(name.to_string())))
+    s.strip_prefix("oci:").map(layout_dir)
+}
+
+/// `DIR[:NAME]`: a layout directory and the `ref.name` of an image in it. A directory
+/// that exists under the whole text is taken as it is (its name may contain ':');
+/// otherwise a name is what follows the last ':' when that is not part of a path.
+fn layout_dir(s: &str) -> (std::path::PathBuf, Option<String>) {
+    if Path::new(s).is_dir() {
+        return (s.into(), None);
+    }
+    match s.rsplit_once(':') {
+        Some((dir, name)) if !name.contains('/') && !name.is_empty() && !dir.is_empty() => {
+            (dir.into(), Some(name.to_string()))
         }
-        _ => Some((rest.into(), None)),
+        _ => (s.into(), None),
     }
 }
 
@@ -322,7 +336,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         let mut cfg = config(&a.connect, target.registry(), io.runtime.now())?;
         cfg.max_concurrent = usize::from(a.concurrency);
         cfg.upload_chunk_size = a.chunk_size << 20;
-        let (plan, source) = layout_plan(&dir, name.as_deref())?;
+        let (plan, source) = layout_plan(&dir, name.as_deref(), a.platform.as_ref())?;
         return push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await;
     }
     if let Some((dir, name)) = layout_arg(&a.target) {
@@ -330,11 +344,8 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         let io = io(rt, &a.connect)?;
         let mut cfg = config(&a.connect, source.registry(), io.runtime.now())?;
         cfg.max_concurrent = usize::from(a.concurrency);
-        cfg.platform = match &a.platform {
-            Some(p) => PlatformChoice::Exactly(
-                Platform::parse(p)
-                    .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
-            ),
+        cfg.platform = match a.platform.clone() {
+            Some(p) => PlatformChoice::Exactly(p),
             None => PlatformChoice::All,
         };
         // the image is named in the layout as asked, else by the source's tag
@@ -381,51 +392,21 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     let now = io.runtime.now();
     let mut pull_cfg = config(&a.connect, source.registry(), now)?;
     pull_cfg.max_concurrent = usize::from(a.concurrency);
-    pull_cfg.platform = match &a.platform {
-        Some(p) => PlatformChoice::Exactly(
-            Platform::parse(p)
-                .ok_or_else(|| format!("--platform {p:?}: expected os/arch[/variant]"))?,
-        ),
+    pull_cfg.platform = match a.platform.clone() {
+        Some(p) => PlatformChoice::Exactly(p),
         None => PlatformChoice::All,
     };
     let mut push_cfg = config(&a.connect, target.registry(), now)?;
     push_cfg.max_concurrent = usize::from(a.concurrency);
-    push_cfg.upload_chunk_size = a.chunk_size << 20;
-    let mode = a.progress.resolve();
-    // First without moving a blob: the target may have them all already (a copy to
-    // itself, or again), and within one registry they are mounted. Only when a blob has
-    // to be sent are the bytes streamed from the source, with nothing written on the way.
-    let mut plan = manifests_plan(
-        source.clone(),
-        pull_cfg.clone(),
-        &*io.transport,
-        &*io.runtime,
-    )
-    .await?;
-    if source.registry() == target.registry() && source.repository() != target.repository() {
-        plan.mount_from = Some(source.repository().to_string());
-    }
-    match push_plan(
-        target.clone(),
-        push_cfg.clone(),
-        plan.clone(),
-        &NoBytes,
-        &*io.transport,
-        &*io.runtime,
-        mode,
-    )
-    .await
-    {
-        Ok(summary) => {
-            if !summary.is_empty() {
-                println!("{summary}");
-            }
-            return Ok(());
-        }
-        // a blob the target lacks and cannot mount: the bytes travel after all
-        Err(e) if e.contains(NEEDS_BYTES) => tracing::info!("{e}; copying the bytes"),
-        Err(e) => return Err(e),
-    }
+    // One request per blob: the source sends a blob from its start (its digest is checked
+    // as it goes), so chunks would make it send the bytes before each chunk again.
+    push_cfg.upload_chunk_size = u64::MAX;
+    let mut plan = plan_from_registry(&source, pull_cfg.clone(), &*io.transport, &*io.runtime)
+        .await
+        .map_err(|e| e.to_string())?;
+    plan.mount_from = mount_source(&source, &target);
+    // Blobs the target has, or mounts, move no byte: the source is read only for a blob
+    // that has to be sent, as the upload takes it.
     let streamed = RegistrySource::new(
         io.transport.clone(),
         io.runtime.clone(),
@@ -433,61 +414,5 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         source,
         plan.blobs.clone(),
     );
-    // One request per blob: a chunk would make the source send the bytes before it again.
-    push_cfg.upload_chunk_size = u64::MAX;
-    push_and_say(target, push_cfg, plan, &streamed, &io, mode).await
-}
-
-/// The manifests of `source` (every platform the config chooses), fetched without blobs,
-/// as a push plan.
-async fn manifests_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
-    source: Reference,
-    cfg: Config,
-    t: &T,
-    runtime: &R,
-) -> Result<PushPlan, String> {
-    struct Collect(Vec<(ocireg_core::Descriptor, bytes::Bytes)>);
-    impl ocireg_driver::Sink for Collect {
-        fn event(&mut self, e: &Event) -> std::io::Result<()> {
-            if let Event::Manifest {
-                digest,
-                media_type,
-                bytes,
-                role,
-                ..
-            } = e
-            {
-                if *role != ocireg_core::ManifestRole::Selector {
-                    self.0.push((
-                        ocireg_core::Descriptor {
-                            media_type: media_type.clone(),
-                            digest: digest.clone(),
-                            size: bytes.len() as i64,
-                            urls: None,
-                            annotations: None,
-                            data: None,
-                            platform: None,
-                            artifact_type: None,
-                        },
-                        bytes.clone(),
-                    ));
-                }
-            }
-            Ok(())
-        }
-        fn deliver(
-            &mut self,
-            _: ocireg_core::BlobId,
-            _: u64,
-            _: &bytes::Bytes,
-        ) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut pull = ocireg_core::Pull::manifests(cfg, source.clone(), runtime.now());
-    let mut sink = Collect(Vec::new());
-    ocireg_driver::drive(&mut pull, t, runtime, &mut sink)
-        .await
-        .map_err(|e| e.to_string())?;
-    ocireg_driver::push::plan_from_manifests(sink.0).map_err(|e| format!("{source}: {e}"))
+    push_and_say(target, push_cfg, plan, &streamed, &io, a.progress.resolve()).await
 }
