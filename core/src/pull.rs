@@ -1,8 +1,9 @@
 //! The pull machine: one image reference in, requests out, verified bytes delivered.
 //!
 //! A [`Pull`] is the engine (`engine/`: exchanges, timers, recovery, auth) driven
-//! toward one goal: the image, its top manifest alone ([`Pull::inspect`]) or the
-//! repository's tags ([`Pull::list_tags`]). This file is only the public surface; the
+//! toward one goal: the image, its top manifest alone ([`Pull::inspect`]), the
+//! repository's tags ([`Pull::list_tags`]) or the registry's repositories
+//! ([`Pull::catalog`]). This file is only the public surface; the
 //! work is in `engine/` and `goals/`.
 
 use std::time::Instant;
@@ -13,7 +14,9 @@ use http::Response;
 use crate::digest::Verifier;
 use crate::engine::Engine;
 use crate::error::TransportError;
-use crate::goals::{image::ImagePull, inspect::Inspect, tags::TagList};
+use crate::goals::image::ImagePull;
+use crate::goals::inspect::Inspect;
+use crate::goals::lists::{List, ListKind};
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
 
@@ -26,7 +29,7 @@ pub use crate::types::{
 enum Goal {
     Image(ImagePull),
     Inspect(Inspect),
-    Tags(TagList),
+    List(List),
     /// One blob, known by its descriptor: nothing to fetch but the blob itself.
     Blob,
 }
@@ -98,7 +101,17 @@ impl Pull {
     /// following `Link` pagination: one [`Event::Tags`] per page, then `Done`.
     pub fn list_tags(config: Config, reference: Reference, now: Instant) -> Pull {
         let mut engine = Engine::new(config, reference, now);
-        let goal = Goal::Tags(TagList::start(&mut engine));
+        let goal = Goal::List(List::start(&mut engine, ListKind::Tags));
+        Pull { engine, goal }
+    }
+
+    /// Lists the repositories of `registry` (`/v2/_catalog`), following `Link`
+    /// pagination: one [`Event::Repositories`] per page, then `Done`. Many registries
+    /// refuse it (401, 403, 404 or `UNSUPPORTED`): the pull then fails with that status.
+    pub fn catalog(config: Config, registry: Reference, now: Instant) -> Pull {
+        let registry = Reference::registry_root(registry.registry()).unwrap_or(registry);
+        let mut engine = Engine::new(config, registry, now);
+        let goal = Goal::List(List::start(&mut engine, ListKind::Catalog));
         Pull { engine, goal }
     }
 
@@ -140,7 +153,7 @@ impl Pull {
             match &mut self.goal {
                 Goal::Image(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Inspect(g) => g.on_fetched(&mut self.engine, fetched),
-                Goal::Tags(g) => g.on_fetched(&mut self.engine, fetched),
+                Goal::List(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Blob => {}
             }
         }

@@ -116,6 +116,18 @@ impl Reference {
         })
     }
 
+    /// The registry itself, with no repository: what [`Pull::catalog`](crate::Pull::catalog)
+    /// lists. Its repository is empty and it prints as the registry alone.
+    pub fn registry_root(registry: &str) -> Result<Reference, ReferenceError> {
+        validate_registry(registry)?;
+        Ok(Reference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        })
+    }
+
     /// The registry as written (`docker.io`, `localhost:5000`).
     pub fn registry(&self) -> &str {
         &self.registry
@@ -163,6 +175,9 @@ impl Reference {
 
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.repository.is_empty() {
+            return write!(f, "{}", self.registry);
+        }
         write!(f, "{}/{}", self.registry, self.repository)?;
         if let Some(t) = &self.tag {
             write!(f, ":{t}")?;

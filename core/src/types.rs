@@ -64,9 +64,12 @@ pub struct Config {
     /// Bytes a download may discard in total because ranges were ignored, as a percentage
     /// of its size.
     pub skip_budget_percent: u64,
-    /// Tag list pages followed at most ([`Pull::list_tags`](crate::Pull::list_tags)); one more is an error.
+    /// Pages of a tag list or catalog followed at most
+    /// ([`Pull::list_tags`](crate::Pull::list_tags), [`Pull::catalog`](crate::Pull::catalog));
+    /// one more is an error.
     pub max_tag_pages: u32,
-    /// Tags asked for per page (`?n=`); `None` lets the registry choose.
+    /// Names asked for per page of a tag list or catalog (`?n=`); `None` lets the
+    /// registry choose.
     pub tag_page_size: Option<u32>,
     /// Manifests fetched at most in one pull (indexes, their children, nested indexes).
     pub max_manifests: u32,
@@ -224,6 +227,11 @@ pub enum Event {
     Tags {
         /// Tags on this page, in the registry's order.
         tags: Vec<String>,
+    },
+    /// A page of the registry's repositories ([`Pull::catalog`](crate::Pull::catalog)).
+    Repositories {
+        /// Repository names on this page, in the registry's order.
+        names: Vec<String>,
     },
     /// The loopback registry does not speak TLS; plain http is used from now on.
     PlainHttpFallback {

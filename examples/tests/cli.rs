@@ -11,6 +11,17 @@ fn ocireg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocireg"))
 }
 
+/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its stdout.
+fn succeed(args: &[&str]) -> String {
+    let out = ocireg().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ocireg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn usage_errors_exit_2_and_failures_exit_1() {
     let out = ocireg().args(["pull"]).output().unwrap();
@@ -443,6 +454,41 @@ fn tags_are_paged_by_link_and_bounded() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\nc\nd\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--max-pages"));
+}
+
+/// `ocireg catalog` lists every repository page by page (text or a JSON array); a
+/// registry that refuses its catalog gets a message that says so and what to do instead.
+#[test]
+fn catalog_lists_repositories_and_explains_a_refusal() {
+    use ocireg_registry::{Fault, Rule};
+    let img = image(62, &[100], &Platform::host(), false);
+    let mut r = ocireg_registry::Registry::new();
+    for name in ["a/one", "b/two", "c/three"] {
+        img.add_to(&mut r, name, Some("v1"));
+    }
+    let (addr, reg, _rt) = serve_inprocess(r, vec![]);
+    let listed = succeed(&["catalog", "--page-size", "2", &addr]);
+    assert_eq!(listed, "a/one\nb/two\nc/three\n");
+    let names: Vec<String> =
+        serde_json::from_str(&succeed(&["catalog", "--format", "json", &addr])).unwrap();
+    assert_eq!(names, ["a/one", "b/two", "c/three"]);
+    reg.lock().unwrap().set_rules(vec![Rule {
+        path_contains: "_catalog".into(),
+        fault: Fault::FailFirst {
+            times: 100,
+            status: 404,
+        },
+    }]);
+    let out = ocireg().args(["catalog", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not list its repositories") && err.contains("ocireg tags"),
+        "{err}"
+    );
+    // a registry is host[:port], not a repository
+    let out = ocireg().args(["catalog", "not a host"]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
 }
 
 /// Runs `ocireg` with `args` and the layout `dir` last; stdout parsed as JSON lines.
@@ -1076,6 +1122,11 @@ fn push_and_copy_against_a_real_registry() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
+    // the registry's catalog lists every repository written to
+    let listed = succeed(&["catalog", "--plain-http", &reg.addr]);
+    for repo in ["src/app", "dst/app", "third/app", "copied/app"] {
+        assert!(listed.lines().any(|l| l == repo), "{repo} in {listed}");
+    }
     // another client reads what ocireg pushed
     let check = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("skopeo")

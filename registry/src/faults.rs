@@ -176,6 +176,9 @@ pub struct FaultyRegistry {
 
 fn token_scope(path: &str) -> Option<String> {
     let rest = path.strip_prefix("/v2/")?;
+    if rest == "_catalog" {
+        return Some("registry:catalog:*".into());
+    }
     let end = ["/manifests/", "/blobs/", "/tags/list"]
         .iter()
         .filter_map(|m| rest.rfind(m))

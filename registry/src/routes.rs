@@ -171,6 +171,11 @@ impl Registry {
         if let Some(name) = rest.strip_suffix("/tags/list") {
             return self.tags(name, req.uri().query().unwrap_or(""));
         }
+        if rest == "_catalog" {
+            let names: Vec<&String> = self.repos.keys().collect();
+            let query = req.uri().query().unwrap_or("");
+            return self.page("/v2/_catalog", ("repositories", names), None, query);
+        }
         for (kind, marker) in [("manifests", "/manifests/"), ("blobs", "/blobs/")] {
             if let Some(i) = rest.rfind(marker) {
                 let (name, reference) = (&rest[..i], &rest[i + marker.len()..]);
@@ -202,6 +207,25 @@ impl Registry {
                 "repository name not known to registry",
             );
         };
+        let tags: Vec<&String> = repo.tags.keys().collect();
+        self.page(
+            &format!("/v2/{name}/tags/list"),
+            ("tags", tags),
+            Some(name),
+            query,
+        )
+    }
+
+    /// One page of a sorted list of names (`key` in the JSON, with `name` when given):
+    /// those after `last`, at most `n` (or the registry's page size), with a `Link` to
+    /// `path` for the rest.
+    fn page(
+        &self,
+        path: &str,
+        (key, sorted): (&str, Vec<&String>),
+        name: Option<&str>,
+        query: &str,
+    ) -> Reply {
         let mut n: Option<usize> = None;
         let mut last: Option<String> = None;
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -220,15 +244,18 @@ impl Registry {
                 _ => {}
             }
         }
-        let after: Vec<&String> = repo
-            .tags
-            .keys()
+        let after: Vec<&String> = sorted
+            .into_iter()
             .filter(|t| last.as_ref().is_none_or(|l| t.as_str() > l.as_str()))
             .collect();
         let n = n.or(self.tag_page);
         let take = n.unwrap_or(after.len()).min(after.len());
         let page: Vec<&String> = after[..take].to_vec();
-        let body = serde_json::json!({"name": name, "tags": page}).to_string();
+        let mut json = serde_json::json!({ key: page });
+        if let Some(name) = name {
+            json["name"] = name.into();
+        }
+        let body = json.to_string();
         let mut b = Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, JSON_UTF8)
@@ -240,10 +267,7 @@ impl Registry {
                     .append_pair("n", &n.to_string())
                     .append_pair("last", l)
                     .finish();
-                b = b.header(
-                    header::LINK,
-                    format!("</v2/{name}/tags/list?{q}>; rel=\"next\""),
-                );
+                b = b.header(header::LINK, format!("<{path}?{q}>; rel=\"next\""));
             }
         }
         Reply::new(b.body(()).expect("valid headers"), Bytes::from(body))

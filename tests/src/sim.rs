@@ -189,6 +189,7 @@ impl Sim {
                         Event::Restarted { .. } => "Restarted",
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
                         Event::Tags { .. } => "Tags",
+                        Event::Repositories { .. } => "Repositories",
                         Event::BlobPushed { .. } => "BlobPushed",
                         Event::ManifestPushed { .. } => "ManifestPushed",
                         Event::UploadResumed { .. } => "UploadResumed",

@@ -178,3 +178,38 @@ fn tags_follow_link_pages() {
     );
     assert_eq!(out.requests.len(), 3);
 }
+
+/// The catalog: every repository, page by page by `Link`, as `Event::Repositories`.
+#[test]
+fn catalog_follows_link_pages_and_only_catalog_pages() {
+    let mut r = Registry::new();
+    let img = image(10, &[10], &Platform::host(), false);
+    let want: Vec<String> = (0..7).map(|i| format!("team/app{i}")).collect();
+    for name in &want {
+        img.add_to(&mut r, name, Some("v1"));
+    }
+    r.set_tag_page_size(3);
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let t0 = Instant::now();
+    let registry = Reference::registry_root("reg.test").unwrap();
+    assert_eq!(registry.to_string(), "reg.test");
+    let mut p = Pull::catalog(config(), registry, t0);
+    let out = sim.run(&mut p, t0);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let pages: Vec<Vec<String>> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Repositories { names } => Some(names.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages.concat(), want);
+    let paths: Vec<&str> = out.requests.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(paths[0], "/v2/_catalog");
+    assert!(
+        paths[1].contains("/v2/_catalog?n=3&last=team%2Fapp2"),
+        "{paths:?}"
+    );
+}

@@ -115,7 +115,10 @@ impl Engine {
     ) {
         let unauthorized = |s: &Engine, serr: StatusError| Error::Unauthorized {
             registry: s.reference.registry().to_string(),
-            repository: s.reference.repository().to_string(),
+            repository: match s.reference.repository() {
+                "" => "the catalog".to_string(),
+                r => r.to_string(),
+            },
             source: Box::new(serr),
         };
         let Some(op) = self.ops.get_mut(&op_id) else {

@@ -4,12 +4,12 @@
 //! - `manifest.rs`: fetching and verifying one manifest (shared);
 //! - `image.rs`: the image pull (manifests, platforms, blobs);
 //! - `inspect.rs`: the manifest a reference names, alone;
-//! - `tags.rs`: the repository's tags, page by page;
+//! - `lists.rs`: the repository's tags or the registry's repositories, page by page;
 //! - `push.rs`: blobs into a repository (probed, mounted, uploaded, resumed), then its
 //!   manifests.
 
 pub(crate) mod image;
 pub(crate) mod inspect;
+pub(crate) mod lists;
 pub(crate) mod manifest;
 pub(crate) mod push;
-pub(crate) mod tags;

@@ -144,15 +144,44 @@ pub(crate) struct InspectArgs {
 pub(crate) struct TagsArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
-    /// Give up after this many pages of tags (a registry that links page after page
-    /// without end is stopped there).
-    #[arg(long, default_value_t = ocireg_core::Config::default().max_tag_pages, value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) max_pages: u32,
-    /// Tags per page to ask for (`?n=`; default: the registry's choice).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub(crate) page_size: Option<u32>,
+    #[command(flatten)]
+    pub(crate) list: ListArgs,
     /// Repository: [host[:port]/]repository
     pub(crate) repository: String,
+}
+
+#[derive(Args)]
+pub(crate) struct CatalogArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) list: ListArgs,
+    /// Registry: host[:port]
+    pub(crate) registry: String,
+}
+
+/// How a paged list of names (tags, repositories) is read and printed.
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    /// Give up after this many pages (a registry that links page after page without end
+    /// is stopped there).
+    #[arg(long, default_value_t = ocireg_core::Config::default().max_tag_pages, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) max_pages: u32,
+    /// Names per page to ask for (`?n=`; default: the registry's choice).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) page_size: Option<u32>,
+    /// Output: one name per line, or a JSON array.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: ListFormat,
+}
+
+/// How a list of names is printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ListFormat {
+    /// One name per line.
+    Text,
+    /// One JSON array of strings.
+    Json,
 }
 
 #[derive(Args)]

@@ -1,5 +1,5 @@
-//! `ocireg`: pull OCI images into image layouts, inspect manifests, list tags, serve
-//! layouts, and a self-contained demo.
+//! `ocireg`: pull, push and copy OCI images, inspect manifests, list tags and
+//! repositories, serve layouts, and a self-contained demo.
 //!
 //! Exit status: 0 on success, 1 on failure (one line on stderr naming the cause),
 //! 2 on a usage error.
@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::args::{
-    CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, RuntimeChoice, ServeArgs, TagsArgs,
+    CatalogArgs, CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, RuntimeChoice, ServeArgs,
+    TagsArgs,
 };
 
 const EXIT_CODES: &str =
@@ -52,7 +53,7 @@ enum Command {
     #[command(after_help = concat!("Examples:\n  ocireg pull docker.io/library/alpine:3.20 ./alpine\n  ocireg pull --plain-http 127.0.0.1:5000/demo/hello:v1 ./out\n  ocireg pull --platform linux/arm64 --progress json ghcr.io/org/app:1 ./app\n  ocireg pull --all-platforms --ca-file ca.crt registry.internal:5000/app@sha256:… ./app\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Pull(PullArgs),
     /// Push an image of an OCI image layout to a repository (blobs first, then manifests).
-    #[command(after_help = concat!("Examples:\n  ocireg push ./alpine registry.internal:5000/library/alpine:3.20\n  ocireg push --tag latest --mount-from base/alpine ./app 127.0.0.1:5000/team/app:1\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    #[command(after_help = concat!("Examples:\n  ocireg push ./alpine registry.internal:5000/library/alpine:3.20\n  ocireg push --platform linux/arm64 ./multi:v2 127.0.0.1:5000/team/app:v2-arm64\n  ocireg push --tag latest --mount-from base/alpine ./app 127.0.0.1:5000/team/app:1\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Push(PushArgs),
     /// Copy an image (every platform of an index, unless --platform) to another repository.
     #[command(after_help = concat!("Examples:\n  ocireg copy docker.io/library/alpine:3.20 registry.internal:5000/mirror/alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
@@ -63,6 +64,10 @@ enum Command {
     /// List every tag of a repository, one per line (follows pagination).
     #[command(after_help = concat!("Examples:\n  ocireg tags docker.io/library/alpine\n  ocireg tags --plain-http 127.0.0.1:5000/demo/hello\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Tags(TagsArgs),
+    /// List the repositories of a registry, one per line (follows pagination; many
+    /// registries refuse it).
+    #[command(after_help = concat!("Examples:\n  ocireg catalog --plain-http 127.0.0.1:5000\n  ocireg catalog --format json registry.internal:5000\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Catalog(CatalogArgs),
     /// Serve an OCI image layout over plain http (read-only unless --allow-push; for tests and demos).
     #[command(after_help = concat!("Every image of the layout is served: an index.json entry whose ref.name is a tag\ngoes to --repository with that tag; one whose ref.name is a full reference goes to\nits repository.\n\nExamples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Serve(ServeArgs),
@@ -81,6 +86,7 @@ fn main() -> ExitCode {
         Command::Copy(a) => run(rt, push::cmd_copy(a, rt)),
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
+        Command::Catalog(a) => run(rt, tags::cmd_catalog(a, rt)),
         Command::Serve(a) => run(rt, serve::cmd_serve(a, rt)),
         Command::Demo(a) => run(rt, serve::cmd_demo(a, rt)),
     };
