@@ -342,10 +342,12 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
-    /// The registry's tag list is not usable (not JSON, or its `Link` loops or leaves the
-    /// registry).
-    #[error("tag list {url}: {problem}")]
-    TagList {
+    /// A list the registry serves (tags, catalog, referrers) is not usable (not what it
+    /// should be, or its `Link` loops or leaves the list).
+    #[error("{what} {url}: {problem}")]
+    List {
+        /// Which list ("tag list", "catalog", "referrers").
+        what: &'static str,
         /// The page's URL (redacted).
         url: String,
         /// What is wrong.

@@ -95,6 +95,7 @@ pub mod pull;
 pub mod push;
 pub mod range;
 pub mod reference;
+pub mod referrers;
 pub mod retry;
 pub mod time;
 mod types;
@@ -110,4 +111,4 @@ pub use pull::{
 pub use push::{Push, PushManifest, PushPlan};
 pub use reference::Reference;
 pub use retry::RetryPolicy;
-pub use types::{Machine, Pushed};
+pub use types::{Machine, Pushed, ReferrersVia};

@@ -305,6 +305,9 @@ pub struct Index {
     pub artifact_type: Option<String>,
     /// Child manifests.
     pub manifests: Vec<Descriptor>,
+    /// The manifest this index refers to (OCI 1.1: it is one of its referrers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
     /// Annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
@@ -408,6 +411,38 @@ impl ImageManifest {
     /// The config, then the layers: every blob an image needs.
     pub fn blobs(&self) -> impl Iterator<Item = &Descriptor> {
         std::iter::once(&self.config).chain(self.layers.iter())
+    }
+}
+
+impl Manifest {
+    /// The manifest this one refers to (`subject`): it is one of that manifest's
+    /// referrers.
+    pub fn subject(&self) -> Option<&Descriptor> {
+        match self {
+            Manifest::Image(m) => m.subject.as_ref(),
+            Manifest::Index(ix) => ix.subject.as_ref(),
+        }
+    }
+
+    /// Its annotations.
+    pub fn annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        match self {
+            Manifest::Image(m) => m.annotations.as_ref(),
+            Manifest::Index(ix) => ix.annotations.as_ref(),
+        }
+    }
+
+    /// The artifact type a referrers list gives it: its `artifactType`, else (an image
+    /// manifest) its config's media type; an index without one has none.
+    pub fn artifact_type(&self) -> Option<&str> {
+        match self {
+            Manifest::Image(m) => m
+                .artifact_type
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .or(Some(m.config.media_type.as_str())),
+            Manifest::Index(ix) => ix.artifact_type.as_deref().filter(|t| !t.is_empty()),
+        }
     }
 }
 

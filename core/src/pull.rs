@@ -17,6 +17,7 @@ use crate::error::TransportError;
 use crate::goals::image::ImagePull;
 use crate::goals::inspect::Inspect;
 use crate::goals::lists::{List, ListKind};
+use crate::goals::referrers::Referrers;
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
 
@@ -30,6 +31,7 @@ enum Goal {
     Image(ImagePull),
     Inspect(Inspect),
     List(List),
+    Referrers(Referrers),
     /// One blob, known by its descriptor: nothing to fetch but the blob itself.
     Blob,
 }
@@ -105,6 +107,21 @@ impl Pull {
         Pull { engine, goal }
     }
 
+    /// Lists the referrers of the manifest `reference` names (a tag is resolved to its
+    /// digest first): the registry's referrers API, or, when it answers `404`, the
+    /// referrers tag. With `artifact_type`, only referrers of that type (filtered by the
+    /// client when the registry did not). One [`Event::Referrers`] per page, then `Done`.
+    pub fn referrers(
+        config: Config,
+        reference: Reference,
+        artifact_type: Option<String>,
+        now: Instant,
+    ) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Referrers(Referrers::start(&mut engine, artifact_type));
+        Pull { engine, goal }
+    }
+
     /// Lists the repositories of `registry` (`/v2/_catalog`), following `Link`
     /// pagination: one [`Event::Repositories`] per page, then `Done`. Many registries
     /// refuse it (401, 403, 404 or `UNSUPPORTED`): the pull then fails with that status.
@@ -154,6 +171,7 @@ impl Pull {
                 Goal::Image(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Inspect(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::List(g) => g.on_fetched(&mut self.engine, fetched),
+                Goal::Referrers(g) => g.on_fetched(&mut self.engine, fetched),
                 Goal::Blob => {}
             }
         }

@@ -228,6 +228,24 @@ pub enum Event {
         /// Tags on this page, in the registry's order.
         tags: Vec<String>,
     },
+    /// A pushed manifest was added to the referrers tag of its subject (the registry has
+    /// no referrers API to list it by itself).
+    ReferrersTagUpdated {
+        /// The subject.
+        subject: Digest,
+        /// Its referrers tag.
+        tag: String,
+    },
+    /// A page of the referrers of `subject` ([`Pull::referrers`](crate::Pull::referrers)),
+    /// filtered by artifact type when one was asked for.
+    Referrers {
+        /// The manifest they refer to.
+        subject: Digest,
+        /// Their descriptors (media type, digest, size, artifact type, annotations).
+        referrers: Vec<Descriptor>,
+        /// Where the list came from.
+        via: ReferrersVia,
+    },
     /// A page of the registry's repositories ([`Pull::catalog`](crate::Pull::catalog)).
     Repositories {
         /// Repository names on this page, in the registry's order.
@@ -372,6 +390,19 @@ pub enum ResumeRefused {
     TooLong,
     /// The prefix was hashed with another algorithm than the blob's digest.
     OtherAlgorithm,
+}
+
+/// Where a referrers list came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferrersVia {
+    /// The registry's referrers API; `filtered` when the registry applied the artifact
+    /// type filter itself (`OCI-Filters-Applied`), else the client did.
+    Api {
+        /// The registry filtered.
+        filtered: bool,
+    },
+    /// The referrers tag (the registry has no referrers API); filtered by the client.
+    TagSchema,
 }
 
 /// How a pushed blob got into the repository.

@@ -7,20 +7,8 @@ use ocireg_core::Platform;
 use ocireg_registry::images::image;
 use ocireg_tests::real::{layout_blobs, skopeo_roundtrip, Mode, RealRegistry};
 
-fn ocireg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ocireg"))
-}
-
-/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its stdout.
-fn succeed(args: &[&str]) -> String {
-    let out = ocireg().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "ocireg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+mod support;
+use support::{ocireg, serve_inprocess, succeed};
 
 #[test]
 fn usage_errors_exit_2_and_failures_exit_1() {
@@ -314,31 +302,6 @@ fn inprocess(
     let mut r = ocireg_registry::Registry::new();
     img.add_to(&mut r, "test/repo", Some("v1"));
     serve_inprocess(r, rules)
-}
-
-/// Serves `r` with `rules` on a free port, in a background runtime.
-fn serve_inprocess(
-    r: ocireg_registry::Registry,
-    rules: Vec<ocireg_registry::Rule>,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
-    tokio::runtime::Runtime,
-) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let reg = std::sync::Arc::new(std::sync::Mutex::new(ocireg_registry::FaultyRegistry::new(
-        r, rules,
-    )));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    rt.spawn(ocireg_tokio::serve(listener, reg.clone()));
-    (addr, reg, rt)
 }
 
 #[test]

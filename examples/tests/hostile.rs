@@ -10,9 +10,8 @@ use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_tests::hostile::{json, Answer, Hostile, Req};
 
-fn ocireg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ocireg"))
-}
+mod support;
+use support::ocireg;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

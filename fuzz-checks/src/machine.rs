@@ -36,6 +36,9 @@ struct Script {
     identity_token: bool,
     all_platforms: bool,
     ops: Vec<Op>,
+    /// What the machine is for: the image (most values), its referrers, the catalog,
+    /// the tags, the top manifest alone.
+    goal: u8,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -332,7 +335,15 @@ fn run(input: Script) {
         seed: 7,
         ..Config::default()
     };
-    let mut pull = Pull::new(config, Reference::parse("reg.test/x/y:v1").unwrap(), t0);
+    let reference = Reference::parse("reg.test/x/y:v1").unwrap();
+    let mut pull = match input.goal {
+        1 => Pull::referrers(config, reference, None, t0),
+        2 => Pull::referrers(config, reference, Some("application/x".into()), t0),
+        3 => Pull::catalog(config, reference, t0),
+        4 => Pull::list_tags(config, reference, t0),
+        5 => Pull::inspect(config, reference, t0),
+        _ => Pull::new(config, reference, t0),
+    };
     let mut c = Checker {
         ledger: Ledger::default(),
         ids: HashSet::new(),
@@ -518,6 +529,7 @@ mod tests {
                 identity_token,
                 all_platforms: false,
                 ops,
+                goal: 0,
             });
         }
     }

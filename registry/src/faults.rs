@@ -179,7 +179,7 @@ fn token_scope(path: &str) -> Option<String> {
     if rest == "_catalog" {
         return Some("registry:catalog:*".into());
     }
-    let end = ["/manifests/", "/blobs/", "/tags/list"]
+    let end = ["/manifests/", "/blobs/", "/tags/list", "/referrers/"]
         .iter()
         .filter_map(|m| rest.rfind(m))
         .max()?;

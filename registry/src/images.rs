@@ -99,6 +99,47 @@ pub fn image(seed: u64, layer_sizes: &[usize], platform: &Platform, docker: bool
     }
 }
 
+/// An OCI 1.1 artifact: `artifact_type`, the empty config (`{}`), one layer per file
+/// (media type `application/octet-stream`, named by an `org.opencontainers.image.title`
+/// annotation), and a `subject` when it refers to another manifest (a signature, an SBOM).
+pub fn artifact(
+    artifact_type: &str,
+    files: &[(&str, &[u8])],
+    subject: Option<&TestImage>,
+) -> TestImage {
+    let config = Bytes::from_static(b"{}");
+    let layers: Vec<Bytes> = files
+        .iter()
+        .map(|(_, b)| Bytes::copy_from_slice(b))
+        .collect();
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": ocireg_core::manifest::OCI_EMPTY, "digest": Digest::sha256(&config).to_string(), "size": 2},
+        "layers": files.iter().map(|(title, b)| json!({
+            "mediaType": "application/octet-stream",
+            "digest": Digest::sha256(b).to_string(),
+            "size": b.len(),
+            "annotations": {"org.opencontainers.image.title": title},
+        })).collect::<Vec<_>>(),
+        "annotations": {"org.opencontainers.image.created": "2026-11-29T00:00:00Z"},
+    });
+    if let Some(s) = subject {
+        manifest["subject"] = json!({
+            "mediaType": s.media_type,
+            "digest": s.digest().to_string(),
+            "size": s.manifest.len(),
+        });
+    }
+    TestImage {
+        media_type: OCI_MANIFEST.to_string(),
+        manifest: Bytes::from(serde_json::to_vec(&manifest).expect("json")),
+        config,
+        layers,
+    }
+}
+
 /// An OCI index over the given images (each with its platform).
 pub fn index(children: &[(&TestImage, &Platform)]) -> Bytes {
     let manifests: Vec<_> = children

@@ -15,6 +15,7 @@
 
 pub mod faults;
 pub mod images;
+mod referrers;
 mod routes;
 mod uploads;
 

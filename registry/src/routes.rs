@@ -54,6 +54,8 @@ pub struct Registry {
     pub(crate) repos: BTreeMap<String, Repo>,
     tag_page: Option<usize>,
     pub(crate) uploads: crate::uploads::Uploads,
+    /// The referrers API answers 404 (a registry without it).
+    pub(crate) no_referrers_api: bool,
 }
 
 pub(crate) const JSON_UTF8: &str = "application/json; charset=utf-8";
@@ -170,6 +172,12 @@ impl Registry {
         };
         if let Some(name) = rest.strip_suffix("/tags/list") {
             return self.tags(name, req.uri().query().unwrap_or(""));
+        }
+        if let Some(i) = rest.rfind("/referrers/") {
+            let (name, subject) = (&rest[..i], &rest[i + "/referrers/".len()..]);
+            if validate_repository(name).is_ok() && !subject.contains('/') {
+                return self.referrers(name, subject, req.uri().query().unwrap_or(""));
+            }
         }
         if rest == "_catalog" {
             let names: Vec<&String> = self.repos.keys().collect();

@@ -316,16 +316,21 @@ impl Registry {
             false => digest,
         };
         self.add_manifest_with_digest(name, &media_type, body.clone(), d.clone(), tag);
-        reply(
-            201,
-            &[
-                (header::LOCATION, format!("/v2/{name}/manifests/{d}")),
-                (
-                    header::HeaderName::from_static("docker-content-digest"),
-                    d.to_string(),
-                ),
-            ],
-        )
+        let mut headers = vec![
+            (header::LOCATION, format!("/v2/{name}/manifests/{d}")),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                d.to_string(),
+            ),
+        ];
+        // a registry with the referrers API lists this manifest under its subject itself
+        if let (Some(subject), true) = (manifest.subject(), self.has_referrers_api()) {
+            headers.push((
+                header::HeaderName::from_static(ocireg_core::referrers::SUBJECT),
+                subject.digest.to_string(),
+            ));
+        }
+        reply(201, &headers)
     }
 }
 

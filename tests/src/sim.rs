@@ -190,6 +190,8 @@ impl Sim {
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
                         Event::Tags { .. } => "Tags",
                         Event::Repositories { .. } => "Repositories",
+                        Event::Referrers { .. } => "Referrers",
+                        Event::ReferrersTagUpdated { .. } => "ReferrersTagUpdated",
                         Event::BlobPushed { .. } => "BlobPushed",
                         Event::ManifestPushed { .. } => "ManifestPushed",
                         Event::UploadResumed { .. } => "UploadResumed",

@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 
-use http::header;
+use http::{header, HeaderMap};
+use url::Url;
 
 use crate::engine::{Engine, Fetched};
 use crate::error::{redact_url, Error};
@@ -37,12 +38,74 @@ impl ListKind {
     }
 }
 
+/// The pages of one list asked for so far: a `Link` back to one of them is a loop, and
+/// more than `max_tag_pages` of them is an error.
+#[derive(Debug, Default)]
+pub(crate) struct Pages {
+    seen: HashSet<String>,
+}
+
+impl Pages {
+    /// Records `path` as asked for.
+    pub(crate) fn ask(&mut self, path: &str) {
+        self.seen.insert(path.to_string());
+    }
+
+    /// The page the response at `base` links to next (`Link: <…>; rel="next"`), as a
+    /// registry path and query: `Ok(None)` at the end of the list. A link that leaves the
+    /// registry, is not a page of this list (`is_page` of its path), loops or goes past
+    /// the page bound is an error (`what`/`of` name the list in it).
+    pub(crate) fn next(
+        &self,
+        engine: &Engine,
+        base: &Url,
+        headers: &HeaderMap,
+        what: &'static str,
+        of: &str,
+        is_page: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, Error> {
+        let problem = |problem: String| Error::List {
+            what,
+            url: redact_url(base),
+            problem,
+        };
+        let links = headers.get_all(header::LINK);
+        let Some(next) = crate::link::next_link(links.iter().map(|v| v.as_bytes())) else {
+            return Ok(None);
+        };
+        let url = match base.join(&next) {
+            Ok(u) if engine.is_registry_origin(&u) && is_page(u.path()) => u,
+            _ => {
+                return Err(problem(format!(
+                    "the next page's link {:?} leaves the {what}",
+                    next.chars().take(200).collect::<String>(),
+                )))
+            }
+        };
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        let max = engine.config().max_tag_pages;
+        if self.seen.len() >= max as usize {
+            return Err(Error::TooMany {
+                what: format!("{what} pages of {of}"),
+                limit: u64::from(max),
+                hint: "raise the page bound (--max-pages) if there really are that many".into(),
+            });
+        }
+        if self.seen.contains(&path) {
+            return Err(problem("its pages link back to a page already read".into()));
+        }
+        Ok(Some(path))
+    }
+}
+
 /// Lists tags or repositories, page by page.
 #[derive(Debug)]
 pub(crate) struct List {
     kind: ListKind,
-    /// Pages asked for (a `Link` back to one of them is a loop).
-    pages: HashSet<String>,
+    pages: Pages,
 }
 
 impl List {
@@ -56,14 +119,14 @@ impl List {
         }
         let mut goal = List {
             kind,
-            pages: HashSet::new(),
+            pages: Pages::default(),
         };
         goal.ask(engine, path);
         goal
     }
 
     fn ask(&mut self, engine: &mut Engine, path: String) {
-        self.pages.insert(path.clone());
+        self.pages.ask(&path);
         let limit = engine.config().manifest_limit;
         let what = format!("{} {path}", self.kind.name());
         engine.fetch(path, what, "application/json", self.kind.name(), limit);
@@ -77,17 +140,18 @@ impl List {
             #[serde(default)]
             repositories: Option<Vec<String>>,
         }
-        // Only pages on the registry itself are followed.
-        let base = fetched.url;
-        let problem = |problem: String| Error::TagList {
-            url: redact_url(&base),
-            problem,
-        };
+        let kind = self.kind;
         let page: Page = match serde_json::from_slice(&fetched.body) {
             Ok(l) => l,
-            Err(e) => return engine.fail(problem(format!("not a {}: {e}", self.kind.name()))),
+            Err(e) => {
+                return engine.fail(Error::List {
+                    what: kind.name(),
+                    url: redact_url(&fetched.url),
+                    problem: format!("not a {}: {e}", kind.name()),
+                })
+            }
         };
-        engine.emit(Action::Event(match self.kind {
+        engine.emit(Action::Event(match kind {
             ListKind::Tags => Event::Tags {
                 tags: page.tags.unwrap_or_default(),
             },
@@ -95,44 +159,23 @@ impl List {
                 names: page.repositories.unwrap_or_default(),
             },
         }));
-        let links = fetched.headers.get_all(header::LINK);
-        let Some(next) = crate::link::next_link(links.iter().map(|v| v.as_bytes())) else {
-            return;
+        let of = match kind {
+            ListKind::Tags => engine.reference().repository().to_string(),
+            ListKind::Catalog => engine.reference().registry().to_string(),
         };
-        match base.join(&next) {
-            Ok(u) if engine.is_registry_origin(&u) && self.kind.is_page(u.path()) => {
-                let path = match u.query() {
-                    Some(q) => format!("{}?{q}", u.path()),
-                    None => u.path().to_string(),
-                };
-                let max = engine.config().max_tag_pages;
-                if self.pages.len() >= max as usize {
-                    let of = match self.kind {
-                        ListKind::Tags => {
-                            format!("tag list pages of {}", engine.reference().repository())
-                        }
-                        ListKind::Catalog => {
-                            format!("catalog pages of {}", engine.reference().registry())
-                        }
-                    };
-                    return engine.fail(Error::TooMany {
-                        what: of,
-                        limit: u64::from(max),
-                        hint: "raise the page bound (--max-pages) if there really are that many"
-                            .into(),
-                    });
-                }
-                if self.pages.contains(&path) {
-                    return engine
-                        .fail(problem("its pages link back to a page already read".into()));
-                }
-                self.ask(engine, path);
-            }
-            _ => engine.fail(problem(format!(
-                "the next page's link {:?} leaves the {}",
-                next.chars().take(200).collect::<String>(),
-                self.kind.name()
-            ))),
+        // Only pages of this list on the registry itself are followed.
+        let next = self.pages.next(
+            engine,
+            &fetched.url,
+            &fetched.headers,
+            kind.name(),
+            &of,
+            |p| kind.is_page(p),
+        );
+        match next {
+            Ok(Some(path)) => self.ask(engine, path),
+            Ok(None) => {}
+            Err(e) => engine.fail(e),
         }
     }
 }

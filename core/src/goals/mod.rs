@@ -5,6 +5,8 @@
 //! - `image.rs`: the image pull (manifests, platforms, blobs);
 //! - `inspect.rs`: the manifest a reference names, alone;
 //! - `lists.rs`: the repository's tags or the registry's repositories, page by page;
+//! - `referrers.rs`: the manifests that name a manifest as their subject (the API, else
+//!   the referrers tag);
 //! - `push.rs`: blobs into a repository (probed, mounted, uploaded, resumed), then its
 //!   manifests.
 
@@ -13,3 +15,4 @@ pub(crate) mod inspect;
 pub(crate) mod lists;
 pub(crate) mod manifest;
 pub(crate) mod push;
+pub(crate) mod referrers;

@@ -75,6 +75,10 @@ enum Purpose {
     Close(usize),
     Status(usize),
     Manifest(usize),
+    /// Reading the referrers tag of manifest step `k`'s subject.
+    ReferrersGet(usize),
+    /// Writing it with manifest step `k` added.
+    ReferrersPut(usize),
 }
 
 /// Pushes one plan.
@@ -203,6 +207,8 @@ impl Push {
                 self.send(engine, i);
             }
             Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
+            Purpose::ReferrersGet(k) => self.referrers_tag_read(engine, k, f),
+            Purpose::ReferrersPut(k) => self.referrers_tag_written(engine, k),
         }
     }
 
@@ -436,9 +442,16 @@ impl Push {
             digest: want,
             reference,
         }));
+        // the first PUT of a manifest with a subject may have a referrers tag to update
+        if k == m && self.update_referrers_tag(engine, k, m, headers) {
+            return;
+        }
         self.put_next_manifest(engine);
     }
 }
+
+#[path = "push_referrers.rs"]
+mod referrers_tag;
 
 /// The `Range: 0-<last>` of an upload answer, as the next offset. `0-0` is read as 0:
 /// registries write it for an empty session too (one held byte is then sent again,

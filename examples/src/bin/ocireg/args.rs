@@ -160,6 +160,29 @@ pub(crate) struct CatalogArgs {
     pub(crate) registry: String,
 }
 
+#[derive(Args)]
+pub(crate) struct ReferrersArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Only referrers of this artifact type (e.g. application/vnd.dev.cosign.artifact.sig.v1+json).
+    #[arg(long, value_name = "MEDIA_TYPE")]
+    pub(crate) artifact_type: Option<String>,
+    /// Output: a table (digest, artifact type, size, annotations) or one JSON document.
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: ReferrersFormat,
+    /// Image reference: [host[:port]/]repository[:tag][@digest]
+    pub(crate) reference: String,
+}
+
+/// How referrers are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReferrersFormat {
+    /// One row per referrer.
+    Table,
+    /// `{"subject", "via", "referrers": [descriptors]}`.
+    Json,
+}
+
 /// How a paged list of names (tags, repositories) is read and printed.
 #[derive(Args)]
 pub(crate) struct ListArgs {

@@ -67,11 +67,17 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
     say!(out, "digest      {digest}");
     say!(out, "media type  {media_type}");
     say!(out, "size        {} bytes", bytes.len());
+    if let Some(t) = manifest.artifact_type().filter(|_| is_artifact(&manifest)) {
+        say!(out, "artifact    {t}");
+    }
+    if let Some(s) = manifest.subject() {
+        say!(out, "subject     {} ({})", s.digest, s.media_type);
+    }
+    for (k, v) in manifest.annotations().into_iter().flatten() {
+        say!(out, "annotation  {k}={v}");
+    }
     match manifest {
         Manifest::Index(i) => {
-            if let Some(t) = &i.artifact_type {
-                say!(out, "artifact    {t}");
-            }
             say!(out, "manifests   {}", i.manifests.len());
             for d in &i.manifests {
                 let p = d
@@ -89,9 +95,6 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
             }
         }
         Manifest::Image(m) => {
-            if let Some(t) = &m.artifact_type {
-                say!(out, "artifact    {t}");
-            }
             say!(
                 out,
                 "config      {} {:>10}  {}",
@@ -107,7 +110,19 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
                 human(total.max(0) as u64)
             );
             for l in &m.layers {
-                say!(out, "  {} {:>10}  {}", l.digest, l.size, l.media_type);
+                let title = l
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(TITLE))
+                    .map(|t| format!("  {t}"))
+                    .unwrap_or_default();
+                say!(
+                    out,
+                    "  {} {:>10}  {}{title}",
+                    l.digest,
+                    l.size,
+                    l.media_type
+                );
             }
         }
     }
@@ -115,4 +130,23 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
     std::io::stdout()
         .write_all(out.as_bytes())
         .map_err(|e| format!("writing to stdout: {e}"))
+}
+
+/// The annotation that names a layer's file (as oras writes it).
+pub(crate) const TITLE: &str = "org.opencontainers.image.title";
+
+/// Whether a manifest is an artifact rather than a container image: it says so
+/// (`artifactType`), or its config is not an image config.
+fn is_artifact(m: &Manifest) -> bool {
+    match m {
+        Manifest::Image(i) => {
+            i.artifact_type.is_some()
+                || !matches!(
+                    i.config.media_type.as_str(),
+                    "application/vnd.oci.image.config.v1+json"
+                        | "application/vnd.docker.container.image.v1+json"
+                )
+        }
+        Manifest::Index(i) => i.artifact_type.is_some(),
+    }
 }

@@ -12,6 +12,7 @@ mod inspect;
 mod progress;
 mod pull;
 mod push;
+mod referrers;
 mod serve;
 mod setup;
 mod tags;
@@ -22,8 +23,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::args::{
-    CatalogArgs, CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, RuntimeChoice, ServeArgs,
-    TagsArgs,
+    CatalogArgs, CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, ReferrersArgs, RuntimeChoice,
+    ServeArgs, TagsArgs,
 };
 
 const EXIT_CODES: &str =
@@ -68,6 +69,10 @@ enum Command {
     /// registries refuse it).
     #[command(after_help = concat!("Examples:\n  ocireg catalog --plain-http 127.0.0.1:5000\n  ocireg catalog --format json registry.internal:5000\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Catalog(CatalogArgs),
+    /// List the artifacts that refer to an image (signatures, SBOMs, attestations):
+    /// the registry's referrers API, or the referrers tag where it has none.
+    #[command(after_help = concat!("Examples:\n  ocireg referrers registry.internal:5000/team/app:v1\n  ocireg referrers --artifact-type application/spdx+json --format json ghcr.io/org/app@sha256:…\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Referrers(ReferrersArgs),
     /// Serve an OCI image layout over plain http (read-only unless --allow-push; for tests and demos).
     #[command(after_help = concat!("Every image of the layout is served: an index.json entry whose ref.name is a tag\ngoes to --repository with that tag; one whose ref.name is a full reference goes to\nits repository.\n\nExamples:\n  ocireg serve ./alpine\n  ocireg serve --addr 127.0.0.1:5001 --repository library/alpine ./alpine\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Serve(ServeArgs),
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
         Command::Catalog(a) => run(rt, tags::cmd_catalog(a, rt)),
+        Command::Referrers(a) => run(rt, referrers::cmd_referrers(a, rt)),
         Command::Serve(a) => run(rt, serve::cmd_serve(a, rt)),
         Command::Demo(a) => run(rt, serve::cmd_demo(a, rt)),
     };

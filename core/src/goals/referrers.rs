@@ -1,0 +1,203 @@
+//! The referrers goal: the manifests that name the reference's manifest as their
+//! `subject`. The registry's referrers API first; when it answers `404` (no such API),
+//! the referrers tag, as the distribution spec's fallback says. A tag reference is
+//! resolved to its digest first (a referrers list is keyed by digest).
+
+use crate::digest::Digest;
+use crate::engine::{Call, Engine, Fetched, History};
+use crate::error::{redact_url, Error};
+use crate::manifest::{Manifest, OCI_INDEX};
+use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED};
+use crate::types::{Action, Event, ReferrersVia};
+
+use super::lists::Pages;
+use super::manifest::{self, Wanted};
+
+/// Where the goal stands.
+#[derive(Debug)]
+enum Stage {
+    /// Fetching the manifest a tag names, for its digest.
+    Resolving(Wanted),
+    /// Reading the referrers API's pages.
+    Api,
+    /// Reading the referrers tag (the API answered 404).
+    Tag(Wanted),
+}
+
+/// Lists the referrers of one manifest: one [`Event::Referrers`] per page.
+#[derive(Debug)]
+pub(crate) struct Referrers {
+    artifact_type: Option<String>,
+    subject: Option<Digest>,
+    stage: Stage,
+    pages: Pages,
+}
+
+impl Referrers {
+    pub(crate) fn start(engine: &mut Engine, artifact_type: Option<String>) -> Referrers {
+        let mut goal = Referrers {
+            artifact_type: artifact_type.filter(|t| !t.is_empty()),
+            subject: None,
+            stage: Stage::Api,
+            pages: Pages::default(),
+        };
+        match engine.reference().digest().cloned() {
+            Some(d) => goal.ask_api(engine, d),
+            None => {
+                let wanted = Wanted {
+                    reference: engine.reference().manifest_path_ref(),
+                    expected: None,
+                    platform: None,
+                };
+                manifest::fetch(engine, &wanted);
+                goal.stage = Stage::Resolving(wanted);
+            }
+        }
+        goal
+    }
+
+    fn ask_api(&mut self, engine: &mut Engine, subject: Digest) {
+        let mut path = format!(
+            "/v2/{}/referrers/{subject}",
+            engine.reference().repository()
+        );
+        if let Some(t) = &self.artifact_type {
+            let q: String = url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("artifactType", t)
+                .finish();
+            path.push('?');
+            path.push_str(&q);
+        }
+        self.subject = Some(subject);
+        self.stage = Stage::Api;
+        self.ask_page(engine, path);
+    }
+
+    fn ask_page(&mut self, engine: &mut Engine, path: String) {
+        self.pages.ask(&path);
+        let limit = engine.config().manifest_limit;
+        let mut call = Call::get(OCI_INDEX, "referrers list", limit);
+        // 404: the registry has no referrers API (the spec's signal to fall back)
+        call.answers = &[404];
+        engine.call(path, "referrers".into(), call, History::default());
+    }
+
+    fn ask_tag(&mut self, engine: &mut Engine, subject: &Digest) {
+        let wanted = Wanted {
+            reference: fallback_tag(subject),
+            expected: None,
+            platform: None,
+        };
+        let path = format!(
+            "/v2/{}/manifests/{}",
+            engine.reference().repository(),
+            wanted.reference
+        );
+        let limit = engine.config().manifest_limit;
+        let mut call = Call::get(OCI_INDEX, "referrers index", limit);
+        // 404: no referrers were ever recorded under the tag
+        call.answers = &[404];
+        let what = format!("referrers tag {}", wanted.reference);
+        engine.call(path, what, call, History::default());
+        self.stage = Stage::Tag(wanted);
+    }
+
+    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+        match std::mem::replace(&mut self.stage, Stage::Api) {
+            Stage::Resolving(wanted) => match manifest::verify(&wanted, fetched) {
+                Ok(v) => self.ask_api(engine, v.digest),
+                Err(e) => engine.fail(e),
+            },
+            Stage::Api => self.api_page(engine, fetched),
+            Stage::Tag(wanted) => self.tag_index(engine, wanted, fetched),
+        }
+    }
+
+    fn api_page(&mut self, engine: &mut Engine, fetched: Fetched) {
+        let Some(subject) = self.subject.clone() else {
+            return;
+        };
+        if fetched.status == 404 {
+            return self.ask_tag(engine, &subject);
+        }
+        let index = match Manifest::parse(OCI_INDEX, &fetched.body) {
+            Ok((Manifest::Index(ix), _)) => ix,
+            Ok(_) => return engine.fail(not_a_list(&fetched, "an image manifest".into())),
+            Err(e) => return engine.fail(not_a_list(&fetched, e.to_string())),
+        };
+        let filtered = self.artifact_type.is_some()
+            && fetched
+                .headers
+                .get_all(FILTERS_APPLIED)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|f| f.trim() == "artifactType");
+        let wanted = self.artifact_type.as_deref();
+        engine.emit(Action::Event(Event::Referrers {
+            subject: subject.clone(),
+            referrers: index
+                .manifests
+                .into_iter()
+                .filter(|d| filtered || matches_filter(d, wanted))
+                .collect(),
+            via: ReferrersVia::Api { filtered },
+        }));
+        let of = subject.to_string();
+        let next = self.pages.next(
+            engine,
+            &fetched.url,
+            &fetched.headers,
+            "referrers",
+            &of,
+            |p| p.ends_with(&format!("/referrers/{subject}")),
+        );
+        match next {
+            Ok(Some(path)) => self.ask_page(engine, path),
+            Ok(None) => {}
+            Err(e) => engine.fail(e),
+        }
+    }
+
+    fn tag_index(&mut self, engine: &mut Engine, wanted: Wanted, fetched: Fetched) {
+        let Some(subject) = self.subject.clone() else {
+            return;
+        };
+        let referrers = if fetched.status == 404 {
+            // the spec: no index under the tag means no referrers
+            Vec::new()
+        } else {
+            match manifest::verify(&wanted, fetched) {
+                Ok(v) => match v.manifest {
+                    Manifest::Index(ix) => ix.manifests,
+                    Manifest::Image(_) => {
+                        return engine.fail(Error::List {
+                            what: "referrers",
+                            url: wanted.reference,
+                            problem: "the referrers tag holds an image manifest, not an index"
+                                .into(),
+                        })
+                    }
+                },
+                Err(e) => return engine.fail(e),
+            }
+        };
+        let wanted_type = self.artifact_type.as_deref();
+        engine.emit(Action::Event(Event::Referrers {
+            subject,
+            referrers: referrers
+                .into_iter()
+                .filter(|d| matches_filter(d, wanted_type))
+                .collect(),
+            via: ReferrersVia::TagSchema,
+        }));
+    }
+}
+
+fn not_a_list(fetched: &Fetched, problem: String) -> Error {
+    Error::List {
+        what: "referrers",
+        url: redact_url(&fetched.url),
+        problem: format!("not a referrers index: {problem}"),
+    }
+}

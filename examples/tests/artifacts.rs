@@ -1,0 +1,111 @@
+//! Artifacts and referrers from the command line: an artifact that refers to an image
+//! (a signature) is pushed, listed by `ocireg referrers` and shown by `ocireg inspect`;
+//! against the real `docker-registry` 2.8 (no referrers API: the referrers tag is kept
+//! by the push and read by the listing) and the in-process registry (with the API).
+
+use ocireg_core::referrers::fallback_tag;
+use ocireg_core::Platform;
+use ocireg_registry::images::{artifact, image, TestImage};
+use ocireg_tests::real::{write_oci_layout, Mode, RealRegistry};
+
+mod support;
+use support::{serve_inprocess, succeed};
+
+const SIG: &str = "application/vnd.example.signature.v1";
+
+/// Pushes `img` as `repo:v1` and `sig` (which refers to it) by digest to `addr`; then
+/// lists the referrers of `repo:v1`: the JSON document.
+fn push_and_list(addr: &str, plain: bool, img: &TestImage, sig: &TestImage) -> serde_json::Value {
+    let work = tempfile::tempdir().unwrap();
+    let (image_dir, sig_dir) = (work.path().join("img"), work.path().join("sig"));
+    write_oci_layout(&image_dir, &[(img, Some("v1"))], &[]);
+    write_oci_layout(&sig_dir, &[(sig, Some("sig"))], &[]);
+    let tls: &[&str] = if plain { &["--plain-http"] } else { &[] };
+    let push = |dir: &std::path::Path, target: String| {
+        let mut args = vec!["push", "--progress", "plain"];
+        args.extend(tls);
+        let dir = dir.display().to_string();
+        args.extend([dir.as_str(), target.as_str()]);
+        succeed(&args);
+    };
+    push(&image_dir, format!("{addr}/team/app:v1"));
+    push(&sig_dir, format!("{addr}/team/app"));
+    let mut args = vec!["referrers", "--format", "json"];
+    args.extend(tls);
+    let target = format!("{addr}/team/app:v1");
+    args.push(&target);
+    serde_json::from_str(&succeed(&args)).unwrap()
+}
+
+#[test]
+fn referrers_through_the_tag_schema_on_docker_registry() {
+    let reg = RealRegistry::start(Mode::Open);
+    let img = image(63, &[2000], &Platform::host(), false);
+    let sig = artifact(SIG, &[("sig.bin", b"a signature")], Some(&img));
+    let doc = push_and_list(&reg.addr, true, &img, &sig);
+    assert_eq!(doc["via"], "referrers tag", "{doc:#}");
+    assert_eq!(doc["subject"], img.digest().to_string());
+    let listed = doc["referrers"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{doc:#}");
+    assert_eq!(listed[0]["digest"], sig.digest().to_string());
+    assert_eq!(listed[0]["artifactType"], SIG);
+    // the push kept the tag: its index lists the signature
+    let tag = fallback_tag(&img.digest());
+    let raw = succeed(&[
+        "inspect",
+        "--raw",
+        "--plain-http",
+        &format!("{}/team/app:{tag}", reg.addr),
+    ]);
+    assert!(raw.contains(&sig.digest().to_string()), "{raw}");
+    // the table, and a filter that matches nothing
+    let table = succeed(&[
+        "referrers",
+        "--plain-http",
+        &format!("{}/team/app:v1", reg.addr),
+    ]);
+    assert!(
+        table.contains(SIG) && table.contains(&sig.digest().to_string()),
+        "{table}"
+    );
+    let none = succeed(&[
+        "referrers",
+        "--plain-http",
+        "--artifact-type",
+        "application/other",
+        &format!("{}/team/app:v1", reg.addr),
+    ]);
+    assert!(none.starts_with("no referrers of"), "{none}");
+    // inspect shows what the artifact is and what it refers to
+    let shown = succeed(&[
+        "inspect",
+        "--plain-http",
+        &format!("{}/team/app@{}", reg.addr, sig.digest()),
+    ]);
+    for want in [
+        format!("artifact    {SIG}"),
+        format!("subject     {}", img.digest()),
+        "annotation  org.opencontainers.image.created=".to_string(),
+        "sig.bin".to_string(),
+    ] {
+        assert!(shown.contains(&want), "{want:?} in {shown}");
+    }
+}
+
+#[test]
+fn referrers_through_the_api_of_the_in_process_registry() {
+    let (addr, reg, _rt) = serve_inprocess(ocireg_registry::Registry::new(), vec![]);
+    let img = image(64, &[2000], &Platform::host(), false);
+    let sig = artifact(SIG, &[("sig.bin", b"another signature")], Some(&img));
+    let doc = push_and_list(&addr, false, &img, &sig);
+    assert_eq!(doc["via"], "referrers API", "{doc:#}");
+    assert_eq!(doc["referrers"][0]["digest"], sig.digest().to_string());
+    // a registry with the API lists the referrer itself: no tag was written
+    let tag = fallback_tag(&img.digest());
+    assert!(reg
+        .lock()
+        .unwrap()
+        .inner
+        .manifest("team/app", &tag)
+        .is_none());
+}

@@ -1,0 +1,47 @@
+//! What the CLI tests share: the binary, a run that must succeed, the in-process registry
+//! on a free port.
+
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::process::Command;
+
+/// The `ocireg` binary of this build.
+pub fn ocireg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ocireg"))
+}
+
+/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its stdout.
+pub fn succeed(args: &[&str]) -> String {
+    let out = ocireg().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "ocireg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Serves `r` with `rules` on a free port, in a background runtime.
+pub fn serve_inprocess(
+    r: ocireg_registry::Registry,
+    rules: Vec<ocireg_registry::Rule>,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
+    tokio::runtime::Runtime,
+) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let reg = std::sync::Arc::new(std::sync::Mutex::new(ocireg_registry::FaultyRegistry::new(
+        r, rules,
+    )));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    rt.spawn(ocireg_tokio::serve(listener, reg.clone()));
+    (addr, reg, rt)
+}

@@ -1,0 +1,199 @@
+//! Referrers over the simulated network: listed by the registry's referrers API
+//! (filtered by the registry, or by the client when the registry did not say it
+//! filtered), or, when the registry has no such API, from the referrers tag; and a push
+//! of a manifest with a `subject` keeps that tag when the registry does not.
+
+use std::time::Instant;
+
+use ocireg_core::referrers::fallback_tag;
+use ocireg_core::{Descriptor, Event, Manifest, Platform, Pull, Push, Reference, ReferrersVia};
+use ocireg_registry::images::push_plan as plan;
+use ocireg_registry::images::{artifact, image, TestImage};
+use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
+use ocireg_tests::sim::{test_config as config, Outcome, Sim, ORIGIN};
+
+const SIG: &str = "application/vnd.example.signature.v1";
+const SBOM: &str = "application/vnd.example.sbom.v1+json";
+
+/// An image and two artifacts that refer to it (a signature, an SBOM).
+fn image_and_referrers() -> (TestImage, TestImage, TestImage) {
+    let img = image(80, &[100, 200], &Platform::host(), false);
+    let sig = artifact(SIG, &[("sig.bin", b"signed")], Some(&img));
+    let sbom = artifact(SBOM, &[("sbom.json", b"{\"packages\":[]}")], Some(&img));
+    (img, sig, sbom)
+}
+
+/// Lists the referrers of `reference` with `filter`; the outcome and the pages.
+fn list(
+    sim: &mut Sim,
+    reference: &str,
+    filter: Option<&str>,
+) -> (Outcome, Vec<(Vec<Descriptor>, ReferrersVia)>) {
+    let t0 = Instant::now();
+    let mut p = Pull::referrers(
+        config(),
+        Reference::parse(reference).unwrap(),
+        filter.map(str::to_string),
+        t0,
+    );
+    let out = sim.run(&mut p, t0);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    let pages = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Referrers { referrers, via, .. } => Some((referrers.clone(), *via)),
+            _ => None,
+        })
+        .collect();
+    (out, pages)
+}
+
+fn digests(ds: &[Descriptor]) -> Vec<String> {
+    let mut v: Vec<String> = ds.iter().map(|d| d.digest.to_string()).collect();
+    v.sort();
+    v
+}
+
+fn sorted(imgs: &[&TestImage]) -> Vec<String> {
+    let mut v: Vec<String> = imgs.iter().map(|i| i.digest().to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_api_lists_referrers_and_filters_by_artifact_type() {
+    let (img, sig, sbom) = image_and_referrers();
+    let mut r = Registry::new();
+    img.add_to(&mut r, "app", Some("v1"));
+    sig.add_to(&mut r, "app", None);
+    sbom.add_to(&mut r, "app", None);
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    // by tag: the tag is resolved, then the API asked for its digest
+    let (out, pages) = list(&mut sim, "reg.test/app:v1", None);
+    assert_eq!(pages.len(), 1);
+    assert_eq!(digests(&pages[0].0), sorted(&[&sig, &sbom]));
+    assert_eq!(pages[0].1, ReferrersVia::Api { filtered: false });
+    let paths: Vec<&str> = out.requests.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v2/app/manifests/v1".to_string(),
+            format!("/v2/app/referrers/{}", img.digest())
+        ]
+    );
+    // each entry carries its artifact type and annotations
+    let s = pages[0]
+        .0
+        .iter()
+        .find(|d| d.digest == sig.digest())
+        .unwrap();
+    assert_eq!(s.artifact_type.as_deref(), Some(SIG));
+    assert!(s
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key("org.opencontainers.image.created"));
+    // filtered by the registry, which says so
+    let by_digest = format!("reg.test/app@{}", img.digest());
+    let (out, pages) = list(&mut sim, &by_digest, Some(SBOM));
+    assert_eq!(digests(&pages[0].0), sorted(&[&sbom]));
+    assert_eq!(pages[0].1, ReferrersVia::Api { filtered: true });
+    assert_eq!(out.requests.len(), 1, "a digest needs no resolving");
+    assert!(out.requests[0]
+        .2
+        .contains("artifactType=application%2Fvnd.example.sbom.v1%2Bjson"));
+}
+
+#[test]
+fn without_the_api_the_referrers_tag_is_read_and_filtered_by_the_client() {
+    let (img, sig, sbom) = image_and_referrers();
+    let mut r = Registry::new();
+    r.set_referrers_api(false);
+    img.add_to(&mut r, "app", Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    // nothing under the tag yet: no referrers
+    let (out, pages) = list(&mut sim, "reg.test/app:v1", None);
+    assert_eq!(pages, [(vec![], ReferrersVia::TagSchema)]);
+    assert_eq!(
+        out.requests.last().unwrap().2,
+        format!("/v2/app/manifests/{}", fallback_tag(&img.digest()))
+    );
+    // pushed by ocireg: each push adds its manifest to the tag's index (once)
+    for (i, a) in [&sig, &sbom, &sig].into_iter().enumerate() {
+        let (p, source) = plan(&[a], None, &[]);
+        sim.upload_source = source;
+        let t0 = Instant::now();
+        let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
+        let out = sim.run(&mut push, t0);
+        assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+        // the third push finds its manifest listed already and writes nothing
+        let updated = out
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::ReferrersTagUpdated { .. }));
+        assert_eq!(updated, i < 2, "{:?}", out.requests);
+    }
+    let (_, pages) = list(&mut sim, "reg.test/app:v1", None);
+    assert_eq!(digests(&pages[0].0), sorted(&[&sig, &sbom]));
+    assert_eq!(pages[0].1, ReferrersVia::TagSchema);
+    let (_, pages) = list(&mut sim, "reg.test/app:v1", Some(SIG));
+    assert_eq!(digests(&pages[0].0), sorted(&[&sig]));
+    // the tag holds an index of both, each listed once
+    let reg = &sim.servers[ORIGIN].inner;
+    let (_, bytes) = reg.manifest("app", &fallback_tag(&img.digest())).unwrap();
+    let Manifest::Index(ix) = Manifest::parse("", &bytes).unwrap().0 else {
+        panic!("an index")
+    };
+    assert_eq!(ix.manifests.len(), 2);
+}
+
+#[test]
+fn a_registry_with_the_api_keeps_no_referrers_tag() {
+    let (img, sig, _) = image_and_referrers();
+    let mut r = Registry::new();
+    img.add_to(&mut r, "app", Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let (p, source) = plan(&[&sig], None, &[]);
+    sim.upload_source = source;
+    let t0 = Instant::now();
+    let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
+    let out = sim.run(&mut push, t0);
+    assert!(out.result.as_ref().unwrap().is_ok());
+    assert!(!out
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::ReferrersTagUpdated { .. })));
+    assert!(sim.servers[ORIGIN]
+        .inner
+        .manifest("app", &fallback_tag(&img.digest()))
+        .is_none());
+    let (_, pages) = list(&mut sim, "reg.test/app:v1", None);
+    assert_eq!(digests(&pages[0].0), sorted(&[&sig]));
+}
+
+/// What the API answers is checked: an image manifest where an index belongs fails
+/// the listing with a message that says so.
+#[test]
+fn a_referrers_answer_that_is_not_an_index_fails() {
+    let (img, _, _) = image_and_referrers();
+    let mut r = Registry::new();
+    img.add_to(&mut r, "app", Some("v1"));
+    r.set_referrers_api(false);
+    // the referrers tag points at an image manifest
+    img.add_to(&mut r, "app", Some(&fallback_tag(&img.digest())));
+    let mut sim = Sim::new(
+        ORIGIN,
+        FaultyRegistry::new(r, vec![Rule::all(Fault::RedirectOnce)]),
+    );
+    let t0 = Instant::now();
+    let mut p = Pull::referrers(
+        config(),
+        Reference::parse("reg.test/app:v1").unwrap(),
+        None,
+        t0,
+    );
+    let out = sim.run(&mut p, t0);
+    let e = out.result.unwrap().unwrap_err().to_string();
+    assert!(e.contains("not an index"), "{e}");
+}
