@@ -109,3 +109,72 @@ fn referrers_through_the_api_of_the_in_process_registry() {
         .manifest("team/app", &tag)
         .is_none());
 }
+
+/// An artifact (artifactType, the empty config, layers of any media type) pulls into a
+/// correct layout, and `--files` writes each titled layer as a file, once: a second pull
+/// finds them there.
+#[test]
+fn an_artifact_pulls_into_a_layout_and_its_files() {
+    let reg = RealRegistry::start(Mode::Open);
+    let files: &[(&str, &[u8])] = &[
+        ("policy.rego", b"package main"),
+        ("data/input.json", b"{}\n"),
+    ];
+    let art = artifact("application/vnd.example.policy.v1", files, None);
+    let work = tempfile::tempdir().unwrap();
+    write_oci_layout(&work.path().join("src"), &[(&art, Some("v1"))], &[]);
+    let target = format!("{}/policies/main:v1", reg.addr);
+    succeed(&[
+        "push",
+        "--plain-http",
+        work.path().join("src").to_str().unwrap(),
+        &target,
+    ]);
+    let (layout, out) = (work.path().join("layout"), work.path().join("out"));
+    let pull = || {
+        succeed(&[
+            "pull",
+            "--plain-http",
+            "--progress",
+            "plain",
+            "--files",
+            out.to_str().unwrap(),
+            &target,
+            layout.to_str().unwrap(),
+        ])
+    };
+    let summary = pull();
+    assert!(summary.contains("files: 2"), "{summary}");
+    for (name, bytes) in files {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), *bytes, "{name}");
+    }
+    // the layout holds the manifest, the empty config and both layers
+    let blobs = ocireg_tests::real::layout_blobs(&layout);
+    for b in art.blobs().chain([&art.manifest]) {
+        assert!(blobs.contains(&ocireg_core::Digest::sha256(b).to_string()));
+    }
+    let again = pull();
+    assert!(again.contains("2 already there"), "{again}");
+}
+
+/// A title from a hostile registry that climbs out of the directory is refused, and
+/// nothing is written outside it.
+#[test]
+fn a_title_that_climbs_out_is_refused() {
+    let art = artifact("application/x", &[("../escaped.txt", b"nope")], None);
+    let mut r = ocireg_registry::Registry::new();
+    art.add_to(&mut r, "evil/art", Some("v1"));
+    let (addr, _reg, _rt) = serve_inprocess(r, vec![]);
+    let work = tempfile::tempdir().unwrap();
+    let out = support::ocireg()
+        .args(["pull", "--progress", "plain", "--files"])
+        .arg(work.path().join("files"))
+        .arg(format!("{addr}/evil/art:v1"))
+        .arg(work.path().join("layout"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("climbs out"), "{err}");
+    assert!(!work.path().join("escaped.txt").exists());
+}

@@ -8,6 +8,7 @@
 //! turns hyper responses into core inputs and registry replies into hyper responses.
 
 pub mod credentials;
+pub mod files;
 pub mod hyper;
 pub mod layout;
 pub mod push;

@@ -42,6 +42,11 @@ pub(crate) struct PullArgs {
     /// does not match is downloaded again.
     #[arg(long)]
     pub(crate) verify_existing: bool,
+    /// Also write each layer that has a title (`org.opencontainers.image.title`, as oras
+    /// sets it) as a file of that name under this directory. Titles that climb out of it,
+    /// symlinks on the way and files with other content are refused.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) files: Option<PathBuf>,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
     #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
     pub(crate) platform: Option<ocireg_core::Platform>,

@@ -51,11 +51,13 @@ impl Observer for Logged<'_> {
 }
 
 /// Where a pull writes: the layout, the name its `index.json` entry gets (default: the
-/// reference's tag), and whether blobs already there are hashed again.
+/// reference's tag), whether blobs already there are hashed again, and a directory for
+/// the artifact's titled layers as files.
 pub(crate) struct Dest<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) name: Option<&'a str>,
     pub(crate) verify_existing: bool,
+    pub(crate) files: Option<&'a Path>,
 }
 
 impl<'a> Dest<'a> {
@@ -65,6 +67,7 @@ impl<'a> Dest<'a> {
             dir,
             name: None,
             verify_existing: false,
+            files: None,
         }
     }
 }
@@ -81,6 +84,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         dir,
         name,
         verify_existing,
+        files,
     } = into;
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
@@ -98,6 +102,20 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         }
     };
     progress.finish();
+    let written = match files {
+        Some(to) => ocireg_driver::files::write_titled_files(dir, &desc, to)
+            .map_err(|e| format!("writing the artifact's files: {e}"))?,
+        None => Vec::new(),
+    };
+    let files_line = match (files, written.len()) {
+        (None, _) => String::new(),
+        (Some(to), 0) => format!("\n  files: none (no layer has a title) in {}", to.display()),
+        (Some(to), n) => format!(
+            "\n  files: {n} in {} ({} already there)",
+            to.display(),
+            written.iter().filter(|f| f.present).count()
+        ),
+    };
     let secs = started.elapsed().as_secs_f64();
     let platform = desc.platform.as_ref().map(|p| p.to_string());
     if mode == progress::Mode::Json {
@@ -106,11 +124,12 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
             "media_type": desc.media_type, "platform": platform, "fetched": stats.fetched, "skipped": stats.skipped,
             "resumed": stats.resumed, "retries": stats.retries, "bytes": stats.bytes, "seconds": secs,
             "sync_seconds": stats.sync.as_secs_f64(),
+            "files": written.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
         }));
         return Ok(String::new());
     }
     Ok(format!(
-        "pulled {reference} → {}\n  manifest {}{}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}",
+        "pulled {reference} → {}\n  manifest {}{}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}{files_line}",
         dir.display(),
         desc.digest,
         platform.map(|p| format!(" ({p})")).unwrap_or_default(),
@@ -162,6 +181,7 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
             dir: &a.dir,
             name: None,
             verify_existing: a.verify_existing,
+            files: a.files.as_deref(),
         },
         mode,
     )

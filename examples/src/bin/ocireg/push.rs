@@ -361,6 +361,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
                 dir: &dir,
                 name: name.as_deref(),
                 verify_existing: false,
+                files: None,
             },
             a.progress.resolve(),
         )
