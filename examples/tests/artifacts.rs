@@ -76,6 +76,42 @@ fn referrers_through_the_tag_schema_on_docker_registry() {
         &format!("{}/team/app:v1", reg.addr),
     ]);
     assert!(none.starts_with("no referrers of"), "{none}");
+    // pulled with its referrers, pushed and copied with them: each new repository lists
+    // the signature too (through its referrers tag: this registry has no API)
+    let layout = tempfile::tempdir().unwrap();
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    let dir = layout.path().to_str().unwrap();
+    let pulled = succeed(&[
+        "pull",
+        "--plain-http",
+        "--include-referrers",
+        &at("team/app:v1"),
+        dir,
+    ]);
+    assert!(pulled.contains("referrers: 1 pulled"), "{pulled}");
+    let pushed = succeed(&[
+        "push",
+        "--plain-http",
+        "--include-referrers",
+        &format!("{dir}:v1"),
+        &at("pushed/app:v1"),
+    ]);
+    assert!(pushed.contains("referrers: 1 pushed"), "{pushed}");
+    let copied = succeed(&[
+        "copy",
+        "--plain-http",
+        "--include-referrers",
+        &at("team/app:v1"),
+        &at("copied/app"),
+    ]);
+    assert!(copied.contains("referrers: 1 copied"), "{copied}");
+    for repo in ["pushed/app:v1", "copied/app:v1"] {
+        let listed = succeed(&["referrers", "--plain-http", &at(repo)]);
+        assert!(
+            listed.contains(&sig.digest().to_string()),
+            "{repo}: {listed}"
+        );
+    }
     // inspect shows what the artifact is and what it refers to
     let shown = succeed(&[
         "inspect",

@@ -932,6 +932,15 @@ fn every_command_runs_on_async_std() {
         .arg(format!("{served}/served/copy"))
         .output()
         .unwrap();
+    let catalog = ocireg()
+        .args(["catalog", "--runtime", "async-std", "--plain-http", &served])
+        .output()
+        .unwrap();
+    let referrers = ocireg()
+        .args(["referrers", "--runtime", "async-std", "--plain-http"])
+        .arg(format!("{served}/served/copy:v1"))
+        .output()
+        .unwrap();
     let _ = server.kill();
     let _ = server.wait();
     assert!(
@@ -941,6 +950,12 @@ fn every_command_runs_on_async_std() {
     );
     assert!(String::from_utf8_lossy(&inspect.stdout).contains(&img.digest().to_string()));
     assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v1");
+    assert_eq!(String::from_utf8_lossy(&catalog.stdout).trim(), "served/copy");
+    assert!(
+        String::from_utf8_lossy(&referrers.stdout).starts_with("no referrers of"),
+        "{}",
+        String::from_utf8_lossy(&referrers.stderr)
+    );
 }
 
 /// Push and copy against the real registry: a pulled layout pushed to another

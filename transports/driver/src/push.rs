@@ -71,11 +71,59 @@ pub fn plan_from_layout(
                 .clone();
         }
     }
+    plan_for_manifest(root, &top)
+}
+
+/// The push plan for the manifest `top` of the layout at `root` (by its descriptor:
+/// what it lists must be in the layout), and the layout as its blob source.
+pub fn plan_for_manifest(root: &Path, top: &Descriptor) -> io::Result<(PushPlan, LayoutSource)> {
     let mut plan = PushPlan::default();
     let mut source = LayoutSource { paths: Vec::new() };
     let mut seen = HashSet::new();
-    add_manifest(root, &top, 0, &mut plan, &mut source, &mut seen)?;
+    add_manifest(root, top, 0, &mut plan, &mut source, &mut seen)?;
     Ok((plan, source))
+}
+
+/// The manifests of the layout at `root` that refer to `subject` (an `index.json` entry
+/// whose manifest names it as its `subject`), and those that refer to them, breadth
+/// first, each once, at most `max` (more is an error: a layout is not expected to hold
+/// that many). What `ocireg pull --include-referrers` recorded, for a push to carry along.
+pub fn referrers_in_layout(
+    root: &Path,
+    subject: &ocireg_core::Digest,
+    max: usize,
+) -> io::Result<Vec<Descriptor>> {
+    // every entry's subject, read once
+    let mut entries = Vec::new();
+    for image in read_index(root)? {
+        let bytes = read_blob(root, &image.descriptor.digest)?;
+        let Ok((manifest, media_type)) = Manifest::parse(&image.descriptor.media_type, &bytes)
+        else {
+            continue;
+        };
+        if let Some(s) = manifest.subject() {
+            let mut d = image.descriptor.clone();
+            d.media_type = media_type;
+            d.annotations = None;
+            entries.push((s.digest.clone(), d));
+        }
+    }
+    let mut found: Vec<Descriptor> = Vec::new();
+    let mut frontier = std::collections::VecDeque::from([subject.clone()]);
+    while let Some(s) = frontier.pop_front() {
+        for (of, d) in &entries {
+            if *of == s && !found.iter().any(|f| f.digest == d.digest) {
+                if found.len() >= max {
+                    return Err(invalid(format!(
+                        "more than {max} referrers of {subject} in the layout"
+                    )));
+                }
+                found.push(d.clone());
+                frontier.push_back(d.digest.clone());
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn invalid(message: String) -> io::Error {

@@ -47,6 +47,10 @@ pub(crate) struct PullArgs {
     /// symlinks on the way and files with other content are refused.
     #[arg(long, value_name = "DIR")]
     pub(crate) files: Option<PathBuf>,
+    /// Also pull every referrer of the image (signatures, SBOMs, and their own
+    /// referrers) into the layout, where push and copy find them again.
+    #[arg(long)]
+    pub(crate) include_referrers: bool,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
     #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
     pub(crate) platform: Option<ocireg_core::Platform>,
@@ -95,6 +99,10 @@ pub(crate) struct PushArgs {
     /// A repository of the same registry to mount blobs from instead of uploading them.
     #[arg(long, value_parser = repository_name)]
     pub(crate) mount_from: Option<String>,
+    /// Also push the layout's referrers of the image (what `pull --include-referrers`
+    /// recorded), each by digest, after it.
+    #[arg(long)]
+    pub(crate) include_referrers: bool,
     /// Blobs up to this many MiB go in one request; larger ones in chunks of this size.
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub(crate) chunk_size: u64,
@@ -121,6 +129,9 @@ pub(crate) struct CopyArgs {
     /// Copy every platform of an index (the default).
     #[arg(long)]
     pub(crate) all_platforms: bool,
+    /// Also copy every referrer of the image (signatures, SBOMs, and theirs), by digest.
+    #[arg(long)]
+    pub(crate) include_referrers: bool,
     /// From a layout: blobs up to this many MiB go in one request, larger ones in chunks of
     /// this size (between registries each blob goes in one request, as it streams).
     #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]

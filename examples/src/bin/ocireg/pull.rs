@@ -53,6 +53,7 @@ impl Observer for Logged<'_> {
 /// Where a pull writes: the layout, the name its `index.json` entry gets (default: the
 /// reference's tag), whether blobs already there are hashed again, and a directory for
 /// the artifact's titled layers as files.
+#[derive(Clone, Copy)]
 pub(crate) struct Dest<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) name: Option<&'a str>,
@@ -79,7 +80,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     runtime: &R,
     into: Dest<'_>,
     mode: progress::Mode,
-) -> Result<String, String> {
+) -> Result<(String, ocireg_core::Digest), String> {
     let Dest {
         dir,
         name,
@@ -126,9 +127,9 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
             "sync_seconds": stats.sync.as_secs_f64(),
             "files": written.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
         }));
-        return Ok(String::new());
+        return Ok((String::new(), desc.digest));
     }
-    Ok(format!(
+    let summary = format!(
         "pulled {reference} → {}\n  manifest {}{}, {}\n  blobs: {} fetched, {} already present, {} resumed; {} in {:.2}s ({}/s){}{files_line}",
         dir.display(),
         desc.digest,
@@ -141,7 +142,8 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         secs,
         human((stats.bytes as f64 / secs.max(1e-9)) as u64),
         if stats.retries > 0 { format!(", {} retries", stats.retries) } else { String::new() }
-    ))
+    );
+    Ok((summary, desc.digest))
 }
 
 pub(crate) fn human(n: u64) -> String {
@@ -172,13 +174,14 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         PlatformChoice::Host
     };
     let mode = a.progress.resolve();
-    let summary = pull_one(
-        reference,
-        cfg,
+    let dir = a.dir.clone();
+    let (summary, digest) = pull_one(
+        reference.clone(),
+        cfg.clone(),
         &*io.transport,
         &*io.runtime,
         Dest {
-            dir: &a.dir,
+            dir: &dir,
             name: None,
             verify_existing: a.verify_existing,
             files: a.files.as_deref(),
@@ -188,6 +191,59 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
     .await?;
     if !summary.is_empty() {
         println!("{summary}");
+    }
+    if a.include_referrers {
+        let into = Dest {
+            dir: &dir,
+            name: None,
+            verify_existing: a.verify_existing,
+            files: None,
+        };
+        pull_referrers(&reference, digest, &cfg, &io, into, mode).await?;
+    }
+    Ok(())
+}
+
+/// Pulls the referrers of `subject` in `reference`'s repository (and theirs), each by
+/// digest with every platform, into the layout of `into` (unnamed entries, found again
+/// by their `subject`).
+pub(crate) async fn pull_referrers(
+    reference: &Reference,
+    subject: ocireg_core::Digest,
+    cfg: &Config,
+    io: &crate::setup::Io,
+    into: Dest<'_>,
+    mode: progress::Mode,
+) -> Result<(), String> {
+    let found = crate::referrers::closure(reference, subject, cfg, io).await?;
+    for d in &found {
+        let every = Config {
+            platform: PlatformChoice::All,
+            ..cfg.clone()
+        };
+        let one = Dest {
+            files: None,
+            ..into
+        };
+        let (summary, _) = pull_one(
+            crate::referrers::at_digest(reference, &d.digest)?,
+            every,
+            &*io.transport,
+            &*io.runtime,
+            one,
+            mode,
+        )
+        .await?;
+        if !summary.is_empty() {
+            println!("{summary}");
+        }
+    }
+    if mode != progress::Mode::Json {
+        println!(
+            "referrers: {} pulled into {}",
+            found.len(),
+            into.dir.display()
+        );
     }
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use ocireg_core::push::mount_source;
 use ocireg_core::{Config, Event, Platform, PlatformChoice, Push, PushPlan, Pushed, Reference};
-use ocireg_driver::push::{plan_from_layout, plan_from_registry, RegistrySource};
+use ocireg_driver::push::{
+    plan_for_manifest, plan_from_layout, plan_from_registry, referrers_in_layout, RegistrySource,
+};
 use ocireg_driver::{drive_push, BlobSource, Runtime, Transport};
 use serde_json::json;
 
@@ -280,7 +282,44 @@ pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), Strin
     let (mut plan, source) = layout_plan(&dir, name.as_deref(), a.platform.as_ref())?;
     plan.tags.extend(a.tags);
     plan.mount_from = a.mount_from;
-    push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await
+    let top = plan.manifests.last().map(|m| m.descriptor.digest.clone());
+    let mode = a.progress.resolve();
+    push_and_say(target.clone(), cfg.clone(), plan, &source, &io, mode).await?;
+    match top {
+        Some(top) if a.include_referrers => {
+            push_layout_referrers(&dir, &top, &target, cfg, &io, mode).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Pushes the referrers of `subject` that the layout at `dir` holds (and theirs), each
+/// by digest into `target`'s repository, after the image they refer to.
+async fn push_layout_referrers(
+    dir: &Path,
+    subject: &ocireg_core::Digest,
+    target: &Reference,
+    cfg: Config,
+    io: &crate::setup::Io,
+    mode: Mode,
+) -> Result<(), String> {
+    let found = referrers_in_layout(dir, subject, crate::referrers::MAX_REFERRERS)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let repository = untagged(target)?;
+    for d in &found {
+        let (plan, source) =
+            plan_for_manifest(dir, d).map_err(|e| format!("{}: {e}", dir.display()))?;
+        push_and_say(repository.clone(), cfg.clone(), plan, &source, io, mode).await?;
+    }
+    if mode != Mode::Json {
+        println!("referrers: {} pushed", found.len());
+    }
+    Ok(())
+}
+
+/// `target`'s repository, with no tag: what a push by digest goes to.
+fn untagged(target: &Reference) -> Result<Reference, String> {
+    Reference::new(target.registry(), target.repository(), None, None).map_err(|e| e.to_string())
 }
 
 /// [`push_plan`], then its summary on stdout.
@@ -329,6 +368,11 @@ fn layout_dir(s: &str) -> (std::path::PathBuf, Option<String>) {
 }
 
 pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), String> {
+    let mode = a.progress.resolve();
+    let platform = match a.platform.clone() {
+        Some(p) => PlatformChoice::Exactly(p),
+        None => PlatformChoice::All,
+    };
     // a layout on either side: the copy is a push or a pull
     if let Some((dir, name)) = layout_arg(&a.source) {
         let target = Reference::parse(&a.target).map_err(|e| e.to_string())?;
@@ -337,37 +381,46 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         cfg.max_concurrent = usize::from(a.concurrency);
         cfg.upload_chunk_size = a.chunk_size << 20;
         let (plan, source) = layout_plan(&dir, name.as_deref(), a.platform.as_ref())?;
-        return push_and_say(target, cfg, plan, &source, &io, a.progress.resolve()).await;
+        let top = plan.manifests.last().map(|m| m.descriptor.digest.clone());
+        push_and_say(target.clone(), cfg.clone(), plan, &source, &io, mode).await?;
+        return match top {
+            Some(top) if a.include_referrers => {
+                push_layout_referrers(&dir, &top, &target, cfg, &io, mode).await
+            }
+            _ => Ok(()),
+        };
     }
     if let Some((dir, name)) = layout_arg(&a.target) {
         let source = Reference::parse(&a.source).map_err(|e| e.to_string())?;
         let io = io(rt, &a.connect)?;
         let mut cfg = config(&a.connect, source.registry(), io.runtime.now())?;
         cfg.max_concurrent = usize::from(a.concurrency);
-        cfg.platform = match a.platform.clone() {
-            Some(p) => PlatformChoice::Exactly(p),
-            None => PlatformChoice::All,
-        };
+        cfg.platform = platform;
         // the image is named in the layout as asked, else by the source's tag
         if let Some(n) = &name {
             ocireg_core::reference::validate_tag(n).map_err(|e| format!("oci:…:{n}: {e}"))?;
         }
-        let summary = pull_one(
-            source,
-            cfg,
+        let into = Dest {
+            dir: &dir,
+            name: name.as_deref(),
+            verify_existing: false,
+            files: None,
+        };
+        let (summary, digest) = pull_one(
+            source.clone(),
+            cfg.clone(),
             &*io.transport,
             &*io.runtime,
-            Dest {
-                dir: &dir,
-                name: name.as_deref(),
-                verify_existing: false,
-                files: None,
-            },
-            a.progress.resolve(),
+            into,
+            mode,
         )
         .await?;
         if !summary.is_empty() {
             println!("{summary}");
+        }
+        if a.include_referrers {
+            let into = Dest { name: None, ..into };
+            crate::pull::pull_referrers(&source, digest, &cfg, &io, into, mode).await?;
         }
         return Ok(());
     }
@@ -393,27 +446,74 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     let now = io.runtime.now();
     let mut pull_cfg = config(&a.connect, source.registry(), now)?;
     pull_cfg.max_concurrent = usize::from(a.concurrency);
-    pull_cfg.platform = match a.platform.clone() {
-        Some(p) => PlatformChoice::Exactly(p),
-        None => PlatformChoice::All,
-    };
+    pull_cfg.platform = platform;
     let mut push_cfg = config(&a.connect, target.registry(), now)?;
     push_cfg.max_concurrent = usize::from(a.concurrency);
     // One request per blob: the source sends a blob from its start (its digest is checked
     // as it goes), so chunks would make it send the bytes before each chunk again.
     push_cfg.upload_chunk_size = u64::MAX;
-    let mut plan = plan_from_registry(&source, pull_cfg.clone(), &*io.transport, &*io.runtime)
-        .await
-        .map_err(|e| e.to_string())?;
-    plan.mount_from = mount_source(&source, &target);
-    // Blobs the target has, or mounts, move no byte: the source is read only for a blob
-    // that has to be sent, as the upload takes it.
-    let streamed = RegistrySource::new(
-        io.transport.clone(),
-        io.runtime.clone(),
-        pull_cfg,
-        source,
-        plan.blobs.clone(),
-    );
-    push_and_say(target, push_cfg, plan, &streamed, &io, a.progress.resolve()).await
+    let copy = RegistryCopy {
+        pull: pull_cfg.clone(),
+        push: push_cfg,
+        io: &io,
+        mode,
+    };
+    let top = copy.image(&source, target.clone()).await?;
+    if a.include_referrers {
+        let found = crate::referrers::closure(&source, top, &pull_cfg, &io).await?;
+        let every = RegistryCopy {
+            pull: Config {
+                platform: PlatformChoice::All,
+                ..pull_cfg
+            },
+            ..copy
+        };
+        for d in &found {
+            let one = crate::referrers::at_digest(&source, &d.digest)?;
+            every.image(&one, untagged(&target)?).await?;
+        }
+        if mode != Mode::Json {
+            println!("referrers: {} copied", found.len());
+        }
+    }
+    Ok(())
+}
+
+/// A copy between registries: how the source is read and the target written.
+struct RegistryCopy<'a> {
+    pull: Config,
+    push: Config,
+    io: &'a crate::setup::Io,
+    mode: Mode,
+}
+
+impl RegistryCopy<'_> {
+    /// Copies the image `source` names to `target`; the digest of its top manifest.
+    async fn image(
+        &self,
+        source: &Reference,
+        target: Reference,
+    ) -> Result<ocireg_core::Digest, String> {
+        let io = self.io;
+        let mut plan = plan_from_registry(source, self.pull.clone(), &*io.transport, &*io.runtime)
+            .await
+            .map_err(|e| e.to_string())?;
+        plan.mount_from = mount_source(source, &target);
+        let top = plan
+            .manifests
+            .last()
+            .map(|m| m.descriptor.digest.clone())
+            .ok_or_else(|| format!("{source}: no manifest to copy"))?;
+        // Blobs the target has, or mounts, move no byte: the source is read only for a
+        // blob that has to be sent, as the upload takes it.
+        let streamed = RegistrySource::new(
+            io.transport.clone(),
+            io.runtime.clone(),
+            self.pull.clone(),
+            source.clone(),
+            plan.blobs.clone(),
+        );
+        push_and_say(target, self.push.clone(), plan, &streamed, io, self.mode).await?;
+        Ok(top)
+    }
 }

@@ -4,13 +4,14 @@
 
 use std::io::Write;
 
-use ocireg_core::{Descriptor, Event, Pull, Reference, ReferrersVia};
+use ocireg_core::{Config, Descriptor, Digest, Event, Pull, Reference, ReferrersVia};
 use ocireg_driver::{PullError, Sink};
 use serde_json::json;
 
 use crate::args::{ReferrersArgs, ReferrersFormat, RuntimeChoice};
+use crate::inspect::run_machine;
 use crate::pull::human;
-use crate::setup::{config, io};
+use crate::setup::{config, io, Io};
 
 pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
@@ -119,4 +120,56 @@ impl Sink for Print {
     fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Most referrers `--include-referrers` follows (with their own referrers, in all).
+pub(crate) const MAX_REFERRERS: usize = 256;
+
+/// `reference`'s repository at `digest`.
+pub(crate) fn at_digest(reference: &Reference, digest: &Digest) -> Result<Reference, String> {
+    Reference::new(
+        reference.registry(),
+        reference.repository(),
+        None,
+        Some(digest.clone()),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// The referrers of `subject` in `reference`'s repository, and theirs (signatures of
+/// SBOMs), breadth first, each once, at most [`MAX_REFERRERS`].
+pub(crate) async fn closure(
+    reference: &Reference,
+    subject: Digest,
+    cfg: &Config,
+    io: &Io,
+) -> Result<Vec<Descriptor>, String> {
+    let mut found: Vec<Descriptor> = Vec::new();
+    let mut frontier = std::collections::VecDeque::from([subject]);
+    while let Some(s) = frontier.pop_front() {
+        let pull = Pull::referrers(
+            cfg.clone(),
+            at_digest(reference, &s)?,
+            None,
+            io.runtime.now(),
+        );
+        for e in run_machine(pull, io).await? {
+            let Event::Referrers { referrers, .. } = e else {
+                continue;
+            };
+            for d in referrers {
+                if found.iter().any(|f| f.digest == d.digest) {
+                    continue;
+                }
+                if found.len() >= MAX_REFERRERS {
+                    return Err(format!(
+                        "more than {MAX_REFERRERS} referrers of {reference}: not followed"
+                    ));
+                }
+                frontier.push_back(d.digest.clone());
+                found.push(d);
+            }
+        }
+    }
+    Ok(found)
 }

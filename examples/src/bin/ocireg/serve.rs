@@ -102,7 +102,7 @@ pub(crate) async fn cmd_demo(a: DemoArgs, rt: RuntimeChoice) -> Result<(), Strin
         futures::future::Either::Left((stopped, _)) => {
             return Err(format!("the demo registry stopped: {stopped:?}"))
         }
-        futures::future::Either::Right((summary, _)) => summary?,
+        futures::future::Either::Right((pulled, _)) => pulled?.0,
     };
     println!("{summary}");
     println!(
