@@ -91,6 +91,7 @@ pub mod error;
 mod goals;
 pub mod link;
 pub mod manifest;
+pub mod mirrors;
 pub mod pull;
 pub mod push;
 pub mod range;

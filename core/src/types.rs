@@ -78,6 +78,12 @@ pub struct Config {
     /// Push: blobs up to this size go in one `PUT`; larger ones in `PATCH` chunks of this
     /// size (or the registry's `OCI-Chunk-Min-Length`, if larger), then a `PUT`.
     pub upload_chunk_size: u64,
+    /// The path that stands for `/v2` on this registry: a mirror whose API lives
+    /// elsewhere (containerd's `override_path`). `/v2` by default.
+    pub api_root: String,
+    /// Extra headers on every request to the registry's own origin (a mirror's `header`
+    /// table), never to a token service or a redirect target.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -102,6 +108,8 @@ impl Default for Config {
             max_manifests: 10_000,
             max_index_depth: 8,
             upload_chunk_size: 32 << 20,
+            api_root: "/v2".to_string(),
+            headers: Vec::new(),
         }
     }
 }

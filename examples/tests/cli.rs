@@ -950,7 +950,10 @@ fn every_command_runs_on_async_std() {
     );
     assert!(String::from_utf8_lossy(&inspect.stdout).contains(&img.digest().to_string()));
     assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v1");
-    assert_eq!(String::from_utf8_lossy(&catalog.stdout).trim(), "served/copy");
+    assert_eq!(
+        String::from_utf8_lossy(&catalog.stdout).trim(),
+        "served/copy"
+    );
     assert!(
         String::from_utf8_lossy(&referrers.stdout).starts_with("no referrers of"),
         "{}",

@@ -45,11 +45,23 @@ impl Engine {
             }
             _ => self
                 .registry_url()
-                .join(&op.path)
+                .join(&self.api_path(&op.path))
                 .map_err(|e| Error::InvalidUrl {
                     url: op.path.chars().take(200).collect(),
                     reason: e.to_string(),
                 }),
+        }
+    }
+
+    /// A registry path (`/v2/…`) under the registry's API root; anything else (an
+    /// absolute URL, such as an upload location) as it is.
+    fn api_path(&self, path: &str) -> String {
+        let root = self.config.api_root.trim_end_matches('/');
+        match path.strip_prefix("/v2") {
+            Some(rest) if root != "/v2" && (rest.is_empty() || rest.starts_with('/')) => {
+                format!("{root}{rest}")
+            }
+            _ => path.to_string(),
         }
     }
 
@@ -125,6 +137,11 @@ impl Engine {
                     b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
                     body = Bytes::from(form);
                 }
+            }
+        }
+        if self.is_registry_origin(&url) {
+            for (k, v) in &self.config.headers {
+                b = b.header(k.as_str(), v.as_str());
             }
         }
         if let Credential::Header(value, generation) = credential {
