@@ -22,6 +22,9 @@ use crate::error::Error;
 use crate::reference::{Reference, ReferenceError};
 use crate::types::Config;
 
+/// Attempts per request on a mirror at most.
+pub const MIRROR_ATTEMPTS: u32 = 2;
+
 /// What a host may be asked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {
@@ -93,11 +96,13 @@ impl Host {
     }
 
     /// Sets what differs per host in `config`: plain http for an `http://` host, the
-    /// API root, the extra headers.
+    /// API root, the extra headers, and at most two attempts per request on a mirror
+    /// (the next host is the better retry).
     pub fn configure(&self, config: &mut Config) {
         if self.upstream {
             return;
         }
+        config.retry.max_attempts = config.retry.max_attempts.min(MIRROR_ATTEMPTS);
         config.plain_http = self.url.scheme() == "http";
         let path = self.url.path().trim_end_matches('/');
         config.api_root = if self.override_path {

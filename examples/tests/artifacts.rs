@@ -202,15 +202,15 @@ fn a_title_that_climbs_out_is_refused() {
     art.add_to(&mut r, "evil/art", Some("v1"));
     let (addr, _reg, _rt) = serve_inprocess(r, vec![]);
     let work = tempfile::tempdir().unwrap();
-    let out = support::ocireg()
-        .args(["pull", "--progress", "plain", "--files"])
-        .arg(work.path().join("files"))
-        .arg(format!("{addr}/evil/art:v1"))
-        .arg(work.path().join("layout"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (files, layout) = (work.path().join("files"), work.path().join("layout"));
+    let reference = std::ffi::OsString::from(format!("{addr}/evil/art:v1"));
+    let err = support::fail(&[
+        "pull".as_ref(),
+        "--files".as_ref(),
+        files.as_os_str(),
+        &reference,
+        layout.as_os_str(),
+    ]);
     assert!(err.contains("climbs out"), "{err}");
     assert!(!work.path().join("escaped.txt").exists());
 }

@@ -21,6 +21,19 @@ pub fn succeed(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `ocireg args`, which must fail with exit 1 (a failure, not a usage error); its
+/// stderr.
+pub fn fail(args: &[&std::ffi::OsStr]) -> String {
+    let out = ocireg().args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "ocireg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Serves `r` with `rules` on a free port, in a background runtime.
 pub fn serve_inprocess(
     r: ocireg_registry::Registry,

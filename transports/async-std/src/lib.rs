@@ -244,7 +244,14 @@ pub use ocireg_driver::tls::load_certs;
 pub fn transport(
     extra_cas: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Result<AsyncStdTransport, rustls::Error> {
-    let mut cfg = ocireg_driver::tls::client_config(extra_cas)?;
+    Ok(transport_with(ocireg_driver::tls::client_config(
+        extra_cas,
+    )?))
+}
+
+/// Builds the async-std client over the TLS configuration `cfg` (e.g.
+/// [`ocireg_driver::tls::insecure_client_config`]).
+pub fn transport_with(mut cfg: rustls::ClientConfig) -> AsyncStdTransport {
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = AsyncStdConnector {
         tls: TlsConnector::from(Arc::new(cfg)),
@@ -252,7 +259,7 @@ pub fn transport(
     let client = Client::builder(AsyncStdExecutor)
         .pool_idle_timeout(POOL_IDLE)
         .build(connector);
-    Ok(HyperTransport::new(client))
+    HyperTransport::new(client)
 }
 
 /// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped (feature

@@ -9,6 +9,7 @@
 
 pub mod credentials;
 pub mod files;
+pub mod hosts;
 pub mod hyper;
 pub mod layout;
 pub mod push;

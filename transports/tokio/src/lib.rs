@@ -37,7 +37,14 @@ pub type TokioTransport = HyperTransport<hyper_rustls::HttpsConnector<HttpConnec
 pub fn transport(
     extra_cas: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Result<TokioTransport, rustls::Error> {
-    let tls = ocireg_driver::tls::client_config(extra_cas)?;
+    Ok(transport_with(ocireg_driver::tls::client_config(
+        extra_cas,
+    )?))
+}
+
+/// Builds the tokio client over the TLS configuration `tls` (e.g.
+/// [`ocireg_driver::tls::insecure_client_config`]).
+pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
@@ -54,7 +61,7 @@ pub fn transport(
         .timer(TokioTimer::new())
         .http2_adaptive_window(true)
         .build(https);
-    Ok(HyperTransport::new(client))
+    HyperTransport::new(client)
 }
 
 /// Serves `registry` on `listener` until the task is dropped (feature `server`). Each connection speaks

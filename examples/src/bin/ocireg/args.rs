@@ -26,6 +26,10 @@ pub(crate) struct ConnectArgs {
     /// years).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=MAX_TIMEOUT_SECS))]
     pub(crate) timeout: Option<u64>,
+    /// Accept any TLS certificate: the registry is not authenticated at all. Never the
+    /// default; warned about on every run. Trust a private CA with --ca-file instead.
+    #[arg(long)]
+    pub(crate) insecure_skip_tls_verify: bool,
     /// Attempts per request (1 disables retries; at most 100).
     #[arg(long, default_value_t = ocireg_core::RetryPolicy::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) attempts: u32,
@@ -51,6 +55,10 @@ pub(crate) struct PullArgs {
     /// referrers) into the layout, where push and copy find them again.
     #[arg(long)]
     pub(crate) include_referrers: bool,
+    /// Pull through the mirrors of containerd's host configuration in this directory
+    /// (`<DIR>/<registry>/hosts.toml`, else `<DIR>/_default/hosts.toml`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) hosts_dir: Option<PathBuf>,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
     #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
     pub(crate) platform: Option<ocireg_core::Platform>,

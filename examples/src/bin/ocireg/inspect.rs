@@ -29,6 +29,32 @@ pub(crate) async fn run_machine(mut pull: Pull, io: &Io) -> Result<Vec<Event>, S
     Ok(sink.0)
 }
 
+/// Runs an inspect machine: the digest of the manifest it fetched, or why not (with
+/// the core's error when the protocol failed).
+pub(crate) async fn run_pull(
+    mut pull: Pull,
+    io: &Io,
+) -> Result<ocireg_core::Digest, crate::pull::PullFailed> {
+    let mut sink = Collect(Vec::new());
+    if let Err(e) = ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink).await {
+        let message = e.to_string();
+        return Err(crate::pull::PullFailed {
+            message,
+            error: match e {
+                PullError::Registry(e) => Some(e),
+                _ => None,
+            },
+        });
+    }
+    sink.0
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Manifest { digest, .. } => Some(digest),
+            _ => None,
+        })
+        .ok_or_else(|| "no manifest received".to_string().into())
+}
+
 /// `writeln!` into a `String` (which cannot fail).
 macro_rules! say {
     ($out:expr, $($arg:tt)*) => {{

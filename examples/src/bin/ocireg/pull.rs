@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::args::{PullArgs, RuntimeChoice};
 use crate::progress;
-use crate::setup::{config, io};
+use crate::setup::config;
 
 /// Logs what the pull does (at info/warn), then passes events on.
 pub(crate) struct Logged<'a>(&'a mut (dyn Observer + Send));
@@ -59,6 +59,30 @@ pub(crate) struct Dest<'a> {
     pub(crate) name: Option<&'a str>,
     pub(crate) verify_existing: bool,
     pub(crate) files: Option<&'a Path>,
+    /// A failure is not reported as the pull's end (another host may be tried).
+    pub(crate) quiet_failure: bool,
+}
+
+/// Why [`pull_one`] failed: one line for the user, and the core's error when the
+/// protocol failed (which decides whether another host is worth a try).
+pub(crate) struct PullFailed {
+    pub(crate) message: String,
+    pub(crate) error: Option<ocireg_core::Error>,
+}
+
+impl From<PullFailed> for String {
+    fn from(f: PullFailed) -> String {
+        f.message
+    }
+}
+
+impl From<String> for PullFailed {
+    fn from(message: String) -> PullFailed {
+        PullFailed {
+            message,
+            error: None,
+        }
+    }
 }
 
 impl<'a> Dest<'a> {
@@ -69,6 +93,7 @@ impl<'a> Dest<'a> {
             name: None,
             verify_existing: false,
             files: None,
+            quiet_failure: false,
         }
     }
 }
@@ -80,12 +105,13 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     runtime: &R,
     into: Dest<'_>,
     mode: progress::Mode,
-) -> Result<(String, ocireg_core::Digest), String> {
+) -> Result<(String, ocireg_core::Digest), PullFailed> {
     let Dest {
         dir,
         name,
         verify_existing,
         files,
+        quiet_failure,
     } = into;
     let started = runtime.now();
     let mut pull = Pull::new(cfg, reference.clone(), started);
@@ -98,8 +124,17 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     let (desc, stats) = match result {
         Ok(r) => r,
         Err(e) => {
-            progress.failed(&e.to_string());
-            return Err(e.to_string());
+            let message = e.to_string();
+            if quiet_failure {
+                progress.finish();
+            } else {
+                progress.failed(&message);
+            }
+            let error = match e {
+                ocireg_driver::PullError::Registry(e) => Some(e),
+                _ => None,
+            };
+            return Err(PullFailed { message, error });
         }
     };
     progress.finish();
@@ -163,7 +198,28 @@ pub(crate) fn human(n: u64) -> String {
 
 pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
-    let io = io(rt, &a.connect)?;
+    // mirrors: the registry's hosts.toml, when the directory has one
+    let hosts = match &a.hosts_dir {
+        Some(d) => ocireg_driver::hosts::load(d, &reference, a.connect.plain_http)
+            .map_err(|e| format!("--hosts-dir: {e}"))?,
+        None => None,
+    };
+    if let Some(h) = &hosts {
+        if let Some(host) = h.skip_verify.first() {
+            if !a.connect.insecure_skip_tls_verify {
+                return Err(format!(
+                    "{}: skip_verify = true for {host} is refused: TLS verification stays on \
+                     unless --insecure-skip-tls-verify is given too (trust its CA with `ca` instead)",
+                    h.file.display()
+                ));
+            }
+        }
+    }
+    let ca_files = hosts
+        .iter()
+        .flat_map(|h| h.ca_files.clone())
+        .collect::<Vec<_>>();
+    let io = crate::setup::io_with_cas(rt, &a.connect, &ca_files)?;
     let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     cfg.max_concurrent = usize::from(a.concurrency);
     cfg.platform = if a.all_platforms {
@@ -175,33 +231,126 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
     };
     let mode = a.progress.resolve();
     let dir = a.dir.clone();
-    let (summary, digest) = pull_one(
-        reference.clone(),
-        cfg.clone(),
-        &*io.transport,
-        &*io.runtime,
-        Dest {
-            dir: &dir,
-            name: None,
-            verify_existing: a.verify_existing,
-            files: a.files.as_deref(),
-        },
-        mode,
-    )
-    .await?;
+    let into = Dest {
+        dir: &dir,
+        name: None,
+        verify_existing: a.verify_existing,
+        files: a.files.as_deref(),
+        quiet_failure: false,
+    };
+    let (summary, digest) = match hosts {
+        Some(h) => pull_through_hosts(&reference, &cfg, h, &io, into, mode).await?,
+        None => {
+            pull_one(
+                reference.clone(),
+                cfg.clone(),
+                &*io.transport,
+                &*io.runtime,
+                into,
+                mode,
+            )
+            .await?
+        }
+    };
     if !summary.is_empty() {
         println!("{summary}");
     }
     if a.include_referrers {
         let into = Dest {
-            dir: &dir,
-            name: None,
-            verify_existing: a.verify_existing,
             files: None,
+            ..into
         };
         pull_referrers(&reference, digest, &cfg, &io, into, mode).await?;
     }
     Ok(())
+}
+
+/// Pulls `reference` through the hosts of its `hosts.toml`: the core's plan names each
+/// attempt (resolve the tag on a resolve host, then pull by that digest on a pull host,
+/// the upstream last) and whether a failure gives way to the next host. Each host gets
+/// its own credentials (Docker's for a mirror, never the registry's), API root and
+/// headers. Blobs a failed host left complete or partial in the layout are skipped or
+/// continued by the next.
+async fn pull_through_hosts(
+    reference: &Reference,
+    cfg: &Config,
+    hosts: ocireg_driver::hosts::HostsConfig,
+    io: &crate::setup::Io,
+    into: Dest<'_>,
+    mode: progress::Mode,
+) -> Result<(String, ocireg_core::Digest), String> {
+    use ocireg_core::mirrors::{HostPlan, Purpose};
+    let mut plan = HostPlan::new(hosts.mirrors, hosts.upstream, reference.clone());
+    // the layout names the image as the user wrote it, whichever host served it
+    let tag = into.name.or(reference.tag()).map(str::to_string);
+    while let Some(attempt) = plan.next_attempt() {
+        let host = plan.hosts()[attempt.host].clone();
+        let mut c = cfg.clone();
+        host.configure(&mut c);
+        if !host.upstream {
+            c.credentials = crate::setup::docker_credentials(&host.authority())?;
+        }
+        let what = match attempt.purpose {
+            Purpose::Resolve => "resolving",
+            Purpose::Pull => "pulling",
+        };
+        tracing::info!("{what} {} at {}", attempt.reference, host.url);
+        let failure = match attempt.purpose {
+            Purpose::Resolve => {
+                let pull = Pull::inspect(c, attempt.reference.clone(), io.runtime.now());
+                match crate::inspect::run_pull(pull, io).await {
+                    Ok(digest) => {
+                        plan.resolved(digest);
+                        continue;
+                    }
+                    Err(PullFailed { error: Some(e), .. }) => e,
+                    Err(f) => return Err(f.message),
+                }
+            }
+            Purpose::Pull => {
+                let dest = Dest {
+                    name: tag.as_deref(),
+                    quiet_failure: true,
+                    ..into
+                };
+                let pulled = pull_one(
+                    attempt.reference.clone(),
+                    c,
+                    &*io.transport,
+                    &*io.runtime,
+                    dest,
+                    mode,
+                )
+                .await;
+                match pulled {
+                    Ok(done) => {
+                        plan.pulled();
+                        return Ok(done);
+                    }
+                    Err(PullFailed { error: Some(e), .. }) => e,
+                    Err(f) => return Err(f.message),
+                }
+            }
+        };
+        let message = format!("{what} at {}: {failure}", host.url);
+        if !plan.failed(&failure) {
+            if mode == progress::Mode::Json {
+                progress::emit(json!({"event": "failed", "error": message}));
+            }
+            return Err(message);
+        }
+        match mode {
+            progress::Mode::Json => progress::emit(
+                json!({"event": "fallback", "host": host.url.to_string(), "error": failure.to_string()}),
+            ),
+            progress::Mode::None => {}
+            _ => eprintln!("fallback {message}; trying the next host"),
+        }
+    }
+    Err(format!(
+        "{reference}: no host of {} may serve it",
+        reference.registry()
+    ))
 }
 
 /// Pulls the referrers of `subject` in `reference`'s repository (and theirs), each by

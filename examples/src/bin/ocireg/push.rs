@@ -405,6 +405,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             name: name.as_deref(),
             verify_existing: false,
             files: None,
+            quiet_failure: false,
         };
         let (summary, digest) = pull_one(
             source.clone(),

@@ -13,17 +13,7 @@ use crate::args::{ConnectArgs, RuntimeChoice};
 /// Explicit flags (or `OCIREG_USERNAME`/`OCIREG_PASSWORD`) win; else Docker's config.
 pub(crate) fn credentials(c: &ConnectArgs, registry: &str) -> Result<Credentials, String> {
     let Some(username) = c.username.clone() else {
-        let Some(path) = ocireg_driver::credentials::default_config_path() else {
-            return Ok(Credentials::Anonymous);
-        };
-        return match ocireg_driver::credentials::lookup(&path, registry) {
-            Ok(Some(c)) => {
-                tracing::info!("using credentials for {registry} from {}", path.display());
-                Ok(c)
-            }
-            Ok(None) => Ok(Credentials::Anonymous),
-            Err(e) => Err(e.to_string()),
-        };
+        return docker_credentials(registry);
     };
     let password = if c.password_stdin {
         let mut s = String::new();
@@ -59,9 +49,57 @@ pub(crate) struct Io {
     pub(crate) runtime: std::sync::Arc<dyn Runtime>,
 }
 
-/// The client of `choice`, trusting the web PKI roots and `c`'s extra CAs.
+/// What Docker's config holds for `host` (anonymous when nothing): the only credentials
+/// a mirror gets (the flags are the registry's).
+pub(crate) fn docker_credentials(host: &str) -> Result<Credentials, String> {
+    let Some(path) = ocireg_driver::credentials::default_config_path() else {
+        return Ok(Credentials::Anonymous);
+    };
+    match ocireg_driver::credentials::lookup(&path, host) {
+        Ok(Some(c)) => {
+            tracing::info!("using credentials for {host} from {}", path.display());
+            Ok(c)
+        }
+        Ok(None) => Ok(Credentials::Anonymous),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The client of `choice`, trusting the web PKI roots and `c`'s extra CAs (or, with
+/// `--insecure-skip-tls-verify`, any certificate, loudly).
 pub(crate) fn io(choice: RuntimeChoice, c: &ConnectArgs) -> Result<Io, String> {
-    io_trusting(choice, &extra_cas(c)?)
+    io_with_cas(choice, c, &[])
+}
+
+/// [`io`], trusting the CA files `more` as well (a mirror's `ca`).
+pub(crate) fn io_with_cas(
+    choice: RuntimeChoice,
+    c: &ConnectArgs,
+    more: &[std::path::PathBuf],
+) -> Result<Io, String> {
+    if c.insecure_skip_tls_verify {
+        eprintln!(
+            "WARNING: --insecure-skip-tls-verify: no server certificate is checked; anyone on \
+             the network path can read and change what is sent and received"
+        );
+        let tls =
+            ocireg_driver::tls::insecure_client_config().map_err(|e| format!("TLS setup: {e}"))?;
+        return Ok(match choice {
+            RuntimeChoice::Tokio => Io {
+                transport: std::sync::Arc::new(ocireg_tokio::transport_with(tls)),
+                runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
+            },
+            RuntimeChoice::AsyncStd => Io {
+                transport: std::sync::Arc::new(ocireg_async_std::transport_with(tls)),
+                runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
+            },
+        });
+    }
+    let mut cas = extra_cas(c)?;
+    for f in more {
+        cas.extend(ocireg_tokio::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
+    }
+    io_trusting(choice, &cas)
 }
 
 /// The client of `choice`, trusting the web PKI roots only.

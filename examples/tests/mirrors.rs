@@ -1,0 +1,170 @@
+//! Pulling through mirrors from the command line (`--hosts-dir`, containerd's
+//! `hosts.toml`), against real `docker-registry`s on loopback: a dead mirror is passed
+//! over, a mirror that holds the image serves all of it (the upstream sends no blob, by
+//! its own log), and with the mirror gone the upstream serves it. TLS verification stays
+//! on unless `--insecure-skip-tls-verify` is given, and that flag is warned about.
+
+use std::path::Path;
+
+use ocireg_core::Platform;
+use ocireg_registry::images::image;
+use ocireg_tests::real::{layout_blobs, Mode, RealRegistry};
+
+mod support;
+use support::{fail, ocireg, succeed};
+
+/// A loopback port with nothing listening on it.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Blob downloads in a registry's log lines.
+fn blob_gets(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("GET") && l.contains("/blobs/sha256:"))
+        .count()
+}
+
+fn write_hosts(dir: &Path, registry: &str, text: &str) {
+    let d = dir.join(registry);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("hosts.toml"), text).unwrap();
+}
+
+#[test]
+fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
+    let img = image(65, &[3000, 200_000], &Platform::host(), false);
+    let upstream = RealRegistry::start(Mode::Open);
+    upstream.push(&img, "team/app", "v1");
+    let mirror = RealRegistry::start(Mode::Open);
+    mirror.push(&img, "team/app", "v1");
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!(
+            "[host.\"http://127.0.0.1:{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n\
+             [host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            dead_port(),
+            mirror.addr
+        ),
+    );
+    let (_, upstream_from) = upstream.requests_since(0);
+    let (_, mirror_from) = mirror.requests_since(0);
+    let reference = format!("{}/team/app:v1", upstream.addr);
+    let pull = |layout: &Path| {
+        let out = ocireg()
+            .args(["pull", "--plain-http", "--progress", "plain", "--hosts-dir"])
+            .arg(hosts.path())
+            .arg(&reference)
+            .arg(layout)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first = tempfile::tempdir().unwrap();
+    let said = pull(first.path());
+    assert!(
+        said.contains("fallback"),
+        "the dead mirror is reported: {said}"
+    );
+    let want: Vec<String> = {
+        let mut v: Vec<String> = img
+            .blobs()
+            .chain([&img.manifest])
+            .map(|b| ocireg_core::Digest::sha256(b).to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(layout_blobs(first.path()), want);
+    let (upstream_log, _) = upstream.requests_since(upstream_from);
+    let (mirror_log, _) = mirror.requests_since(mirror_from);
+    assert_eq!(blob_gets(&upstream_log), 0, "{upstream_log:?}");
+    assert_eq!(blob_gets(&mirror_log), 3, "{mirror_log:?}");
+    // the image is named by the tag as written, whichever host served it
+    let index = std::fs::read_to_string(first.path().join("index.json")).unwrap();
+    assert!(index.contains("\"v1\""), "{index}");
+
+    // the mirror stops: the upstream serves it all
+    drop(mirror);
+    let (_, upstream_from) = upstream.requests_since(0);
+    let second = tempfile::tempdir().unwrap();
+    pull(second.path());
+    assert_eq!(layout_blobs(second.path()), want);
+    let (upstream_log, _) = upstream.requests_since(upstream_from);
+    assert_eq!(blob_gets(&upstream_log), 3, "{upstream_log:?}");
+}
+
+#[test]
+fn skip_verify_needs_the_insecure_flag_which_is_loudly_warned() {
+    let img = image(66, &[1000], &Platform::host(), false);
+    let tls = RealRegistry::start(Mode::OpenTls);
+    tls.push(&img, "team/app", "v1");
+    let reference = format!("{}/team/app:v1", tls.addr);
+    // the registry's own CA is not given: verification fails, as it should
+    let layout = tempfile::tempdir().unwrap();
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let (reference_arg, layout_arg) = (os(&reference), layout.path().as_os_str().to_owned());
+    fail(&[
+        &os("pull"),
+        &os("--attempts"),
+        &os("1"),
+        &reference_arg,
+        &layout_arg,
+    ]);
+    // a hosts.toml that asks to skip verification is refused without the flag
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts(
+        hosts.path(),
+        &tls.addr,
+        &format!("[host.\"https://{}\"]\n  skip_verify = true\n", tls.addr),
+    );
+    let err = fail(&[
+        &os("pull"),
+        &os("--hosts-dir"),
+        hosts.path().as_os_str(),
+        &reference_arg,
+        &layout_arg,
+    ]);
+    assert!(
+        err.contains("skip_verify") && err.contains("--insecure-skip-tls-verify"),
+        "{err}"
+    );
+    // with the flag: it works, and says what it gave up
+    let out = ocireg()
+        .args([
+            "pull",
+            "--insecure-skip-tls-verify",
+            "--progress",
+            "plain",
+            &reference,
+        ])
+        .arg(layout.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("WARNING") && err.contains("no server certificate is checked"),
+        "{err}"
+    );
+    // the CA file is the way that keeps verification on
+    succeed(&[
+        "pull",
+        "--ca-file",
+        tls.ca.as_ref().unwrap().to_str().unwrap(),
+        &reference,
+        layout.path().to_str().unwrap(),
+    ]);
+}
