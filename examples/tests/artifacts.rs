@@ -9,7 +9,7 @@ use ocireg_registry::images::{artifact, image, TestImage};
 use ocireg_tests::real::{write_oci_layout, Mode, RealRegistry};
 
 mod support;
-use support::{serve_inprocess, succeed};
+use support::{serve_inprocess, succeed, Served};
 
 const SIG: &str = "application/vnd.example.signature.v1";
 
@@ -128,22 +128,25 @@ fn referrers_through_the_tag_schema_on_docker_registry() {
     }
 }
 
+/// `ocireg serve --allow-push` has the referrers API: the listing comes from it (on
+/// both runtimes), and no referrers tag is written.
 #[test]
-fn referrers_through_the_api_of_the_in_process_registry() {
-    let (addr, reg, _rt) = serve_inprocess(ocireg_registry::Registry::new(), vec![]);
+fn referrers_through_the_api_of_ocireg_serve() {
     let img = image(64, &[2000], &Platform::host(), false);
     let sig = artifact(SIG, &[("sig.bin", b"another signature")], Some(&img));
-    let doc = push_and_list(&addr, false, &img, &sig);
-    assert_eq!(doc["via"], "referrers API", "{doc:#}");
-    assert_eq!(doc["referrers"][0]["digest"], sig.digest().to_string());
-    // a registry with the API lists the referrer itself: no tag was written
-    let tag = fallback_tag(&img.digest());
-    assert!(reg
-        .lock()
-        .unwrap()
-        .inner
-        .manifest("team/app", &tag)
-        .is_none());
+    let empty = tempfile::tempdir().unwrap();
+    write_oci_layout(empty.path(), &[(&img, Some("seed"))], &[]);
+    for runtime in ["tokio", "async-std"] {
+        let served = Served::start(empty.path(), runtime);
+        let doc = push_and_list(&served.addr, false, &img, &sig);
+        assert_eq!(doc["via"], "referrers API", "{runtime}: {doc:#}");
+        assert_eq!(doc["referrers"][0]["digest"], sig.digest().to_string());
+        // a registry with the API lists the referrer itself: no tag was written
+        let tag = fallback_tag(&img.digest());
+        let missing = std::ffi::OsString::from(format!("{}/team/app:{tag}", served.addr));
+        let err = support::fail(&["inspect".as_ref(), &missing]);
+        assert!(err.contains("404") || err.contains("not found"), "{err}");
+    }
 }
 
 /// An artifact (artifactType, the empty config, layers of any media type) pulls into a

@@ -1104,7 +1104,7 @@ fn push_and_copy_against_a_real_registry() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
     // the registry's catalog lists every repository written to
-    let listed = succeed(&["catalog", "--plain-http", &reg.addr]);
+    let listed = succeed(&["catalog", "--plain-http", "--page-size", "2", &reg.addr]);
     for repo in ["src/app", "dst/app", "third/app", "copied/app"] {
         assert!(listed.lines().any(|l| l == repo), "{repo} in {listed}");
     }

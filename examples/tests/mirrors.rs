@@ -57,8 +57,9 @@ fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
     let (_, upstream_from) = upstream.requests_since(0);
     let (_, mirror_from) = mirror.requests_since(0);
     let reference = format!("{}/team/app:v1", upstream.addr);
-    let pull = |layout: &Path| {
+    let pull = |layout: &Path, runtime: &str| {
         let out = ocireg()
+            .args(["--runtime", runtime])
             .args(["pull", "--plain-http", "--progress", "plain", "--hosts-dir"])
             .arg(hosts.path())
             .arg(&reference)
@@ -73,7 +74,7 @@ fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     let first = tempfile::tempdir().unwrap();
-    let said = pull(first.path());
+    let said = pull(first.path(), "tokio");
     assert!(
         said.contains("fallback"),
         "the dead mirror is reported: {said}"
@@ -96,11 +97,11 @@ fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
     let index = std::fs::read_to_string(first.path().join("index.json")).unwrap();
     assert!(index.contains("\"v1\""), "{index}");
 
-    // the mirror stops: the upstream serves it all
+    // the mirror stops: the upstream serves it all (on the other runtime)
     drop(mirror);
     let (_, upstream_from) = upstream.requests_since(0);
     let second = tempfile::tempdir().unwrap();
-    pull(second.path());
+    pull(second.path(), "async-std");
     assert_eq!(layout_blobs(second.path()), want);
     let (upstream_log, _) = upstream.requests_since(upstream_from);
     assert_eq!(blob_gets(&upstream_log), 3, "{upstream_log:?}");

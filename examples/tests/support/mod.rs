@@ -58,3 +58,42 @@ pub fn serve_inprocess(
     rt.spawn(ocireg_tokio::serve(listener, reg.clone()));
     (addr, reg, rt)
 }
+
+/// `ocireg serve --allow-push` of a layout on a free port, on `runtime`; stopped when
+/// dropped.
+pub struct Served {
+    child: std::process::Child,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+}
+
+impl Served {
+    /// Starts serving the layout `dir`.
+    pub fn start(dir: &std::path::Path, runtime: &str) -> Served {
+        let mut child = ocireg()
+            .args([
+                "--runtime",
+                runtime,
+                "serve",
+                "--allow-push",
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        Served { child, addr }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
