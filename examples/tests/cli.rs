@@ -1132,23 +1132,8 @@ fn serve_with_allow_push_takes_a_push() {
     let img = image(61, &[2 << 20, 5000], &Platform::host(), false);
     ocireg_tests::real::write_oci_layout(&src, &[(&img, Some("v1"))], &[]);
     for runtime in ["tokio", "async-std"] {
-        let mut server = ocireg()
-            .args([
-                "--runtime",
-                runtime,
-                "serve",
-                "--allow-push",
-                "--addr",
-                "127.0.0.1:0",
-            ])
-            .arg(&src)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut reader = std::io::BufReader::new(server.stdout.take().unwrap());
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-        let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+        let server = support::Served::start(&src, runtime);
+        let addr = server.addr.clone();
         let pushed = ocireg()
             .args(["--runtime", runtime, "push", "--chunk-size", "1"])
             .arg(&src)
@@ -1179,8 +1164,7 @@ fn serve_with_allow_push_takes_a_push() {
             .arg(format!("{addr}/again/app:v3"))
             .output()
             .unwrap();
-        let _ = server.kill();
-        let _ = server.wait();
+        drop(server);
         assert!(
             pushed.status.success(),
             "{}",
