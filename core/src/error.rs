@@ -16,8 +16,11 @@ pub const ERROR_BODY_LIMIT: usize = 2048;
 /// What kind of failure a transport (adapter) saw. The core decides what to do with it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TransportErrorKind {
-    /// The connection could not be made (refused, unreachable, DNS).
+    /// The connection could not be made (refused, unreachable).
     Connect,
+    /// The host name does not resolve (DNS). Permanent: a name that does not resolve
+    /// now is not worth retrying within one operation.
+    NameNotResolved,
     /// The server answered the TLS handshake with something that is not TLS
     /// (it speaks plain HTTP). Only this kind allows the loopback fallback to `http`.
     NotTls,
@@ -34,7 +37,10 @@ pub enum TransportErrorKind {
 impl TransportErrorKind {
     /// Whether a retry may help.
     pub fn is_temporary(self) -> bool {
-        !matches!(self, TransportErrorKind::Tls)
+        !matches!(
+            self,
+            TransportErrorKind::Tls | TransportErrorKind::NameNotResolved
+        )
     }
 }
 
@@ -203,12 +209,15 @@ pub enum Error {
     #[error("{0}")]
     Status(Box<StatusError>),
     /// Authentication failed even with a fresh token or the given credentials.
-    #[error("access to {repository} on {registry} refused: {source}")]
+    #[error("access to {repository} on {registry} refused ({}): {source}", if *.credentials_given { "the credentials given were rejected" } else { "no credentials were given" })]
     Unauthorized {
         /// Registry host.
         registry: String,
         /// Repository.
         repository: String,
+        /// Credentials were configured (and sent, or used for a token) and refused;
+        /// otherwise the registry wants credentials and none were given.
+        credentials_given: bool,
         /// The final refusal.
         source: Box<StatusError>,
     },
@@ -379,45 +388,86 @@ pub enum Error {
     Cancelled,
 }
 
-/// Coarse classification of an [`Error`].
+/// What kind of failure an [`Error`] is, for a caller to branch on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// A retry may succeed.
-    Temporary,
-    /// Will not succeed without a change.
-    Permanent,
-    /// Credentials missing or refused.
-    Auth,
-    /// Rate limited; the registry said when to come back.
-    RateLimited,
+    /// What was asked for does not exist (HTTP 404: an unknown tag, manifest, blob or
+    /// repository).
+    NotFound,
+    /// The registry wants credentials: none were given, or those given were rejected.
+    Unauthorized {
+        /// Credentials were given (and rejected).
+        credentials_given: bool,
+    },
+    /// The credentials do not allow this (HTTP 403, or a redirect target that refused).
+    Forbidden,
+    /// The registry limits the rate of requests (HTTP 429); when to come back, if it said.
+    RateLimited {
+        /// The wait the registry asked for.
+        retry_after: Option<Duration>,
+    },
+    /// The network failed: no connection, a name that does not resolve, TLS, a broken or
+    /// stalled exchange.
+    Network,
+    /// The registry failed (HTTP 5xx).
+    Server,
     /// Content did not match its digest or size.
     Integrity,
+    /// What the caller gave is not usable: a malformed reference or digest, credentials
+    /// that would travel in clear text.
+    InvalidInput,
+    /// The registry answered what a registry must not (an unusable manifest, list,
+    /// range, token or redirect), or went past a bound.
+    Protocol,
+    /// The deadline passed, or the caller cancelled.
+    Stopped,
+}
+
+impl ErrorKind {
+    /// Whether trying again later may succeed.
+    pub fn is_temporary(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Network | ErrorKind::Server | ErrorKind::RateLimited { .. }
+        )
+    }
 }
 
 impl Error {
-    /// The classification.
+    /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Status(s) if s.status == 429 => ErrorKind::RateLimited,
-            Error::RetryAfterTooLong { .. } => ErrorKind::RateLimited,
-            Error::Status(s) if s.is_temporary() => ErrorKind::Temporary,
-            Error::Status(s) if s.status == 401 || s.status == 403 => ErrorKind::Auth,
-            Error::Unauthorized { .. } | Error::Insecure(_) | Error::ForeignOrigin { .. } => {
-                ErrorKind::Auth
-            }
-            Error::Transport { error, .. } if error.kind.is_temporary() => ErrorKind::Temporary,
+            Error::Status(s) => status_kind(s),
+            Error::RetryAfterTooLong { after, .. } => ErrorKind::RateLimited {
+                retry_after: Some(*after),
+            },
+            Error::Unauthorized { source, .. } if source.status == 403 => ErrorKind::Forbidden,
+            Error::Unauthorized {
+                credentials_given, ..
+            } => ErrorKind::Unauthorized {
+                credentials_given: *credentials_given,
+            },
+            Error::ForeignOrigin { .. } => ErrorKind::Forbidden,
+            Error::Transport { .. } => ErrorKind::Network,
             Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => ErrorKind::Integrity,
+            Error::Reference(_) | Error::Digest(_) | Error::Insecure(_) => ErrorKind::InvalidInput,
             Error::GaveUp { last, .. } => last.kind(),
-            Error::Deadline { last, .. } => {
-                last.as_ref().map_or(ErrorKind::Temporary, |l| l.kind())
-            }
-            _ => ErrorKind::Permanent,
+            Error::Deadline { .. } | Error::Cancelled => ErrorKind::Stopped,
+            _ => ErrorKind::Protocol,
         }
     }
 
-    /// True when a retry may help.
+    /// True when a retry may help (a certificate that fails verification, or a name
+    /// that does not resolve, is a network failure a retry does not mend).
     pub fn is_temporary(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Temporary | ErrorKind::RateLimited)
+        match self {
+            Error::Transport { error, .. } => error.kind.is_temporary(),
+            // 501, 505 and 511 are server errors no retry mends
+            Error::Status(s) => s.is_temporary(),
+            Error::GaveUp { last, .. } => last.is_temporary(),
+            _ => self.kind().is_temporary(),
+        }
     }
 
     /// The HTTP status behind this error, if any.
@@ -429,6 +479,23 @@ impl Error {
             Error::Deadline { last, .. } => last.as_ref().and_then(|l| l.status()),
             _ => None,
         }
+    }
+}
+
+/// The kind of an error status.
+fn status_kind(s: &StatusError) -> ErrorKind {
+    match s.status {
+        404 => ErrorKind::NotFound,
+        401 => ErrorKind::Unauthorized {
+            credentials_given: false,
+        },
+        403 => ErrorKind::Forbidden,
+        429 => ErrorKind::RateLimited {
+            retry_after: s.retry_after,
+        },
+        500..=599 => ErrorKind::Server,
+        408 | 425 | 499 => ErrorKind::Network,
+        _ => ErrorKind::Protocol,
     }
 }
 
@@ -503,7 +570,79 @@ mod tests {
             e.to_string(),
             "GET https://r/v2/a/manifests/x: HTTP 404 Not Found: MANIFEST_UNKNOWN: manifest unknown"
         );
-        assert_eq!(Error::Status(Box::new(e)).kind(), ErrorKind::Permanent);
+        assert_eq!(Error::Status(Box::new(e)).kind(), ErrorKind::NotFound);
         assert!(parse_registry_errors(b"<html>").is_none());
+    }
+
+    #[test]
+    fn kinds_a_caller_can_branch_on() {
+        let status = |status: u16, retry_after: Option<Duration>| {
+            Box::new(StatusError {
+                method: "GET".into(),
+                url: "u".into(),
+                status,
+                errors: vec![],
+                body: String::new(),
+                retry_after,
+            })
+        };
+        let refused = |given: bool, code: u16| Error::Unauthorized {
+            registry: "r".into(),
+            repository: "a".into(),
+            credentials_given: given,
+            source: status(code, None),
+        };
+        let transport = |kind| Error::Transport {
+            method: "GET".into(),
+            url: "u".into(),
+            error: TransportError::new(kind, "x"),
+        };
+        let wait = Some(Duration::from_secs(7));
+        for (e, kind) in [
+            (Error::Status(status(404, None)), ErrorKind::NotFound),
+            (Error::Status(status(403, None)), ErrorKind::Forbidden),
+            (Error::Status(status(503, None)), ErrorKind::Server),
+            (
+                Error::Status(status(429, wait)),
+                ErrorKind::RateLimited { retry_after: wait },
+            ),
+            (
+                refused(false, 401),
+                ErrorKind::Unauthorized {
+                    credentials_given: false,
+                },
+            ),
+            (
+                refused(true, 401),
+                ErrorKind::Unauthorized {
+                    credentials_given: true,
+                },
+            ),
+            (refused(true, 403), ErrorKind::Forbidden),
+            (transport(TransportErrorKind::Connect), ErrorKind::Network),
+            (
+                Error::GaveUp {
+                    what: "x".into(),
+                    attempts: 3,
+                    last: Box::new(transport(TransportErrorKind::Broken)),
+                },
+                ErrorKind::Network,
+            ),
+            (Error::Cancelled, ErrorKind::Stopped),
+            (
+                Error::Reference(crate::reference::Reference::parse("a/b:bad tag").unwrap_err()),
+                ErrorKind::InvalidInput,
+            ),
+        ] {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+        assert!(refused(true, 401)
+            .to_string()
+            .contains("credentials given were rejected"));
+        assert!(refused(false, 401)
+            .to_string()
+            .contains("no credentials were given"));
+        assert!(!transport(TransportErrorKind::NameNotResolved).is_temporary());
+        assert!(transport(TransportErrorKind::Connect).is_temporary());
     }
 }

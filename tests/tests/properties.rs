@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use ocireg_core::{Config, ErrorKind, Platform, Pull, Reference, RetryPolicy};
+use ocireg_core::{Config, Platform, Pull, Reference, RetryPolicy};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::Sim;
@@ -219,7 +219,7 @@ proptest! {
                 prop_assert_eq!(e.status(), Some(*s), "{}", e)
             }
             (Expect::Fail(Some(FailCheck::RetriesExhausted)), Err(e)) => prop_assert!(
-                matches!(e.kind(), ErrorKind::Temporary | ErrorKind::RateLimited),
+                e.kind().is_temporary(),
                 "expected retries to run out, got: {e}"
             ),
             _ => {}

@@ -111,7 +111,7 @@ fn a_redirect_targets_challenge_never_receives_credentials() {
                 }
                 other => panic!("{other}"),
             }
-            assert_eq!(e.kind(), ocireg_core::ErrorKind::Auth);
+            assert_eq!(e.kind(), ocireg_core::ErrorKind::Forbidden);
             // one blob: registry → CDN refusal → registry again → CDN refusal → fail
             // (every blob in flight at the same time does the same, at most)
             let to_cdn = out.requests.iter().filter(|r| r.0 == CDN).count();

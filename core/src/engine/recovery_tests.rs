@@ -212,9 +212,12 @@ fn retries_carry_the_servers_hint_and_its_cap() {
         transport(&s, TransportErrorKind::Broken),
         Recovery::Retry { after: None, .. }
     ));
-    // a certificate that fails verification is never retried
-    assert!(matches!(
-        transport(&s, TransportErrorKind::Tls),
-        Recovery::Fail(Error::Transport { .. })
-    ));
+    // a certificate that fails verification is never retried, nor a name that does
+    // not resolve
+    for kind in [TransportErrorKind::Tls, TransportErrorKind::NameNotResolved] {
+        assert!(matches!(
+            transport(&s, kind),
+            Recovery::Fail(Error::Transport { .. })
+        ));
+    }
 }

@@ -119,6 +119,7 @@ impl Engine {
                 "" => "the catalog".to_string(),
                 r => r.to_string(),
             },
+            credentials_given: !matches!(s.config.credentials, crate::auth::Credentials::Anonymous),
             source: Box::new(serr),
         };
         let Some(op) = self.ops.get_mut(&op_id) else {

@@ -52,7 +52,20 @@ pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportEr
         };
         message = chain_message(err);
     }
+    if is_dns_failure(&message) {
+        kind = TransportErrorKind::NameNotResolved;
+    }
     TransportError::new(kind, message)
+}
+
+/// Whether an error's text says the host name did not resolve (hyper-util's connector
+/// says "dns error"; the system resolver, through std, "failed to lookup address").
+pub fn is_dns_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("dns error")
+        || m.contains("failed to lookup address")
+        || m.contains("name or service not known")
+        || m.contains("no address associated")
 }
 
 /// The error and its sources, joined with ": " (without repeating a text).

@@ -35,6 +35,20 @@ pub(crate) struct ConnectArgs {
     pub(crate) attempts: u32,
 }
 
+impl ConnectArgs {
+    /// What clap cannot check: a user name needs a password from stdin or the
+    /// environment.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.username.is_some()
+            && !self.password_stdin
+            && std::env::var_os("OCIREG_PASSWORD").is_none()
+        {
+            return Err("--username needs --password-stdin or OCIREG_PASSWORD".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Args)]
 pub(crate) struct PullArgs {
     #[command(flatten)]
@@ -69,6 +83,7 @@ pub(crate) struct PullArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,
     /// Image reference: [host[:port]/]repository[:tag][@digest]
+    #[arg(value_parser = image_reference)]
     pub(crate) reference: String,
     /// OCI image layout directory.
     pub(crate) dir: PathBuf,
@@ -121,6 +136,7 @@ pub(crate) struct PushArgs {
     /// LAYOUT[:NAME]
     pub(crate) dir: String,
     /// Target: [host[:port]/]repository[:tag] (without a tag, the image is pushed by digest).
+    #[arg(value_parser = image_reference)]
     pub(crate) reference: String,
 }
 
@@ -148,8 +164,10 @@ pub(crate) struct CopyArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) progress: progress::Mode,
     /// Source: [host[:port]/]repository[:tag][@digest], or oci:DIR[:NAME] (a layout)
+    #[arg(value_parser = reference_or_layout)]
     pub(crate) source: String,
     /// Target: [host[:port]/]repository[:tag], or oci:DIR[:NAME] (a layout)
+    #[arg(value_parser = reference_or_layout)]
     pub(crate) target: String,
 }
 
@@ -161,6 +179,7 @@ pub(crate) struct InspectArgs {
     #[arg(long)]
     pub(crate) raw: bool,
     /// Image reference.
+    #[arg(value_parser = image_reference)]
     pub(crate) reference: String,
 }
 
@@ -171,6 +190,7 @@ pub(crate) struct TagsArgs {
     #[command(flatten)]
     pub(crate) list: ListArgs,
     /// Repository: [host[:port]/]repository
+    #[arg(value_parser = image_reference)]
     pub(crate) repository: String,
 }
 
@@ -195,6 +215,7 @@ pub(crate) struct ReferrersArgs {
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: ReferrersFormat,
     /// Image reference: [host[:port]/]repository[:tag][@digest]
+    #[arg(value_parser = image_reference)]
     pub(crate) reference: String,
 }
 
@@ -261,6 +282,24 @@ pub(crate) fn repository_name(s: &str) -> Result<String, String> {
     ocireg_core::reference::validate_repository(s)
         .map(|()| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// The form an image reference takes, for messages.
+const REFERENCE_FORM: &str = "[host[:port]/]repository[:tag][@sha256:<64 hex>]";
+
+/// An image reference as written (a usage error, quoting all of it, otherwise).
+pub(crate) fn image_reference(s: &str) -> Result<String, String> {
+    ocireg_core::Reference::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not an image reference ({e}); expected {REFERENCE_FORM}"))
+}
+
+/// An image reference, or `oci:DIR[:NAME]` (a layout).
+pub(crate) fn reference_or_layout(s: &str) -> Result<String, String> {
+    if s.starts_with("oci:") {
+        return Ok(s.to_string());
+    }
+    image_reference(s).map_err(|e| format!("{e}, or oci:DIR[:NAME] for a layout"))
 }
 
 /// A platform as `os/arch[/variant]` (a usage error otherwise).

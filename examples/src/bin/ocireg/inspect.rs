@@ -21,11 +21,16 @@ impl Sink for Collect {
     }
 }
 
-pub(crate) async fn run_machine(mut pull: Pull, io: &Io) -> Result<Vec<Event>, String> {
+pub(crate) async fn run_machine(
+    mut pull: Pull,
+    io: &Io,
+    credentials: &ocireg_core::Credentials,
+) -> Result<Vec<Event>, String> {
     let mut sink = Collect(Vec::new());
+    let reference = pull.reference().clone();
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink)
         .await
-        .map_err(|e: PullError| e.to_string())?;
+        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, credentials))?;
     Ok(sink.0)
 }
 
@@ -67,7 +72,9 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
     let io = io(rt, &a.connect)?;
     let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    let events = run_machine(Pull::inspect(cfg, reference.clone(), io.runtime.now()), &io).await?;
+    let credentials = cfg.credentials.clone();
+    let pull = Pull::inspect(cfg, reference.clone(), io.runtime.now());
+    let events = run_machine(pull, &io, &credentials).await?;
     let Some(Event::Manifest {
         digest,
         media_type,

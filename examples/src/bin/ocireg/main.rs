@@ -8,6 +8,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod explain;
 mod inspect;
 mod progress;
 mod pull;
@@ -81,8 +82,30 @@ enum Command {
     Demo(DemoArgs),
 }
 
+impl Command {
+    /// The connection flags of a command that talks to a registry.
+    fn connect(&self) -> Option<&args::ConnectArgs> {
+        match self {
+            Command::Pull(a) => Some(&a.connect),
+            Command::Push(a) => Some(&a.connect),
+            Command::Copy(a) => Some(&a.connect),
+            Command::Inspect(a) => Some(&a.connect),
+            Command::Tags(a) => Some(&a.connect),
+            Command::Catalog(a) => Some(&a.connect),
+            Command::Referrers(a) => Some(&a.connect),
+            Command::Serve(_) | Command::Demo(_) => None,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Err(message)) = cli.command.connect().map(args::ConnectArgs::check) {
+        // a usage error: clap's form, exit 2
+        <Cli as clap::CommandFactory>::command()
+            .error(clap::error::ErrorKind::MissingRequiredArgument, message)
+            .exit();
+    }
     init_logging(cli.verbose);
     let rt = cli.runtime;
     let result = match cli.command {

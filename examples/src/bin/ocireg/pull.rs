@@ -23,7 +23,7 @@ impl Observer for Logged<'_> {
                 delay,
                 error,
             } => {
-                tracing::warn!(
+                tracing::info!(
                     "{what}: {error}; attempt {attempt} in {:.1}s",
                     delay.as_secs_f64()
                 )
@@ -32,7 +32,7 @@ impl Observer for Logged<'_> {
                 tracing::info!("blob {} resumes at byte {offset}", blob.0)
             }
             Event::Restarted { blob } => {
-                tracing::warn!("blob {} starts over from byte 0", blob.0)
+                tracing::info!("blob {} starts over from byte 0", blob.0)
             }
             Event::PlainHttpFallback { host } => {
                 tracing::info!("{host} does not speak TLS; using plain http")
@@ -114,9 +114,13 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         quiet_failure,
     } = into;
     let started = runtime.now();
+    let credentials = cfg.credentials.clone();
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
     let tag = name.or(reference.tag()).map(str::to_string);
+    // a first pull that fails leaves nothing behind (see remove_skeleton)
+    let first = !dir.join("oci-layout").exists() && !dir.join("index.json").exists();
+    let dir_existed = dir.exists();
     let writer = LayoutWriter::create(dir, tag)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .verify_existing(verify_existing);
@@ -124,7 +128,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     let (desc, stats) = match result {
         Ok(r) => r,
         Err(e) => {
-            let message = e.to_string();
+            let message = crate::explain::pull_error(&e, &reference, &credentials);
             if quiet_failure {
                 progress.finish();
             } else {
@@ -134,6 +138,9 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
                 ocireg_driver::PullError::Registry(e) => Some(e),
                 _ => None,
             };
+            if first {
+                remove_skeleton(dir, dir_existed);
+            }
             return Err(PullFailed { message, error });
         }
     };
@@ -395,4 +402,31 @@ pub(crate) async fn pull_referrers(
         );
     }
     Ok(())
+}
+
+/// After a failed first pull into `dir`: removes the layout skeleton the pull created
+/// (`oci-layout`, empty `blobs/` and `ingest/`, and `dir` itself when the pull made it)
+/// when it holds nothing worth keeping: no blob, no partial download to continue.
+fn remove_skeleton(dir: &Path, dir_existed: bool) {
+    fn holds_a_file(p: &Path, depth: u8) -> bool {
+        let Ok(entries) = std::fs::read_dir(p) else {
+            return false;
+        };
+        entries.flatten().any(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => depth > 0 && holds_a_file(&e.path(), depth - 1),
+            Ok(_) => true,
+            Err(_) => true,
+        })
+    }
+    if holds_a_file(&dir.join("blobs"), 2) || holds_a_file(&dir.join("ingest"), 2) {
+        return;
+    }
+    if !dir_existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let _ = std::fs::remove_file(dir.join("oci-layout"));
+    for sub in ["blobs", "ingest"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+    }
 }

@@ -69,7 +69,7 @@ impl Tally {
                 error,
             } => {
                 self.retries += 1;
-                tracing::warn!(
+                tracing::info!(
                     "{what}: {error}; attempt {attempt} in {:.1}s",
                     delay.as_secs_f64()
                 );
@@ -219,13 +219,14 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
         },
         None => source,
     };
+    let credentials = cfg.credentials.clone();
     let mut push = Push::new(cfg, target.clone(), plan, started);
     let result = drive_push(&mut push, t, runtime, source, &mut |e: &Event| {
         tally.see(e, mode)
     })
     .await;
     if let Err(e) = result {
-        let e = e.to_string();
+        let e = crate::explain::pull_error(&e, &target, &credentials);
         if mode == Mode::Json {
             emit(json!({"event": "failed", "error": e}));
         }

@@ -17,7 +17,8 @@ pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
     let io = io(rt, &a.connect)?;
     let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    let mut pull = Pull::referrers(cfg, reference, a.artifact_type, io.runtime.now());
+    let credentials = cfg.credentials.clone();
+    let mut pull = Pull::referrers(cfg, reference.clone(), a.artifact_type, io.runtime.now());
     let mut out = Print {
         format: a.format,
         rows: 0,
@@ -27,7 +28,7 @@ pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result
     };
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
         .await
-        .map_err(|e: PullError| e.to_string())?;
+        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, &credentials))?;
     out.end().map_err(|e| format!("writing to stdout: {e}"))
 }
 
@@ -153,7 +154,7 @@ pub(crate) async fn closure(
             None,
             io.runtime.now(),
         );
-        for e in run_machine(pull, io).await? {
+        for e in run_machine(pull, io, &cfg.credentials).await? {
             let Event::Referrers { referrers, .. } = e else {
                 continue;
             };

@@ -16,11 +16,12 @@ pub(crate) async fn cmd_tags(a: TagsArgs, rt: RuntimeChoice) -> Result<(), Strin
     let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     cfg.max_tag_pages = a.list.max_pages;
     cfg.tag_page_size = a.list.page_size;
-    let mut pull = Pull::list_tags(cfg, reference, io.runtime.now());
+    let credentials = cfg.credentials.clone();
+    let mut pull = Pull::list_tags(cfg, reference.clone(), io.runtime.now());
     let mut out = Print::new(a.list.format);
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
         .await
-        .map_err(|e: PullError| e.to_string())?;
+        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, &credentials))?;
     out.end().map_err(|e| e.to_string())
 }
 
@@ -31,6 +32,7 @@ pub(crate) async fn cmd_catalog(a: CatalogArgs, rt: RuntimeChoice) -> Result<(),
     let mut cfg = config(&a.connect, registry.registry(), io.runtime.now())?;
     cfg.max_tag_pages = a.list.max_pages;
     cfg.tag_page_size = a.list.page_size;
+    let credentials = cfg.credentials.clone();
     let mut pull = Pull::catalog(cfg, registry.clone(), io.runtime.now());
     let mut out = Print::new(a.list.format);
     match ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out).await {
@@ -40,7 +42,7 @@ pub(crate) async fn cmd_catalog(a: CatalogArgs, rt: RuntimeChoice) -> Result<(),
              the catalog off or limit it to administrators: list the tags of a repository you \
              know with `ocireg tags`"
         )),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(crate::explain::pull_error(&e, &registry, &credentials)),
     }
 }
 
