@@ -1,5 +1,15 @@
 //! # ocireg-async-std: the async-std adapter
 //!
+//! A pull into an OCI image layout, with Docker's credentials and the web PKI roots:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = ocireg_async_std::Client::new()?;
+//! let pulled = client.pull("docker.io/library/alpine:3.20").to_layout("./alpine").await?;
+//! println!("{} ({} blobs fetched)", pulled.descriptor.digest, pulled.stats.fetched);
+//! # Ok(()) }
+//! ```
+//!
 //! The HTTP machinery is the same as the tokio adapter's, on purpose: hyper 1.x and
 //! hyper-util's pooled client are runtime-agnostic (they only need an executor, a
 //! connector and I/O implementing `hyper::rt::{Read, Write}`), well kept, and give
@@ -32,7 +42,7 @@ use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::Client as HyperClient;
 use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
 use ocireg_driver::Runtime;
 
@@ -240,6 +250,15 @@ pub type AsyncStdTransport = HyperTransport<AsyncStdConnector>;
 
 pub use ocireg_driver::tls::load_certs;
 
+pub use ocireg_core::{
+    Config, Credentials, Descriptor, Digest, Error, ErrorKind, Event, Platform, PlatformChoice,
+    Reference,
+};
+pub use ocireg_driver::client::{Inspected, Pulled};
+pub use ocireg_driver::{PullError, Sink};
+
+ocireg_driver::adapter_client!(AsyncStdTransport, AsyncStdRuntime, transport, "async-std");
+
 /// Builds the async-std client trusting the web PKI roots plus `extra_cas`.
 pub fn transport(
     extra_cas: &[rustls::pki_types::CertificateDer<'static>],
@@ -256,7 +275,7 @@ pub fn transport_with(mut cfg: rustls::ClientConfig) -> AsyncStdTransport {
     let connector = AsyncStdConnector {
         tls: TlsConnector::from(Arc::new(cfg)),
     };
-    let client = Client::builder(AsyncStdExecutor)
+    let client = HyperClient::builder(AsyncStdExecutor)
         .pool_idle_timeout(POOL_IDLE)
         .build(connector);
     HyperTransport::new(client)

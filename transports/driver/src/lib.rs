@@ -7,6 +7,7 @@
 //! HTTP client and a timer. [`layout`] writes and reads OCI image layouts, and [`hyper`]
 //! turns hyper responses into core inputs and registry replies into hyper responses.
 
+pub mod client;
 pub mod credentials;
 pub mod files;
 pub mod hosts;

@@ -1,5 +1,19 @@
 //! # ocireg-tokio: the tokio adapter
 //!
+//! A pull into an OCI image layout, with Docker's credentials and the web PKI roots:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = ocireg_tokio::Client::new()?;
+//! let pulled = client.pull("docker.io/library/alpine:3.20").to_layout("./alpine").await?;
+//! println!("{} ({} blobs fetched)", pulled.descriptor.digest, pulled.stats.fetched);
+//! # Ok(()) }
+//! ```
+//!
+//! [`Client`] also inspects, lists tags (a stream), lists referrers, pushes a layout and
+//! copies between registries; its errors say what kind of failure they are
+//! ([`PullError`], and the core's [`Error::kind`]).
+//!
 //! [`TokioTransport`] (built by [`transport`]) is hyper-util's pooled client over rustls (web PKI roots plus any
 //! extra CA certificates), speaking HTTP/1.1 or HTTP/2 as ALPN decides. It follows no
 //! redirect and retries nothing: the core decides both. [`TokioRuntime`] gives the drive
@@ -9,7 +23,7 @@
 use std::time::Instant;
 
 use futures::future::{BoxFuture, FutureExt};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
 use ocireg_driver::Runtime;
@@ -29,6 +43,20 @@ impl Runtime for TokioRuntime {
 }
 
 pub use ocireg_driver::tls::load_certs;
+
+pub use ocireg_core::{
+    Config, Credentials, Descriptor, Digest, Error, ErrorKind, Event, Platform, PlatformChoice,
+    Reference,
+};
+pub use ocireg_driver::client::{Inspected, Pulled};
+pub use ocireg_driver::{PullError, Sink};
+
+ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport, "tokio");
+
+/// The README's Rust examples, compiled as doctests (the library example must build).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
 
 /// The tokio HTTP client: hyper-util's pooled client over hyper-rustls.
 pub type TokioTransport = HyperTransport<hyper_rustls::HttpsConnector<HttpConnector>>;
@@ -55,7 +83,7 @@ pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    let client = Client::builder(TokioExecutor::new())
+    let client = HyperClient::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
