@@ -295,9 +295,10 @@ fn parse(reference: &str) -> Result<Reference, PullError> {
     Reference::parse(reference).map_err(|e| PullError::Registry(Error::Reference(e)))
 }
 
-/// Keeps every event (of machines that deliver no blob).
-#[derive(Default)]
-struct Collect(Vec<Event>);
+/// A sink that keeps every event (for machines that deliver no blob: inspect, tags,
+/// referrers).
+#[derive(Debug, Default)]
+pub struct Collect(pub Vec<Event>);
 
 impl Sink for Collect {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {

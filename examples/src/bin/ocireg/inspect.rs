@@ -1,25 +1,12 @@
 //! `ocireg inspect`: one manifest or index, summarised or raw.
 
 use ocireg_core::{Event, Manifest, Pull, Reference};
-use ocireg_driver::{PullError, Sink};
+use ocireg_driver::client::Collect;
+use ocireg_driver::PullError;
 
 use crate::args::{InspectArgs, RuntimeChoice};
 use crate::pull::human;
 use crate::setup::{config, io, Io};
-
-/// Collects events of a machine that delivers no blob bytes (inspect, tags).
-pub(crate) struct Collect(Vec<Event>);
-
-impl Sink for Collect {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        self.0.push(event.clone());
-        Ok(())
-    }
-
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 pub(crate) async fn run_machine(
     mut pull: Pull,
