@@ -85,24 +85,7 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
         let mut pull = Pull::inspect(self.config_for(&reference)?, reference, self.runtime.now());
         let mut seen = Collect::default();
         crate::drive(&mut pull, &*self.transport, &*self.runtime, &mut seen).await?;
-        seen.0
-            .into_iter()
-            .find_map(|e| match e {
-                Event::Manifest {
-                    digest,
-                    media_type,
-                    bytes,
-                    manifest,
-                    ..
-                } => Some(Inspected {
-                    digest,
-                    media_type,
-                    bytes,
-                    manifest,
-                }),
-                _ => None,
-            })
-            .ok_or(PullError::Stuck)
+        Inspected::from_events(seen.0).ok_or(PullError::Stuck)
     }
 
     /// Every tag of `repository`, as the registry's pages arrive.
@@ -289,6 +272,27 @@ pub struct Inspected {
     pub bytes: bytes::Bytes,
     /// Parsed.
     pub manifest: Manifest,
+}
+
+impl Inspected {
+    /// The first manifest among the events of an inspect machine.
+    pub fn from_events(events: Vec<Event>) -> Option<Inspected> {
+        events.into_iter().find_map(|e| match e {
+            Event::Manifest {
+                digest,
+                media_type,
+                bytes,
+                manifest,
+                ..
+            } => Some(Inspected {
+                digest,
+                media_type,
+                bytes,
+                manifest,
+            }),
+            _ => None,
+        })
+    }
 }
 
 fn parse(reference: &str) -> Result<Reference, PullError> {

@@ -119,6 +119,14 @@ pub fn registry_service(
                 .lock()
                 .expect("registry lock")
                 .handle_with_body(&req, &Bytes::from(received));
+            // what was asked and answered (the path only: a query may carry state)
+            tracing::info!(
+                "{} {} {} {} bytes",
+                req.method(),
+                req.uri().path(),
+                reply.status().as_u16(),
+                reply.body.len()
+            );
             Ok(reply_to_response(reply, runtime))
         }) as futures::future::BoxFuture<'static, _>
     })

@@ -176,8 +176,14 @@ pub(crate) struct InspectArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     /// Print the manifest bytes exactly as served.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub(crate) raw: bool,
+    /// Of an index, show this platform's manifest instead: os/arch[/variant].
+    #[arg(long, value_parser = platform)]
+    pub(crate) platform: Option<ocireg_core::Platform>,
+    /// Output: a summary, or one JSON document (digest, media type, size, the manifest).
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: ListFormat,
     /// Image reference.
     #[arg(value_parser = image_reference)]
     pub(crate) reference: String,

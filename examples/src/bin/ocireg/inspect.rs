@@ -47,6 +47,15 @@ pub(crate) async fn run_pull(
         .ok_or_else(|| "no manifest received".to_string().into())
 }
 
+/// The manifest an inspect machine fetched: digest, media type, bytes, parsed.
+fn first_manifest(
+    events: Vec<Event>,
+) -> Result<(ocireg_core::Digest, String, bytes::Bytes, Manifest), String> {
+    let i = ocireg_driver::client::Inspected::from_events(events)
+        .ok_or_else(|| "no manifest received".to_string())?;
+    Ok((i.digest, i.media_type, i.bytes, i.manifest))
+}
+
 /// `writeln!` into a `String` (which cannot fail).
 macro_rules! say {
     ($out:expr, $($arg:tt)*) => {{
@@ -60,20 +69,39 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
     let io = io(rt, &a.connect)?;
     let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     let credentials = cfg.credentials.clone();
-    let pull = Pull::inspect(cfg, reference.clone(), io.runtime.now());
-    let events = run_machine(pull, &io, &credentials).await?;
-    let Some(Event::Manifest {
-        digest,
-        media_type,
-        bytes,
-        manifest,
-        ..
-    }) = events
-        .into_iter()
-        .find(|e| matches!(e, Event::Manifest { .. }))
-    else {
-        return Err("no manifest received".into());
+    let fetch = |reference: Reference| {
+        let pull = Pull::inspect(cfg.clone(), reference, io.runtime.now());
+        async { first_manifest(run_machine(pull, &io, &credentials).await?) }
     };
+    let (mut digest, mut media_type, mut bytes, mut manifest) = fetch(reference.clone()).await?;
+    // --platform: an index's child for that platform (an image is shown as it is)
+    if let (Some(p), Manifest::Index(ix)) = (&a.platform, &manifest) {
+        let child = ix.select(p).map_err(|e| format!("{reference}: {e}"))?;
+        let at = Reference::new(
+            reference.registry(),
+            reference.repository(),
+            None,
+            Some(child.digest.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        (digest, media_type, bytes, manifest) = fetch(at).await?;
+    }
+    if a.format == crate::args::ListFormat::Json {
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{reference}: {e}"))?;
+        let doc = serde_json::json!({
+            "reference": reference.to_string(),
+            "digest": digest.to_string(),
+            "mediaType": media_type,
+            "size": bytes.len(),
+            "artifactType": manifest.artifact_type(),
+            "subject": manifest.subject(),
+            "manifest": parsed,
+        });
+        use std::io::Write;
+        return writeln!(std::io::stdout(), "{doc:#}")
+            .map_err(|e| format!("writing to stdout: {e}"));
+    }
     if a.raw {
         use std::io::Write;
         std::io::stdout()

@@ -42,6 +42,9 @@ struct Cli {
     /// More logging (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Print nothing but errors: no progress, no summary (the exit status says how it went).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     /// The async runtime every command runs on (same protocol core either way).
     #[arg(long, value_enum, default_value = "tokio", global = true)]
     runtime: RuntimeChoice,
@@ -100,6 +103,9 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.quiet {
+        progress::set_quiet();
+    }
     if let Some(Err(message)) = cli.command.connect().map(args::ConnectArgs::check) {
         // a usage error: clap's form, exit 2
         <Cli as clap::CommandFactory>::command()

@@ -24,9 +24,28 @@ pub enum Mode {
     None,
 }
 
+/// `--quiet`: no progress and no summary, only errors.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns `--quiet` on for the rest of the run.
+pub fn set_quiet() {
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Prints a command's summary on stdout, unless `--quiet` (or it is empty: JSON mode
+/// said it already).
+pub fn say(summary: &str) {
+    if !summary.is_empty() && !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{summary}");
+    }
+}
+
 impl Mode {
-    /// `Auto` resolved against the terminal.
+    /// `Auto` resolved against the terminal (and `--quiet`, which means `None`).
     pub fn resolve(self) -> Mode {
+        if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+            return Mode::None;
+        }
         match self {
             Mode::Auto if std::io::IsTerminal::is_terminal(&std::io::stdout()) => Mode::Bars,
             Mode::Auto => Mode::None,

@@ -115,6 +115,10 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     } = into;
     let started = runtime.now();
     let credentials = cfg.credentials.clone();
+    let wanted = match &cfg.platform {
+        PlatformChoice::Exactly(p) => Some(p.clone()),
+        _ => None,
+    };
     let mut pull = Pull::new(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
     let tag = name.or(reference.tag()).map(str::to_string);
@@ -145,6 +149,13 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         }
     };
     progress.finish();
+    if let Some(found) = wanted.as_ref().and_then(|w| other_platform(dir, &desc, w)) {
+        // as docker does: the image is pulled as it is, and the user is told
+        eprintln!(
+            "warning: {reference} is an image for {found} only, not {}: it was pulled as it is",
+            wanted.as_ref().map(|w| w.to_string()).unwrap_or_default()
+        );
+    }
     let written = match files {
         Some(to) => ocireg_driver::files::write_titled_files(dir, &desc, to)
             .map_err(|e| format!("writing the artifact's files: {e}"))?,
@@ -259,9 +270,7 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
             .await?
         }
     };
-    if !summary.is_empty() {
-        println!("{summary}");
-    }
+    crate::progress::say(&summary);
     if a.include_referrers {
         let into = Dest {
             files: None,
@@ -390,16 +399,14 @@ pub(crate) async fn pull_referrers(
             mode,
         )
         .await?;
-        if !summary.is_empty() {
-            println!("{summary}");
-        }
+        crate::progress::say(&summary);
     }
     if mode != progress::Mode::Json {
-        println!(
+        progress::say(&format!(
             "referrers: {} pulled into {}",
             found.len(),
             into.dir.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -429,4 +436,26 @@ fn remove_skeleton(dir: &Path, dir_existed: bool) {
     for sub in ["blobs", "ingest"] {
         let _ = std::fs::remove_dir_all(dir.join(sub));
     }
+}
+
+/// The platform of a single-platform image `desc` in the layout at `dir` (its config's
+/// `os`/`architecture`/`variant`), when it is not the `wanted` one. An index was chosen
+/// from by platform already; an artifact's config says nothing of platforms.
+fn other_platform(
+    dir: &Path,
+    desc: &ocireg_core::Descriptor,
+    wanted: &ocireg_core::Platform,
+) -> Option<ocireg_core::Platform> {
+    if desc.platform.is_some() {
+        return None;
+    }
+    let bytes = ocireg_driver::layout::read_blob(dir, &desc.digest).ok()?;
+    let (ocireg_core::Manifest::Image(m), _) =
+        ocireg_core::Manifest::parse(&desc.media_type, &bytes).ok()?
+    else {
+        return None;
+    };
+    let config = ocireg_driver::layout::read_blob(dir, &m.config.digest).ok()?;
+    let found: ocireg_core::Platform = serde_json::from_slice(&config).ok()?;
+    (!found.os.is_empty() && !wanted.matches(&found)).then_some(found)
 }

@@ -313,7 +313,7 @@ async fn push_layout_referrers(
         push_and_say(repository.clone(), cfg.clone(), plan, &source, io, mode).await?;
     }
     if mode != Mode::Json {
-        println!("referrers: {} pushed", found.len());
+        crate::progress::say(&format!("referrers: {} pushed", found.len()));
     }
     Ok(())
 }
@@ -342,9 +342,7 @@ async fn push_and_say(
         mode,
     )
     .await?;
-    if !summary.is_empty() {
-        println!("{summary}");
-    }
+    crate::progress::say(&summary);
     Ok(())
 }
 
@@ -417,9 +415,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             mode,
         )
         .await?;
-        if !summary.is_empty() {
-            println!("{summary}");
-        }
+        crate::progress::say(&summary);
         if a.include_referrers {
             let into = Dest { name: None, ..into };
             crate::pull::pull_referrers(&source, digest, &cfg, &io, into, mode).await?;
@@ -475,7 +471,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             every.image(&one, untagged(&target)?).await?;
         }
         if mode != Mode::Json {
-            println!("referrers: {} copied", found.len());
+            crate::progress::say(&format!("referrers: {} copied", found.len()));
         }
     }
     Ok(())

@@ -45,8 +45,21 @@ async fn listen(
 
 pub(crate) async fn cmd_serve(a: ServeArgs, rt: RuntimeChoice) -> Result<(), String> {
     let mut reg = Registry::new();
-    let added = load_into(&a.dir, &mut reg, &a.repository)
-        .map_err(|e| format!("{}: {e}", a.dir.display()))?;
+    let dir = a.dir.display();
+    let is_layout = a.dir.join("index.json").is_file();
+    let added = if is_layout {
+        load_into(&a.dir, &mut reg, &a.repository).map_err(|e| format!("{dir}: {e}"))?
+    } else if !a.dir.is_dir() {
+        return Err(format!("{dir} does not exist (or is not a directory)"));
+    } else if a.allow_push {
+        // an empty registry that takes pushes
+        Vec::new()
+    } else {
+        return Err(format!(
+            "{dir} is not an OCI image layout (it has no index.json): pull an image into it \
+             first (ocireg pull REF {dir}), or serve it empty with --allow-push"
+        ));
+    };
     let mut registry = FaultyRegistry::new(reg, vec![]);
     registry.read_only = !a.allow_push;
     let (addr, serving) = listen(rt, a.addr, registry).await?;
