@@ -89,6 +89,8 @@ pub mod digest;
 mod engine;
 pub mod error;
 mod goals;
+#[cfg(feature = "oci-spec")]
+pub mod interop;
 pub mod link;
 pub mod manifest;
 pub mod mirrors;
