@@ -575,9 +575,24 @@ where
     T: crate::Transport + ?Sized,
     R: crate::Runtime + ?Sized,
 {
+    let root = writer.root.clone();
+    // a filesystem error names the layout when it names no path of its own
+    let at_root = |e: io::Error| {
+        let text = e.to_string();
+        if text.contains(&*root.to_string_lossy()) {
+            e
+        } else {
+            io::Error::new(e.kind(), format!("{}: {text}", root.display()))
+        }
+    };
     let mut sink = Observed { writer, observer };
-    crate::drive(pull, transport, runtime, &mut sink).await?;
-    sink.writer.commit()?;
+    crate::drive(pull, transport, runtime, &mut sink)
+        .await
+        .map_err(|e| match e {
+            crate::PullError::Io(io) => crate::PullError::Io(at_root(io)),
+            other => other,
+        })?;
+    sink.writer.commit().map_err(at_root)?;
     let desc = sink
         .writer
         .resolved()
