@@ -12,6 +12,19 @@
 //! [`faults::FaultyRegistry`] wraps it with configurable failures for tests: refused
 //! first tries, `429 Retry-After`, cut or stalled bodies, redirects, ignored or wrong
 //! ranges, 416, and bearer-token auth on every request.
+//!
+//! ```
+//! use ocireg_core::Platform;
+//! use ocireg_registry::{images::image, Registry};
+//!
+//! let mut registry = Registry::new();
+//! let img = image(1, &[100], &Platform::host(), false);
+//! img.add_to(&mut registry, "team/app", Some("v1"));
+//! let get = http::Request::get("/v2/team/app/manifests/v1").body(()).unwrap();
+//! let reply = registry.handle(&get);
+//! assert_eq!(reply.status(), 200);
+//! assert_eq!(reply.body, img.manifest);
+//! ```
 
 pub mod faults;
 pub mod images;

@@ -6,6 +6,24 @@
 //! against `futures` only, so the tokio and async-std adapters provide nothing but an
 //! HTTP client and a timer. [`layout`] writes and reads OCI image layouts, and [`hyper`]
 //! turns hyper responses into core inputs and registry replies into hyper responses.
+//! [`client::Client`] is the few-lines entry point each adapter wraps.
+//!
+//! A pull into a layout over any transport and runtime (an adapter gives both):
+//!
+//! ```no_run
+//! use ocireg_core::{Config, Pull, Reference};
+//! use ocireg_driver::layout::{pull_to_layout, NoObserver};
+//! # async fn run(
+//! #     transport: &dyn ocireg_driver::Transport,
+//! #     runtime: &dyn ocireg_driver::Runtime,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! let reference = Reference::parse("docker.io/library/alpine:3.20")?;
+//! let mut pull = Pull::new(Config::default(), reference, runtime.now());
+//! let dir = std::path::Path::new("./alpine");
+//! let (manifest, _) = pull_to_layout(&mut pull, transport, runtime, dir, &mut NoObserver).await?;
+//! println!("{}", manifest.digest);
+//! # Ok(()) }
+//! ```
 
 pub mod client;
 pub mod credentials;
