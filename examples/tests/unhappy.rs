@@ -118,3 +118,30 @@ fn inspect_picks_a_platform_and_speaks_json_and_quiet_is_quiet() {
     let err = fail(&["pull".as_ref(), &reference, under.as_os_str()]);
     assert!(err.contains(&under.display().to_string()), "{err}");
 }
+
+/// A registry name that does not resolve fails at once (one attempt, no backoff), saying
+/// so, on both runtimes.
+#[test]
+fn a_name_that_does_not_resolve_is_not_retried() {
+    for runtime in ["tokio", "async-std"] {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let out = ocireg()
+            .args(["--runtime", runtime, "pull", "--timeout", "120"])
+            .arg("no-such-registry.invalid/team/app:v1")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{runtime}: {err}");
+        assert!(
+            err.contains("no-such-registry.invalid does not resolve") && !err.contains("attempts"),
+            "{runtime}: {err}"
+        );
+        // six attempts would have waited through their backoff (1+2+4+8+16 s)
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(25),
+            "{runtime}"
+        );
+    }
+}
