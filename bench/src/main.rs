@@ -9,9 +9,10 @@
 //! workloads, `--only NAME,...`). Prints a markdown table.
 //!
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
-//! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and the limit: every
-//! blob fetched with `curl` and hashed with `openssl dgst -sha256` (SHA-NI), in parallel,
-//! written nowhere (the other tools also write files). Each run is a fresh process measured by `/usr/bin/time` (wall, CPU, peak
+//! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and a peer row: every
+//! blob fetched with `curl` and piped to `openssl dgst -sha256` (SHA-NI), in parallel,
+//! written nowhere. The limit each row is compared with is the slowest of the three
+//! stages measured alone in the same run (`stages.rs`: network, hash, durable write). Each run is a fresh process measured by `/usr/bin/time` (wall, CPU, peak
 //! RSS); requests and bytes come from the registry's access log, or from the cutting
 //! proxy when there is one.
 
@@ -21,6 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 mod push_rows;
+mod stages;
 
 use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::image;
@@ -50,7 +52,7 @@ impl Tool {
             Tool::OciregAsyncStd => "ocireg (async-std)",
             Tool::OciClient => "oci-client 0.18",
             Tool::Skopeo => "skopeo copy",
-            Tool::Limit => "limit: curl + openssl",
+            Tool::Limit => "peer: curl | openssl (a pipe, no file)",
         }
     }
 }
@@ -356,6 +358,7 @@ fn main() {
     let log = reg.dir.path().join("registry.log");
     let scratch = tempfile::tempdir().unwrap();
     let time_file = scratch.path().join("time");
+    let stage_files = scratch.path().join("stage-files");
     println!("# ocireg benchmark\n");
     println!("{} runs per tool (median), concurrency {CONCURRENCY}, registry at {} (docker-registry, filesystem storage, plain http)\n", runs, reg.addr);
     // the last image pushed: repository, blobs, layer count
@@ -381,6 +384,12 @@ fn main() {
                 let img = image(100 + wi as u64, &w.layers, &Platform::host(), false);
                 let repo = format!("bench/w{wi}");
                 reg.push(&img, &repo, "v1");
+                // the blobs as files, for the stages measured alone
+                let _ = std::fs::remove_dir_all(&stage_files);
+                std::fs::create_dir_all(&stage_files).unwrap();
+                for b in img.blobs() {
+                    std::fs::write(stage_files.join(Digest::sha256(b).hex()), b).unwrap();
+                }
                 let blobs: Vec<(Digest, u64)> = img
                     .blobs()
                     .map(|b| (Digest::sha256(b), b.len() as u64))
@@ -401,8 +410,14 @@ fn main() {
             w.name,
             total as f64 / (1 << 20) as f64
         );
-        println!("| tool | wall s (median) | MB/s | vs ocireg (tokio) | CPU s | peak RSS MiB | requests | bytes moved | result |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        // the limit, measured right (not for the cut workload: the proxy is the bound)
+        let limit = (w.cuts == 0).then(|| {
+            let s = stages::measure(&reg.addr, &repo, &blobs, &stage_files, scratch.path(), runs);
+            println!("{}\n", s.describe());
+            s
+        });
+        println!("| tool | wall s (median) | MB/s | vs ocireg (tokio) | vs limit (durable) | CPU s | peak RSS MiB | requests | bytes moved | result |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         let mut base = None;
         for &tool in &tools {
             let mut results = Vec::new();
@@ -466,13 +481,18 @@ fn main() {
                 Some(b) if ok && b > 0.0 => format!("{:.2}×", wall / b),
                 _ => "–".into(),
             };
+            let vs_limit = match limit {
+                Some(l) if ok && l.limit() > 0.0 => format!("{:.2}×", wall / l.limit()),
+                _ => "–".into(),
+            };
             if ok {
                 println!(
-                    "| {} | {:.2} | {:.0} | {} | {:.2} | {:.1} | {} | {} | ok |",
+                    "| {} | {:.2} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {} | ok |",
                     tool.name(),
                     wall,
                     total as f64 / wall.max(1e-9) / 1e6,
                     ratio,
+                    vs_limit,
                     median(results.iter().map(|r| r.cpu).collect()),
                     mid.rss_kib as f64 / 1024.0,
                     mid.requests,
@@ -484,7 +504,7 @@ fn main() {
                     .map(|r| r.error.replace('|', "/"))
                     .unwrap_or_default();
                 println!(
-                    "| {} | – | – | – | – | – | – | – | failed: {} |",
+                    "| {} | – | – | – | – | – | – | – | – | failed: {} |",
                     tool.name(),
                     e
                 );
