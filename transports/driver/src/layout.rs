@@ -651,6 +651,21 @@ pub struct NoObserver;
 
 impl Observer for NoObserver {}
 
+/// Asks the kernel to start writing `file`'s dirty pages to disk without waiting for
+/// them (a hint: the `fsync` that makes the blob durable still follows).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain syscall on an open descriptor this function borrows; offset 0 and
+    // length 0 mean the whole file, and no memory is passed.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,18 +750,3 @@ mod tests {
         assert!(stray.is_empty());
     }
 }
-
-/// Asks the kernel to start writing `file`'s dirty pages to disk without waiting for
-/// them (a hint: the `fsync` that makes the blob durable still follows).
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor this function borrows; offset 0 and
-    // length 0 mean the whole file, and no memory is passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File) {}
