@@ -5,11 +5,14 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ocireg_core::manifest::Descriptor;
 use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, QueuedBlob, Verifier};
 use serde_json::{json, Value};
+
+use crate::writer::{Slot, Writer};
 
 use crate::Sink;
 
@@ -72,15 +75,9 @@ impl Ingest {
 struct Open {
     ingest: Ingest,
     final_path: PathBuf,
-    /// Bytes written since writeback was last started (see [`WRITE_BEHIND`]).
-    unflushed: u64,
+    /// The ingest file as the writer thread writes it.
+    slot: Arc<Slot>,
 }
-
-/// Every this many bytes of a blob, the kernel is asked to start writing them to disk
-/// (Linux: `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which does not wait): the disk
-/// works while the download goes on, and the `fsync` before the blob is named has
-/// little left to do.
-const WRITE_BEHIND: u64 = 8 << 20;
 
 /// Writes a pull into an OCI image layout.
 ///
@@ -103,6 +100,8 @@ pub struct LayoutWriter {
     verify_existing: bool,
     /// Counters.
     pub stats: Stats,
+    /// The thread that writes blob bytes.
+    writer: Writer,
 }
 
 pub(crate) fn blob_path(root: &Path, d: &Digest) -> PathBuf {
@@ -243,6 +242,7 @@ impl LayoutWriter {
             resolved: None,
             verify_existing: false,
             stats: Stats::default(),
+            writer: Writer::start()?,
         })
     }
 
@@ -368,7 +368,7 @@ impl LayoutWriter {
         }
         let final_path = blob_path(&self.root, &d.digest);
         let partial = partial_path(&self.root, &d.digest);
-        let ingest = match self.lock_shared(&partial)? {
+        let mut ingest = match self.lock_shared(&partial)? {
             Some(file) => {
                 // Another process may have finished this blob meanwhile.
                 if self.present(d)? {
@@ -402,12 +402,13 @@ impl LayoutWriter {
                 )
             }
         };
+        let slot = Slot::new(ingest.file())?;
         self.open.insert(
             blob,
             Open {
                 ingest,
                 final_path,
-                unflushed: 0,
+                slot,
             },
         );
         Ok(())
@@ -421,6 +422,8 @@ impl LayoutWriter {
         let Some(mut o) = self.open.remove(&blob) else {
             return Ok(());
         };
+        // every byte handed to the writer thread is in the file first
+        self.writer.barrier(&o.slot)?;
         let len = o.ingest.file().metadata()?.len();
         if len != size {
             return Err(io::Error::other(format!(
@@ -478,6 +481,7 @@ impl Sink for LayoutWriter {
             Event::Resolved { descriptor } => self.resolved = Some(descriptor.clone()),
             Event::Restarted { blob } => {
                 if let Some(o) = self.open.get_mut(blob) {
+                    self.writer.barrier(&o.slot)?;
                     o.ingest.truncate()?;
                 }
             }
@@ -493,13 +497,8 @@ impl Sink for LayoutWriter {
             .open
             .get_mut(&blob)
             .ok_or_else(|| io::Error::other(format!("bytes for unknown blob {blob:?}")))?;
-        o.ingest.file().write_all(bytes)?;
+        self.writer.write(&o.slot, bytes.clone())?;
         self.stats.bytes += bytes.len() as u64;
-        o.unflushed += bytes.len() as u64;
-        if o.unflushed >= WRITE_BEHIND {
-            o.unflushed = 0;
-            start_writeback(o.ingest.file());
-        }
         Ok(())
     }
 }
@@ -650,21 +649,6 @@ impl Sink for Observed<'_> {
 pub struct NoObserver;
 
 impl Observer for NoObserver {}
-
-/// Asks the kernel to start writing `file`'s dirty pages to disk without waiting for
-/// them (a hint: the `fsync` that makes the blob durable still follows).
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a plain syscall on an open descriptor this function borrows; offset 0 and
-    // length 0 mean the whole file, and no memory is passed.
-    unsafe {
-        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File) {}
 
 #[cfg(test)]
 mod tests {

@@ -35,6 +35,7 @@ pub mod push;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod tls;
+mod writer;
 
 use std::collections::HashMap;
 use std::pin::Pin;
