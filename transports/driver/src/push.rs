@@ -243,29 +243,6 @@ pub fn plan_from_manifests(fetched: Vec<(Descriptor, Bytes)>) -> io::Result<Push
     Ok(plan)
 }
 
-/// A blob source with no bytes: for a push that expects every blob to be there already
-/// or mounted. Asking it for bytes is an error of kind `Unsupported`, which a caller may
-/// take as the sign to copy the bytes after all.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoBytes;
-
-impl BlobSource for NoBytes {
-    fn read(
-        &self,
-        blob: BlobId,
-        _: u64,
-        _: u64,
-    ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "blob {} would have to be sent (it could not be mounted)",
-                blob.0
-            ),
-        ))
-    }
-}
-
 /// Blobs read from another registry as they are sent: each read is a download of that
 /// blob through the core (its digest checked when a read reaches the blob's end), moved
 /// only as fast as the upload takes it. A copy between registries pushes from it, with no
