@@ -1131,20 +1131,12 @@ fn push_and_copy_against_a_real_registry() {
     let summary = copy(at("dst/app:v2"), format!("{}/far/app", other.addr));
     assert!(summary.contains("3 uploaded"), "{summary}");
     let far = tempfile::tempdir().unwrap();
-    let out = ocireg()
-        .args([
-            "pull",
-            "--plain-http",
-            &format!("{}/far/app:v2", other.addr),
-        ])
-        .arg(far.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(&[
+        "pull".as_ref(),
+        "--plain-http".as_ref(),
+        format!("{}/far/app:v2", other.addr).as_ref(),
+        far.path().as_os_str(),
+    ]);
     assert_eq!(layout_blobs(far.path()), layout_blobs(pulled.path()));
     let out = ocireg()
         .args(["inspect", "--plain-http", &at("copied/app:latest")])

@@ -11,7 +11,7 @@ use ocireg_registry::images::image;
 use ocireg_tests::real::{layout_blobs, Mode, RealRegistry};
 
 mod support;
-use support::{fail, ocireg, succeed};
+use support::{fail, ocireg, run_ok, succeed};
 
 /// A loopback port with nothing listening on it.
 fn dead_port() -> u16 {
@@ -58,20 +58,19 @@ fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
     let (_, mirror_from) = mirror.requests_since(0);
     let reference = format!("{}/team/app:v1", upstream.addr);
     let pull = |layout: &Path, runtime: &str| {
-        let out = ocireg()
-            .args(["--runtime", runtime])
-            .args(["pull", "--plain-http", "--progress", "plain", "--hosts-dir"])
-            .arg(hosts.path())
-            .arg(&reference)
-            .arg(layout)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let mut args: Vec<std::ffi::OsString> = [
+            "--runtime",
+            runtime,
+            "pull",
+            "--plain-http",
+            "--progress",
+            "plain",
+            "--hosts-dir",
+        ]
+        .map(Into::into)
+        .into();
+        args.extend([hosts.path().into(), reference.clone().into(), layout.into()]);
+        String::from_utf8_lossy(&run_ok(&args).stderr).into_owned()
     };
     let first = tempfile::tempdir().unwrap();
     let said = pull(first.path(), "tokio");

@@ -10,15 +10,20 @@ pub fn ocireg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocireg"))
 }
 
-/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its stdout.
-pub fn succeed(args: &[&str]) -> String {
+/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its output.
+pub fn run_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::process::Output {
     let out = ocireg().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "ocireg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// [`run_ok`]'s stdout.
+pub fn succeed<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> String {
+    String::from_utf8_lossy(&run_ok(args).stdout).into_owned()
 }
 
 /// Runs `ocireg args`, which must fail with exit 1 (a failure, not a usage error); its
