@@ -6,7 +6,8 @@
 //! `cargo run --release -p ocireg-bench` (options: `--runs N`, `--baseline PATH` to run
 //! another ocireg binary beside this one, `--tools a,b` to run only tools whose name
 //! contains one of these, `--quick` for small
-//! workloads, `--only NAME,...`). Prints a markdown table.
+//! workloads, `--only NAME,...`; `--only latency` for the far-registry rows of
+//! `latency.rs`, `--only push` for the push and copy rows). Prints markdown tables.
 //!
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
 //! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and a peer row: every
@@ -21,6 +22,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+mod latency;
 mod push_rows;
 mod stages;
 
@@ -89,7 +91,7 @@ fn sh(cmd: &mut Command) -> std::process::Output {
 }
 
 /// Access-log lines ("GET /v2/… HTTP/1.1" status size) after line `from`.
-fn access_log(log: &Path, from: usize) -> (usize, u64, u64) {
+pub(crate) fn access_log(log: &Path, from: usize) -> (usize, u64, u64) {
     let mut requests = 0u64;
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -107,13 +109,24 @@ fn access_log(log: &Path, from: usize) -> (usize, u64, u64) {
 }
 
 fn timed(cmd: &str, args: &[String], out_time: &Path) -> (bool, String, f64, f64, u64) {
+    timed_with(cmd, args, &[], out_time)
+}
+
+/// [`timed`] with extra environment variables.
+fn timed_with(
+    cmd: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+    out_time: &Path,
+) -> (bool, String, f64, f64, u64) {
     let o = sh(Command::new("/usr/bin/time")
         .arg("-f")
         .arg("%e %U %S %M")
         .arg("-o")
         .arg(out_time)
         .arg(cmd)
-        .args(args));
+        .args(args)
+        .envs(envs.iter().copied()));
     let t = std::fs::read_to_string(out_time).unwrap_or_default();
     let last = t.lines().last().unwrap_or("0 0 0 0").to_string();
     let v: Vec<f64> = last
@@ -511,6 +524,24 @@ fn main() {
             }
         }
         println!();
+    }
+    // `--only latency` runs every latency row; `--only latency,token` only those named.
+    let latency_filters: Vec<&String> = only.iter().flatten().filter(|n| *n != "latency").collect();
+    let latency_row = |name: &str| {
+        latency_filters.is_empty() || latency_filters.iter().any(|n| name.contains(n.as_str()))
+    };
+    if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "latency"))
+    {
+        latency::run(
+            &bin,
+            baseline.as_deref(),
+            runs,
+            quick,
+            scratch.path(),
+            &latency_row,
+        );
     }
     if only
         .as_ref()

@@ -53,7 +53,7 @@ fn pull_through_core(manifest: &Bytes, config: &Bytes, layer: &Bytes) -> u64 {
         match p.poll_action(now) {
             Action::Send { id, request } => pending.push((id, request.uri().path().to_string())),
             Action::Deliver { bytes, .. } => delivered += bytes.len() as u64,
-            Action::Event(_) | Action::Abort { .. } => {}
+            Action::Event(_) | Action::Abort { .. } | Action::Prepare { .. } => {}
             Action::Done => return delivered,
             Action::Failed(e) => panic!("{e}"),
             Action::Upload { .. } => unreachable!("a pull does not upload"),

@@ -20,12 +20,15 @@
 //!    [`Action::Wait`], [`Action::Done`] or [`Action::Failed`]:
 //!    - `Send { id, request }`: start the exchange (without following redirects or
 //!      retrying: the machine decides those). Its response-head timer starts now: a
-//!      driver that cannot start exchanges at once sets `Config::max_concurrent` to what
-//!      it can run (1 for one at a time), so no request waits in its queue. Report its head with
+//!      driver that cannot start exchanges at once sets `Config::max_concurrent` and
+//!      `Config::max_concurrent_small` to what it can run (1 for one at a time), so no
+//!      request waits in its queue. Report its head with
 //!      [`Pull::handle_head`], each body chunk with [`Pull::handle_chunk`], the end with
 //!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`] (or pass each as
 //!      an [`Input`] to [`Pull::handle_input`]).
 //!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.
+//!    - `Prepare { origin, connections }`: a hint that that many requests to `origin`
+//!      follow soon; a pooled transport may open connections now, any other ignores it.
 //!    - `Deliver { blob, offset, bytes }`: append the bytes to that blob's content.
 //!    - `Event(e)`: log it, show progress; on [`Event::Restarted`] truncate the blob's
 //!      content; on [`Event::BlobQueued`] optionally answer through [`Pull::queued`]

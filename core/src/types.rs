@@ -39,6 +39,14 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// Blob downloads in flight at once.
     pub max_concurrent: usize,
+    /// Blob downloads in flight at once while the blobs are small (at most
+    /// [`Config::small_blob`] bytes each): many small layers cost round trips, not
+    /// bandwidth, so more of them overlap. A large blob still starts only while fewer
+    /// than `max_concurrent` downloads run; this never lowers that. A driver that runs
+    /// one exchange at a time sets both to 1.
+    pub max_concurrent_small: usize,
+    /// The size up to which a blob counts as small (default 1 MiB).
+    pub small_blob: u64,
     /// Largest manifest body accepted (default 4 MiB).
     pub manifest_limit: u64,
     /// Largest token response accepted (default 1 MiB).
@@ -91,6 +99,8 @@ impl Default for Config {
         Config {
             retry: RetryPolicy::default(),
             max_concurrent: 8,
+            max_concurrent_small: 32,
+            small_blob: 1 << 20,
             manifest_limit: 4 << 20,
             token_limit: 1 << 20,
             platform: PlatformChoice::Host,
@@ -295,6 +305,17 @@ pub enum Action {
         /// Bytes in the body.
         len: u64,
     },
+    /// A hint, not an exchange: up to `connections` more requests to `origin` will be
+    /// wanted at once soon (the blobs of a manifest still in flight). A transport with a
+    /// connection pool may open that many connections now, so that the blob requests
+    /// find them ready instead of each waiting a handshake; any other transport ignores
+    /// it. Nothing is reported back.
+    Prepare {
+        /// `scheme://host[:port]/`.
+        origin: Url,
+        /// Connections worth opening, besides the one in use.
+        connections: usize,
+    },
     /// Drop this exchange; no more input for it is wanted (any that comes is ignored).
     Abort {
         /// The exchange.
@@ -358,6 +379,14 @@ impl std::fmt::Debug for Action {
                 .field("blob", blob)
                 .field("offset", offset)
                 .field("len", &bytes.len())
+                .finish(),
+            Action::Prepare {
+                origin,
+                connections,
+            } => f
+                .debug_struct("Prepare")
+                .field("origin", &origin.as_str())
+                .field("connections", connections)
                 .finish(),
             Action::Event(e) => f.debug_tuple("Event").field(e).finish(),
             Action::Wait { until } => f.debug_struct("Wait").field("until", until).finish(),

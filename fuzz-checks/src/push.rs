@@ -267,7 +267,7 @@ impl Checker {
                     self.manifests += 1;
                     continue;
                 }
-                Action::Event(_) | Action::Deliver { .. } => continue,
+                Action::Event(_) | Action::Deliver { .. } | Action::Prepare { .. } => continue,
                 Action::Abort { id } => {
                     self.open.retain(|r| r.id != id);
                     continue;

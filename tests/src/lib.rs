@@ -1,6 +1,7 @@
 //! Harnesses shared by the integration tests: a simulated network ([`sim`]) and a real
 //! CNCF distribution registry on loopback ([`real`]).
 
+pub mod delay;
 pub mod hostile;
 pub mod kit;
 pub mod proxy;

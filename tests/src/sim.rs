@@ -36,6 +36,9 @@ pub struct Outcome {
     pub requests: Vec<(String, String, String, bool)>,
     /// Their bodies, in the same order.
     pub bodies: Vec<Bytes>,
+    /// Connection hints ([`Action::Prepare`]): origin and connections, in order. Not
+    /// in the transcript (a hint changes nothing the simulated network does).
+    pub prepared: Vec<(String, usize)>,
     /// Variant names of the actions, in order (a transcript).
     pub transcript: Vec<&'static str>,
     /// Simulated time the pull took.
@@ -177,6 +180,10 @@ impl Sim {
                     open.retain(|e| e.id != id);
                 }
                 Action::Deliver { .. } => out.transcript.push("Deliver"),
+                Action::Prepare {
+                    origin,
+                    connections,
+                } => out.prepared.push((origin.to_string(), connections)),
                 Action::Event(e) => {
                     out.transcript.push(match &e {
                         Event::Manifest { .. } => "Manifest",

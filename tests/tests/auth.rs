@@ -84,6 +84,7 @@ fn refused_tokens_are_renewed_once_then_fail_clearly() {
         let out = run(
             Config {
                 max_concurrent: 1,
+                max_concurrent_small: 1,
                 ..config()
             },
             &mut sim,

@@ -229,6 +229,7 @@ async fn cut_connections_resume_with_little_overhead<K: Kit>() {
     let proxy = ocireg_tests::proxy::CuttingProxy::start(reg.addr.clone(), points);
     let cfg = Config {
         max_concurrent: 1,
+        max_concurrent_small: 1,
         ..plain()
     };
     let out = tempfile::tempdir().unwrap();

@@ -216,6 +216,12 @@ fn manual(cfg: Config, reference: &str, t0: Instant) -> (Pull, ocireg_core::Requ
     let Action::Send { id, .. } = p.poll_action(t0) else {
         panic!("no request")
     };
+    // the connection hint for the blobs that follow, if any (it changes nothing here)
+    let next = p.poll_action(t0);
+    assert!(
+        matches!(next, Action::Prepare { .. } | Action::Wait { .. }),
+        "{next:?}"
+    );
     (p, id)
 }
 

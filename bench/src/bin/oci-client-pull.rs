@@ -1,7 +1,8 @@
 //! The peer: pulls an image with the `oci-client` crate, streaming each blob with
 //! `pull_blob` into a file, `CONCURRENCY` blobs at a time.
 //!
-//! Usage: `oci-client-pull REFERENCE DIR CONCURRENCY` (plain http)
+//! Usage: `oci-client-pull REFERENCE DIR CONCURRENCY` (plain http; credentials from
+//! `OCI_CLIENT_USER` and `OCI_CLIENT_PASSWORD` when both are set)
 
 use futures::stream::{self, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -21,7 +22,13 @@ async fn main() {
         protocol: ClientProtocol::Http,
         ..Default::default()
     });
-    let auth = RegistryAuth::Anonymous;
+    let auth = match (
+        std::env::var("OCI_CLIENT_USER"),
+        std::env::var("OCI_CLIENT_PASSWORD"),
+    ) {
+        (Ok(u), Ok(p)) => RegistryAuth::Basic(u, p),
+        _ => RegistryAuth::Anonymous,
+    };
     let (manifest, _digest) = client
         .pull_image_manifest(&reference, &auth)
         .await

@@ -101,6 +101,8 @@ pub(crate) struct Engine {
     rng: Rng,
     last_now: Instant,
     result: Option<Result<(), Error>>,
+    /// A connection hint to emit after the next requests go out.
+    prepare: Option<Action>,
 }
 
 impl Engine {
@@ -128,6 +130,7 @@ impl Engine {
             auth: RegistryAuth::None,
             last_now: now,
             result: None,
+            prepare: None,
         }
     }
 
@@ -374,6 +377,9 @@ impl Engine {
         if self.result.is_none() {
             self.fire_timers();
             self.start_ready(now);
+            if let Some(hint) = self.prepare.take() {
+                self.out.push_back(hint);
+            }
             if let Some(a) = self.out.pop_front() {
                 return a;
             }
@@ -443,7 +449,7 @@ impl Engine {
                 return;
             }
             if matches!(op.state, OpState::Queued) {
-                if active >= self.config.max_concurrent.max(1) {
+                if active >= self.download_slots(op.download_size()) {
                     continue;
                 }
                 if self.deliver_embedded(op_id) {
@@ -455,6 +461,16 @@ impl Engine {
             if matches!(self.ops.get(&op_id).map(|o| &o.state), Some(OpState::Ready)) {
                 self.send(op_id, now);
             }
+        }
+    }
+
+    /// How many downloads may run while one of `size` starts: small blobs get more
+    /// slots (their cost is the round trip, and they hold little memory).
+    fn download_slots(&self, size: Option<u64>) -> usize {
+        let large = self.config.max_concurrent.max(1);
+        match size {
+            Some(s) if s <= self.config.small_blob => self.config.max_concurrent_small.max(large),
+            _ => large,
         }
     }
 

@@ -191,6 +191,15 @@ impl Op {
             || matches!(&self.exchange, Exchange::Call(c) if c.answers.contains(&status))
     }
 
+    /// The size of the blob a download op fetches.
+    pub(crate) fn download_size(&self) -> Option<u64> {
+        match &self.exchange {
+            // a negative size was refused before the download was queued
+            Exchange::Download { descriptor, .. } => u64::try_from(descriptor.size).ok(),
+            _ => None,
+        }
+    }
+
     /// A download that holds (or is about to hold) a concurrency slot.
     pub(crate) fn is_active_download(&self) -> bool {
         matches!(self.exchange, Exchange::Download { .. }) && !matches!(self.state, OpState::Queued)

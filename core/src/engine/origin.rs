@@ -9,6 +9,7 @@
 use url::Url;
 
 use crate::reference::{is_loopback_host, Reference};
+use crate::types::Action;
 
 use super::Engine;
 
@@ -64,6 +65,12 @@ impl RegistryOrigin {
         changed
     }
 
+    /// Is the scheme decided? Not for a loopback registry still probed over https (it
+    /// may speak plain http, see [`RegistryOrigin::fall_back_to_http`]).
+    fn scheme_settled(&self) -> bool {
+        !(self.loopback && !self.plain_http && self.scheme == Scheme::Https)
+    }
+
     /// Is `url` on the registry's origin? (A loopback registry not forced to plain http
     /// counts under both schemes: it may be probed over https and fall back.)
     pub(super) fn contains(&self, url: &Url) -> bool {
@@ -86,6 +93,19 @@ impl Engine {
     /// `scheme://host[:port]/` of the registry, after the scheme decision.
     pub(crate) fn registry_url(&self) -> Url {
         self.origin.url()
+    }
+
+    /// Tells the transport that up to `connections` more requests to the registry will
+    /// be wanted at once soon ([`Action::Prepare`]), right after the requests ready now
+    /// are sent (so the first request's own connection comes first). Not while the
+    /// scheme is undecided: connections opened for the wrong one would be wasted.
+    pub(crate) fn prepare(&mut self, connections: usize) {
+        if connections > 0 && self.origin.scheme_settled() {
+            self.prepare = Some(Action::Prepare {
+                origin: self.origin.url(),
+                connections,
+            });
+        }
     }
 
     /// Is `url` on the registry's origin?

@@ -49,6 +49,12 @@ impl ImagePull {
             platform: None,
         };
         goal.add_manifest(engine, wanted, ManifestRole::Top, 0);
+        if blobs {
+            // The blobs follow the manifest at once: their connections can be opened
+            // while it is in flight (one more round trip saved). As many as the general
+            // limit, less the manifest's own.
+            engine.prepare(engine.config().max_concurrent.saturating_sub(1));
+        }
         goal
     }
 

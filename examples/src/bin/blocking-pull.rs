@@ -9,7 +9,7 @@
 //!
 //! A `Send` starts its response-head timer when the machine emits it, so a driver that
 //! cannot start every exchange at once must say so: this one runs one exchange at a time
-//! and sets `max_concurrent = 1`, so no request waits in its queue behind a slow layer
+//! and sets `max_concurrent = max_concurrent_small = 1`, so no request waits in its queue behind a slow layer
 //! while its timer runs.
 //!
 //! Usage: `blocking-pull [--plain-http] [--head-timeout-ms=N] REFERENCE DIR`
@@ -67,6 +67,7 @@ fn run(
         plain_http,
         // One exchange at a time: see the module documentation.
         max_concurrent: 1,
+        max_concurrent_small: 1,
         head_timeout: head_timeout.unwrap_or(defaults.head_timeout),
         ..defaults
     };
@@ -92,6 +93,8 @@ fn run(
                 continue;
             }
             Action::Upload { .. } => return Err("internal error: a pull asked to upload".into()),
+            // one exchange at a time: no connections to open ahead
+            Action::Prepare { .. } => continue,
             Action::Abort { id } => {
                 aborted.insert(id);
                 if current.as_ref().is_some_and(|c| c.id == id) {

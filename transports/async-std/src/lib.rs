@@ -275,10 +275,9 @@ pub fn transport_with(mut cfg: rustls::ClientConfig) -> AsyncStdTransport {
     let connector = AsyncStdConnector {
         tls: TlsConnector::from(Arc::new(cfg)),
     };
-    let client = HyperClient::builder(AsyncStdExecutor)
-        .pool_idle_timeout(POOL_IDLE)
-        .build(connector);
-    HyperTransport::new(client)
+    let mut builder = HyperClient::builder(AsyncStdExecutor);
+    builder.pool_idle_timeout(POOL_IDLE);
+    HyperTransport::new(&builder, connector)
 }
 
 /// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped (feature

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use http::{Request, Response};
+use http::{Request, Response, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full, StreamBody};
 use ocireg_core::{TransportError, TransportErrorKind};
 
+use tower_service::Service;
+
+use crate::warm::WarmConnector;
 use crate::BodyStream;
 
 /// The request body type the adapters give hyper.
@@ -118,20 +121,24 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The HTTP client both adapters use: hyper-util's pooled client over any connector
-/// (the runtime-specific part), following no redirect and retrying nothing.
-pub struct HyperTransport<C> {
-    client: hyper_util::client::legacy::Client<C, RequestBody>,
+/// (the runtime-specific part), following no redirect and retrying nothing. Its
+/// connector is wrapped in a [`WarmConnector`], so the core's
+/// [`Action::Prepare`](ocireg_core::Action::Prepare) opens connections ahead.
+pub struct HyperTransport<C: Service<Uri>> {
+    client: hyper_util::client::legacy::Client<WarmConnector<C, C::Response>, RequestBody>,
+    warm: WarmConnector<C, C::Response>,
 }
 
-impl<C: Clone> Clone for HyperTransport<C> {
+impl<C: Service<Uri> + Clone> Clone for HyperTransport<C> {
     fn clone(&self) -> Self {
         HyperTransport {
             client: self.client.clone(),
+            warm: self.warm.clone(),
         }
     }
 }
 
-impl<C> std::fmt::Debug for HyperTransport<C> {
+impl<C: Service<Uri>> std::fmt::Debug for HyperTransport<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HyperTransport")
     }
@@ -139,17 +146,29 @@ impl<C> std::fmt::Debug for HyperTransport<C> {
 
 impl<C> HyperTransport<C>
 where
-    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    C: Service<Uri> + Clone + Send + 'static,
+    C::Future: Send + 'static,
+    C::Error: Send + 'static,
+    C::Response: Send + 'static,
+    WarmConnector<C, C::Response>: hyper_util::client::legacy::connect::Connect,
 {
-    /// Wraps a configured client.
-    pub fn new(client: hyper_util::client::legacy::Client<C, RequestBody>) -> Self {
-        HyperTransport { client }
+    /// A client built by `builder` over `connector`.
+    pub fn new(builder: &hyper_util::client::legacy::Builder, connector: C) -> Self {
+        let warm = WarmConnector::new(connector);
+        HyperTransport {
+            client: builder.build(warm.clone()),
+            warm,
+        }
     }
 }
 
 impl<C> crate::Transport for HyperTransport<C>
 where
-    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
+    C: Service<Uri> + Clone + Send + Sync + 'static,
+    C::Future: Send + 'static,
+    C::Error: Send + 'static,
+    C::Response: Send + 'static,
+    WarmConnector<C, C::Response>: hyper_util::client::legacy::connect::Connect,
 {
     fn send(
         &self,
@@ -162,5 +181,16 @@ where
                 Err(e) => Err(classify(&e, e.is_connect())),
             }
         })
+    }
+
+    fn prepare(
+        &self,
+        origin: &url::Url,
+        connections: usize,
+    ) -> futures::future::BoxFuture<'static, ()> {
+        match origin.as_str().parse::<Uri>() {
+            Ok(uri) => self.warm.warm(uri, connections),
+            Err(_) => Box::pin(std::future::ready(())),
+        }
     }
 }

@@ -35,6 +35,7 @@ pub mod push;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod tls;
+pub mod warm;
 mod writer;
 
 use std::collections::HashMap;
@@ -94,6 +95,15 @@ pub trait Transport: Send + Sync {
         &self,
         request: Request<Body>,
     ) -> BoxFuture<'static, Result<Response<BodyStream>, TransportError>>;
+
+    /// The core's hint ([`Action::Prepare`]): up to `connections` requests to `origin`
+    /// will be wanted at once soon. A transport with a connection pool may open
+    /// connections now; the future ends when they are open or failed (nothing is
+    /// reported). By default, nothing is done.
+    fn prepare(&self, origin: &url::Url, connections: usize) -> BoxFuture<'static, ()> {
+        let _ = (origin, connections);
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// What the drive loop needs of a runtime: the time, and a timer.
@@ -275,6 +285,18 @@ impl Exchanges {
         self.streams.push(s.boxed());
     }
 
+    /// Lets the transport open connections ahead (its future runs beside the
+    /// exchanges and yields no input).
+    fn prepare<T: Transport + ?Sized>(&mut self, transport: &T, origin: &url::Url, n: usize) {
+        tracing::debug!(%origin, connections = n, "prepare");
+        let warm = transport.prepare(origin, n);
+        self.streams.push(
+            futures::stream::once(warm)
+                .filter_map(|()| async { None })
+                .boxed(),
+        );
+    }
+
     fn abort(&mut self, id: RequestId) {
         if let Some(h) = self.aborts.remove(&id) {
             h.abort();
@@ -369,6 +391,10 @@ where
                     Err(e) => return fail(&mut ex, machine, e),
                 },
                 Action::Abort { id } => ex.abort(id),
+                Action::Prepare {
+                    origin,
+                    connections,
+                } => ex.prepare(transport, &origin, connections),
                 Action::Deliver {
                     blob,
                     offset,
@@ -445,6 +471,8 @@ pub fn blob_stream(
                     st.ex.abort(id);
                     continue;
                 }
+                // one blob: no wave of requests to prepare for
+                Action::Prepare { .. } => continue,
                 Action::Deliver { mut bytes, .. } => {
                     let drop = st.skip.min(bytes.len() as u64) as usize;
                     st.skip -= drop as u64;

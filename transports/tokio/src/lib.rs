@@ -83,13 +83,13 @@ pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    let client = HyperClient::builder(TokioExecutor::new())
+    let mut builder = HyperClient::builder(TokioExecutor::new());
+    builder
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .http2_adaptive_window(true)
-        .build(https);
-    HyperTransport::new(client)
+        .http2_adaptive_window(true);
+    HyperTransport::new(&builder, https)
 }
 
 /// Serves `registry` on `listener` until the task is dropped (feature `server`). Each connection speaks

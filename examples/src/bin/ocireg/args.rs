@@ -53,7 +53,9 @@ impl ConnectArgs {
 pub(crate) struct PullArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
-    /// Blob downloads in parallel (1 to 256).
+    /// Blob downloads in parallel (1 to 256); blobs of 1 MiB or less run up to four
+    /// times as many at once (at most 64), their cost being round trips. 1 downloads one
+    /// blob at a time.
     #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
     /// Re-hash blobs already in the layout instead of trusting their names; a blob that
@@ -313,6 +315,15 @@ pub(crate) fn platform(s: &str) -> Result<ocireg_core::Platform, String> {
     ocireg_core::Platform::parse(s).ok_or_else(|| {
         format!("{s:?} is not a platform: expected os/arch[/variant], e.g. linux/amd64")
     })
+}
+
+/// Applies `--concurrency N` to a configuration: `N` downloads at once, and four times
+/// as many (at most 64, never fewer than `N`) while the blobs are small; 1 is one blob
+/// at a time, small or not.
+pub(crate) fn set_concurrency(cfg: &mut ocireg_core::Config, n: u16) {
+    let n = usize::from(n);
+    cfg.max_concurrent = n;
+    cfg.max_concurrent_small = if n == 1 { 1 } else { (4 * n).min(64).max(n) };
 }
 
 /// The core's default concurrency, as the flag's type.
