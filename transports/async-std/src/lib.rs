@@ -43,7 +43,7 @@ use futures_rustls::TlsConnector;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client as HyperClient;
-use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
+use ocireg_driver::hyper::{HyperTransport, POOL_IDLE, READ_BUFFER};
 use ocireg_driver::Runtime;
 
 /// async-std's clock and timer.
@@ -276,7 +276,9 @@ pub fn transport_with(mut cfg: rustls::ClientConfig) -> AsyncStdTransport {
         tls: TlsConnector::from(Arc::new(cfg)),
     };
     let mut builder = HyperClient::builder(AsyncStdExecutor);
-    builder.pool_idle_timeout(POOL_IDLE);
+    builder
+        .pool_idle_timeout(POOL_IDLE)
+        .http1_max_buf_size(READ_BUFFER);
     HyperTransport::new(&builder, connector)
 }
 

@@ -117,6 +117,13 @@ where
 /// How long a connection (TCP and TLS handshake) may take, in every adapter.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The largest read buffer of an HTTP/1.1 connection in both adapters (hyper's default
+/// is ~400 KiB). Each delivered chunk is a slice of it and keeps it alive until written,
+/// so with 8 connections and the writer's queue this bounds most of a pull's memory:
+/// 256 KiB cost no throughput in the benchmark, 128 KiB and less did (more chunks, each
+/// with its wake-ups).
+pub const READ_BUFFER: usize = 256 << 10;
+
 /// How long the adapters keep idle pooled connections.
 pub const POOL_IDLE: Duration = Duration::from_secs(90);
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 use futures::future::{BoxFuture, FutureExt};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use ocireg_driver::hyper::{HyperTransport, POOL_IDLE};
+use ocireg_driver::hyper::{HyperTransport, POOL_IDLE, READ_BUFFER};
 use ocireg_driver::Runtime;
 
 /// tokio's clock and timer.
@@ -89,6 +89,7 @@ pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .http2_adaptive_window(true);
+    builder.http1_max_buf_size(READ_BUFFER);
     HyperTransport::new(&builder, https)
 }
 
