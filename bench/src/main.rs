@@ -7,7 +7,8 @@
 //! another ocireg binary beside this one, `--tools a,b` to run only tools whose name
 //! contains one of these, `--quick` for small
 //! workloads, `--only NAME,...`; `--only latency` for the far-registry rows of
-//! `latency.rs`, `--only push` for the push and copy rows). Prints markdown tables.
+//! `latency.rs`, `--only tls` for the https rows of `tls_rows.rs`, `--only push` for the
+//! push and copy rows). Prints markdown tables.
 //!
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
 //! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and a peer row: every
@@ -25,6 +26,7 @@ use std::time::Duration;
 mod latency;
 mod push_rows;
 mod stages;
+mod tls_rows;
 
 use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::image;
@@ -524,6 +526,9 @@ fn main() {
             }
         }
         println!();
+    }
+    if only.as_ref().is_none_or(|o| o.iter().any(|n| n == "tls")) {
+        tls_rows::run(&bin, runs, quick, scratch.path());
     }
     // `--only latency` runs every latency row; `--only latency,token` only those named.
     let latency_filters: Vec<&String> = only.iter().flatten().filter(|n| *n != "latency").collect();

@@ -2,7 +2,8 @@
 //! `pull_blob` into a file, `CONCURRENCY` blobs at a time.
 //!
 //! Usage: `oci-client-pull REFERENCE DIR CONCURRENCY` (plain http; credentials from
-//! `OCI_CLIENT_USER` and `OCI_CLIENT_PASSWORD` when both are set)
+//! `OCI_CLIENT_USER` and `OCI_CLIENT_PASSWORD` when both are set; https trusting the CA
+//! file `OCI_CLIENT_CA` when set)
 
 use futures::stream::{self, StreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -18,9 +19,20 @@ async fn main() {
         args[3].parse::<usize>().unwrap(),
     );
     let reference: Reference = reference.parse().expect("reference");
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
+    // https trusting this CA when `OCI_CLIENT_CA` names one, else plain http
+    let client = Client::new(match std::env::var("OCI_CLIENT_CA") {
+        Ok(ca) => ClientConfig {
+            protocol: ClientProtocol::Https,
+            extra_root_certificates: vec![oci_client::client::Certificate {
+                encoding: oci_client::client::CertificateEncoding::Pem,
+                data: std::fs::read(ca).expect("the CA file"),
+            }],
+            ..Default::default()
+        },
+        Err(_) => ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        },
     });
     let auth = match (
         std::env::var("OCI_CLIENT_USER"),

@@ -43,7 +43,7 @@ use futures_rustls::TlsConnector;
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client as HyperClient;
-use ocireg_driver::hyper::{HyperTransport, POOL_IDLE, READ_BUFFER};
+use ocireg_driver::hyper::HyperTransport;
 use ocireg_driver::Runtime;
 
 /// async-std's clock and timer.
@@ -269,16 +269,17 @@ pub fn transport(
 }
 
 /// Builds the async-std client over the TLS configuration `cfg` (e.g.
-/// [`ocireg_driver::tls::insecure_client_config`]).
+/// [`ocireg_driver::tls::insecure_client_config`]). Its ALPN protocols are kept when
+/// set (`http/1.1` alone: never HTTP/2); when empty, `h2` and `http/1.1` are offered.
 pub fn transport_with(mut cfg: rustls::ClientConfig) -> AsyncStdTransport {
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if cfg.alpn_protocols.is_empty() {
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    }
     let connector = AsyncStdConnector {
         tls: TlsConnector::from(Arc::new(cfg)),
     };
     let mut builder = HyperClient::builder(AsyncStdExecutor);
-    builder
-        .pool_idle_timeout(POOL_IDLE)
-        .http1_max_buf_size(READ_BUFFER);
+    ocireg_driver::hyper::tune(&mut builder);
     HyperTransport::new(&builder, connector)
 }
 

@@ -25,7 +25,7 @@ use std::time::Instant;
 use futures::future::{BoxFuture, FutureExt};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use ocireg_driver::hyper::{HyperTransport, POOL_IDLE, READ_BUFFER};
+use ocireg_driver::hyper::HyperTransport;
 use ocireg_driver::Runtime;
 
 /// tokio's clock and timer.
@@ -71,25 +71,30 @@ pub fn transport(
 }
 
 /// Builds the tokio client over the TLS configuration `tls` (e.g.
-/// [`ocireg_driver::tls::insecure_client_config`]).
-pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
+/// [`ocireg_driver::tls::insecure_client_config`]). When its ALPN protocols are
+/// `http/1.1` alone, HTTP/2 is never spoken; otherwise `h2` and `http/1.1` are offered.
+pub fn transport_with(mut tls: rustls::ClientConfig) -> TokioTransport {
+    let http1_only = tls.alpn_protocols == [b"http/1.1".to_vec()];
+    // hyper-rustls sets the protocols itself (and refuses a configuration that has any)
+    tls.alpn_protocols.clear();
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(ocireg_driver::hyper::CONNECT_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
+        .enable_http1();
+    let https = if http1_only {
+        builder.wrap_connector(http)
+    } else {
+        builder.enable_http2().wrap_connector(http)
+    };
     let mut builder = HyperClient::builder(TokioExecutor::new());
     builder
-        .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_adaptive_window(true);
-    builder.http1_max_buf_size(READ_BUFFER);
+        .timer(TokioTimer::new());
+    ocireg_driver::hyper::tune(&mut builder);
     HyperTransport::new(&builder, https)
 }
 
@@ -112,5 +117,19 @@ pub async fn serve(
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A configuration that asks for HTTP/1.1 alone (the CLI's `--http1.1`) or carries
+    /// any ALPN list builds a client (hyper-rustls refuses a preset list by panicking).
+    #[test]
+    fn preset_alpn_protocols_build_a_client() {
+        for alpn in [vec![b"http/1.1".to_vec()], vec![b"h2".to_vec()], vec![]] {
+            let mut tls = ocireg_driver::tls::client_config(&[]).unwrap();
+            tls.alpn_protocols = alpn;
+            let _ = super::transport_with(tls);
+        }
     }
 }

@@ -30,6 +30,10 @@ pub(crate) struct ConnectArgs {
     /// default; warned about on every run. Trust a private CA with --ca-file instead.
     #[arg(long)]
     pub(crate) insecure_skip_tls_verify: bool,
+    /// Speak HTTP/1.1 only, even to a registry that offers HTTP/2 over TLS (for a proxy
+    /// that mishandles HTTP/2, or to compare the two).
+    #[arg(long = "http1.1")]
+    pub(crate) http1_only: bool,
     /// Attempts per request (1 disables retries; at most 100).
     #[arg(long, default_value_t = ocireg_core::RetryPolicy::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) attempts: u32,

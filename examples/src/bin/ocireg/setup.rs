@@ -82,24 +82,39 @@ pub(crate) fn io_with_cas(
             "WARNING: --insecure-skip-tls-verify: no server certificate is checked; anyone on \
              the network path can read and change what is sent and received"
         );
-        let tls =
+        let mut tls =
             ocireg_driver::tls::insecure_client_config().map_err(|e| format!("TLS setup: {e}"))?;
-        return Ok(match choice {
-            RuntimeChoice::Tokio => Io {
-                transport: std::sync::Arc::new(ocireg_tokio::transport_with(tls)),
-                runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
-            },
-            RuntimeChoice::AsyncStd => Io {
-                transport: std::sync::Arc::new(ocireg_async_std::transport_with(tls)),
-                runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
-            },
-        });
+        alpn(&mut tls, c);
+        return Ok(io_over(choice, tls));
     }
     let mut cas = extra_cas(c)?;
     for f in more {
         cas.extend(ocireg_tokio::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
     }
-    io_trusting(choice, &cas)
+    let mut tls = ocireg_driver::tls::client_config(&cas).map_err(|e| format!("TLS setup: {e}"))?;
+    alpn(&mut tls, c);
+    Ok(io_over(choice, tls))
+}
+
+/// `--http1.1`: offer only HTTP/1.1 in ALPN (the adapters then never speak HTTP/2).
+fn alpn(tls: &mut rustls::ClientConfig, c: &ConnectArgs) {
+    if c.http1_only {
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    }
+}
+
+/// The client of `choice` over the TLS configuration `tls`.
+fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
+    match choice {
+        RuntimeChoice::Tokio => Io {
+            transport: std::sync::Arc::new(ocireg_tokio::transport_with(tls)),
+            runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
+        },
+        RuntimeChoice::AsyncStd => Io {
+            transport: std::sync::Arc::new(ocireg_async_std::transport_with(tls)),
+            runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
+        },
+    }
 }
 
 /// The client of `choice`, trusting the web PKI roots only.
@@ -108,17 +123,8 @@ pub(crate) fn io_without_credentials(choice: RuntimeChoice) -> Result<Io, String
 }
 
 fn io_trusting(choice: RuntimeChoice, cas: &[CertificateDer<'static>]) -> Result<Io, String> {
-    let tls = |e: rustls::Error| format!("TLS setup: {e}");
-    Ok(match choice {
-        RuntimeChoice::Tokio => Io {
-            transport: std::sync::Arc::new(ocireg_tokio::transport(cas).map_err(tls)?),
-            runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
-        },
-        RuntimeChoice::AsyncStd => Io {
-            transport: std::sync::Arc::new(ocireg_async_std::transport(cas).map_err(tls)?),
-            runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
-        },
-    })
+    let tls = ocireg_driver::tls::client_config(cas).map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(io_over(choice, tls))
 }
 
 pub(crate) fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, String> {
