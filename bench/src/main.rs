@@ -56,7 +56,7 @@ impl Tool {
             Tool::OciregAsyncStd => "ocireg (async-std)",
             Tool::OciClient => "oci-client 0.18",
             Tool::Skopeo => "skopeo copy",
-            Tool::Limit => "peer: curl | openssl (a pipe, no file)",
+            Tool::Limit => "peer: curl piped to openssl dgst (no file)",
         }
     }
 }
@@ -531,7 +531,11 @@ fn main() {
         tls_rows::run(&bin, runs, quick, scratch.path());
     }
     // `--only latency` runs every latency row; `--only latency,token` only those named.
-    let latency_filters: Vec<&String> = only.iter().flatten().filter(|n| *n != "latency").collect();
+    let latency_filters: Vec<&String> = only
+        .iter()
+        .flatten()
+        .filter(|n| !["latency", "tls", "push", "copy"].contains(&n.as_str()))
+        .collect();
     let latency_row = |name: &str| {
         latency_filters.is_empty() || latency_filters.iter().any(|n| name.contains(n.as_str()))
     };
