@@ -17,27 +17,21 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-/// Hand-overs queued for the writer at most (each is a file's chunks gathered up to
-/// [`BATCH`], so about 1–2 MiB in all). A queued chunk keeps the transport's whole read
-/// buffer alive, so this is memory.
-const QUEUE: usize = 4;
+/// Chunks queued for the writer at most (each is one delivered chunk, at most the
+/// transport's read buffer: 256 KiB with the hyper adapters, so 2 MiB in all). A queued
+/// chunk keeps its whole read buffer alive, so this is memory; 8 absorbs the disk's
+/// jitter as well as 16 did in the benchmark, and 4 began to cost throughput.
+const QUEUE: usize = 8;
 
 /// Every this many bytes of a file, writeback of it is started.
 pub(crate) const WRITE_BEHIND: u64 = 8 << 20;
 
-/// Chunks smaller than this are gathered per file and handed over together: each
-/// hand-over may wake the writer thread (a futex call each way), and an HTTP/2 server
-/// sends a large blob in frames of tens of KiB. Memory: at most this much per file.
-const BATCH: usize = 256 << 10;
-
 /// One file being written: its descriptor (a duplicate of the layout writer's), the
-/// first error of a write to it, bytes since writeback was last started, and the chunks
-/// gathered but not yet handed over (see [`BATCH`]).
+/// first error of a write to it, bytes since writeback was last started.
 pub(crate) struct Slot {
     file: File,
     error: Mutex<Option<io::Error>>,
     unflushed: Mutex<u64>,
-    gathered: Mutex<(Vec<Bytes>, usize)>,
 }
 
 impl Slot {
@@ -47,13 +41,12 @@ impl Slot {
             file: file.try_clone()?,
             error: Mutex::new(None),
             unflushed: Mutex::new(0),
-            gathered: Mutex::new((Vec::new(), 0)),
         }))
     }
 }
 
 enum Job {
-    Write(Arc<Slot>, Vec<Bytes>),
+    Write(Arc<Slot>, Bytes),
     Barrier(Arc<Slot>, SyncSender<io::Result<()>>),
 }
 
@@ -77,31 +70,12 @@ impl Writer {
     }
 
     /// Queues `bytes` to be appended to `slot`'s file (waits while the queue is full).
-    /// Small chunks are gathered up to [`BATCH`] bytes and handed over together.
     pub(crate) fn write(&self, slot: &Arc<Slot>, bytes: Bytes) -> io::Result<()> {
-        let batch = {
-            let mut gathered = slot.gathered.lock().expect("slot lock");
-            gathered.1 += bytes.len();
-            gathered.0.push(bytes);
-            if gathered.1 < BATCH {
-                return Ok(());
-            }
-            gathered.1 = 0;
-            std::mem::take(&mut gathered.0)
-        };
-        self.send(Job::Write(slot.clone(), batch))
+        self.send(Job::Write(slot.clone(), bytes))
     }
 
     /// Waits until everything queued for `slot` is written; the first error, if any.
     pub(crate) fn barrier(&self, slot: &Arc<Slot>) -> io::Result<()> {
-        let rest = {
-            let mut gathered = slot.gathered.lock().expect("slot lock");
-            gathered.1 = 0;
-            std::mem::take(&mut gathered.0)
-        };
-        if !rest.is_empty() {
-            self.send(Job::Write(slot.clone(), rest))?;
-        }
         let (reply, done) = sync_channel(1);
         self.send(Job::Barrier(slot.clone(), reply))?;
         done.recv().map_err(|_| gone())?
@@ -132,18 +106,17 @@ fn gone() -> io::Error {
 fn run(rx: Receiver<Job>) {
     for job in rx {
         match job {
-            Job::Write(slot, chunks) => {
+            Job::Write(slot, bytes) => {
                 let mut error = slot.error.lock().expect("slot lock");
                 if error.is_some() {
                     continue; // the file failed already: the barrier reports it
                 }
-                if let Err(e) = chunks.iter().try_for_each(|c| (&slot.file).write_all(c)) {
+                if let Err(e) = (&slot.file).write_all(&bytes) {
                     *error = Some(e);
                     continue;
                 }
-                let written: usize = chunks.iter().map(Bytes::len).sum();
                 let mut unflushed = slot.unflushed.lock().expect("slot lock");
-                *unflushed += written as u64;
+                *unflushed += bytes.len() as u64;
                 if *unflushed >= WRITE_BEHIND {
                     *unflushed = 0;
                     start_writeback(&slot.file);
