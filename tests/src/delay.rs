@@ -8,11 +8,13 @@
 //! Plain threads: it works under any runtime. Used by the benchmark's latency rows.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::proxy::Acceptor;
 
 /// A running proxy.
 pub struct DelayProxy {
@@ -22,35 +24,26 @@ pub struct DelayProxy {
     pub connections: Arc<AtomicU64>,
     /// The added round trip in microseconds, read by each new connection.
     rtt_micros: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
+    _acceptor: Acceptor,
 }
 
 impl DelayProxy {
     /// Starts a proxy to `target` that adds `rtt` to every round trip.
     pub fn start(target: String, rtt: Duration) -> DelayProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let addr = listener.local_addr().expect("local address").to_string();
         let connections = Arc::new(AtomicU64::new(0));
         let rtt_micros = Arc::new(AtomicU64::new(rtt.as_micros() as u64));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (count, st, micros) = (connections.clone(), stop.clone(), rtt_micros.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if st.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(client) = client else { continue };
-                count.fetch_add(1, Ordering::Relaxed);
-                let target = target.clone();
-                let rtt = Duration::from_micros(micros.load(Ordering::Relaxed));
-                std::thread::spawn(move || connect_late(client, &target, rtt));
-            }
+        let (count, micros) = (connections.clone(), rtt_micros.clone());
+        let acceptor = Acceptor::start(move |client| {
+            count.fetch_add(1, Ordering::Relaxed);
+            let target = target.clone();
+            let rtt = Duration::from_micros(micros.load(Ordering::Relaxed));
+            std::thread::spawn(move || connect_late(client, &target, rtt));
         });
         DelayProxy {
-            addr,
+            addr: acceptor.addr.clone(),
             connections,
             rtt_micros,
-            stop,
+            _acceptor: acceptor,
         }
     }
 
@@ -110,17 +103,10 @@ fn pump(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
     let _ = from.shutdown(Shutdown::Read);
 }
 
-impl Drop for DelayProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // wake the accept loop so it sees the flag
-        let _ = TcpStream::connect(&self.addr);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
 
     /// A request on a new connection costs two round trips (handshake, exchange); a
     /// second one on the same connection costs one. (Lower bounds only: a busy machine
