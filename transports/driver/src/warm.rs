@@ -78,7 +78,8 @@ where
     pub fn warm(&self, origin: Uri, connections: usize) -> BoxFuture<'static, ()> {
         let key = origin_key(&origin);
         let room = {
-            let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            prune(&mut kept, Instant::now());
             MOST_KEPT.saturating_sub(kept.get(&key).map_or(0, Vec::len))
         };
         let attempts = (0..connections.min(room)).map(|_| {
@@ -106,11 +107,18 @@ where
     /// A kept connection to `uri`'s origin that is still fresh, if any.
     fn take(&self, uri: &Uri) -> Option<IO> {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let list = kept.get_mut(&origin_key(uri))?;
-        let now = Instant::now();
-        list.retain(|(opened, _)| now.saturating_duration_since(*opened) < KEEP);
-        list.pop().map(|(_, io)| io)
+        prune(&mut kept, Instant::now());
+        kept.get_mut(&origin_key(uri))?.pop().map(|(_, io)| io)
     }
+}
+
+/// Closes every kept connection older than [`KEEP`], for every origin: one that is
+/// never asked for again would otherwise hold its sockets as long as the client lives.
+fn prune<IO>(kept: &mut HashMap<String, Vec<(Instant, IO)>>, now: Instant) {
+    kept.retain(|_, list| {
+        list.retain(|(opened, _)| now.saturating_duration_since(*opened) < KEEP);
+        !list.is_empty()
+    });
 }
 
 impl<C, IO> Service<Uri> for WarmConnector<C, IO>
@@ -181,6 +189,27 @@ mod tests {
         got.sort();
         assert_eq!(got, vec![0, 1, 2, 5]);
         assert_eq!(counting.0.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
+    fn stale_connections_are_closed_for_every_origin() {
+        let counting = Counting::default();
+        let mut warm = WarmConnector::new(counting.clone());
+        futures::executor::block_on(warm.warm(uri("http://a.test/"), 2));
+        // b's connection was opened longer ago than KEEP
+        let long_ago = Instant::now()
+            .checked_sub(KEEP)
+            .expect("an earlier instant");
+        warm.kept
+            .lock()
+            .unwrap()
+            .insert("http://b.test".into(), vec![(long_ago, 99)]);
+        // asking for a's connection closes b's, which nobody will ask for
+        let got = futures::executor::block_on(warm.call(uri("http://a.test/v2/"))).unwrap();
+        assert!(got < 2, "{got}");
+        let kept = warm.kept.lock().unwrap();
+        assert_eq!(kept.keys().collect::<Vec<_>>(), ["http://a.test"]);
+        assert_eq!(kept["http://a.test"].len(), 1);
     }
 
     #[test]
