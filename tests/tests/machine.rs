@@ -927,7 +927,7 @@ fn a_stalled_body_is_given_up_on_after_the_default_30_seconds() {
 }
 
 /// The blobs' connections are asked for while the manifest is in flight: one hint, for
-/// the registry's origin, before the first request; none for a pull that fetches no
+/// the registry's origin, right after the manifest's request; none for a pull that fetches no
 /// blob, and none while a loopback registry's scheme is still being probed.
 #[test]
 fn the_blob_wave_is_prepared_while_the_manifest_is_in_flight() {

@@ -84,21 +84,19 @@ pub(crate) fn io_with_cas(
         );
         let mut tls =
             ocireg_driver::tls::insecure_client_config().map_err(|e| format!("TLS setup: {e}"))?;
-        alpn(&mut tls, c);
+        alpn(&mut tls, c.http1_only);
         return Ok(io_over(choice, tls));
     }
     let mut cas = extra_cas(c)?;
     for f in more {
         cas.extend(ocireg_tokio::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
     }
-    let mut tls = ocireg_driver::tls::client_config(&cas).map_err(|e| format!("TLS setup: {e}"))?;
-    alpn(&mut tls, c);
-    Ok(io_over(choice, tls))
+    io_trusting(choice, &cas, c.http1_only)
 }
 
 /// `--http1.1`: offer only HTTP/1.1 in ALPN (the adapters then never speak HTTP/2).
-fn alpn(tls: &mut rustls::ClientConfig, c: &ConnectArgs) {
-    if c.http1_only {
+fn alpn(tls: &mut rustls::ClientConfig, http1_only: bool) {
+    if http1_only {
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     }
 }
@@ -119,11 +117,17 @@ fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
 
 /// The client of `choice`, trusting the web PKI roots only.
 pub(crate) fn io_without_credentials(choice: RuntimeChoice) -> Result<Io, String> {
-    io_trusting(choice, &[])
+    io_trusting(choice, &[], false)
 }
 
-fn io_trusting(choice: RuntimeChoice, cas: &[CertificateDer<'static>]) -> Result<Io, String> {
-    let tls = ocireg_driver::tls::client_config(cas).map_err(|e| format!("TLS setup: {e}"))?;
+/// The client of `choice`, trusting the web PKI roots and `cas`.
+fn io_trusting(
+    choice: RuntimeChoice,
+    cas: &[CertificateDer<'static>],
+    http1_only: bool,
+) -> Result<Io, String> {
+    let mut tls = ocireg_driver::tls::client_config(cas).map_err(|e| format!("TLS setup: {e}"))?;
+    alpn(&mut tls, http1_only);
     Ok(io_over(choice, tls))
 }
 
