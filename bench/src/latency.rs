@@ -18,7 +18,7 @@ use ocireg_tests::delay::DelayProxy;
 use ocireg_tests::real::{write_oci_layout, Mode, RealRegistry, PASSWORD, USER};
 use ocireg_tests::token_server::TokenServer;
 
-use crate::{access_log, median, timed_with, CONCURRENCY};
+use crate::{access_log, median_run, timed_with, CONCURRENCY};
 
 /// The added round trip.
 pub(crate) const RTT: Duration = Duration::from_millis(40);
@@ -288,11 +288,7 @@ fn measure(runs: usize, one: &dyn Fn() -> Result<Measured, String>) -> Result<Me
     for _ in 0..runs {
         all.push(one()?);
     }
-    let wall = median(all.iter().map(|m| m.wall).collect());
-    Ok(all
-        .into_iter()
-        .find(|m| (m.wall - wall).abs() < 1e-9)
-        .unwrap_or_default())
+    Ok(median_run(&all, |m| m.wall).unwrap_or_default())
 }
 
 /// One pull of `repo` by `tool` through a fresh proxy adding `rtt`.

@@ -269,6 +269,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// The run whose wall time is the median of them all: the one a table reports.
+fn median_run<T: Clone>(runs: &[T], wall: impl Fn(&T) -> f64) -> Option<T> {
+    let m = median(runs.iter().map(&wall).collect());
+    runs.iter().find(|r| (wall(r) - m).abs() < 1e-9).cloned()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args
@@ -487,11 +493,7 @@ fn main() {
             if tool == Tool::OciregTokio && ok {
                 base = Some(wall);
             }
-            let mid = results
-                .iter()
-                .find(|r| (r.wall - wall).abs() < 1e-9)
-                .cloned()
-                .unwrap_or_default();
+            let mid = median_run(&results, |r| r.wall).unwrap_or_default();
             let ratio = match base {
                 Some(b) if ok && b > 0.0 => format!("{:.2}×", wall / b),
                 _ => "–".into(),

@@ -8,7 +8,7 @@ use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::image;
 use ocireg_tests::real::{write_oci_layout, Mode, RealRegistry};
 
-use crate::{median, timed, CONCURRENCY};
+use crate::{median, median_run, timed, CONCURRENCY};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PushTool {
@@ -53,10 +53,7 @@ fn measure(
     let err = results.last().map(|r| r.1.clone()).unwrap_or_default();
     let wall = median(results.iter().map(|r| r.2).collect());
     let cpu = median(results.iter().map(|r| r.3).collect());
-    let rss = results
-        .iter()
-        .find(|r| (r.2 - wall).abs() < 1e-9)
-        .map_or(0, |r| r.4);
+    let rss = median_run(&results, |r| r.2).map_or(0, |r| r.4);
     (ok, err, wall, cpu, rss)
 }
 

@@ -9,7 +9,7 @@ use ocireg_core::{Digest, Platform};
 use ocireg_registry::images::image;
 use ocireg_tests::real::{Mode, RealRegistry};
 
-use crate::{median, timed_with};
+use crate::{median, median_run, timed_with};
 
 /// One row's command: program, arguments, environment.
 type Cmd = (String, Vec<String>, Vec<(&'static str, String)>);
@@ -110,10 +110,7 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
             continue;
         }
         let wall = median(results.iter().map(|r| r.2).collect());
-        let rss = results
-            .iter()
-            .find(|r| (r.2 - wall).abs() < 1e-9)
-            .map_or(0, |r| r.4);
+        let rss = median_run(&results, |r| r.2).map_or(0, |r| r.4);
         if tool.starts_with("ocireg") && protocol == "HTTP/1.1" {
             base = Some(wall);
         }
