@@ -145,3 +145,31 @@ fn a_name_that_does_not_resolve_is_not_retried() {
         );
     }
 }
+
+/// A filesystem error names the path it happened at: a layout under a regular file, and a
+/// layout whose `blobs/sha256` is a file, where the pull has already fetched the manifest.
+#[test]
+fn filesystem_errors_name_the_path() {
+    let img = image(98, &[700], &Platform::host(), false);
+    let mut r = Registry::new();
+    img.add_to(&mut r, "app", Some("v1"));
+    let (addr, _reg, _rt) = serve_inprocess(r, vec![]);
+    let reference = format!("{addr}/app:v1");
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let under = file.join("layout");
+    let err = fail(&["pull".as_ref(), reference.as_ref(), under.as_os_str()]);
+    assert!(
+        err.contains(&*under.to_string_lossy()) && err.lines().count() == 1,
+        "{err}"
+    );
+    let layout = work.path().join("layout");
+    std::fs::create_dir_all(layout.join("blobs")).unwrap();
+    std::fs::write(layout.join("blobs/sha256"), b"").unwrap();
+    let err = fail(&["pull".as_ref(), reference.as_ref(), layout.as_os_str()]);
+    assert!(
+        err.contains(&*layout.join("blobs/sha256").to_string_lossy()),
+        "{err}"
+    );
+}

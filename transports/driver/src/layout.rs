@@ -118,8 +118,9 @@ fn partial_path(root: &Path, d: &Digest) -> PathBuf {
 /// Creates `dir` (and its parents) and checks that it is a directory, not a symlink to
 /// one: a planted link would send the layout's files elsewhere.
 fn real_dir(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
-    let m = fs::symlink_metadata(dir)?;
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    fs::create_dir_all(dir).map_err(named)?;
+    let m = fs::symlink_metadata(dir).map_err(named)?;
     if !m.is_dir() {
         return Err(io::Error::other(format!(
             "{} is not a directory (a symlink?); refusing to write through it",
