@@ -13,10 +13,14 @@
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
 //! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and a peer row: every
 //! blob fetched with `curl` and piped to `openssl dgst -sha256` (SHA-NI), in parallel,
-//! written nowhere. The limit each row is compared with is the slowest of the three
-//! stages measured alone in the same run (`stages.rs`: network, hash, durable write). Each run is a fresh process measured by `/usr/bin/time` (wall, CPU, peak
-//! RSS); requests and bytes come from the registry's access log, or from the cutting
-//! proxy when there is one.
+//! written nowhere; and ocireg with `--no-fsync`. The limit each row is compared with is
+//! the slowest of the three stages measured alone in the same run (`stages.rs`: network,
+//! hash, durable write), or, for a tool that does not flush what it writes, the slowest
+//! with a plain write. Each run is a fresh process measured by `/usr/bin/time` (wall, CPU,
+//! peak RSS); requests and bytes come from the registry's access log, or from the cutting
+//! proxy when there is one. The registry's CPU time per run comes from `/proc`: with the
+//! client's, over the machine's cores, it is the row's CPU floor, the wall time no overlap
+//! of stages can beat when both processes share the machine.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +44,8 @@ type Pushed = (String, Vec<(Digest, u64)>, usize);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Tool {
     OciregTokio,
+    /// ocireg with `--no-fsync`: the same pull without durability.
+    OciregNoFsync,
     /// Another build of ocireg (`--baseline PATH`), with tokio: an A/B in one run.
     Baseline,
     OciregAsyncStd,
@@ -52,6 +58,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::OciregTokio => "ocireg (tokio)",
+            Tool::OciregNoFsync => "ocireg (tokio) --no-fsync",
             Tool::Baseline => "ocireg baseline (tokio)",
             Tool::OciregAsyncStd => "ocireg (async-std)",
             Tool::OciClient => "oci-client 0.18",
@@ -59,10 +66,21 @@ impl Tool {
             Tool::Limit => "peer: curl piped to openssl dgst (no file)",
         }
     }
+
+    /// Whether the tool flushes what it writes before naming it (skopeo does, `strace`
+    /// shows its `fdatasync`s; oci-client does not; the peer writes no file): which
+    /// limit its row is compared with.
+    fn durable(self) -> bool {
+        matches!(
+            self,
+            Tool::OciregTokio | Tool::Baseline | Tool::OciregAsyncStd | Tool::Skopeo
+        )
+    }
 }
 
-const TOOLS: [Tool; 6] = [
+const TOOLS: [Tool; 7] = [
     Tool::OciregTokio,
+    Tool::OciregNoFsync,
     Tool::Baseline,
     Tool::OciregAsyncStd,
     Tool::OciClient,
@@ -81,6 +99,8 @@ struct Run {
     ok: bool,
     wall: f64,
     cpu: f64,
+    /// CPU time the registry spent serving this run.
+    registry_cpu: f64,
     rss_kib: u64,
     requests: u64,
     bytes: u64,
@@ -164,12 +184,13 @@ fn run_tool(
     let _ = std::fs::remove_dir_all(out);
     let reference = format!("{addr}/{repo}:v1");
     match tool {
-        Tool::OciregTokio | Tool::OciregAsyncStd | Tool::Baseline => {
+        Tool::OciregTokio | Tool::OciregNoFsync | Tool::OciregAsyncStd | Tool::Baseline => {
             let rt = if tool == Tool::OciregAsyncStd {
                 "async-std"
             } else {
                 "tokio"
             };
+            let no_fsync = (tool == Tool::OciregNoFsync).then_some("--no-fsync");
             let args: Vec<String> = [
                 "pull",
                 "--plain-http",
@@ -182,8 +203,9 @@ fn run_tool(
                 &reference,
                 out.to_str().unwrap(),
             ]
-            .iter()
-            .map(|s| s.to_string())
+            .into_iter()
+            .chain(no_fsync)
+            .map(str::to_string)
             .collect();
             let program = match (tool, baseline) {
                 (Tool::Baseline, Some(b)) => b.to_path_buf(),
@@ -258,6 +280,12 @@ fn run_tool(
             )
         }
     }
+}
+
+/// The cores this machine has: the CPU floor of a row is the CPU time of the client
+/// and the registry together, spread over all of them (no overlap can beat it).
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -437,8 +465,8 @@ fn main() {
             println!("{}\n", s.describe());
             s
         });
-        println!("| tool | wall s (median) | MB/s | vs ocireg (tokio) | vs limit (durable) | CPU s | peak RSS MiB | requests | bytes moved | result |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| tool | durable | wall s (median) | MB/s | vs ocireg (tokio) | vs its limit | CPU s | registry CPU s | CPU floor s | peak RSS MiB | requests | bytes moved | result |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut base = None;
         for &tool in &tools {
             let mut results = Vec::new();
@@ -457,6 +485,7 @@ fn main() {
                     (reg.addr.clone(), None)
                 };
                 let (from, _, _) = access_log(&log, usize::MAX);
+                let registry_cpu = reg.cpu_seconds();
                 let out = scratch.path().join("out");
                 let (ok, error, wall, cpu, rss) = run_tool(
                     tool,
@@ -469,6 +498,7 @@ fn main() {
                     &time_file,
                 );
                 std::thread::sleep(Duration::from_millis(200)); // let the registry flush its log
+                let registry_cpu = reg.cpu_seconds() - registry_cpu;
                 let (_, requests, logged_bytes) = access_log(&log, from);
                 let bytes = proxy
                     .as_ref()
@@ -478,6 +508,7 @@ fn main() {
                     ok,
                     wall,
                     cpu,
+                    registry_cpu,
                     rss_kib: rss,
                     requests,
                     bytes,
@@ -498,19 +529,33 @@ fn main() {
                 Some(b) if ok && b > 0.0 => format!("{:.2}×", wall / b),
                 _ => "–".into(),
             };
-            let vs_limit = match limit {
-                Some(l) if ok && l.limit() > 0.0 => format!("{:.2}×", wall / l.limit()),
+            // a durable tool against the durable limit, the others against the limit
+            // without durability
+            let its_limit = limit.map(|l| {
+                if tool.durable() {
+                    l.limit()
+                } else {
+                    l.limit_without_durability()
+                }
+            });
+            let vs_limit = match its_limit {
+                Some(l) if ok && l > 0.0 => format!("{:.2}×", wall / l),
                 _ => "–".into(),
             };
+            let cpu = median(results.iter().map(|r| r.cpu).collect());
+            let registry_cpu = median(results.iter().map(|r| r.registry_cpu).collect());
             if ok {
                 println!(
-                    "| {} | {:.2} | {:.0} | {} | {} | {:.2} | {:.1} | {} | {} | ok |",
+                    "| {} | {} | {:.2} | {:.0} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {} | ok |",
                     tool.name(),
+                    if tool.durable() { "yes" } else { "no" },
                     wall,
                     total as f64 / wall.max(1e-9) / 1e6,
                     ratio,
                     vs_limit,
-                    median(results.iter().map(|r| r.cpu).collect()),
+                    cpu,
+                    registry_cpu,
+                    (cpu + registry_cpu) / cores(),
                     mid.rss_kib as f64 / 1024.0,
                     mid.requests,
                     mid.bytes,
@@ -521,7 +566,7 @@ fn main() {
                     .map(|r| r.error.replace('|', "/"))
                     .unwrap_or_default();
                 println!(
-                    "| {} | – | – | – | – | – | – | – | – | failed: {} |",
+                    "| {} | – | – | – | – | – | – | – | – | – | – | – | failed: {} |",
                     tool.name(),
                     e
                 );

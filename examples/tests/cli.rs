@@ -335,7 +335,7 @@ fn progress_json_and_second_pull_transfers_nothing() {
     let img = image(53, &[100_000, 3 << 20], &Platform::host(), false);
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
     let dir = tempfile::tempdir().unwrap();
-    let run = || {
+    let run_into = |dir: &std::path::Path, extra: &[&str]| {
         let out = ocireg()
             .args([
                 "pull",
@@ -343,7 +343,8 @@ fn progress_json_and_second_pull_transfers_nothing() {
                 "json",
                 &format!("{addr}/test/repo:v1"),
             ])
-            .arg(dir.path())
+            .arg(dir)
+            .args(extra)
             .output()
             .unwrap();
         assert!(
@@ -359,6 +360,7 @@ fn progress_json_and_second_pull_transfers_nothing() {
             })
             .collect::<Vec<_>>()
     };
+    let run = || run_into(dir.path(), &[]);
     let events = run();
     let kinds: Vec<&str> = events
         .iter()
@@ -381,6 +383,7 @@ fn progress_json_and_second_pull_transfers_nothing() {
     let summary = events.last().unwrap();
     assert_eq!(summary["digest"], img.digest().to_string());
     assert_eq!(summary["fetched"], 3);
+    assert_eq!(summary["durable"], true);
     assert_eq!(
         summary["bytes"],
         img.blobs().map(|b| b.len()).sum::<usize>()
@@ -397,6 +400,21 @@ fn progress_json_and_second_pull_transfers_nothing() {
         (Some(0), Some(3), Some(0))
     );
     assert_eq!(events.iter().filter(|e| e["event"] == "skipped").count(), 3);
+    // --no-fsync: said in the summary, and the layout is the same: a pull over it that
+    // re-hashes every blob finds nothing to fetch
+    let other = tempfile::tempdir().unwrap();
+    let summary = run_into(other.path(), &["--no-fsync"]).pop().unwrap();
+    assert_eq!(
+        (summary["durable"].as_bool(), summary["fetched"].as_u64()),
+        (Some(false), Some(3))
+    );
+    let summary = run_into(other.path(), &["--verify-existing"])
+        .pop()
+        .unwrap();
+    assert_eq!(
+        (summary["fetched"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(3))
+    );
 }
 
 /// Tag pages as a paging registry serves them: `--page-size` asks for `n`, every page

@@ -248,6 +248,26 @@ impl RealRegistry {
 }
 
 impl RealRegistry {
+    /// The CPU time (user + system, seconds) the registry process has used so far, from
+    /// `/proc` (0 where there is none): what serving a pull cost the machine.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // the fields after the command name, which ends with the last ')'
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        // SAFETY: sysconf reads a constant of the system.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        ticks as f64 / per_second
+    }
+
     /// The request lines (`METHOD /path HTTP/x`) of the access log from line `from` on,
     /// and the log's length now (pass it as `from` next time).
     pub fn requests_since(&self, from: usize) -> (Vec<String>, usize) {

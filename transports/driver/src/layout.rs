@@ -98,6 +98,8 @@ pub struct LayoutWriter {
     open: HashMap<BlobId, Open>,
     resolved: Option<Descriptor>,
     verify_existing: bool,
+    /// Blob data is flushed before it is named.
+    durable: bool,
     /// Counters.
     pub stats: Stats,
     /// The thread that writes blob bytes.
@@ -242,6 +244,7 @@ impl LayoutWriter {
             open: HashMap::new(),
             resolved: None,
             verify_existing: false,
+            durable: true,
             stats: Stats::default(),
             writer: Writer::start()?,
         })
@@ -251,6 +254,15 @@ impl LayoutWriter {
     /// does not match is downloaded again.
     pub fn verify_existing(mut self, yes: bool) -> LayoutWriter {
         self.verify_existing = yes;
+        self
+    }
+
+    /// Whether blob data is flushed to disk before it is named (the default). Without,
+    /// a blob is still verified before it is named, but a power loss (not a killed
+    /// process) may leave a named blob whose data never reached the disk. For scratch
+    /// layouts that can be pulled again (CI caches, benchmarks).
+    pub fn durable(mut self, yes: bool) -> LayoutWriter {
+        self.durable = yes;
         self
     }
 
@@ -403,7 +415,7 @@ impl LayoutWriter {
                 )
             }
         };
-        let slot = Slot::new(ingest.file())?;
+        let slot = Slot::new(ingest.file(), self.durable)?;
         self.open.insert(
             blob,
             Open {
@@ -433,7 +445,9 @@ impl LayoutWriter {
             )));
         }
         let started = std::time::Instant::now();
-        o.ingest.file().sync_data()?;
+        if self.durable {
+            o.ingest.file().sync_data()?;
+        }
         let dir = o.final_path.parent().expect("blob dir").to_path_buf();
         real_dir(&dir)?;
         match o.ingest {
@@ -451,7 +465,9 @@ impl LayoutWriter {
                 t.persist(&o.final_path).map_err(|e| e.error)?;
             }
         }
-        sync_dir(&dir)?;
+        if self.durable {
+            sync_dir(&dir)?;
+        }
         self.stats.sync += started.elapsed();
         self.stats.fetched += 1;
         Ok(())
@@ -501,6 +517,12 @@ impl Sink for LayoutWriter {
         self.writer.write(&o.slot, bytes.clone())?;
         self.stats.bytes += bytes.len() as u64;
         Ok(())
+    }
+
+    fn idle(&mut self) -> io::Result<()> {
+        self.open
+            .values()
+            .try_for_each(|o| self.writer.flush(&o.slot))
     }
 }
 
@@ -642,6 +664,10 @@ impl Sink for Observed<'_> {
         self.writer.deliver(blob, offset, bytes)?;
         self.observer.delivered(blob, bytes.len() as u64);
         Ok(())
+    }
+
+    fn idle(&mut self) -> io::Result<()> {
+        self.writer.idle()
     }
 }
 

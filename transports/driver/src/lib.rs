@@ -131,6 +131,12 @@ pub trait Sink {
     }
     /// Bytes of a blob at `offset` (always its end so far).
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
+    /// The drive loop has no input ready and is about to wait: bytes the sink holds back
+    /// to write in larger pieces should be written now (a stall must not keep received
+    /// bytes off the disk). By default, nothing is done.
+    fn idle(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Why a driven pull failed.
@@ -214,6 +220,10 @@ trait Hands<M> {
     fn event(&mut self, machine: &mut M, event: &Event) -> std::io::Result<()>;
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
     fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body>;
+    /// See [`Sink::idle`].
+    fn idle(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 struct PullHands<'a, S: ?Sized>(&'a mut S);
@@ -230,6 +240,9 @@ impl<S: Sink + ?Sized> Hands<Pull> for PullHands<'_, S> {
     }
     fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
         self.0.deliver(blob, offset, bytes)
+    }
+    fn idle(&mut self) -> std::io::Result<()> {
+        self.0.idle()
     }
     fn upload_body(&mut self, _: BlobId, _: u64, _: u64) -> std::io::Result<Body> {
         // A pull never uploads; a machine that asks is a bug, said as such.
@@ -414,7 +427,18 @@ where
                 Action::Failed(e) => return Err(e.into()),
             }
         };
-        if let Some((id, input)) = ex.next(runtime, until).await? {
+        // An input that is ready is taken at once; only before a real wait does the
+        // sink get its idle call (a stream's next item survives the dropped poll).
+        let next = match ex.next(runtime, until).now_or_never() {
+            Some(next) => next?,
+            None => {
+                if let Err(e) = hands.idle() {
+                    return fail(&mut ex, machine, e);
+                }
+                ex.next(runtime, until).await?
+            }
+        };
+        if let Some((id, input)) = next {
             machine.handle_input(id, input, runtime.now());
         }
     }

@@ -17,36 +17,50 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-/// Chunks queued for the writer at most (each is one delivered chunk, at most the
-/// transport's read buffer: 256 KiB with the hyper adapters, so 2 MiB in all). A queued
-/// chunk keeps its whole read buffer alive, so this is memory; 8 absorbs the disk's
-/// jitter as well as 16 did in the benchmark, and 4 began to cost throughput.
-const QUEUE: usize = 8;
+/// Hand-overs queued for the writer at most (each is a file's chunks gathered up to
+/// [`BATCH`], so about 1–2 MiB in all). A queued chunk keeps the transport's whole read
+/// buffer alive, so this is memory.
+const QUEUE: usize = 4;
 
 /// Every this many bytes of a file, writeback of it is started.
 pub(crate) const WRITE_BEHIND: u64 = 8 << 20;
 
+/// Chunks are gathered per file up to this many bytes and handed over together: each
+/// hand-over may wake the writer thread (a futex call each way), and an HTTP/2 server
+/// sends a large blob in frames of tens of KiB. Memory: at most this much per file. What
+/// is gathered is handed over at the latest when the drive loop goes idle
+/// ([`Writer::flush`]), so nothing received waits for more to arrive.
+const BATCH: usize = 256 << 10;
+
 /// One file being written: its descriptor (a duplicate of the layout writer's), the
-/// first error of a write to it, bytes since writeback was last started.
+/// first error of a write to it, bytes since writeback was last started, and the chunks
+/// gathered but not yet handed over (see [`BATCH`]).
 pub(crate) struct Slot {
     file: File,
     error: Mutex<Option<io::Error>>,
     unflushed: Mutex<u64>,
+    /// Writeback is started every [`WRITE_BEHIND`] bytes (the file will be flushed).
+    write_behind: bool,
+    gathered: Mutex<(Vec<Bytes>, usize)>,
 }
 
 impl Slot {
     /// A slot writing through a duplicate of `file` (they share the file offset).
-    pub(crate) fn new(file: &File) -> io::Result<Arc<Slot>> {
+    /// With `write_behind`, writeback is started as the file grows (for a file that will
+    /// be flushed).
+    pub(crate) fn new(file: &File, write_behind: bool) -> io::Result<Arc<Slot>> {
         Ok(Arc::new(Slot {
             file: file.try_clone()?,
             error: Mutex::new(None),
             unflushed: Mutex::new(0),
+            write_behind,
+            gathered: Mutex::new((Vec::new(), 0)),
         }))
     }
 }
 
 enum Job {
-    Write(Arc<Slot>, Bytes),
+    Write(Arc<Slot>, Vec<Bytes>),
     Barrier(Arc<Slot>, SyncSender<io::Result<()>>),
 }
 
@@ -70,12 +84,40 @@ impl Writer {
     }
 
     /// Queues `bytes` to be appended to `slot`'s file (waits while the queue is full).
+    /// Small chunks are gathered up to [`BATCH`] bytes and handed over together.
     pub(crate) fn write(&self, slot: &Arc<Slot>, bytes: Bytes) -> io::Result<()> {
-        self.send(Job::Write(slot.clone(), bytes))
+        let batch = {
+            let mut gathered = slot.gathered.lock().expect("slot lock");
+            gathered.1 += bytes.len();
+            gathered.0.push(bytes);
+            if gathered.1 < BATCH {
+                return Ok(());
+            }
+            gathered.1 = 0;
+            std::mem::take(&mut gathered.0)
+        };
+        self.send(Job::Write(slot.clone(), batch))
+    }
+
+    /// Hands over what is gathered for `slot`, without waiting for it to be written.
+    /// The drive loop calls this (through [`crate::Sink::idle`]) whenever no input is
+    /// ready: bytes received before a stall reach the file, so a pull killed during it
+    /// resumes from them.
+    pub(crate) fn flush(&self, slot: &Arc<Slot>) -> io::Result<()> {
+        let rest = {
+            let mut gathered = slot.gathered.lock().expect("slot lock");
+            gathered.1 = 0;
+            std::mem::take(&mut gathered.0)
+        };
+        if rest.is_empty() {
+            return Ok(());
+        }
+        self.send(Job::Write(slot.clone(), rest))
     }
 
     /// Waits until everything queued for `slot` is written; the first error, if any.
     pub(crate) fn barrier(&self, slot: &Arc<Slot>) -> io::Result<()> {
+        self.flush(slot)?;
         let (reply, done) = sync_channel(1);
         self.send(Job::Barrier(slot.clone(), reply))?;
         done.recv().map_err(|_| gone())?
@@ -106,18 +148,19 @@ fn gone() -> io::Error {
 fn run(rx: Receiver<Job>) {
     for job in rx {
         match job {
-            Job::Write(slot, bytes) => {
+            Job::Write(slot, chunks) => {
                 let mut error = slot.error.lock().expect("slot lock");
                 if error.is_some() {
                     continue; // the file failed already: the barrier reports it
                 }
-                if let Err(e) = (&slot.file).write_all(&bytes) {
+                if let Err(e) = chunks.iter().try_for_each(|c| (&slot.file).write_all(c)) {
                     *error = Some(e);
                     continue;
                 }
+                let written: usize = chunks.iter().map(Bytes::len).sum();
                 let mut unflushed = slot.unflushed.lock().expect("slot lock");
-                *unflushed += bytes.len() as u64;
-                if *unflushed >= WRITE_BEHIND {
+                *unflushed += written as u64;
+                if slot.write_behind && *unflushed >= WRITE_BEHIND {
                     *unflushed = 0;
                     start_writeback(&slot.file);
                 }
@@ -158,7 +201,7 @@ mod tests {
         let path = dir.path().join("f");
         let file = File::create(&path).unwrap();
         let w = Writer::start().unwrap();
-        let slot = Slot::new(&file).unwrap();
+        let slot = Slot::new(&file, true).unwrap();
         let mut want = Vec::new();
         for i in 0..1000u32 {
             let chunk = Bytes::from(i.to_le_bytes().repeat(100));
@@ -176,7 +219,7 @@ mod tests {
         std::fs::write(&path, b"").unwrap();
         let read_only = File::open(&path).unwrap();
         let w = Writer::start().unwrap();
-        let slot = Slot::new(&read_only).unwrap();
+        let slot = Slot::new(&read_only, true).unwrap();
         w.write(&slot, Bytes::from_static(b"x")).unwrap();
         assert!(w.barrier(&slot).is_err());
     }

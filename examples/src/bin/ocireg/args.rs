@@ -66,6 +66,12 @@ pub(crate) struct PullArgs {
     /// does not match is downloaded again.
     #[arg(long)]
     pub(crate) verify_existing: bool,
+    /// Do not flush blobs to disk before naming them. Faster where the disk is slow to
+    /// flush; every blob is still verified before it is named, but a power loss (not a
+    /// killed pull) may leave a named blob whose data never reached the disk. For
+    /// layouts that can be pulled again, such as CI caches.
+    #[arg(long)]
+    pub(crate) no_fsync: bool,
     /// Also write each layer that has a title (`org.opencontainers.image.title`, as oras
     /// sets it) as a file of that name under this directory. Titles that climb out of it,
     /// symlinks on the way and files with other content are refused.

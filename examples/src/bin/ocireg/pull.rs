@@ -58,6 +58,8 @@ pub(crate) struct Dest<'a> {
     pub(crate) dir: &'a Path,
     pub(crate) name: Option<&'a str>,
     pub(crate) verify_existing: bool,
+    /// Blobs are flushed to disk before they are named.
+    pub(crate) durable: bool,
     pub(crate) files: Option<&'a Path>,
     /// A failure is not reported as the pull's end (another host may be tried).
     pub(crate) quiet_failure: bool,
@@ -92,6 +94,7 @@ impl<'a> Dest<'a> {
             dir,
             name: None,
             verify_existing: false,
+            durable: true,
             files: None,
             quiet_failure: false,
         }
@@ -110,6 +113,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         dir,
         name,
         verify_existing,
+        durable,
         files,
         quiet_failure,
     } = into;
@@ -127,7 +131,8 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
     let dir_existed = dir.exists();
     let writer = LayoutWriter::create(dir, tag)
         .map_err(|e| format!("{}: {e}", dir.display()))?
-        .verify_existing(verify_existing);
+        .verify_existing(verify_existing)
+        .durable(durable);
     let result = pull_into(&mut pull, t, runtime, writer, &mut Logged(&mut progress)).await;
     let (desc, stats) = match result {
         Ok(r) => r,
@@ -177,7 +182,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
             "event": "summary", "reference": reference.to_string(), "digest": desc.digest.to_string(),
             "media_type": desc.media_type, "platform": platform, "fetched": stats.fetched, "skipped": stats.skipped,
             "resumed": stats.resumed, "retries": stats.retries, "bytes": stats.bytes, "seconds": secs,
-            "sync_seconds": stats.sync.as_secs_f64(),
+            "sync_seconds": stats.sync.as_secs_f64(), "durable": durable,
             "files": written.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
         }));
         return Ok((String::new(), desc.digest));
@@ -253,6 +258,7 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         dir: &dir,
         name: None,
         verify_existing: a.verify_existing,
+        durable: !a.no_fsync,
         files: a.files.as_deref(),
         quiet_failure: false,
     };

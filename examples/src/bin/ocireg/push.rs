@@ -403,6 +403,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
             dir: &dir,
             name: name.as_deref(),
             verify_existing: false,
+            durable: true,
             files: None,
             quiet_failure: false,
         };
