@@ -271,9 +271,11 @@ impl LayoutWriter {
         self.resolved.as_ref()
     }
 
-    /// Records the resolved manifest in `index.json` (replacing an entry of the same
-    /// tag), under the layout's lock. Call after the pull succeeded.
-    pub fn commit(&self) -> io::Result<()> {
+    /// Waits until every blob of the pull is named in `blobs/`, then records the
+    /// resolved manifest in `index.json` (replacing an entry of the same tag), under the
+    /// layout's lock. Call after the pull succeeded.
+    pub fn commit(&mut self) -> io::Result<()> {
+        self.settle()?;
         let Some(desc) = &self.resolved else {
             return Err(io::Error::other("the pull resolved no manifest"));
         };
@@ -427,50 +429,26 @@ impl LayoutWriter {
         Ok(())
     }
 
-    /// Moves a verified blob into `blobs/`: data on disk first, then the name, then the
-    /// directory entry.
+    /// Hands a verified blob to the writer, which names it once its bytes are written
+    /// ([`name_blob`], beside the download: a blob's flush does not hold up the others').
     fn blob_done(&mut self, blob: BlobId, size: u64) -> io::Result<()> {
         // A blob completes without an open file only when it was embedded and skipped;
         // nothing to move then.
-        let Some(mut o) = self.open.remove(&blob) else {
+        let Some(o) = self.open.remove(&blob) else {
             return Ok(());
         };
-        // every byte handed to the writer thread is in the file first
-        self.writer.barrier(&o.slot)?;
-        let len = o.ingest.file().metadata()?.len();
-        if len != size {
-            return Err(io::Error::other(format!(
-                "{}: wrote {len} bytes, expected {size}",
-                o.ingest.path().display()
-            )));
-        }
-        let started = std::time::Instant::now();
-        if self.durable {
-            o.ingest.file().sync_data()?;
-        }
-        let dir = o.final_path.parent().expect("blob dir").to_path_buf();
-        real_dir(&dir)?;
-        match o.ingest {
-            Ingest::Shared { file, path } => {
-                if !names(&path, &file)? {
-                    return Err(io::Error::other(format!(
-                        "{} was replaced while this pull wrote it; not moving it into blobs/",
-                        path.display()
-                    )));
-                }
-                fs::rename(&path, &o.final_path)?;
-                drop(file); // releases the lock, after the rename
-            }
-            Ingest::Private(t) => {
-                t.persist(&o.final_path).map_err(|e| e.error)?;
-            }
-        }
-        if self.durable {
-            sync_dir(&dir)?;
-        }
-        self.stats.sync += started.elapsed();
-        self.stats.fetched += 1;
-        Ok(())
+        let slot = o.slot.clone();
+        let durable = self.durable;
+        self.writer
+            .finish(&slot, Box::new(move || name_blob(o, size, durable)))
+    }
+
+    /// Waits until every finished blob is named; counts them, and the first error.
+    fn settle(&mut self) -> io::Result<()> {
+        let settled = self.writer.settle()?;
+        self.stats.fetched += settled.named;
+        self.stats.sync += settled.sync;
+        settled.error.map_or(Ok(()), Err)
     }
 
     fn write_manifest(&self, digest: &Digest, bytes: &Bytes) -> io::Result<()> {
@@ -480,6 +458,44 @@ impl LayoutWriter {
         }
         write_atomic(&p, bytes)
     }
+}
+
+/// Moves a verified blob into `blobs/`: data on disk first, then the name, then the
+/// directory entry. Runs on the writer's finisher thread once every byte handed over for
+/// the file is written; gives the time the flushes took.
+fn name_blob(mut o: Open, size: u64, durable: bool) -> io::Result<std::time::Duration> {
+    let len = o.ingest.file().metadata()?.len();
+    if len != size {
+        return Err(io::Error::other(format!(
+            "{}: wrote {len} bytes, expected {size}",
+            o.ingest.path().display()
+        )));
+    }
+    let started = std::time::Instant::now();
+    if durable {
+        o.ingest.file().sync_data()?;
+    }
+    let dir = o.final_path.parent().expect("blob dir").to_path_buf();
+    real_dir(&dir)?;
+    match o.ingest {
+        Ingest::Shared { file, path } => {
+            if !names(&path, &file)? {
+                return Err(io::Error::other(format!(
+                    "{} was replaced while this pull wrote it; not moving it into blobs/",
+                    path.display()
+                )));
+            }
+            fs::rename(&path, &o.final_path)?;
+            drop(file); // releases the lock, after the rename
+        }
+        Ingest::Private(t) => {
+            t.persist(&o.final_path).map_err(|e| e.error)?;
+        }
+    }
+    if durable {
+        sync_dir(&dir)?;
+    }
+    Ok(started.elapsed())
 }
 
 impl Sink for LayoutWriter {
