@@ -331,8 +331,8 @@ mod tests {
         assert_eq!(w.settle().unwrap().named, 0);
     }
 
-    #[test]
-    fn a_failed_write_is_the_finish_error_and_the_file_is_not_named() {
+    /// A writer whose one write (to a file opened read-only) failed.
+    fn a_write_that_fails() -> (tempfile::TempDir, Writer, Arc<Slot>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"").unwrap();
@@ -340,6 +340,12 @@ mod tests {
         let w = Writer::start().unwrap();
         let slot = Slot::new(&read_only, true).unwrap();
         w.write(&slot, Bytes::from_static(b"x")).unwrap();
+        (dir, w, slot)
+    }
+
+    #[test]
+    fn a_failed_write_is_the_finish_error_and_the_file_is_not_named() {
+        let (_dir, w, slot) = a_write_that_fails();
         let ran = Arc::new(Mutex::new(false));
         let ran_in_finish = ran.clone();
         w.finish(
@@ -358,13 +364,7 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_reported_at_the_barrier() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"").unwrap();
-        let read_only = File::open(&path).unwrap();
-        let w = Writer::start().unwrap();
-        let slot = Slot::new(&read_only, true).unwrap();
-        w.write(&slot, Bytes::from_static(b"x")).unwrap();
+        let (_dir, w, slot) = a_write_that_fails();
         assert!(w.barrier(&slot).is_err());
     }
 }
