@@ -7,8 +7,11 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 
+use std::sync::Arc;
+
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, SizeSeen};
+use crate::offload::{BlobHash, HashOffload};
 use crate::range::{content_range_matches, range_header};
 
 /// The state of one blob download.
@@ -16,7 +19,9 @@ use crate::range::{content_range_matches, range_header};
 pub(crate) struct BlobDownload {
     pub(crate) digest: Digest,
     pub(crate) size: u64,
-    verifier: Option<Verifier>,
+    hash: Option<BlobHash>,
+    /// Where the hash goes once bytes arrive (large blobs, when the caller gave one).
+    offload: Option<Arc<dyn HashOffload>>,
     /// Bytes delivered (and hashed) so far.
     pub(crate) offset: u64,
     /// Bytes still to discard from the current response (a `200` after a range request).
@@ -48,7 +53,8 @@ impl BlobDownload {
         BlobDownload {
             digest,
             size,
-            verifier: Some(verifier),
+            hash: Some(BlobHash::Here(verifier)),
+            offload: None,
             offset,
             skip: 0,
             skipped_total: 0,
@@ -57,6 +63,12 @@ impl BlobDownload {
             from_caller_prefix: offset > 0,
             attempt_start: offset,
         }
+    }
+
+    /// Hashes this blob's bytes with `offload` (from its first byte on).
+    pub(crate) fn hash_with(mut self, offload: Option<Arc<dyn HashOffload>>) -> Self {
+        self.offload = offload;
+        self
     }
 
     /// The `Range` header for the next attempt, if it does not start at zero.
@@ -78,7 +90,7 @@ impl BlobDownload {
     /// Starts over from byte zero (after a 416).
     pub(crate) fn restart(&mut self) {
         let alg = self.digest.algorithm();
-        self.verifier = Some(Verifier::new(alg));
+        self.hash = Some(BlobHash::Here(Verifier::new(alg)));
         self.offset = 0;
         self.attempt_start = 0;
         self.skip = 0;
@@ -164,8 +176,8 @@ impl BlobDownload {
                 actual: SizeSeen::LongerThan(self.offset + chunk.len() as u64),
             });
         }
-        if let Some(v) = self.verifier.as_mut() {
-            v.update(&chunk);
+        if let Some(h) = self.hash.as_mut() {
+            h.update(&chunk, self.offload.as_ref());
         }
         self.offset += chunk.len() as u64;
         Ok(Some(chunk))
@@ -177,9 +189,9 @@ impl BlobDownload {
             return Ok(EndOutcome::Short);
         }
         let actual = self
-            .verifier
+            .hash
             .take()
-            .map(Verifier::finish)
+            .map(BlobHash::finish)
             .unwrap_or_else(|| Digest::of(self.digest.algorithm(), b""));
         if actual != self.digest {
             return Err(Error::DigestMismatch {

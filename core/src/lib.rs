@@ -97,6 +97,7 @@ pub mod interop;
 pub mod link;
 pub mod manifest;
 pub mod mirrors;
+pub mod offload;
 pub mod pull;
 pub mod push;
 pub mod range;

@@ -47,6 +47,9 @@ pub struct Config {
     pub max_concurrent_small: usize,
     /// The size up to which a blob counts as small (default 1 MiB).
     pub small_blob: u64,
+    /// Hashes blobs larger than [`Config::small_blob`] on other threads (see
+    /// [`offload`](crate::offload)); `None` (the default) hashes them as they arrive.
+    pub hashing: Option<std::sync::Arc<dyn crate::offload::HashOffload>>,
     /// Largest manifest body accepted (default 4 MiB).
     pub manifest_limit: u64,
     /// Largest token response accepted (default 1 MiB).
@@ -101,6 +104,7 @@ impl Default for Config {
             max_concurrent: 8,
             max_concurrent_small: 32,
             small_blob: 1 << 20,
+            hashing: None,
             manifest_limit: 4 << 20,
             token_limit: 1 << 20,
             platform: PlatformChoice::Host,

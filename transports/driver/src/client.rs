@@ -30,12 +30,20 @@ pub struct Client<T, R> {
 }
 
 impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
-    /// A client with the core's default configuration that reads Docker's credentials.
+    /// A client with the core's default configuration that reads Docker's credentials;
+    /// large blobs are hashed on threads of its own ([`crate::hashing::HashThreads`],
+    /// one per core, at most 4), or where they arrive if threads cannot be started.
     pub fn new(transport: T, runtime: R) -> Self {
+        let hashing = crate::hashing::HashThreads::for_this_machine()
+            .ok()
+            .map(|h| h as Arc<dyn ocireg_core::offload::HashOffload>);
         Client {
             transport: Arc::new(transport),
             runtime: Arc::new(runtime),
-            config: Config::default(),
+            config: Config {
+                hashing,
+                ..Config::default()
+            },
             credentials: Vec::new(),
             docker_config: crate::credentials::default_config_path(),
         }

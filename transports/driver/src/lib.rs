@@ -28,6 +28,7 @@
 pub mod client;
 pub mod credentials;
 pub mod files;
+pub mod hashing;
 pub mod hosts;
 pub mod hyper;
 pub mod layout;

@@ -327,13 +327,20 @@ pub(crate) fn platform(s: &str) -> Result<ocireg_core::Platform, String> {
     })
 }
 
-/// Applies `--concurrency N` to a configuration: `N` downloads at once, and four times
+/// How downloads run. `--concurrency N`: `N` downloads at once, and four times
 /// as many (at most 64, never fewer than `N`) while the blobs are small; 1 is one blob
 /// at a time, small or not.
-pub(crate) fn set_concurrency(cfg: &mut ocireg_core::Config, n: u16) {
+///
+/// Large blobs are hashed on threads of their own (one per core, at most 4), so the
+/// thread that receives does not also hash, and blobs hash on different cores; where
+/// threads cannot be started, the core hashes as the bytes arrive.
+pub(crate) fn set_downloads(cfg: &mut ocireg_core::Config, n: u16) {
     let n = usize::from(n);
     cfg.max_concurrent = n;
     cfg.max_concurrent_small = if n == 1 { 1 } else { (4 * n).min(64).max(n) };
+    cfg.hashing = ocireg_driver::hashing::HashThreads::for_this_machine()
+        .ok()
+        .map(|h| h as std::sync::Arc<dyn ocireg_core::offload::HashOffload>);
 }
 
 /// The core's default concurrency, as the flag's type.

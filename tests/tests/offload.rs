@@ -1,0 +1,147 @@
+//! Hashing elsewhere (`Config::hashing`): the core hands large blobs' bytes to the
+//! caller's offload, in order, and still checks the digest the offload returns; small
+//! blobs are hashed where they arrive. Over the simulated network, and with the driver's
+//! hash threads.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use ocireg_core::offload::{HashOffload, OffloadedHash};
+use ocireg_core::{Config, Digest, Error, Platform, Pull, Reference, Verifier};
+use ocireg_registry::images::image;
+use ocireg_registry::{FaultyRegistry, Registry, Rule};
+use ocireg_tests::sim::{test_config, Outcome, Sim, ORIGIN};
+
+/// An offload that hashes where it is called, records what it saw, and can lie.
+#[derive(Debug, Default)]
+struct Recording {
+    /// (bytes given, digest returned) per finished hash.
+    finished: Mutex<Vec<(u64, Digest)>>,
+    lie: bool,
+}
+
+struct Here {
+    verifier: Verifier,
+    owner: Arc<Recording>,
+}
+
+/// The offload the core is given: a handle to the recording.
+#[derive(Debug)]
+struct Offload(Arc<Recording>);
+
+impl HashOffload for Offload {
+    fn start(&self, verifier: Verifier) -> Box<dyn OffloadedHash> {
+        Box::new(Here {
+            verifier,
+            owner: self.0.clone(),
+        })
+    }
+}
+
+impl OffloadedHash for Here {
+    fn update(&mut self, bytes: Bytes) {
+        self.verifier.update(&bytes);
+    }
+    fn finish(self: Box<Self>) -> Digest {
+        let len = self.verifier.len();
+        let digest = if self.owner.lie {
+            Digest::sha256(b"something else")
+        } else {
+            self.verifier.finish()
+        };
+        self.owner
+            .finished
+            .lock()
+            .unwrap()
+            .push((len, digest.clone()));
+        digest
+    }
+}
+
+fn pull_with(offload: Arc<Recording>, rules: Vec<Rule>) -> (Outcome, Vec<u64>) {
+    let img = image(7, &[3 << 20, 2 << 20, 1000], &Platform::host(), false);
+    let mut r = Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, rules));
+    let cfg = Config {
+        hashing: Some(Arc::new(Offload(offload.clone()))),
+        ..test_config()
+    };
+    let t0 = Instant::now();
+    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let out = sim.run(&mut p, t0);
+    let mut sizes: Vec<u64> = offload
+        .finished
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
+    sizes.sort();
+    (out, sizes)
+}
+
+#[test]
+fn large_blobs_are_hashed_by_the_offload_and_small_ones_here() {
+    let (out, sizes) = pull_with(Arc::default(), vec![]);
+    assert!(
+        matches!(out.result, Some(Ok(()))),
+        "{:?}",
+        out.result.map(|r| r.map_err(|e| e.to_string()))
+    );
+    // the two layers over 1 MiB, each whole; the small layer and the config were not
+    assert_eq!(sizes, vec![2 << 20, 3 << 20]);
+}
+
+#[test]
+fn the_core_checks_what_the_offload_returns() {
+    let lying = Arc::new(Recording {
+        lie: true,
+        ..Recording::default()
+    });
+    let (out, _) = pull_with(lying, vec![]);
+    match out.result {
+        Some(Err(Error::DigestMismatch { .. })) => {}
+        other => panic!(
+            "expected a digest mismatch, got {:?}",
+            other.map(|r| r.map_err(|e| e.to_string()))
+        ),
+    }
+}
+
+#[test]
+fn a_cut_blob_resumes_into_the_same_offloaded_hash() {
+    use ocireg_registry::Fault;
+    let cut = Rule {
+        path_contains: "/blobs/".into(),
+        fault: Fault::CutBody {
+            after: 1 << 20,
+            times: 2,
+        },
+    };
+    let (out, sizes) = pull_with(Arc::default(), vec![cut]);
+    assert!(
+        matches!(out.result, Some(Ok(()))),
+        "{:?}",
+        out.result.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert_eq!(sizes, vec![2 << 20, 3 << 20]);
+}
+
+#[test]
+fn the_driver_hash_threads_verify_a_pull() {
+    let img = image(8, &[5 << 20, 4 << 20], &Platform::host(), false);
+    let mut r = Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let cfg = Config {
+        hashing: Some(ocireg_driver::hashing::HashThreads::start(2).unwrap()),
+        ..test_config()
+    };
+    let t0 = Instant::now();
+    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let out = sim.run(&mut p, t0);
+    assert!(matches!(out.result, Some(Ok(()))));
+    assert_eq!(out.done.len(), img.blobs().count());
+}
