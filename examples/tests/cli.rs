@@ -30,6 +30,10 @@ fn usage_errors_exit_2_and_failures_exit_1() {
         ),
         (vec!["pull", "--concurrency", "0", "a/b:v1", "/tmp/x"], "0"),
         (
+            vec!["pull", "--hash-threads", "17", "a/b:v1", "/tmp/x"],
+            "17",
+        ),
+        (
             vec!["pull", "--username", "u", "a/b:v1", "/tmp/x"],
             "--password-stdin",
         ),
@@ -415,6 +419,12 @@ fn progress_json_and_second_pull_transfers_nothing() {
         (summary["fetched"].as_u64(), summary["skipped"].as_u64()),
         (Some(0), Some(3))
     );
+    // --hash-threads: the 3 MiB layer is hashed on a thread of its own, and verified
+    let third = tempfile::tempdir().unwrap();
+    let summary = run_into(third.path(), &["--hash-threads", "2"])
+        .pop()
+        .unwrap();
+    assert_eq!(summary["fetched"].as_u64(), Some(3));
 }
 
 /// Tag pages as a paging registry serves them: `--page-size` asks for `n`, every page

@@ -30,20 +30,14 @@ pub struct Client<T, R> {
 }
 
 impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
-    /// A client with the core's default configuration that reads Docker's credentials;
-    /// large blobs are hashed on threads of its own ([`crate::hashing::HashThreads`],
-    /// one per core, at most 4), or where they arrive if threads cannot be started.
+    /// A client with the core's default configuration that reads Docker's credentials.
+    /// (To hash large blobs on threads of their own, give a [`Config`] whose `hashing` is
+    /// [`crate::hashing::HashThreads`].)
     pub fn new(transport: T, runtime: R) -> Self {
-        let hashing = crate::hashing::HashThreads::for_this_machine()
-            .ok()
-            .map(|h| h as Arc<dyn ocireg_core::offload::HashOffload>);
         Client {
             transport: Arc::new(transport),
             runtime: Arc::new(runtime),
-            config: Config {
-                hashing,
-                ..Config::default()
-            },
+            config: Config::default(),
             credentials: Vec::new(),
             docker_config: crate::credentials::default_config_path(),
         }

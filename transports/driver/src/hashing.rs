@@ -21,9 +21,14 @@ use ocireg_core::{Algorithm, Digest, Verifier};
 /// against 15.5 with 2, at the same speed (BENCHMARKS.md).
 const QUEUE: usize = 2;
 
+/// A blob's chunks are handed over together once they reach this many bytes: an HTTP/2
+/// server sends a large blob in frames of tens of KiB, and a hand-over per frame would
+/// wake the hash thread per frame (HTTP/2 was 1.26× HTTP/1.1 that way).
+const GATHER: usize = 128 << 10;
+
 enum Job {
     Start(u64, Box<Verifier>),
-    Update(u64, Bytes),
+    Update(u64, Vec<Bytes>),
     Finish(u64, SyncSender<Digest>),
     /// The download was dropped before its end (restarted, resumed, cancelled).
     Forget(u64),
@@ -76,6 +81,8 @@ impl HashOffload for HashThreads {
             id,
             algorithm,
             open: true,
+            gathered: Vec::new(),
+            gathered_len: 0,
         })
     }
 }
@@ -86,14 +93,32 @@ struct Lane {
     id: u64,
     algorithm: Algorithm,
     open: bool,
+    /// Chunks not handed over yet (see [`GATHER`]).
+    gathered: Vec<Bytes>,
+    gathered_len: usize,
+}
+
+impl Lane {
+    fn hand_over(&mut self) {
+        if !self.gathered.is_empty() {
+            self.gathered_len = 0;
+            let chunks = std::mem::take(&mut self.gathered);
+            let _ = self.tx.send(Job::Update(self.id, chunks));
+        }
+    }
 }
 
 impl OffloadedHash for Lane {
     fn update(&mut self, bytes: Bytes) {
-        let _ = self.tx.send(Job::Update(self.id, bytes));
+        self.gathered_len += bytes.len();
+        self.gathered.push(bytes);
+        if self.gathered_len >= GATHER {
+            self.hand_over();
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Digest {
+        self.hand_over();
         self.open = false;
         let (reply, answer) = sync_channel(1);
         let _ = self.tx.send(Job::Finish(self.id, reply));
@@ -120,9 +145,9 @@ fn hash_each(rx: Receiver<Job>) {
             Job::Start(id, v) => {
                 hashes.insert(id, v);
             }
-            Job::Update(id, bytes) => {
+            Job::Update(id, chunks) => {
                 if let Some(v) = hashes.get_mut(&id) {
-                    v.update(&bytes);
+                    chunks.iter().for_each(|c| v.update(c));
                 }
             }
             Job::Finish(id, reply) => {

@@ -62,6 +62,12 @@ pub(crate) struct PullArgs {
     /// blob at a time.
     #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
+    /// Hash blobs over 1 MiB on this many threads of their own instead of on the thread
+    /// that receives them (0, the default: where they arrive). Measured no faster on a
+    /// 2-core machine that also runs the registry (BENCHMARKS.md); for more cores and
+    /// faster networks, where one core's SHA-256 is the limit.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
+    pub(crate) hash_threads: u8,
     /// Re-hash blobs already in the layout instead of trusting their names; a blob that
     /// does not match is downloaded again.
     #[arg(long)]
@@ -159,6 +165,12 @@ pub(crate) struct CopyArgs {
     /// Downloads and uploads in parallel (1 to 256).
     #[arg(long, default_value_t = default_concurrency(), value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) concurrency: u16,
+    /// Hash blobs over 1 MiB on this many threads of their own instead of on the thread
+    /// that receives them (0, the default: where they arrive). Measured no faster on a
+    /// 2-core machine that also runs the registry (BENCHMARKS.md); for more cores and
+    /// faster networks, where one core's SHA-256 is the limit.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=16))]
+    pub(crate) hash_threads: u8,
     /// Copy every platform of an index (default: the whole index too).
     #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
     pub(crate) platform: Option<ocireg_core::Platform>,
@@ -331,16 +343,22 @@ pub(crate) fn platform(s: &str) -> Result<ocireg_core::Platform, String> {
 /// as many (at most 64, never fewer than `N`) while the blobs are small; 1 is one blob
 /// at a time, small or not.
 ///
-/// Large blobs are hashed on threads of their own (one per core, at most 4), so the
-/// thread that receives does not also hash, and blobs hash on different cores; where
-/// threads cannot be started, the core hashes as the bytes arrive.
-pub(crate) fn set_downloads(cfg: &mut ocireg_core::Config, n: u16) {
+/// `--hash-threads T` above 0: blobs over 1 MiB are hashed on `T` threads of their own,
+/// blobs spread over them (the core still compares every digest).
+pub(crate) fn set_downloads(
+    cfg: &mut ocireg_core::Config,
+    n: u16,
+    hash_threads: u8,
+) -> Result<(), String> {
     let n = usize::from(n);
     cfg.max_concurrent = n;
     cfg.max_concurrent_small = if n == 1 { 1 } else { (4 * n).min(64).max(n) };
-    cfg.hashing = ocireg_driver::hashing::HashThreads::for_this_machine()
-        .ok()
-        .map(|h| h as std::sync::Arc<dyn ocireg_core::offload::HashOffload>);
+    if hash_threads > 0 {
+        let threads = ocireg_driver::hashing::HashThreads::start(usize::from(hash_threads))
+            .map_err(|e| format!("cannot start the hash threads: {e}"))?;
+        cfg.hashing = Some(threads);
+    }
+    Ok(())
 }
 
 /// The core's default concurrency, as the flag's type.

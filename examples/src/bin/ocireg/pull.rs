@@ -244,7 +244,7 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         .collect::<Vec<_>>();
     let io = crate::setup::io_with_cas(rt, &a.connect, &ca_files)?;
     let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    crate::args::set_downloads(&mut cfg, a.concurrency);
+    crate::args::set_downloads(&mut cfg, a.concurrency, a.hash_threads)?;
     cfg.platform = if a.all_platforms {
         PlatformChoice::All
     } else if let Some(p) = a.platform {

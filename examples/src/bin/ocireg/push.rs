@@ -393,7 +393,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
         let source = Reference::parse(&a.source).map_err(|e| e.to_string())?;
         let io = io(rt, &a.connect)?;
         let mut cfg = config(&a.connect, source.registry(), io.runtime.now())?;
-        crate::args::set_downloads(&mut cfg, a.concurrency);
+        crate::args::set_downloads(&mut cfg, a.concurrency, a.hash_threads)?;
         cfg.platform = platform;
         // the image is named in the layout as asked, else by the source's tag
         if let Some(n) = &name {
@@ -444,7 +444,7 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     let io = io(rt, &a.connect)?;
     let now = io.runtime.now();
     let mut pull_cfg = config(&a.connect, source.registry(), now)?;
-    crate::args::set_downloads(&mut pull_cfg, a.concurrency);
+    crate::args::set_downloads(&mut pull_cfg, a.concurrency, a.hash_threads)?;
     pull_cfg.platform = platform;
     let mut push_cfg = config(&a.connect, target.registry(), now)?;
     push_cfg.max_concurrent = usize::from(a.concurrency);
