@@ -2,19 +2,28 @@
 //! a shared directory) and reading one back.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use ocireg_core::manifest::Descriptor;
-use ocireg_core::{BlobId, Digest, Event, ManifestRole, Pull, QueuedBlob, Verifier};
+use ocireg_core::{BlobId, Digest, Event, ManifestRole, QueuedBlob};
 use serde_json::{json, Value};
 
 use crate::writer::{Slot, Writer};
-
 use crate::Sink;
+
+mod disk;
+mod drive;
+
+pub(crate) use disk::blob_path;
+pub use disk::write_atomic;
+use disk::{
+    hash_prefix, name_blob, names, open_no_follow, partial_path, real_dir, regular_file_of,
+    IndexLock, Ingest, Open,
+};
+pub use drive::{pull_into, pull_to_layout, NoObserver, Observer};
 
 /// The annotation naming an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -36,47 +45,6 @@ pub struct Stats {
     pub retries: usize,
     /// Time spent making finished blobs durable (`fsync` of data and directory).
     pub sync: std::time::Duration,
-}
-
-/// Where a blob's bytes go while it downloads.
-enum Ingest {
-    /// The shared partial file `ingest/<alg>-<hex>.partial`, locked by this process: a
-    /// later run may continue it.
-    Shared { file: File, path: PathBuf },
-    /// Another process holds the shared file: a private file of unique name, never
-    /// continued by anyone.
-    Private(tempfile::NamedTempFile),
-}
-
-impl Ingest {
-    fn file(&mut self) -> &mut File {
-        match self {
-            Ingest::Shared { file, .. } => file,
-            Ingest::Private(t) => t.as_file_mut(),
-        }
-    }
-
-    /// Empties the file for a blob that starts over.
-    fn truncate(&mut self) -> io::Result<()> {
-        let f = self.file();
-        f.set_len(0)?;
-        io::Seek::seek(f, io::SeekFrom::Start(0))?;
-        Ok(())
-    }
-
-    fn path(&self) -> &Path {
-        match self {
-            Ingest::Shared { path, .. } => path,
-            Ingest::Private(t) => t.path(),
-        }
-    }
-}
-
-struct Open {
-    ingest: Ingest,
-    final_path: PathBuf,
-    /// The ingest file as the writer thread writes it.
-    slot: Arc<Slot>,
 }
 
 /// Writes a pull into an OCI image layout.
@@ -104,127 +72,6 @@ pub struct LayoutWriter {
     pub stats: Stats,
     /// The thread that writes blob bytes.
     writer: Writer,
-}
-
-pub(crate) fn blob_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join("blobs")
-        .join(d.algorithm().as_str())
-        .join(d.hex())
-}
-
-fn partial_path(root: &Path, d: &Digest) -> PathBuf {
-    root.join(INGEST_DIR)
-        .join(format!("{}-{}.partial", d.algorithm(), d.hex()))
-}
-
-/// Creates `dir` (and its parents) and checks that it is a directory, not a symlink to
-/// one: a planted link would send the layout's files elsewhere.
-fn real_dir(dir: &Path) -> io::Result<()> {
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
-    fs::create_dir_all(dir).map_err(named)?;
-    let m = fs::symlink_metadata(dir).map_err(named)?;
-    if !m.is_dir() {
-        return Err(io::Error::other(format!(
-            "{} is not a directory (a symlink?); refusing to write through it",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Flushes a directory's entries (a rename in it) to disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
-}
-
-/// Opens `path` for reading and appending, creating it, without following a symlink at
-/// that name (a symlink there fails with an error instead).
-fn open_no_follow(path: &Path) -> io::Result<File> {
-    let mut o = OpenOptions::new();
-    o.create(true).truncate(false).read(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    }
-    o.open(path)
-}
-
-/// True when `path` names the very file `file` is (not a symlink, not a replacement).
-fn names(path: &Path, file: &File) -> io::Result<bool> {
-    let by_name = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let by_fd = file.metadata()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        Ok(by_name.is_file() && by_name.dev() == by_fd.dev() && by_name.ino() == by_fd.ino())
-    }
-    #[cfg(not(unix))]
-    Ok(by_name.is_file() && by_name.len() == by_fd.len())
-}
-
-/// A regular file of `len` bytes at `path` (a symlink does not count).
-fn regular_file_of(path: &Path, len: u64) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == len)
-}
-
-/// Hashes the first `len` bytes of `file`.
-fn hash_prefix(file: &File, algorithm: ocireg_core::Algorithm, len: u64) -> io::Result<Verifier> {
-    let mut v = Verifier::new(algorithm);
-    let mut reader = io::BufReader::with_capacity(1 << 20, file.try_clone()?);
-    io::Seek::seek(&mut reader, io::SeekFrom::Start(0))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = reader.read(&mut buf[..want])?;
-        if n == 0 {
-            break;
-        }
-        v.update(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(v)
-}
-
-/// Writes `data` to `path` through a temporary file of unique name (created with
-/// `O_EXCL`), `fsync` and a rename, then `fsync`s the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    real_dir(dir)?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir)
-}
-
-/// Holds an exclusive lock on the layout's `index.json` while alive (the lock goes with
-/// the file descriptor).
-struct IndexLock {
-    _file: File,
-}
-
-impl IndexLock {
-    fn take(root: &Path) -> io::Result<IndexLock> {
-        let dir = root.join(INGEST_DIR);
-        real_dir(&dir)?;
-        let f = open_no_follow(&dir.join("index.json.lock"))?;
-        f.lock()?;
-        Ok(IndexLock { _file: f })
-    }
 }
 
 impl LayoutWriter {
@@ -460,44 +307,6 @@ impl LayoutWriter {
     }
 }
 
-/// Moves a verified blob into `blobs/`: data on disk first, then the name, then the
-/// directory entry. Runs on the writer's finisher thread once every byte handed over for
-/// the file is written; gives the time the flushes took.
-fn name_blob(mut o: Open, size: u64, durable: bool) -> io::Result<std::time::Duration> {
-    let len = o.ingest.file().metadata()?.len();
-    if len != size {
-        return Err(io::Error::other(format!(
-            "{}: wrote {len} bytes, expected {size}",
-            o.ingest.path().display()
-        )));
-    }
-    let started = std::time::Instant::now();
-    if durable {
-        o.ingest.file().sync_data()?;
-    }
-    let dir = o.final_path.parent().expect("blob dir").to_path_buf();
-    real_dir(&dir)?;
-    match o.ingest {
-        Ingest::Shared { file, path } => {
-            if !names(&path, &file)? {
-                return Err(io::Error::other(format!(
-                    "{} was replaced while this pull wrote it; not moving it into blobs/",
-                    path.display()
-                )));
-            }
-            fs::rename(&path, &o.final_path)?;
-            drop(file); // releases the lock, after the rename
-        }
-        Ingest::Private(t) => {
-            t.persist(&o.final_path).map_err(|e| e.error)?;
-        }
-    }
-    if durable {
-        sync_dir(&dir)?;
-    }
-    Ok(started.elapsed())
-}
-
 impl Sink for LayoutWriter {
     fn blob_queued(&mut self, queued: QueuedBlob<'_>, descriptor: &Descriptor) -> io::Result<()> {
         LayoutWriter::blob_queued(self, queued, descriptor)
@@ -585,113 +394,6 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
     }
     Ok(Bytes::from(data))
 }
-
-/// Watches a pull written into a layout: events (a blob already in the layout is
-/// [`Event::BlobSkipped`]) and bytes.
-pub trait Observer {
-    /// An event of the pull.
-    fn event(&mut self, _event: &Event) {}
-    /// `n` more bytes of `blob` were written.
-    fn delivered(&mut self, _blob: BlobId, _n: u64) {}
-}
-
-impl<F: FnMut(&Event)> Observer for F {
-    fn event(&mut self, event: &Event) {
-        self(event)
-    }
-}
-
-/// Pulls into the layout at `dir` (tagging with the reference's tag) and records the
-/// image in `index.json` once everything is verified. Returns the resolved descriptor
-/// and the counters.
-pub async fn pull_to_layout<T, R>(
-    pull: &mut Pull,
-    transport: &T,
-    runtime: &R,
-    dir: &Path,
-    observer: &mut (dyn Observer + Send),
-) -> Result<(Descriptor, Stats), crate::PullError>
-where
-    T: crate::Transport + ?Sized,
-    R: crate::Runtime + ?Sized,
-{
-    let tag = pull.reference().tag().map(str::to_string);
-    let writer = LayoutWriter::create(dir, tag)?;
-    pull_into(pull, transport, runtime, writer, observer).await
-}
-
-/// [`pull_to_layout`] with a writer set up by the caller (e.g. with
-/// [`LayoutWriter::verify_existing`]).
-pub async fn pull_into<T, R>(
-    pull: &mut Pull,
-    transport: &T,
-    runtime: &R,
-    writer: LayoutWriter,
-    observer: &mut (dyn Observer + Send),
-) -> Result<(Descriptor, Stats), crate::PullError>
-where
-    T: crate::Transport + ?Sized,
-    R: crate::Runtime + ?Sized,
-{
-    let root = writer.root.clone();
-    // a filesystem error names the layout when it names no path of its own
-    let at_root = |e: io::Error| {
-        let text = e.to_string();
-        if text.contains(&*root.to_string_lossy()) {
-            e
-        } else {
-            io::Error::new(e.kind(), format!("{}: {text}", root.display()))
-        }
-    };
-    let mut sink = Observed { writer, observer };
-    crate::drive(pull, transport, runtime, &mut sink)
-        .await
-        .map_err(|e| match e {
-            crate::PullError::Io(io) => crate::PullError::Io(at_root(io)),
-            other => other,
-        })?;
-    sink.writer.commit().map_err(at_root)?;
-    let desc = sink
-        .writer
-        .resolved()
-        .cloned()
-        .ok_or_else(|| io::Error::other("no manifest resolved"))?;
-    Ok((desc, sink.writer.stats.clone()))
-}
-
-/// A layout writer that also shows what happens to an observer (progress, logs).
-struct Observed<'a> {
-    writer: LayoutWriter,
-    observer: &'a mut (dyn Observer + Send),
-}
-
-impl Sink for Observed<'_> {
-    fn event(&mut self, event: &Event) -> io::Result<()> {
-        self.writer.event(event)?;
-        self.observer.event(event);
-        Ok(())
-    }
-
-    fn blob_queued(&mut self, queued: QueuedBlob<'_>, descriptor: &Descriptor) -> io::Result<()> {
-        self.writer.blob_queued(queued, descriptor)
-    }
-
-    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> io::Result<()> {
-        self.writer.deliver(blob, offset, bytes)?;
-        self.observer.delivered(blob, bytes.len() as u64);
-        Ok(())
-    }
-
-    fn idle(&mut self) -> io::Result<()> {
-        self.writer.idle()
-    }
-}
-
-/// An observer that ignores everything.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoObserver;
-
-impl Observer for NoObserver {}
 
 #[cfg(test)]
 #[path = "layout_tests.rs"]
