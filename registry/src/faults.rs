@@ -12,6 +12,10 @@ use http::{header, HeaderValue, Request, Response, StatusCode};
 
 use crate::routes::{Registry, Reply};
 
+mod tokens;
+
+use tokens::token_scope;
+
 /// Requests [`FaultyRegistry::log`] keeps at most.
 pub const LOG_LIMIT: usize = 10_000;
 
@@ -172,18 +176,6 @@ pub struct FaultyRegistry {
     pub token_issued_ago: Option<u64>,
     /// The requests handled, in order (the most recent, up to [`LOG_LIMIT`]).
     pub log: Vec<Seen>,
-}
-
-fn token_scope(path: &str) -> Option<String> {
-    let rest = path.strip_prefix("/v2/")?;
-    if rest == "_catalog" {
-        return Some("registry:catalog:*".into());
-    }
-    let end = ["/manifests/", "/blobs/", "/tags/list", "/referrers/"]
-        .iter()
-        .filter_map(|m| rest.rfind(m))
-        .max()?;
-    Some(format!("repository:{}:pull", &rest[..end]))
 }
 
 impl FaultyRegistry {
@@ -476,71 +468,6 @@ impl FaultyRegistry {
         reply.stall_after = stall;
         reply
     }
-
-    fn issue_token<B>(&mut self, req: &Request<B>, service: &str) -> Reply {
-        let q = req.uri().query().unwrap_or("");
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.as_bytes())
-            .into_owned()
-            .collect();
-        let svc_ok = pairs.iter().any(|(k, v)| k == "service" && v == service);
-        let scope_ok = pairs
-            .iter()
-            .any(|(k, v)| k == "scope" && v.starts_with("repository:") && v.ends_with(":pull"));
-        if !svc_ok || !scope_ok {
-            return simple(400, &[]);
-        }
-        self.issue_token_to(service)
-    }
-
-    fn issue_token_to(&mut self, _service: &str) -> Reply {
-        self.issued += 1;
-        let issued_at = self
-            .token_issued_ago
-            .map(|ago| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                format!(r#","issued_at":"{}""#, rfc3339(now.saturating_sub(ago)))
-            })
-            .unwrap_or_default();
-        let body = format!(
-            r#"{{"token":"tok-{}","expires_in":300{issued_at}}}"#,
-            self.issued
-        );
-        let head = Response::builder()
-            .status(200)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::CONTENT_LENGTH, body.len())
-            .body(())
-            .expect("valid headers");
-        Reply::new(head, Bytes::from(body))
-    }
-
-    /// Tokens issued so far.
-    pub fn tokens_issued(&self) -> u32 {
-        self.issued
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (the civil calendar from days,
-/// after Howard Hinnant's date algorithms).
-fn rfc3339(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
@@ -558,120 +485,5 @@ fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
 pub const STALL_LIMIT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
-mod rfc3339_tests {
-    #[test]
-    fn known_dates() {
-        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::rfc3339(1_709_206_496), "2024-02-29T11:34:56Z");
-        let t = 1_704_067_200;
-        assert_eq!(super::rfc3339(t), "2024-01-01T00:00:00Z");
-        assert_eq!(
-            ocireg_core::auth::parse_rfc3339(&super::rfc3339(t + 12_345)),
-            Some(t + 12_345)
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seed_scenario_shapes() {
-        let mut r = Registry::new();
-        let b = r.add_blob("test/repo", Bytes::from_static(b"0123456789"));
-        let mut f = FaultyRegistry::new(
-            r,
-            vec![
-                Rule::all(Fault::FailFirst {
-                    times: 1,
-                    status: 503,
-                }),
-                Rule::all(Fault::RedirectOnce),
-                Rule::all(Fault::Token {
-                    realm: "http://x/token".into(),
-                    service: "myregistry.test".into(),
-                }),
-                Rule::blobs(Fault::CutBody {
-                    after: 4,
-                    times: u32::MAX,
-                }),
-            ],
-        );
-        let path = format!("/v2/test/repo/blobs/{b}");
-        let get = |p: &str, auth: Option<&str>| {
-            let mut b = Request::get(p);
-            if let Some(a) = auth {
-                b = b.header("authorization", a);
-            }
-            b.body(()).unwrap()
-        };
-        assert_eq!(f.handle(&get(&path, None)).status(), 503);
-        let r = f.handle(&get(&path, None));
-        assert_eq!(r.status(), 307);
-        let loc = r.head.headers()["location"].to_str().unwrap().to_string();
-        assert_eq!(f.handle(&get(&loc, None)).status(), 503);
-        let r = f.handle(&get(&loc, None));
-        assert_eq!(r.status(), 401);
-        assert!(r.head.headers()["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .contains("repository:test/repo:pull"));
-        let t = "/token?service=myregistry.test&scope=repository%3Atest%2Frepo%3Apull";
-        assert_eq!(f.handle(&get(t, None)).status(), 503);
-        let r = f.handle(&get(t, None));
-        assert_eq!(r.status(), 307);
-        let t = r.head.headers()["location"].to_str().unwrap().to_string();
-        assert_eq!(f.handle(&get(&t, None)).status(), 503);
-        let tok = f.handle(&get(&t, None));
-        assert!(std::str::from_utf8(&tok.body).unwrap().contains("tok-1"));
-        let r = f.handle(&get(&loc, Some("Bearer tok-1")));
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.cut_after, Some(4));
-        assert_eq!(f.log.last().unwrap().body_bytes, 4);
-        assert_eq!(f.log.last().unwrap().auth_scheme.as_deref(), Some("Bearer"));
-    }
-
-    #[test]
-    fn requests_with_an_empty_path_are_refused_not_a_panic() {
-        // found by the `server` fuzz target
-        let mut f = FaultyRegistry::new(Registry::new(), vec![Rule::all(Fault::RedirectOnce)]);
-        for uri in ["example.com:80", "*", "http://host?q"] {
-            let req = Request::get(uri).body(()).unwrap();
-            assert_eq!(
-                f.handle(&req).status(),
-                307,
-                "{uri}: redirected the first time"
-            );
-            let status = f.handle(&req).status().as_u16();
-            assert!(status == 400 || status == 404, "{uri}: {status}");
-        }
-    }
-
-    #[test]
-    fn range_faults() {
-        let mut r = Registry::new();
-        let b = r.add_blob("x", Bytes::from_static(b"0123456789"));
-        let path = format!("/v2/x/blobs/{b}");
-        let ranged = || {
-            Request::get(path.as_str())
-                .header("range", "bytes=4-9")
-                .body(())
-                .unwrap()
-        };
-        let mut f = FaultyRegistry::new(r, vec![Rule::blobs(Fault::IgnoreRange)]);
-        assert_eq!(f.handle(&ranged()).status(), 200);
-        f.set_rules(vec![Rule::blobs(Fault::WrongContentRange)]);
-        assert_eq!(
-            f.handle(&ranged()).head.headers()["content-range"],
-            "bytes 3-9/10"
-        );
-        f.set_rules(vec![Rule::blobs(Fault::RangeNotSatisfiable)]);
-        assert_eq!(f.handle(&ranged()).status(), 416);
-        f.set_rules(vec![Rule::all(Fault::RateLimit {
-            times: 1,
-            retry_after: "2".into(),
-        })]);
-        assert_eq!(f.handle(&ranged()).head.headers()["retry-after"], "2");
-    }
-}
+#[path = "faults_tests.rs"]
+mod tests;
