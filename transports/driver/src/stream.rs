@@ -7,10 +7,10 @@ use ocireg_core::{Action, Event, Pull};
 
 use crate::{Body, Exchanges, Runtime, Transport};
 
-/// The bytes of the one blob `pull` ([`Pull::blob`](ocireg_core::Pull::blob)) downloads, as a stream that moves
-/// the download only as fast as it is read: bytes `offset..offset + len` of it (the bytes
-/// before `offset` are read and dropped; the digest is checked when the range reaches the
-/// blob's end). A copy uploads from it.
+/// The bytes of the one blob `pull` ([`Pull::blob`](ocireg_core::Pull::blob)) downloads,
+/// as a stream that moves the download only as fast as it is read: bytes
+/// `offset..offset + len` of it (the bytes before `offset` are read and dropped; the
+/// digest is checked when the range reaches the blob's end). A copy uploads from it.
 pub fn blob_stream(
     pull: Pull,
     transport: std::sync::Arc<dyn Transport>,
