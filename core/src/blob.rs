@@ -4,10 +4,10 @@
 //! The hasher state lives here for the whole download, so a resumed blob is verified
 //! exactly like one fetched in a single response, and no byte is hashed twice.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-
-use std::sync::Arc;
 
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, SizeSeen};

@@ -28,7 +28,7 @@ impl Engine {
             Verifier::new(descriptor.digest.algorithm()),
             skip_budget(size, self.config.skip_budget_percent),
         )
-        .hash_with(self.offload_for(size));
+        .hash_with(offload_for(&self.config, size));
         let path = format!(
             "/v2/{}/blobs/{}",
             self.reference.repository(),
@@ -66,15 +66,6 @@ impl Engine {
         true
     }
 
-    /// Where a blob of `size` bytes is hashed: by the caller's offload when there is one
-    /// and the blob is not small (a small blob's hash is cheaper than the hand-over).
-    fn offload_for(&self, size: u64) -> Option<std::sync::Arc<dyn crate::offload::HashOffload>> {
-        self.config
-            .hashing
-            .clone()
-            .filter(|_| size > self.config.small_blob)
-    }
-
     /// The caller has the first `verifier.len()` bytes of `blob` (hashed into
     /// `verifier`): the download continues after them.
     pub(crate) fn resume_download(
@@ -84,11 +75,6 @@ impl Engine {
     ) -> Result<(), ResumeRefused> {
         let budget_pct = self.config.skip_budget_percent;
         let op = self.queued(blob).ok_or(ResumeRefused::NotQueued)?;
-        let size = self.ops.get(&op).and_then(|o| match &o.exchange {
-            Exchange::Download { descriptor, .. } => Some(descriptor.len()),
-            _ => None,
-        });
-        let offload = size.and_then(|size| self.offload_for(size));
         let Some(Exchange::Download {
             dl,
             descriptor,
@@ -115,7 +101,7 @@ impl Engine {
             verifier,
             skip_budget(size, budget_pct),
         )
-        .hash_with(offload);
+        .hash_with(offload_for(&self.config, size));
         self.out
             .push_back(Action::Event(Event::Resumed { blob, offset }));
         Ok(())
@@ -227,4 +213,13 @@ impl Engine {
 
 fn skip_budget(size: u64, percent: u64) -> u64 {
     size.saturating_mul(percent) / 100
+}
+
+/// Where a blob of `size` bytes is hashed: by the caller's offload when there is one and
+/// the blob is not small (a small blob's hash is cheaper than the hand-over).
+fn offload_for(
+    config: &crate::Config,
+    size: u64,
+) -> Option<std::sync::Arc<dyn crate::offload::HashOffload>> {
+    config.hashing.clone().filter(|_| size > config.small_blob)
 }

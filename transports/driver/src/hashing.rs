@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
+use crate::gather::Gathered;
 use bytes::Bytes;
 use ocireg_core::offload::{HashOffload, OffloadedHash};
 use ocireg_core::{Algorithm, Digest, Verifier};
@@ -81,8 +82,7 @@ impl HashOffload for HashThreads {
             id,
             algorithm,
             open: true,
-            gathered: Vec::new(),
-            gathered_len: 0,
+            gathered: Gathered::default(),
         })
     }
 }
@@ -94,15 +94,12 @@ struct Lane {
     algorithm: Algorithm,
     open: bool,
     /// Chunks not handed over yet (see [`GATHER`]).
-    gathered: Vec<Bytes>,
-    gathered_len: usize,
+    gathered: Gathered,
 }
 
 impl Lane {
-    fn hand_over(&mut self) {
-        if !self.gathered.is_empty() {
-            self.gathered_len = 0;
-            let chunks = std::mem::take(&mut self.gathered);
+    fn hand_over(&mut self, chunks: Vec<Bytes>) {
+        if !chunks.is_empty() {
             let _ = self.tx.send(Job::Update(self.id, chunks));
         }
     }
@@ -110,15 +107,14 @@ impl Lane {
 
 impl OffloadedHash for Lane {
     fn update(&mut self, bytes: Bytes) {
-        self.gathered_len += bytes.len();
-        self.gathered.push(bytes);
-        if self.gathered_len >= GATHER {
-            self.hand_over();
+        if let Some(chunks) = self.gathered.push(bytes, GATHER) {
+            self.hand_over(chunks);
         }
     }
 
     fn finish(mut self: Box<Self>) -> Digest {
-        self.hand_over();
+        let rest = self.gathered.take();
+        self.hand_over(rest);
         self.open = false;
         let (reply, answer) = sync_channel(1);
         let _ = self.tx.send(Job::Finish(self.id, reply));

@@ -28,6 +28,7 @@
 pub mod client;
 pub mod credentials;
 pub mod files;
+mod gather;
 pub mod hashing;
 pub mod hosts;
 pub mod hyper;

@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::gather::Gathered;
+
 /// Hand-overs queued for the writer at most (each is a file's chunks gathered up to
 /// [`BATCH`]). A queued chunk keeps the transport's whole read buffer alive, so this is
 /// memory: since a blob's flush no longer stops the receiving task, the queue is full
@@ -47,7 +49,7 @@ pub(crate) struct Slot {
     unflushed: Mutex<u64>,
     /// Writeback is started every [`WRITE_BEHIND`] bytes (the file will be flushed).
     write_behind: bool,
-    gathered: Mutex<(Vec<Bytes>, usize)>,
+    gathered: Mutex<Gathered>,
 }
 
 impl Slot {
@@ -60,7 +62,7 @@ impl Slot {
             error: Mutex::new(None),
             unflushed: Mutex::new(0),
             write_behind,
-            gathered: Mutex::new((Vec::new(), 0)),
+            gathered: Mutex::new(Gathered::default()),
         }))
     }
 }
@@ -123,17 +125,11 @@ impl Writer {
     /// Queues `bytes` to be appended to `slot`'s file (waits while the queue is full).
     /// Small chunks are gathered up to [`BATCH`] bytes and handed over together.
     pub(crate) fn write(&self, slot: &Arc<Slot>, bytes: Bytes) -> io::Result<()> {
-        let batch = {
-            let mut gathered = slot.gathered.lock().expect("slot lock");
-            gathered.1 += bytes.len();
-            gathered.0.push(bytes);
-            if gathered.1 < BATCH {
-                return Ok(());
-            }
-            gathered.1 = 0;
-            std::mem::take(&mut gathered.0)
-        };
-        self.send(Job::Write(slot.clone(), batch))
+        let batch = slot.gathered.lock().expect("slot lock").push(bytes, BATCH);
+        match batch {
+            Some(batch) => self.send(Job::Write(slot.clone(), batch)),
+            None => Ok(()),
+        }
     }
 
     /// Hands over what is gathered for `slot`, without waiting for it to be written.
@@ -141,11 +137,7 @@ impl Writer {
     /// ready: bytes received before a stall reach the file, so a pull killed during it
     /// resumes from them.
     pub(crate) fn flush(&self, slot: &Arc<Slot>) -> io::Result<()> {
-        let rest = {
-            let mut gathered = slot.gathered.lock().expect("slot lock");
-            gathered.1 = 0;
-            std::mem::take(&mut gathered.0)
-        };
+        let rest = slot.gathered.lock().expect("slot lock").take();
         if rest.is_empty() {
             return Ok(());
         }
