@@ -69,6 +69,29 @@ fn origin_of(uri: &http::Uri) -> String {
     )
 }
 
+/// An [`Action::Upload`] as the [`Action::Send`] a transport makes of it: the request
+/// with the named range of the caller's blob (from `source`, by [`BlobId`]) as its body.
+/// Any other action is returned as it is.
+pub fn upload_as_send(action: Action, source: &[Bytes]) -> Action {
+    match action {
+        Action::Upload {
+            id,
+            request,
+            blob,
+            offset,
+            len,
+        } => {
+            let body = source[blob.0].slice(offset as usize..(offset + len) as usize);
+            let (parts, _) = request.into_parts();
+            Action::Send {
+                id,
+                request: http::Request::from_parts(parts, body),
+            }
+        }
+        other => other,
+    }
+}
+
 impl Sim {
     /// One registry at `origin`.
     pub fn new(origin: &str, reg: FaultyRegistry) -> Sim {
@@ -94,29 +117,12 @@ impl Sim {
             let action = pull.poll_action(now);
             ledger.observe(&action, now);
             // An upload is a send whose body is the named range of the caller's blob.
-            let action = match action {
-                Action::Upload {
-                    id,
-                    request,
-                    blob,
-                    offset,
-                    len,
-                } => {
-                    out.transcript.push("Upload");
-                    let data = &self.upload_source[blob.0];
-                    let body = data.slice(offset as usize..(offset + len) as usize);
-                    let (parts, _) = request.into_parts();
-                    Action::Send {
-                        id,
-                        request: http::Request::from_parts(parts, body),
-                    }
-                }
-                Action::Send { id, request } => {
-                    out.transcript.push("Send");
-                    Action::Send { id, request }
-                }
-                other => other,
-            };
+            match &action {
+                Action::Upload { .. } => out.transcript.push("Upload"),
+                Action::Send { .. } => out.transcript.push("Send"),
+                _ => {}
+            }
+            let action = upload_as_send(action, &self.upload_source);
             match action {
                 Action::Send { id, request } => {
                     assert!(ids.insert(id), "request id {id:?} reused");

@@ -166,18 +166,22 @@ impl Engine {
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect();
-            let slot = match self.auth {
-                // insufficient_scope: ask for the old scopes plus the new one
-                RegistryAuth::Bearer(cur) if b.param("error") == Some("insufficient_scope") => {
-                    for s in &self.tokens[cur].key.scopes {
+            // The scopes held only grow: a challenge from the same realm and service asks
+            // for the old scopes plus its own. Not only on `insufficient_scope`: a probe
+            // sent before any token can come back with a `pull` challenge after an upload
+            // was refused for `pull,push`, and must not take the push back to a pull-only
+            // token (the upload would be refused a second time).
+            if let RegistryAuth::Bearer(cur) = self.auth {
+                let key = &self.tokens[cur].key;
+                if key.realm == realm && key.service.as_deref() == b.param("service") {
+                    for s in &key.scopes {
                         if !scopes.contains(s) {
                             scopes.push(s.clone());
                         }
                     }
-                    self.token_slot(realm, b.param("service"), scopes)
                 }
-                _ => self.token_slot(realm, b.param("service"), scopes),
-            };
+            }
+            let slot = self.token_slot(realm, b.param("service"), scopes);
             let op = self.ops.get_mut(&op_id).expect("checked above");
             if op.sent_token.is_some() {
                 op.auth_retried = true;
