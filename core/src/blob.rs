@@ -71,6 +71,15 @@ impl BlobDownload {
         self
     }
 
+    /// The hash over the bytes delivered so far (`offset` of them), when it is kept
+    /// here rather than offloaded.
+    pub(crate) fn hashed_prefix(&self) -> Option<Verifier> {
+        match &self.hash {
+            Some(BlobHash::Here(v)) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
     /// The `Range` header for the next attempt, if it does not start at zero.
     pub(crate) fn range(&self) -> Option<String> {
         (self.offset > 0).then(|| range_header(self.offset, self.size))

@@ -197,6 +197,15 @@ impl Pull {
         self.engine.next_timeout()
     }
 
+    /// The hash over the bytes of `blob` delivered so far: another pull of the same
+    /// blob can continue from it ([`QueuedBlob::resume`]) without those bytes, and still
+    /// verify the whole blob. A copy keeps such checkpoints to answer an upload resumed
+    /// mid-blob. `None` when the blob is not downloading, or its hash is offloaded
+    /// ([`Config::hashing`]).
+    pub fn hashed_prefix(&self, blob: BlobId) -> Option<Verifier> {
+        self.engine.hashed_prefix(blob)
+    }
+
     /// The answer to [`Event::BlobQueued`]: a handle on the queued blob, to skip it or
     /// continue it from the caller's prefix. `None` once the blob has started (or is
     /// unknown).

@@ -71,7 +71,44 @@ pub struct Hostile {
     pub streamed: Arc<Mutex<u64>>,
 }
 
+/// What [`Hostile::upload_cutter`] has seen: upload body bytes forwarded so far, and the
+/// cut points still ahead.
+pub type CutState = Arc<Mutex<(u64, Vec<u64>)>>;
+
 impl Hostile {
+    /// A proxy to `target` that cuts the stream of upload bodies (`PATCH` and `PUT`,
+    /// counted as one stream across requests) at each of `cuts` (ascending offsets in
+    /// that stream), and forwards everything else as it is.
+    pub fn upload_cutter(target: String, cuts: Vec<u64>) -> (Hostile, CutState) {
+        let state: CutState = Arc::new(Mutex::new((0, cuts)));
+        let seen = state.clone();
+        let proxy = Hostile::start(move |req, _| {
+            let len: u64 = req
+                .header("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let upload = req.method == "PATCH" || req.method == "PUT";
+            let mut s = seen.lock().unwrap();
+            let (moved, cuts) = &mut *s;
+            if upload && cuts.first().is_some_and(|&c| c < *moved + len) {
+                let at = cuts.remove(0).saturating_sub(*moved);
+                *moved += at;
+                return Answer::ForwardCut {
+                    to: target.clone(),
+                    after: at as usize,
+                };
+            }
+            if upload {
+                *moved += len;
+            }
+            Answer::Forward {
+                to: target.clone(),
+                stall_after: None,
+            }
+        });
+        (proxy, state)
+    }
+
     /// Starts a server whose answers come from `answer(request, its own address)`.
     pub fn start<F>(answer: F) -> Hostile
     where

@@ -276,7 +276,7 @@ async fn cut_uploads_resume<K: Kit>() {
 /// and moves at most 1% more than the layer.
 async fn cut_uploads_cost_under_one_percent<K: Kit>() {
     use ocireg_registry::{FaultyRegistry, Registry};
-    use ocireg_tests::hostile::{Answer, Hostile};
+    use ocireg_tests::hostile::Hostile;
     use std::sync::{Arc, Mutex};
     let size = 256u64 << 20;
     let registry = Arc::new(Mutex::new(FaultyRegistry::new(Registry::new(), vec![])));
@@ -286,33 +286,7 @@ async fn cut_uploads_cost_under_one_percent<K: Kit>() {
     let mut cuts: Vec<u64> = (0..4).map(|_| rng.next_u64() % size).collect();
     cuts.sort_unstable();
     eprintln!("cut points in the upload stream (seed {seed}): {cuts:?}");
-    // (upload body bytes forwarded so far, the cut points still ahead)
-    let state = Arc::new(Mutex::new((0u64, cuts)));
-    let seen = state.clone();
-    let proxy = Hostile::start(move |req, _| {
-        let len: u64 = req
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let upload = req.method == "PATCH" || req.method == "PUT";
-        let mut s = seen.lock().unwrap();
-        let (moved, cuts) = &mut *s;
-        if upload && cuts.first().is_some_and(|&c| c < *moved + len) {
-            let at = cuts.remove(0).saturating_sub(*moved);
-            *moved += at;
-            return Answer::ForwardCut {
-                to: addr.clone(),
-                after: at as usize,
-            };
-        }
-        if upload {
-            *moved += len;
-        }
-        Answer::Forward {
-            to: addr.clone(),
-            stall_after: None,
-        }
-    });
+    let (proxy, state) = Hostile::upload_cutter(addr, cuts);
     let cfg = Config {
         plain_http: true,
         ..Config::default()

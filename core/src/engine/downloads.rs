@@ -107,6 +107,15 @@ impl Engine {
         Ok(())
     }
 
+    /// The hash over the bytes of `blob` delivered so far, when kept in the core.
+    pub(crate) fn hashed_prefix(&self, blob: BlobId) -> Option<Verifier> {
+        let op = self.download_op(blob)?;
+        match &self.ops.get(&op)?.exchange {
+            Exchange::Download { dl, .. } => dl.hashed_prefix(),
+            _ => None,
+        }
+    }
+
     /// Whether `blob` waits for its download to start.
     pub(crate) fn is_queued(&self, blob: BlobId) -> bool {
         self.queued(blob).is_some()

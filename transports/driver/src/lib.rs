@@ -41,7 +41,7 @@ pub mod tls;
 pub mod warm;
 mod writer;
 
-pub use stream::blob_stream;
+pub use stream::{blob_stream, resume_at_checkpoint, Checkpoints};
 
 use std::collections::HashMap;
 use std::pin::Pin;

@@ -246,13 +246,14 @@ pub fn plan_from_manifests(fetched: Vec<(Descriptor, Bytes)>) -> io::Result<Push
 /// Blobs read from another registry as they are sent: each read is a download of that
 /// blob through the core (its digest checked when a read reaches the blob's end), moved
 /// only as fast as the upload takes it. A copy between registries pushes from it, with no
-/// file in between.
+/// file in between. A read from the middle of a blob (an upload resumed after a cut)
+/// starts the download at the last [`Checkpoints`](crate::Checkpoints) point before it.
 pub struct RegistrySource {
     transport: std::sync::Arc<dyn crate::Transport>,
     runtime: std::sync::Arc<dyn crate::Runtime>,
     config: ocireg_core::Config,
     reference: ocireg_core::Reference,
-    blobs: Vec<Descriptor>,
+    blobs: Vec<(Descriptor, std::sync::Arc<crate::Checkpoints>)>,
 }
 
 impl RegistrySource {
@@ -269,7 +270,13 @@ impl RegistrySource {
             runtime,
             config,
             reference,
-            blobs,
+            blobs: blobs
+                .into_iter()
+                .map(|d| {
+                    let c = crate::Checkpoints::new(d.len());
+                    (d, std::sync::Arc::new(c))
+                })
+                .collect(),
         }
     }
 }
@@ -290,25 +297,26 @@ impl BlobSource for RegistrySource {
         offset: u64,
         len: u64,
     ) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
-        let d = self
+        let (d, checkpoints) = self
             .blobs
             .get(blob.0)
             .cloned()
             .ok_or_else(|| io::Error::other(format!("no blob {blob:?} in the plan")))?;
         let size = d.len();
-        let pull = ocireg_core::Pull::blob(
+        let mut pull = ocireg_core::Pull::blob(
             self.config.clone(),
             self.reference.clone(),
             d,
             self.runtime.now(),
         );
+        crate::resume_at_checkpoint(&mut pull, &checkpoints, offset);
         Ok(crate::blob_stream(
             pull,
             self.transport.clone(),
             self.runtime.clone(),
             size,
-            offset,
-            len,
+            offset..offset.saturating_add(len),
+            Some(checkpoints),
         ))
     }
 }

@@ -1,32 +1,100 @@
 //! One blob as a stream of bytes, moved only as fast as it is read: what a copy
-//! uploads from.
+//! uploads from, and the hash checkpoints that let a read start mid-blob without
+//! downloading the blob's start again.
+
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use ocireg_core::{Action, Event, Pull};
+use ocireg_core::{Action, BlobId, Event, Pull, Verifier};
 
 use crate::{Body, Exchanges, Runtime, Transport};
 
+/// At most this many checkpoints per blob (a 1 GiB blob: one per 16 MiB).
+const MAX_CHECKPOINTS: u64 = 64;
+/// And no closer than this: cloning a hash state is cheap, keeping many is not useful.
+const MIN_SPACING: u64 = 4 << 20;
+
+/// Hash states of one blob at points of its download, taken as a read passes them. A
+/// later read from offset X (an upload resumed at the registry's offset after a cut)
+/// downloads from the last point at or before X, continuing that hash, instead of from
+/// byte 0: the whole blob is still verified, and at most one spacing is read again.
+#[derive(Debug)]
+pub struct Checkpoints {
+    spacing: u64,
+    points: Mutex<Vec<Verifier>>,
+}
+
+impl Checkpoints {
+    /// Checkpoints for a blob of `size` bytes: at most 64, at least 4 MiB apart.
+    pub fn new(size: u64) -> Checkpoints {
+        Checkpoints {
+            spacing: (size / MAX_CHECKPOINTS).max(MIN_SPACING),
+            points: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The state at the last point at or before `offset`, if any.
+    pub fn before(&self, offset: u64) -> Option<Verifier> {
+        let points = self.points.lock().unwrap_or_else(|e| e.into_inner());
+        points.iter().rev().find(|v| v.len() <= offset).cloned()
+    }
+
+    /// Keeps the hash `pull` holds for its blob if it has reached `at`, one spacing past
+    /// the last point kept.
+    fn offer(&self, pull: &Pull, at: u64) {
+        let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
+        let next = points
+            .last()
+            .map_or(self.spacing, |v| v.len() + self.spacing);
+        if at < next {
+            return;
+        }
+        if let Some(v) = pull.hashed_prefix(BlobId(0)) {
+            if points.last().is_none_or(|last| v.len() > last.len()) {
+                points.push(v);
+            }
+        }
+    }
+}
+
+/// Starts the download of `pull` ([`Pull::blob`](ocireg_core::Pull::blob), not yet
+/// polled) at the last of `checkpoints` at or before `offset`: where its deliveries will
+/// begin (0 when there is none, or the core refused it).
+pub fn resume_at_checkpoint(pull: &mut Pull, checkpoints: &Checkpoints, offset: u64) -> u64 {
+    let Some(v) = checkpoints.before(offset).filter(|v| !v.is_empty()) else {
+        return 0;
+    };
+    let at = v.len();
+    match pull.queued(BlobId(0)).map(|q| q.resume(v)) {
+        Some(Ok(())) => at,
+        _ => 0,
+    }
+}
+
 /// The bytes of the one blob `pull` ([`Pull::blob`](ocireg_core::Pull::blob)) downloads,
-/// as a stream that moves the download only as fast as it is read: bytes
-/// `offset..offset + len` of it (the bytes before `offset` are read and dropped; the
-/// digest is checked when the range reaches the blob's end). A copy uploads from it.
+/// as a stream that moves the download only as fast as it is read: bytes `range` of it
+/// (bytes the download delivers before `range.start` are dropped; the digest is checked
+/// when the range reaches the blob's end). With `checkpoints`, hash states are kept as
+/// the download passes them. A copy uploads from it.
 pub fn blob_stream(
     pull: Pull,
     transport: std::sync::Arc<dyn Transport>,
     runtime: std::sync::Arc<dyn Runtime>,
     size: u64,
-    offset: u64,
-    len: u64,
+    range: Range<u64>,
+    checkpoints: Option<Arc<Checkpoints>>,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
     struct State {
         pull: Pull,
         transport: std::sync::Arc<dyn Transport>,
         runtime: std::sync::Arc<dyn Runtime>,
         ex: Exchanges,
-        /// Bytes still to drop, then to give.
-        skip: u64,
+        /// Where the bytes to give start, and how many are still to give.
+        start: u64,
         left: u64,
+        checkpoints: Option<Arc<Checkpoints>>,
         /// The range ends where the blob does: wait for the digest check.
         to_end: bool,
     }
@@ -36,9 +104,10 @@ pub fn blob_stream(
         transport,
         runtime,
         ex: Exchanges::default(),
-        skip: offset,
-        left: len,
-        to_end: offset.saturating_add(len) >= size,
+        start: range.start,
+        left: range.end.saturating_sub(range.start),
+        to_end: range.end >= size,
+        checkpoints,
     };
     futures::stream::unfold(Some(state), move |state| async move {
         let mut st = state?;
@@ -60,9 +129,16 @@ pub fn blob_stream(
                 }
                 // one blob: no wave of requests to prepare for
                 Action::Prepare { .. } => continue,
-                Action::Deliver { mut bytes, .. } => {
-                    let drop = st.skip.min(bytes.len() as u64) as usize;
-                    st.skip -= drop as u64;
+                Action::Deliver {
+                    offset: at,
+                    mut bytes,
+                    ..
+                } => {
+                    let end = at + bytes.len() as u64;
+                    if let Some(c) = &st.checkpoints {
+                        c.offer(&st.pull, end);
+                    }
+                    let drop = st.start.saturating_sub(at).min(bytes.len() as u64) as usize;
                     let _ = bytes.split_to(drop);
                     let give = st.left.min(bytes.len() as u64) as usize;
                     st.left -= give as u64;

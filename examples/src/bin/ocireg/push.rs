@@ -448,8 +448,9 @@ pub(crate) async fn cmd_copy(a: CopyArgs, rt: RuntimeChoice) -> Result<(), Strin
     pull_cfg.platform = platform;
     let mut push_cfg = config(&a.connect, target.registry(), now)?;
     push_cfg.max_concurrent = usize::from(a.concurrency);
-    // One request per blob: the source sends a blob from its start (its digest is checked
-    // as it goes), so chunks would make it send the bytes before each chunk again.
+    // One request per blob: each read of the source continues its hash from the last
+    // checkpoint before the read's offset (a few MiB back), so every chunk would cost
+    // that much again; a cut upload is resumed that way, once per cut.
     push_cfg.upload_chunk_size = u64::MAX;
     let copy = RegistryCopy {
         pull: pull_cfg.clone(),
