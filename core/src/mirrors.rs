@@ -95,13 +95,15 @@ impl Host {
         )
     }
 
-    /// Sets what differs per host in `config`: plain http for an `http://` host, the
-    /// API root, the extra headers, and at most two attempts per request on a mirror
-    /// (the next host is the better retry).
-    pub fn configure(&self, config: &mut Config) {
+    /// Sets what differs per host in `config` for a pull of `reference` (as the user
+    /// wrote it): plain http for an `http://` host, the API root, the extra headers, the
+    /// `ns=<reference's registry>` query containerd sends to a mirror, and at most two
+    /// attempts per request on a mirror (the next host is the better retry).
+    pub fn configure(&self, config: &mut Config, reference: &Reference) {
         if self.upstream {
             return;
         }
+        config.api_query = vec![("ns".to_string(), reference.registry().to_string())];
         config.retry.max_attempts = config.retry.max_attempts.min(MIRROR_ATTEMPTS);
         config.plain_http = self.url.scheme() == "http";
         let path = self.url.path().trim_end_matches('/');
@@ -174,6 +176,11 @@ impl HostPlan {
             stage,
             current: None,
         }
+    }
+
+    /// The reference as the user wrote it (what [`Host::configure`] takes).
+    pub fn reference(&self) -> &Reference {
+        &self.reference
     }
 
     /// The hosts, in the order they are tried (the upstream last).
@@ -359,20 +366,26 @@ mod tests {
     }
 
     #[test]
-    fn a_host_configures_scheme_api_root_and_headers() {
+    fn a_host_configures_scheme_api_root_headers_and_namespace() {
+        let hub = Reference::parse("library/alpine:3").unwrap();
         let mut cfg = Config::default();
         let mut h = mirror("http://m:5000/proxy/", true, true);
         h.headers = vec![("x-a".into(), "1".into())];
-        h.configure(&mut cfg);
+        h.configure(&mut cfg, &hub);
         assert!(cfg.plain_http);
         assert_eq!(cfg.api_root, "/proxy/v2");
         assert_eq!(cfg.headers, [("x-a".to_string(), "1".to_string())]);
+        assert_eq!(cfg.api_query, [("ns".to_string(), "docker.io".to_string())]);
         h.override_path = true;
-        h.configure(&mut cfg);
+        h.configure(&mut cfg, &hub);
         assert_eq!(cfg.api_root, "/proxy");
         let mut cfg = Config::default();
-        mirror("https://m", true, true).configure(&mut cfg);
+        mirror("https://m", true, true).configure(&mut cfg, &hub);
         assert!(!cfg.plain_http);
         assert_eq!(cfg.api_root, "/v2");
+        // the upstream is asked as it is
+        let mut cfg = Config::default();
+        Host::upstream(&hub, false).configure(&mut cfg, &hub);
+        assert!(cfg.api_query.is_empty());
     }
 }

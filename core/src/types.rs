@@ -95,6 +95,11 @@ pub struct Config {
     /// Extra headers on every request to the registry's own origin (a mirror's `header`
     /// table), never to a token service or a redirect target.
     pub headers: Vec<(String, String)>,
+    /// Query parameters added to every request under the API root: a mirror is asked
+    /// with `ns=<upstream registry>`, as containerd does, so that one mirror can serve
+    /// several upstreams. Never added to a URL the registry gave (an upload location, a
+    /// redirect) nor to a token request.
+    pub api_query: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -124,6 +129,7 @@ impl Default for Config {
             upload_chunk_size: 32 << 20,
             api_root: "/v2".to_string(),
             headers: Vec::new(),
+            api_query: Vec::new(),
         }
     }
 }

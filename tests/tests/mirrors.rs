@@ -39,7 +39,7 @@ fn pull_through(sim: &mut Sim, mut plan: HostPlan) -> Through {
         let host = &plan.hosts()[a.host];
         let origin = host.url.origin().ascii_serialization();
         let mut cfg = config();
-        host.configure(&mut cfg);
+        host.configure(&mut cfg, plan.reference());
         let mut pull = match a.purpose {
             Purpose::Resolve => Pull::inspect(cfg, a.reference.clone(), t0),
             Purpose::Pull => Pull::new(cfg, a.reference.clone(), t0),
@@ -48,6 +48,10 @@ fn pull_through(sim: &mut Sim, mut plan: HostPlan) -> Through {
         // a mirror's headers go to it, and only to it
         for r in &out.requests {
             assert!(r.0 == origin, "{} asked of {origin}'s pull", r.0);
+            // a mirror is told which upstream the image comes from; the upstream is not
+            let ns = format!("ns={}", plan.reference().registry());
+            let told = r.2.split(['?', '&']).any(|p| p == ns);
+            assert_eq!(told, !host.upstream, "{} {}", r.1, r.2);
         }
         let result = out.result.expect("the pull ended");
         attempts.push((origin, a.purpose, result.is_ok()));

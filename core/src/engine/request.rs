@@ -43,13 +43,19 @@ impl Engine {
                 }
                 Ok(u)
             }
-            _ => self
-                .registry_url()
-                .join(&self.api_path(&op.path))
-                .map_err(|e| Error::InvalidUrl {
-                    url: op.path.chars().take(200).collect(),
-                    reason: e.to_string(),
-                }),
+            _ => {
+                let mut u = self
+                    .registry_url()
+                    .join(&self.api_path(&op.path))
+                    .map_err(|e| Error::InvalidUrl {
+                        url: op.path.chars().take(200).collect(),
+                        reason: e.to_string(),
+                    })?;
+                if op.path.starts_with("/v2") && !self.config.api_query.is_empty() {
+                    u.query_pairs_mut().extend_pairs(&self.config.api_query);
+                }
+                Ok(u)
+            }
         }
     }
 

@@ -308,7 +308,7 @@ async fn pull_through_hosts(
     while let Some(attempt) = plan.next_attempt() {
         let host = plan.hosts()[attempt.host].clone();
         let mut c = cfg.clone();
-        host.configure(&mut c);
+        host.configure(&mut c, reference);
         if !host.upstream {
             c.credentials = crate::setup::docker_credentials(&host.authority())?;
         }
