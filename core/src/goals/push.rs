@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, Method};
+use http::{HeaderMap, Method};
 use url::Url;
 
 use crate::digest::Digest;
@@ -231,147 +231,6 @@ impl Push {
         self.ops.insert(op, Purpose::Status(i));
     }
 
-    /// Opens an upload session (or mounts the blob from `mount_from`).
-    fn open(&mut self, engine: &mut Engine, i: usize) {
-        let history = self.uploads[i].history;
-        let d = &self.uploads[i].descriptor;
-        let mut path = format!("/v2/{}/blobs/uploads/", Self::repository(engine));
-        if let Some(from) = &self.mount_from {
-            let q = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("mount", &d.digest.to_string())
-                .append_pair("from", from)
-                .finish();
-            path = format!("{path}?{q}");
-        }
-        let what = format!("upload of {}", d.digest);
-        let op = engine.call(
-            path,
-            what,
-            call(Method::POST, OutBody::Empty, &[], OnRetry::Resend),
-            history,
-        );
-        self.ops.insert(op, Purpose::Open(i));
-    }
-
-    fn opened(&mut self, engine: &mut Engine, i: usize, f: &Fetched) {
-        if f.status == 201 {
-            return self.blob_done(engine, i, Pushed::Mounted);
-        }
-        let min = f
-            .headers
-            .get("oci-chunk-min-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        let u = &mut self.uploads[i];
-        if let Some(min) = min {
-            // bounded: a registry cannot make a chunk larger than the blob
-            u.chunk = u.chunk.max(min).min(u.descriptor.len().max(1));
-        }
-        u.offset = 0;
-        if !self.follow(i, f) {
-            return engine.fail(Error::InvalidUrl {
-                url: f.url.to_string(),
-                reason: "the upload session's Location is missing or not a URL".into(),
-            });
-        }
-        self.send(engine, i);
-    }
-
-    /// Takes the session's new `Location` (relative to the URL it came from). False when
-    /// the answer has none that parses.
-    fn follow(&mut self, i: usize, f: &Fetched) -> bool {
-        let next = f
-            .headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| f.url.join(l.trim()).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"));
-        match next {
-            Some(u) => {
-                self.uploads[i].location = Some(u);
-                true
-            }
-            None => self.uploads[i].location.is_some(),
-        }
-    }
-
-    /// Sends what comes next from `offset`: the whole blob in one `PUT`, a chunk, or the
-    /// closing `PUT`.
-    fn send(&mut self, engine: &mut Engine, i: usize) {
-        let u = &self.uploads[i];
-        let history = u.history;
-        let Some(location) = u.location.clone() else {
-            return engine.fail(Error::Cancelled);
-        };
-        let size = u.descriptor.len();
-        let digest = u.descriptor.digest.clone();
-        let what = format!("upload of {digest}");
-        let (purpose, c, url) = if u.offset == 0 && size <= u.chunk {
-            let body = OutBody::Blob {
-                blob: BlobId(i),
-                offset: 0,
-                len: size,
-            };
-            let mut c = call(Method::PUT, body, &[404, 416], OnRetry::AskGoal);
-            c.content_type = Some("application/octet-stream".into());
-            (Purpose::Send(i), c, with_digest(&location, &digest))
-        } else if u.offset < size {
-            let len = u.chunk.min(size - u.offset);
-            let body = OutBody::Blob {
-                blob: BlobId(i),
-                offset: u.offset,
-                len,
-            };
-            let mut c = call(Method::PATCH, body, &[404, 416], OnRetry::AskGoal);
-            c.content_type = Some("application/octet-stream".into());
-            c.content_range = Some(format!("{}-{}", u.offset, u.offset + len - 1));
-            (Purpose::Send(i), c, location)
-        } else {
-            let c = call(Method::PUT, OutBody::Empty, &[404, 416], OnRetry::AskGoal);
-            (Purpose::Close(i), c, with_digest(&location, &digest))
-        };
-        let op = engine.call(url.to_string(), what, c, history);
-        self.ops.insert(op, purpose);
-    }
-
-    /// A `416` or an unknown session: a new session from byte 0, once.
-    fn restart(&mut self, engine: &mut Engine, i: usize, status: u16) {
-        let u = &mut self.uploads[i];
-        if u.restarted {
-            return engine.fail(Error::Upload {
-                digest: u.descriptor.digest.clone(),
-                problem: format!(
-                    "the registry lost the upload session again ({status}) after a new one"
-                ),
-            });
-        }
-        u.restarted = true;
-        self.start_over(engine, i);
-    }
-
-    /// A new session from byte 0.
-    fn start_over(&mut self, engine: &mut Engine, i: usize) {
-        let u = &mut self.uploads[i];
-        u.location = None;
-        u.offset = 0;
-        engine.emit(Action::Event(Event::Restarted { blob: BlobId(i) }));
-        self.open(engine, i);
-    }
-
-    fn uploaded(&mut self, engine: &mut Engine, i: usize, headers: &HeaderMap) {
-        let want = &self.uploads[i].descriptor.digest;
-        if let Some(got) = served_digest(headers) {
-            if got != *want {
-                return engine.fail(Error::DigestMismatch {
-                    what: format!("uploaded blob {want} (Docker-Content-Digest)"),
-                    expected: want.clone(),
-                    actual: got,
-                });
-            }
-        }
-        self.blob_done(engine, i, Pushed::Uploaded);
-    }
-
     fn blob_done(&mut self, engine: &mut Engine, i: usize, how: Pushed) {
         let u = &mut self.uploads[i];
         self.active -= 1;
@@ -452,30 +311,13 @@ impl Push {
 
 #[path = "push_referrers.rs"]
 mod referrers_tag;
-
-/// The `Range: 0-<last>` of an upload answer, as the next offset. `0-0` is read as 0:
-/// registries write it for an empty session too (one held byte is then sent again,
-/// which the registry refuses with a 416, and the blob starts over once).
-fn registry_offset(headers: &HeaderMap) -> Option<u64> {
-    let v = headers.get(header::RANGE)?.to_str().ok()?;
-    let last = v.trim().trim_start_matches("bytes=").split_once('-')?.1;
-    match last.trim().parse::<u64>().ok()? {
-        0 => Some(0),
-        l => Some(l.saturating_add(1)),
-    }
-}
+#[path = "push_session.rs"]
+mod session;
+use session::registry_offset;
 
 fn served_digest(headers: &HeaderMap) -> Option<Digest> {
     headers
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| Digest::parse(v.trim()).ok())
-}
-
-/// The location with `digest=` added to whatever query it carries.
-fn with_digest(location: &Url, digest: &Digest) -> Url {
-    let mut u = location.clone();
-    u.query_pairs_mut()
-        .append_pair("digest", &digest.to_string());
-    u
 }
