@@ -82,6 +82,9 @@ pub enum Fault {
     },
     /// Answer a mount request by opening an upload session (`202`) instead of mounting.
     RefuseMount,
+    /// Answer a single `POST ?digest=` with its body by opening an empty upload session
+    /// (`202`), as a registry without single-`POST` uploads does (`docker-registry`).
+    IgnoreSinglePost,
     /// Take only the first `after` bytes of a request body (an upload), keep them, and
     /// break the connection before answering; `times` such requests per path.
     CutUpload {
@@ -255,7 +258,9 @@ impl FaultyRegistry {
         let full_path = req.uri().path().to_string();
         let mut body = body.clone();
         let mut reset = false;
-        let mut mount_refused = false;
+        // query parameters the registry behind does not see (a refused mount's, an
+        // ignored single POST's)
+        let mut dropped: &[&str] = &[];
         let ranged = req.headers().contains_key(header::RANGE);
         let mut cut: Option<usize> = None;
         let mut stall: Option<usize> = None;
@@ -379,7 +384,13 @@ impl FaultyRegistry {
                 }
                 Fault::RefuseMount => {
                     if req.method() == http::Method::POST {
-                        mount_refused = true;
+                        dropped = &["mount", "from"];
+                    }
+                }
+                Fault::IgnoreSinglePost => {
+                    if req.method() == http::Method::POST {
+                        dropped = &["digest"];
+                        body = Bytes::new();
                     }
                 }
                 Fault::CutUpload { after, times } => {
@@ -398,13 +409,13 @@ impl FaultyRegistry {
         }
         let inner_req = {
             let query = req.uri().query().map(|q| {
-                if !mount_refused {
+                if dropped.is_empty() {
                     return q.to_string();
                 }
                 url::form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(
                         url::form_urlencoded::parse(q.as_bytes())
-                            .filter(|(k, _)| k != "mount" && k != "from"),
+                            .filter(|(k, _)| !dropped.contains(&k.as_ref())),
                     )
                     .finish()
             });

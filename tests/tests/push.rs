@@ -52,6 +52,14 @@ fn calls(out: &Outcome) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Single `POST ?digest=` uploads sent.
+fn whole_posts(out: &Outcome) -> usize {
+    out.requests
+        .iter()
+        .filter(|r| r.1 == "POST" && r.2.contains("digest="))
+        .count()
+}
+
 fn small_and_big() -> TestImage {
     // a blob in one PUT, a blob of 3.5 chunks
     image(
@@ -80,15 +88,18 @@ fn an_image_goes_in_blobs_first_then_its_manifest_under_its_tag() {
         (img.media_type.as_str(), &img.manifest)
     );
     assert_eq!(reg.open_uploads(), 0, "no session left open");
+    // the big blob: four chunks, then the closing PUT; of the two small ones, the first
+    // tries a single POST (which this registry takes) while the other goes by POST and
+    // PUT, not yet knowing
+    assert_eq!(whole_posts(&out), 1, "{:?}", out.requests);
     let calls = calls(&out);
-    // the big blob: four chunks, then the closing PUT; the small ones: one PUT each
     let patches = calls.iter().filter(|c| c.0 == "PATCH").count();
     assert_eq!(patches, 4, "{calls:?}");
     let puts = calls
         .iter()
         .filter(|c| c.0 == "PUT" && c.1.contains("/uploads/"))
         .count();
-    assert_eq!(puts, 3, "{calls:?}");
+    assert_eq!(puts, 2, "{calls:?}");
     // the manifest is the very last request
     assert_eq!(
         calls.last().unwrap(),
@@ -194,7 +205,8 @@ fn a_cut_chunk_continues_from_the_registrys_offset() {
 
 #[test]
 fn a_lost_session_starts_the_blob_over_once_then_fails() {
-    let img = image(91, &[3000], &Platform::host(), false);
+    // a layer larger than a chunk opens a session (the config goes in a single POST)
+    let img = image(91, &[(CHUNK + 3000) as usize], &Platform::host(), false);
     let (p, source) = plan(&[&img], None, &[]);
     // sessions are numbered u1, u2, … in the order they open (one blob at a time here)
     let lose = |sessions: &[&str]| -> Vec<Rule> {
@@ -229,6 +241,48 @@ fn a_lost_session_starts_the_blob_over_once_then_fails() {
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Upload { .. }), "{e}");
     assert!(e.to_string().contains("again"), "{e}");
+}
+
+/// A registry that takes a single `POST ?digest=` gets every small blob in one request
+/// once the first went in so; one that ignores it (opens a session, drops the body) is
+/// asked once, and the blob goes on in that session: one small body sent twice in all.
+#[test]
+fn small_blobs_go_in_a_single_post_where_the_registry_takes_it() {
+    let img = image(94, &[100, 200, 300, 400, 500], &Platform::host(), false);
+    let cfg = Config {
+        max_concurrent: 2,
+        ..push_config()
+    };
+    for ignored in [false, true] {
+        let (p, source) = plan(&[&img], None, &[]);
+        let rules = if ignored {
+            vec![Rule::all(Fault::IgnoreSinglePost)]
+        } else {
+            vec![]
+        };
+        let mut sim = sim_for(source, Registry::new(), rules);
+        let out = run(&mut sim, cfg.clone(), "reg.test/test/repo:v1", p);
+        assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+        for b in img.blobs() {
+            let d = ocireg_core::Digest::sha256(b);
+            assert!(registry(&sim).has_blob("test/repo", &d), "{ignored}");
+        }
+        assert_eq!(registry(&sim).open_uploads(), 0, "no session left open");
+        let blob_requests = calls(&out)
+            .iter()
+            .filter(|c| c.1.contains("/blobs/"))
+            .count();
+        if ignored {
+            assert_eq!(whole_posts(&out), 1, "{:?}", out.requests);
+            // each blob: HEAD, POST, PUT
+            assert_eq!(blob_requests, 3 * 6, "{:?}", out.requests);
+        } else {
+            // the first whole POST and the blob beside it (sent before the answer) as
+            // before; the other four in one POST each
+            assert_eq!(whole_posts(&out), 5, "{:?}", out.requests);
+            assert_eq!(blob_requests, 6 + 5 + 2, "{:?}", out.requests);
+        }
+    }
 }
 
 #[test]
@@ -350,10 +404,16 @@ mod random_faults {
     fn upload_fault() -> impl Strategy<Value = Rule> {
         let sessions = "/blobs/uploads/u";
         prop_oneof![
-            (1usize..100_000, 1u32..3).prop_map(move |(after, times)| Rule {
-                path_contains: sessions.into(),
-                fault: Fault::CutUpload { after, times },
-            }),
+            // a session's chunks, or any upload (single POSTs too)
+            (
+                1usize..100_000,
+                1u32..3,
+                prop::sample::select(vec![sessions, "/blobs/uploads/"])
+            )
+                .prop_map(|(after, times, p)| Rule {
+                    path_contains: p.into(),
+                    fault: Fault::CutUpload { after, times },
+                }),
             (1usize..1000, 1u32..3).prop_map(move |(by, times)| Rule {
                 path_contains: sessions.into(),
                 fault: Fault::ShortRange { by, times },
@@ -372,6 +432,7 @@ mod random_faults {
                 fault: Fault::RedirectOnce,
             }),
             Just(Rule::all(Fault::RefuseMount)),
+            Just(Rule::all(Fault::IgnoreSinglePost)),
         ]
     }
 

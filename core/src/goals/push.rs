@@ -4,7 +4,9 @@
 //!
 //! One blob's way: `HEAD` (there: done) → `POST` (a mount: done, or a session) → one
 //! `PUT ?digest=` with the whole blob when it fits a chunk, else `PATCH` chunks with
-//! `Content-Range` and a closing `PUT ?digest=`. A failed `PATCH`/`PUT` is followed,
+//! `Content-Range` and a closing `PUT ?digest=`. A blob of up to 1 MiB instead goes whole
+//! in a single `POST ?digest=` once the registry has shown it takes one (one blob at a
+//! time finds out; a registry that opens a session instead gets `POST` then `PUT`). A failed `PATCH`/`PUT` is followed,
 //! after the engine's backoff, by `GET <location>`: the upload continues where the
 //! registry says it stands, or, when the registry cannot say (the session is gone or
 //! refused), in a new session; failures without progress count against the blob's
@@ -73,6 +75,8 @@ enum Purpose {
     Send(usize),
     /// The closing `PUT ?digest=` after the chunks.
     Close(usize),
+    /// A whole blob in a single `POST ?digest=`.
+    Whole(usize),
     Status(usize),
     Manifest(usize),
     /// Reading the referrers tag of manifest step `k`'s subject.
@@ -94,6 +98,21 @@ pub(crate) struct Push {
     active: usize,
     /// The next manifest `PUT` (index into manifests, then tags of the top).
     next_manifest: usize,
+    /// Whether the registry takes a small blob in a single `POST`.
+    single_post: SinglePost,
+}
+
+/// Whether the registry takes a whole blob in one `POST ?digest=` (the distribution spec
+/// makes it optional: a registry without it opens a session and ignores the body).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SinglePost {
+    /// Not known yet; `trying` while one blob finds out (the others go by `POST` then
+    /// `PUT` meanwhile, so a registry without it costs one small body sent twice).
+    Unknown { trying: bool },
+    /// It stored a blob so: small blobs go in one request each.
+    Works,
+    /// It answered with a session or refused: `POST` then `PUT`.
+    Ignored,
 }
 
 fn call(method: Method, body: OutBody, answers: &'static [u16], on_retry: OnRetry) -> Call {
@@ -133,6 +152,7 @@ impl Push {
             next_blob: 0,
             active: 0,
             next_manifest: 0,
+            single_post: SinglePost::Unknown { trying: false },
         };
         goal.start_blobs(engine);
         goal
@@ -173,6 +193,7 @@ impl Push {
             Purpose::Probe(i) if f.status == 404 => self.open(engine, i),
             Purpose::Probe(i) => self.blob_done(engine, i, Pushed::Existed),
             Purpose::Open(i) => self.opened(engine, i, &f),
+            Purpose::Whole(i) => self.whole_answered(engine, i, &f),
             // After a failed transfer the session may be gone or unusable (a registry
             // whose session state carries the offset refuses it once bytes went astray):
             // a new session, bounded by the attempts of this blob.

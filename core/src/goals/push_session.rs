@@ -11,13 +11,29 @@ use crate::engine::{Engine, Fetched, OnRetry, OutBody};
 use crate::error::Error;
 use crate::types::{Action, BlobId, Event, Pushed};
 
-use super::{call, served_digest, Purpose, Push};
+use super::{call, served_digest, Purpose, Push, SinglePost};
+
+/// Blobs up to this size (and the chunk size) may go in a single `POST`: one round trip
+/// fewer each, and little sent twice to a registry that turns out not to take it.
+const SINGLE_POST_MAX: u64 = 1 << 20;
 
 impl Push {
-    /// Opens an upload session (or mounts the blob from `mount_from`).
+    /// Opens an upload session (or mounts the blob from `mount_from`), or sends a small
+    /// blob whole in a single `POST` while the registry may take it.
     pub(super) fn open(&mut self, engine: &mut Engine, i: usize) {
         let history = self.uploads[i].history;
         let d = &self.uploads[i].descriptor;
+        let small = d.len() <= SINGLE_POST_MAX.min(self.uploads[i].chunk);
+        if small && self.mount_from.is_none() {
+            match self.single_post {
+                SinglePost::Works => return self.post_whole(engine, i),
+                SinglePost::Unknown { trying: false } => {
+                    self.single_post = SinglePost::Unknown { trying: true };
+                    return self.post_whole(engine, i);
+                }
+                _ => {}
+            }
+        }
         let mut path = format!("/v2/{}/blobs/uploads/", Self::repository(engine));
         if let Some(from) = &self.mount_from {
             let q = url::form_urlencoded::Serializer::new(String::new())
@@ -36,6 +52,49 @@ impl Push {
         self.ops.insert(op, Purpose::Open(i));
     }
 
+    /// `POST ?digest=` with the whole blob.
+    fn post_whole(&mut self, engine: &mut Engine, i: usize) {
+        let u = &self.uploads[i];
+        let d = &u.descriptor;
+        let path = format!(
+            "/v2/{}/blobs/uploads/?digest={}",
+            Self::repository(engine),
+            d.digest
+        );
+        let body = OutBody::Blob {
+            blob: BlobId(i),
+            offset: 0,
+            len: d.len(),
+        };
+        // 400/405/415: a registry that refuses the form rather than ignoring the body
+        let mut c = call(Method::POST, body, &[400, 405, 415], OnRetry::Resend);
+        c.content_type = Some("application/octet-stream".into());
+        let op = engine.call(path, format!("upload of {}", d.digest), c, u.history);
+        self.ops.insert(op, Purpose::Whole(i));
+    }
+
+    /// The single `POST` was answered: stored (`201`), a session opened instead (`202`,
+    /// continued as any session), or refused (a plain session next). Either way the
+    /// registry's answer holds for the rest of the push.
+    pub(super) fn whole_answered(&mut self, engine: &mut Engine, i: usize, f: &Fetched) {
+        let works = f.status == 201;
+        if matches!(self.single_post, SinglePost::Unknown { .. }) {
+            self.single_post = if works {
+                SinglePost::Works
+            } else {
+                SinglePost::Ignored
+            };
+        }
+        match f.status {
+            201 => self.uploaded(engine, i, &f.headers),
+            202 => self.opened(engine, i, f),
+            _ => {
+                self.single_post = SinglePost::Ignored;
+                self.open(engine, i)
+            }
+        }
+    }
+
     pub(super) fn opened(&mut self, engine: &mut Engine, i: usize, f: &Fetched) {
         if f.status == 201 {
             return self.blob_done(engine, i, Pushed::Mounted);
@@ -50,7 +109,11 @@ impl Push {
             // bounded: a registry cannot make a chunk larger than the blob
             u.chunk = u.chunk.max(min).min(u.descriptor.len().max(1));
         }
-        u.offset = 0;
+        // a new session holds nothing, unless it says otherwise (a single `POST` whose
+        // body the registry kept in the session it opened)
+        u.offset = registry_offset(&f.headers)
+            .unwrap_or(0)
+            .min(u.descriptor.len());
         if !self.follow(i, f) {
             return engine.fail(Error::InvalidUrl {
                 url: f.url.to_string(),
