@@ -168,3 +168,70 @@ fn skip_verify_needs_the_insecure_flag_which_is_loudly_warned() {
         layout.path().to_str().unwrap(),
     ]);
 }
+
+/// A mirror's `ca` vouches for that mirror alone: named for a mirror, it lets ocireg pull
+/// from that mirror over TLS, and it does not make the upstream's certificate trusted
+/// when the upstream was signed by it (trust is per host, as the CA file is).
+#[test]
+fn a_mirrors_ca_is_trusted_for_that_mirror_only() {
+    let img = image(67, &[1500], &Platform::host(), false);
+    let upstream = RealRegistry::start(Mode::OpenTls);
+    upstream.push(&img, "team/app", "v1");
+    let mirror = RealRegistry::start(Mode::OpenTls);
+    mirror.push(&img, "team/app", "v1");
+    let (upstream_ca, mirror_ca) = (upstream.ca.clone().unwrap(), mirror.ca.clone().unwrap());
+    let reference = format!("{}/team/app:v1", upstream.addr);
+    let pull = |hosts: &Path| {
+        let layout = tempfile::tempdir().unwrap();
+        let out = ocireg()
+            .args([
+                "pull",
+                "--attempts",
+                "1",
+                "--progress",
+                "plain",
+                "--hosts-dir",
+            ])
+            .arg(hosts)
+            .arg(&reference)
+            .arg(layout.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // the mirror's CA serves the mirror: the pull succeeds, and the upstream (whose CA
+    // nobody gave) is never needed
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!(
+            "[host.\"https://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {:?}\n",
+            mirror.addr,
+            mirror_ca.to_str().unwrap()
+        ),
+    );
+    let (ok, said) = pull(hosts.path());
+    assert!(ok, "{said}");
+    // the upstream's CA named for a mirror that is down: the upstream is then asked, and
+    // its certificate is not trusted through that mirror's entry
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!(
+            "[host.\"https://127.0.0.1:{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {:?}\n",
+            dead_port(),
+            upstream_ca.to_str().unwrap()
+        ),
+    );
+    let (ok, said) = pull(hosts.path());
+    assert!(
+        !ok,
+        "the upstream was trusted through a mirror's CA: {said}"
+    );
+    assert!(said.to_lowercase().contains("certificate"), "{said}");
+}

@@ -40,10 +40,24 @@ pub struct HostsConfig {
     pub mirrors: Vec<Host>,
     /// The upstream (`server`, else the registry itself).
     pub upstream: Host,
-    /// CA files (PEM) the hosts name, to trust besides the usual roots.
-    pub ca_files: Vec<PathBuf>,
+    /// CA files (PEM) the hosts name, each with the `host[:port]` of the host that named
+    /// it: trusted besides the usual roots for that host's connections only (a mirror's
+    /// CA must not vouch for the upstream registry, nor for another mirror).
+    pub ca_files: Vec<(String, PathBuf)>,
     /// Hosts (`host[:port]`) whose entry says `skip_verify = true`.
     pub skip_verify: Vec<String>,
+}
+
+impl HostsConfig {
+    /// The CA files `host`'s entry named.
+    pub fn cas_of(&self, host: &Host) -> Vec<PathBuf> {
+        let authority = host.authority();
+        self.ca_files
+            .iter()
+            .filter(|(a, _)| *a == authority)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
 }
 
 /// The host configuration of `reference`'s registry under `dir`, if the directory has
@@ -144,7 +158,7 @@ fn entry(
     }
     if let Some(ca) = fields.get("ca") {
         for path in strings(file, &name, "ca", ca)? {
-            config.ca_files.push(base.join(path));
+            config.ca_files.push((host.authority(), base.join(path)));
         }
     }
     match fields.get("skip_verify") {
@@ -299,11 +313,12 @@ server = "https://registry-1.docker.io"
         );
         assert!(c.mirrors[1].override_path);
         assert_eq!(c.mirrors[1].capabilities, Capabilities::ALL);
+        let b = "mirror-b:5000".to_string();
         assert_eq!(
             c.ca_files,
             [
-                PathBuf::from("/etc/hosts.d/docker.io/b.pem"),
-                PathBuf::from("/abs/c.pem")
+                (b.clone(), PathBuf::from("/etc/hosts.d/docker.io/b.pem")),
+                (b, PathBuf::from("/abs/c.pem"))
             ]
         );
         assert_eq!(c.skip_verify, ["mirror-a.example"]);

@@ -238,11 +238,13 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
             }
         }
     }
-    let ca_files = hosts
-        .iter()
-        .flat_map(|h| h.ca_files.clone())
-        .collect::<Vec<_>>();
-    let io = crate::setup::io_with_cas(rt, &a.connect, &ca_files)?;
+    // the upstream's own `ca` (under `server`) is the base client's; a mirror's is trusted
+    // for that mirror's attempts only
+    let upstream_cas = hosts
+        .as_ref()
+        .map(|h| h.cas_of(&h.upstream))
+        .unwrap_or_default();
+    let io = crate::setup::io_with_cas(rt, &a.connect, &upstream_cas)?;
     let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     crate::args::set_downloads(&mut cfg, a.concurrency, a.hash_threads)?;
     cfg.platform = if a.all_platforms {
@@ -263,7 +265,9 @@ pub(crate) async fn cmd_pull(a: PullArgs, rt: RuntimeChoice) -> Result<(), Strin
         quiet_failure: false,
     };
     let (summary, digest) = match hosts {
-        Some(h) => pull_through_hosts(&reference, &cfg, h, &io, into, mode).await?,
+        Some(h) => {
+            pull_through_hosts(&reference, &cfg, h, (rt, &a.connect, &io), into, mode).await?
+        }
         None => {
             pull_one(
                 reference.clone(),
@@ -297,16 +301,29 @@ async fn pull_through_hosts(
     reference: &Reference,
     cfg: &Config,
     hosts: ocireg_driver::hosts::HostsConfig,
-    io: &crate::setup::Io,
+    (rt, connect, upstream_io): (RuntimeChoice, &crate::args::ConnectArgs, &crate::setup::Io),
     into: Dest<'_>,
     mode: progress::Mode,
 ) -> Result<(String, ocireg_core::Digest), String> {
     use ocireg_core::mirrors::{HostPlan, Purpose};
+    // a client per mirror that names a CA, trusting it for that mirror alone
+    let mut mirror_ios = std::collections::HashMap::new();
+    for m in &hosts.mirrors {
+        let cas = hosts.cas_of(m);
+        if !cas.is_empty() && !connect.insecure_skip_tls_verify {
+            let io = crate::setup::io_with_cas(rt, connect, &cas)?;
+            mirror_ios.insert(m.authority(), io);
+        }
+    }
     let mut plan = HostPlan::new(hosts.mirrors, hosts.upstream, reference.clone());
     // the layout names the image as the user wrote it, whichever host served it
     let tag = into.name.or(reference.tag()).map(str::to_string);
     while let Some(attempt) = plan.next_attempt() {
         let host = plan.hosts()[attempt.host].clone();
+        let io = match mirror_ios.get(&host.authority()) {
+            Some(io) if !host.upstream => io,
+            _ => upstream_io,
+        };
         let mut c = cfg.clone();
         host.configure(&mut c, reference);
         if !host.upstream {
