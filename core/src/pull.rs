@@ -118,7 +118,18 @@ impl Pull {
         now: Instant,
     ) -> Pull {
         let mut engine = Engine::new(config, reference, now);
-        let goal = Goal::Referrers(Referrers::start(&mut engine, artifact_type));
+        let goal = Goal::Referrers(Referrers::start(&mut engine, artifact_type, false));
+        Pull { engine, goal }
+    }
+
+    /// Lists every referrer of the manifest `reference` names, and theirs (signatures of
+    /// SBOMs), breadth first, each manifest once, as [`Pull::referrers`] lists one: one
+    /// [`Event::Referrers`] per page, its `subject` saying whose. More than
+    /// [`MAX_REFERRERS_FOLLOWED`](crate::referrers::MAX_REFERRERS_FOLLOWED) fails. For
+    /// `ocireg pull --include-referrers` and `copy --include-referrers`.
+    pub fn referrers_closure(config: Config, reference: Reference, now: Instant) -> Pull {
+        let mut engine = Engine::new(config, reference, now);
+        let goal = Goal::Referrers(Referrers::start(&mut engine, None, true));
         Pull { engine, goal }
     }
 

@@ -10,6 +10,10 @@ use bytes::Bytes;
 use crate::digest::Digest;
 use crate::manifest::{Descriptor, Index, Manifest, OCI_INDEX};
 
+/// Referrers followed at most by one recursive walk
+/// ([`Pull::referrers_closure`](crate::Pull::referrers_closure)).
+pub const MAX_REFERRERS_FOLLOWED: usize = 256;
+
 /// The response header that names the filters a registry applied to a referrers list
 /// (`artifactType`); without it, the client filters.
 pub const FILTERS_APPLIED: &str = "oci-filters-applied";

@@ -49,6 +49,17 @@ fn list(
     (out, pages)
 }
 
+/// Pushes `a` (by digest) into the repository `app`; it must succeed.
+fn push_to_app(sim: &mut Sim, a: &TestImage) -> Outcome {
+    let (p, source) = plan(&[a], None, &[]);
+    sim.upload_source = source;
+    let t0 = Instant::now();
+    let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
+    let out = sim.run(&mut push, t0);
+    assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+    out
+}
+
 fn digests(ds: &[Descriptor]) -> Vec<String> {
     let mut v: Vec<String> = ds.iter().map(|d| d.digest.to_string()).collect();
     v.sort();
@@ -121,12 +132,7 @@ fn without_the_api_the_referrers_tag_is_read_and_filtered_by_the_client() {
     );
     // pushed by ocireg: each push adds its manifest to the tag's index (once)
     for (i, a) in [&sig, &sbom, &sig].into_iter().enumerate() {
-        let (p, source) = plan(&[a], None, &[]);
-        sim.upload_source = source;
-        let t0 = Instant::now();
-        let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
-        let out = sim.run(&mut push, t0);
-        assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+        let out = push_to_app(&mut sim, a);
         // the third push finds its manifest listed already and writes nothing
         let updated = out
             .events
@@ -154,12 +160,7 @@ fn a_registry_with_the_api_keeps_no_referrers_tag() {
     let mut r = Registry::new();
     img.add_to(&mut r, "app", Some("v1"));
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
-    let (p, source) = plan(&[&sig], None, &[]);
-    sim.upload_source = source;
-    let t0 = Instant::now();
-    let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
-    let out = sim.run(&mut push, t0);
-    assert!(out.result.as_ref().unwrap().is_ok());
+    let out = push_to_app(&mut sim, &sig);
     assert!(!out
         .events
         .iter()
@@ -196,4 +197,70 @@ fn a_referrers_answer_that_is_not_an_index_fails() {
     let out = sim.run(&mut p, t0);
     let e = out.result.unwrap().unwrap_err().to_string();
     assert!(e.contains("not an index"), "{e}");
+}
+
+/// Runs the recursive walk from `reference`; the subjects listed, in order, with the
+/// digests listed for each.
+fn walk(sim: &mut Sim, reference: &str) -> (Outcome, Vec<(String, Vec<String>)>) {
+    let t0 = Instant::now();
+    let mut p = Pull::referrers_closure(config(), Reference::parse(reference).unwrap(), t0);
+    let out = sim.run(&mut p, t0);
+    let listed = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Referrers {
+                subject, referrers, ..
+            } => Some((subject.to_string(), digests(referrers))),
+            _ => None,
+        })
+        .collect();
+    (out, listed)
+}
+
+/// The walk lists the referrers of the image, then theirs (a signature of the SBOM),
+/// then theirs (none), through the API or through the referrers tags alike.
+#[test]
+fn the_walk_follows_referrers_of_referrers() {
+    let (img, _, sbom) = image_and_referrers();
+    let sig_of_sbom = artifact(SIG, &[("sbom.sig", b"signed sbom")], Some(&sbom));
+    for api in [true, false] {
+        let mut r = Registry::new();
+        r.set_referrers_api(api);
+        img.add_to(&mut r, "app", Some("v1"));
+        let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+        // pushed, so that a registry without the API gets its referrers tags
+        for a in [&sbom, &sig_of_sbom] {
+            push_to_app(&mut sim, a);
+        }
+        let (out, listed) = walk(&mut sim, "reg.test/app:v1");
+        assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
+        assert_eq!(
+            listed,
+            [
+                (img.digest().to_string(), sorted(&[&sbom])),
+                (sbom.digest().to_string(), sorted(&[&sig_of_sbom])),
+                (sig_of_sbom.digest().to_string(), vec![]),
+            ],
+            "api: {api}"
+        );
+    }
+}
+
+/// A walk is bounded: more referrers than it follows fail it, with a message that says
+/// so, instead of listing without end.
+#[test]
+fn the_walk_stops_at_its_bound() {
+    let (img, _, _) = image_and_referrers();
+    let mut r = Registry::new();
+    img.add_to(&mut r, "app", Some("v1"));
+    let bound = ocireg_core::referrers::MAX_REFERRERS_FOLLOWED;
+    for i in 0..=bound {
+        let sig = artifact(SIG, &[("sig.bin", i.to_string().as_bytes())], Some(&img));
+        sig.add_to(&mut r, "app", None);
+    }
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    let (out, _) = walk(&mut sim, "reg.test/app:v1");
+    let e = out.result.unwrap().unwrap_err().to_string();
+    assert!(e.contains(&format!("more than {bound} referrers")), "{e}");
 }

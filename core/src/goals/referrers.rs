@@ -1,13 +1,18 @@
 //! The referrers goal: the manifests that name the reference's manifest as their
 //! `subject`. The registry's referrers API first; when it answers `404` (no such API),
 //! the referrers tag, as the distribution spec's fallback says. A tag reference is
-//! resolved to its digest first (a referrers list is keyed by digest).
+//! resolved to its digest first (a referrers list is keyed by digest). Recursive, it then
+//! lists the referrers of each referrer (signatures of SBOMs), breadth first, each
+//! manifest once, at most [`MAX_REFERRERS_FOLLOWED`] of them.
+
+use std::collections::{HashSet, VecDeque};
 
 use crate::digest::Digest;
 use crate::engine::{Call, Engine, Fetched, History};
 use crate::error::{redact_url, Error};
+use crate::manifest::Descriptor;
 use crate::manifest::{Manifest, OCI_INDEX};
-use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED};
+use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED, MAX_REFERRERS_FOLLOWED};
 use crate::types::{Action, Event, ReferrersVia};
 
 use super::lists::Pages;
@@ -24,22 +29,39 @@ enum Stage {
     Tag(Wanted),
 }
 
-/// Lists the referrers of one manifest: one [`Event::Referrers`] per page.
+/// The manifests still to list and those already met, in a recursive walk.
+#[derive(Debug, Default)]
+struct Walk {
+    next: VecDeque<Digest>,
+    /// Every manifest met: the first subject and the referrers found.
+    seen: HashSet<Digest>,
+    /// Referrers found.
+    found: usize,
+}
+
+/// Lists the referrers of one manifest (and, recursive, of theirs): one
+/// [`Event::Referrers`] per page.
 #[derive(Debug)]
 pub(crate) struct Referrers {
     artifact_type: Option<String>,
     subject: Option<Digest>,
     stage: Stage,
     pages: Pages,
+    walk: Option<Walk>,
 }
 
 impl Referrers {
-    pub(crate) fn start(engine: &mut Engine, artifact_type: Option<String>) -> Referrers {
+    pub(crate) fn start(
+        engine: &mut Engine,
+        artifact_type: Option<String>,
+        recursive: bool,
+    ) -> Referrers {
         let mut goal = Referrers {
             artifact_type: artifact_type.filter(|t| !t.is_empty()),
             subject: None,
             stage: Stage::Api,
             pages: Pages::default(),
+            walk: recursive.then(Walk::default),
         };
         match engine.reference().digest().cloned() {
             Some(d) => goal.ask_api(engine, d),
@@ -56,6 +78,49 @@ impl Referrers {
         goal
     }
 
+    /// A listing of the current subject ended: in a walk, the next manifest's starts.
+    fn subject_done(&mut self, engine: &mut Engine) {
+        if engine.ended() {
+            return;
+        }
+        if let Some(d) = self.walk.as_mut().and_then(|w| w.next.pop_front()) {
+            self.pages = Pages::default();
+            self.ask_api(engine, d);
+        }
+    }
+
+    /// Emits one page of `subject`'s referrers; in a walk, queues those not met yet.
+    fn found(
+        &mut self,
+        engine: &mut Engine,
+        subject: Digest,
+        referrers: Vec<Descriptor>,
+        via: ReferrersVia,
+    ) {
+        if let Some(w) = self.walk.as_mut() {
+            for d in &referrers {
+                if w.seen.insert(d.digest.clone()) {
+                    w.found += 1;
+                    if w.found > MAX_REFERRERS_FOLLOWED {
+                        return engine.fail(Error::List {
+                            what: "referrers",
+                            url: engine.reference().to_string(),
+                            problem: format!(
+                                "more than {MAX_REFERRERS_FOLLOWED} referrers: not followed"
+                            ),
+                        });
+                    }
+                    w.next.push_back(d.digest.clone());
+                }
+            }
+        }
+        engine.emit(Action::Event(Event::Referrers {
+            subject,
+            referrers,
+            via,
+        }));
+    }
+
     fn ask_api(&mut self, engine: &mut Engine, subject: Digest) {
         let mut path = format!(
             "/v2/{}/referrers/{subject}",
@@ -67,6 +132,10 @@ impl Referrers {
                 .finish();
             path.push('?');
             path.push_str(&q);
+        }
+        if let Some(w) = self.walk.as_mut() {
+            // a registry that lists a manifest among its own referrers is not followed
+            w.seen.insert(subject.clone());
         }
         self.subject = Some(subject);
         self.stage = Stage::Api;
@@ -134,15 +203,17 @@ impl Referrers {
                 .flat_map(|v| v.split(','))
                 .any(|f| f.trim() == "artifactType");
         let wanted = self.artifact_type.as_deref();
-        engine.emit(Action::Event(Event::Referrers {
-            subject: subject.clone(),
-            referrers: index
-                .manifests
-                .into_iter()
-                .filter(|d| filtered || matches_filter(d, wanted))
-                .collect(),
-            via: ReferrersVia::Api { filtered },
-        }));
+        let referrers = index
+            .manifests
+            .into_iter()
+            .filter(|d| filtered || matches_filter(d, wanted))
+            .collect();
+        self.found(
+            engine,
+            subject.clone(),
+            referrers,
+            ReferrersVia::Api { filtered },
+        );
         let of = subject.to_string();
         let next = self.pages.next(
             engine,
@@ -154,7 +225,7 @@ impl Referrers {
         );
         match next {
             Ok(Some(path)) => self.ask_page(engine, path),
-            Ok(None) => {}
+            Ok(None) => self.subject_done(engine),
             Err(e) => engine.fail(e),
         }
     }
@@ -183,14 +254,12 @@ impl Referrers {
             }
         };
         let wanted_type = self.artifact_type.as_deref();
-        engine.emit(Action::Event(Event::Referrers {
-            subject,
-            referrers: referrers
-                .into_iter()
-                .filter(|d| matches_filter(d, wanted_type))
-                .collect(),
-            via: ReferrersVia::TagSchema,
-        }));
+        let referrers = referrers
+            .into_iter()
+            .filter(|d| matches_filter(d, wanted_type))
+            .collect();
+        self.found(engine, subject, referrers, ReferrersVia::TagSchema);
+        self.subject_done(engine);
     }
 }
 

@@ -124,7 +124,7 @@ impl Sink for Print {
 }
 
 /// Most referrers `--include-referrers` follows (with their own referrers, in all).
-pub(crate) const MAX_REFERRERS: usize = 256;
+pub(crate) const MAX_REFERRERS: usize = ocireg_core::referrers::MAX_REFERRERS_FOLLOWED;
 
 /// `reference`'s repository at `digest`.
 pub(crate) fn at_digest(reference: &Reference, digest: &Digest) -> Result<Reference, String> {
@@ -138,36 +138,26 @@ pub(crate) fn at_digest(reference: &Reference, digest: &Digest) -> Result<Refere
 }
 
 /// The referrers of `subject` in `reference`'s repository, and theirs (signatures of
-/// SBOMs), breadth first, each once, at most [`MAX_REFERRERS`].
+/// SBOMs), each once: the core's walk ([`Pull::referrers_closure`]), breadth first, at
+/// most [`MAX_REFERRERS`].
 pub(crate) async fn closure(
     reference: &Reference,
     subject: Digest,
     cfg: &Config,
     io: &Io,
 ) -> Result<Vec<Descriptor>, String> {
+    let pull = Pull::referrers_closure(
+        cfg.clone(),
+        at_digest(reference, &subject)?,
+        io.runtime.now(),
+    );
     let mut found: Vec<Descriptor> = Vec::new();
-    let mut frontier = std::collections::VecDeque::from([subject]);
-    while let Some(s) = frontier.pop_front() {
-        let pull = Pull::referrers(
-            cfg.clone(),
-            at_digest(reference, &s)?,
-            None,
-            io.runtime.now(),
-        );
-        for e in run_machine(pull, io, &cfg.credentials).await? {
-            let Event::Referrers { referrers, .. } = e else {
-                continue;
-            };
-            for d in referrers {
-                if found.iter().any(|f| f.digest == d.digest) {
-                    continue;
-                }
-                if found.len() >= MAX_REFERRERS {
-                    return Err(format!(
-                        "more than {MAX_REFERRERS} referrers of {reference}: not followed"
-                    ));
-                }
-                frontier.push_back(d.digest.clone());
+    for e in run_machine(pull, io, &cfg.credentials).await? {
+        let Event::Referrers { referrers, .. } = e else {
+            continue;
+        };
+        for d in referrers {
+            if !found.iter().any(|f| f.digest == d.digest) {
                 found.push(d);
             }
         }
