@@ -8,6 +8,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod copy;
 mod explain;
 mod inspect;
 mod progress;
@@ -118,7 +119,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(a) => run(rt, pull::cmd_pull(a, rt)),
         Command::Push(a) => run(rt, push::cmd_push(a, rt)),
-        Command::Copy(a) => run(rt, push::cmd_copy(a, rt)),
+        Command::Copy(a) => run(rt, copy::cmd_copy(a, rt)),
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
         Command::Catalog(a) => run(rt, tags::cmd_catalog(a, rt)),
