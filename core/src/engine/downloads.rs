@@ -116,6 +116,22 @@ impl Engine {
         }
     }
 
+    /// How many downloads may run while one of `size` starts: small blobs get more
+    /// slots (their cost is the round trip, and they hold little memory).
+    pub(super) fn download_slots(&self, size: Option<u64>) -> usize {
+        let large = self.config.max_concurrent.max(1);
+        match size {
+            Some(s) if s <= self.config.small_blob => self.config.max_concurrent_small.max(large),
+            _ => large,
+        }
+    }
+
+    /// The download operation of `blob`, if it is still live.
+    pub(super) fn download_op(&self, blob: BlobId) -> Option<OpId> {
+        let op = *self.downloads.get(blob.0)?;
+        self.ops.contains_key(&op).then_some(op)
+    }
+
     /// Whether `blob` waits for its download to start.
     pub(crate) fn is_queued(&self, blob: BlobId) -> bool {
         self.queued(blob).is_some()

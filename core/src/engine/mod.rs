@@ -27,7 +27,7 @@ use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_
 use crate::reference::Reference;
 use crate::retry::Rng;
 use crate::time::later;
-use crate::types::{Action, BlobId, Config, Input, RequestId};
+use crate::types::{Action, Config, Input, RequestId};
 
 mod downloads;
 mod op;
@@ -464,16 +464,6 @@ impl Engine {
         }
     }
 
-    /// How many downloads may run while one of `size` starts: small blobs get more
-    /// slots (their cost is the round trip, and they hold little memory).
-    fn download_slots(&self, size: Option<u64>) -> usize {
-        let large = self.config.max_concurrent.max(1);
-        match size {
-            Some(s) if s <= self.config.small_blob => self.config.max_concurrent_small.max(large),
-            _ => large,
-        }
-    }
-
     /// Ends the machine with `err`: every open exchange is aborted, every op dropped.
     pub(crate) fn fail(&mut self, err: Error) {
         if self.result.is_some() {
@@ -497,12 +487,6 @@ impl Engine {
             self.in_flight.remove(&id);
             self.out.push_back(Action::Abort { id });
         }
-    }
-
-    /// The download operation of `blob`, if it is still live.
-    fn download_op(&self, blob: BlobId) -> Option<OpId> {
-        let op = *self.downloads.get(blob.0)?;
-        self.ops.contains_key(&op).then_some(op)
     }
 }
 
