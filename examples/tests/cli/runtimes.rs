@@ -1,0 +1,100 @@
+//! Every command on the async-std runtime as well.
+
+use super::*;
+
+#[test]
+fn async_std_runtime_from_the_cli() {
+    let img = image(59, &[5000, 300_000], &Platform::host(), false);
+    let (addr, _reg, _rt) = inprocess(&img, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args([
+            "pull",
+            "--runtime",
+            "async-std",
+            &format!("{addr}/test/repo:v1"),
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layout_blobs(dir.path()).len(), 4);
+}
+
+#[test]
+fn every_command_runs_on_async_std() {
+    // serve a pulled layout on async-std, then inspect and list tags on async-std
+    let img = image(60, &[4000], &Platform::host(), false);
+    let (addr, _reg, _rt) = inprocess(&img, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args(["--runtime", "async-std", "pull", "--progress", "none"])
+        .arg(format!("{addr}/test/repo:v1"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = ocireg()
+        .args(["serve", "--runtime", "async-std", "--addr", "127.0.0.1:0"])
+        .args(["--repository", "served/copy"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    // the reader stays open while the server runs
+    let mut reader = std::io::BufReader::new(server.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    let served = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .expect("serving … on http://addr")
+        .to_string();
+    let inspect = ocireg()
+        .args(["inspect", "--runtime", "async-std", "--plain-http"])
+        .arg(format!("{served}/served/copy:v1"))
+        .output()
+        .unwrap();
+    let tags = ocireg()
+        .args(["tags", "--runtime", "async-std", "--plain-http"])
+        .arg(format!("{served}/served/copy"))
+        .output()
+        .unwrap();
+    let catalog = ocireg()
+        .args(["catalog", "--runtime", "async-std", "--plain-http", &served])
+        .output()
+        .unwrap();
+    let referrers = ocireg()
+        .args(["referrers", "--runtime", "async-std", "--plain-http"])
+        .arg(format!("{served}/served/copy:v1"))
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains(&img.digest().to_string()));
+    assert_eq!(String::from_utf8_lossy(&tags.stdout).trim(), "v1");
+    assert_eq!(
+        String::from_utf8_lossy(&catalog.stdout).trim(),
+        "served/copy"
+    );
+    assert!(
+        String::from_utf8_lossy(&referrers.stdout).starts_with("no referrers of"),
+        "{}",
+        String::from_utf8_lossy(&referrers.stderr)
+    );
+}
