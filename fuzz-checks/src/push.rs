@@ -101,9 +101,20 @@ fn value(name: Name, pick: u8) -> (header::HeaderName, String) {
 
 /// What a registry that accepts everything would answer.
 fn good(r: &Open, sizes: &[(Digest, u64)]) -> Response<()> {
+    // the blob a URL names by digest (`digest=` written plainly or percent-encoded)
+    let named = sizes
+        .iter()
+        .find(|(d, _)| {
+            let d = d.to_string();
+            r.url.contains(&d) || r.url.contains(&d.replace(':', "%3A"))
+        })
+        .map(|(d, _)| d.to_string())
+        .unwrap_or_default();
     let b = Response::builder();
     let b = match r.method.as_str() {
         "HEAD" => b.status(404),
+        // a registry that takes a whole blob in one POST
+        "POST" if r.url.contains("digest=") => b.status(201).header("docker-content-digest", named),
         "POST" => b
             .status(202)
             .header(header::LOCATION, "/v2/x/y/blobs/uploads/s1?_state=1")
@@ -113,14 +124,7 @@ fn good(r: &Open, sizes: &[(Digest, u64)]) -> Response<()> {
             .header(header::LOCATION, "/v2/x/y/blobs/uploads/s1?_state=2"),
         "GET" if r.url.contains("/uploads/") => b.status(204).header(header::RANGE, "0-0"),
         "PUT" if r.url.contains("/manifests/") => b.status(201),
-        "PUT" => {
-            let d = sizes
-                .iter()
-                .find(|(d, _)| r.url.contains(&d.to_string().replace(':', "%3A")))
-                .map(|(d, _)| d.to_string())
-                .unwrap_or_default();
-            b.status(201).header("docker-content-digest", d)
-        }
+        "PUT" => b.status(201).header("docker-content-digest", named),
         _ => b.status(200),
     };
     b.body(()).expect("valid head")
