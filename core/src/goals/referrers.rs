@@ -214,6 +214,10 @@ impl Referrers {
             referrers,
             ReferrersVia::Api { filtered },
         );
+        if engine.ended() {
+            // the walk went past its bound
+            return;
+        }
         let of = subject.to_string();
         let next = self.pages.next(
             engine,
