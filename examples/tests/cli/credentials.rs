@@ -65,19 +65,12 @@ fn credentials_from_flags_env_and_docker_config() {
 
     // OCIREG_USERNAME / OCIREG_PASSWORD
     let dir = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .env("DOCKER_CONFIG", empty_cfg.path())
         .env("OCIREG_USERNAME", USER)
         .env("OCIREG_PASSWORD", PASSWORD)
         .args(["pull", "--plain-http", &reference])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
 
     // Docker's config.json (base64 auth), and an explicit wrong flag wins over it
     let cfg = tempfile::tempdir().unwrap();
@@ -106,17 +99,10 @@ fn credentials_from_flags_env_and_docker_config() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .env("DOCKER_CONFIG", cfg.path())
         .args(["pull", "--plain-http", &reference])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     let out = ocireg()
         .env("DOCKER_CONFIG", cfg.path())
         .env("OCIREG_PASSWORD", "not-it")

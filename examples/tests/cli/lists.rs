@@ -14,15 +14,7 @@ fn tags_are_paged_by_link_and_bounded() {
     }
     let (addr, reg, _rt) = serve_inprocess(r, vec![]);
     let repo = format!("{addr}/test/repo");
-    let out = ocireg()
-        .args(["tags", "--page-size", "2", &repo])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(ocireg().args(["tags", "--page-size", "2", &repo]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\nc\nd\ne\n");
     let pages: Vec<String> = reg
         .lock()
@@ -90,20 +82,12 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
     for t in ["v1", "v2", "latest"] {
         reg.push(&img, "cli/many", t);
     }
-    let out = ocireg()
-        .args(["tags", "--plain-http", &format!("{}/cli/many", reg.addr)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(ocireg().args(["tags", "--plain-http", &format!("{}/cli/many", reg.addr)]));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "latest\nv1\nv2\n");
     // `--page-size` sends `n`; docker-registry 2.8 answers every tag in one page anyway
     // (paging by `Link` is exercised against the test registry, which does page), and
     // the answer is read whole
-    let out = ocireg()
+    let out = ok(ocireg()
         .args([
             "tags",
             "--plain-http",
@@ -112,14 +96,7 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
             "--max-pages",
             "1",
         ])
-        .arg(format!("{}/cli/many", reg.addr))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(format!("{}/cli/many", reg.addr)));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "latest\nv1\nv2\n");
     let out = ocireg()
         .args([
@@ -192,7 +169,7 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
     );
     reg.push_layout(src.path(), "multi", "cli/multi", "v1");
     let dir = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    let out = ok(ocireg()
         .args([
             "pull",
             "--plain-http",
@@ -200,14 +177,7 @@ fn inspect_tags_and_platforms_against_a_real_registry() {
             "linux/riscv64",
             &format!("{}/cli/multi:v1", reg.addr),
         ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&b.digest().to_string()));
     let out = ocireg()
         .args([

@@ -10,7 +10,7 @@ use ocireg_tests::real::{layout_blobs, skopeo_roundtrip, Mode, RealRegistry};
 
 #[path = "../support/mod.rs"]
 mod support;
-use support::{ocireg, serve_inprocess, succeed};
+use support::{ocireg, ok, serve_inprocess, succeed};
 
 mod credentials;
 mod lists;

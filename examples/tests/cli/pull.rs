@@ -37,16 +37,7 @@ fn serve_a_layout_and_pull_it_back() {
     // demo writes a layout; serve it; pull from the served copy
     let work = tempfile::tempdir().unwrap();
     let demo_dir = work.path().join("demo");
-    let out = ocireg()
-        .args(["demo", "--dir"])
-        .arg(&demo_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(ocireg().args(["demo", "--dir"]).arg(&demo_dir));
     assert!(String::from_utf8_lossy(&out.stdout).contains("5 fetched"));
     // port 0: the server binds a free port itself and prints it once it listens (no
     // bind-and-release race, no polling for readiness)
@@ -107,7 +98,7 @@ fn progress_json_and_second_pull_transfers_nothing() {
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
     let dir = tempfile::tempdir().unwrap();
     let run_into = |dir: &std::path::Path, extra: &[&str]| {
-        let out = ocireg()
+        let out = ok(ocireg()
             .args([
                 "pull",
                 "--progress",
@@ -115,14 +106,7 @@ fn progress_json_and_second_pull_transfers_nothing() {
                 &format!("{addr}/test/repo:v1"),
             ])
             .arg(dir)
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(extra));
         String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -377,21 +361,14 @@ fn killed_pull_resumes_from_its_partial_file() {
     );
     let sent_before: usize = reg.lock().unwrap().log.iter().map(|s| s.body_bytes).sum();
 
-    let out = ocireg()
+    ok(ocireg()
         .args([
             "pull",
             "--progress",
             "json",
             &format!("{addr}/test/repo:v1"),
         ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     let log = reg.lock().unwrap().log.clone();
     let layer_req = log
         .iter()

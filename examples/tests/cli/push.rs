@@ -13,28 +13,14 @@ fn push_and_copy_against_a_real_registry() {
     reg.push(&img, "src/app", "v1");
     let at = |r: &str| format!("{}/{r}", reg.addr);
     let pulled = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .args(["pull", "--plain-http", &at("src/app:v1")])
-        .arg(pulled.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(pulled.path()));
 
     let push = |args: &[&str]| {
-        let out = ocireg()
+        let out = ok(ocireg()
             .args(["push", "--plain-http", "--progress", "json"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .args(args));
         let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -53,16 +39,9 @@ fn push_and_copy_against_a_real_registry() {
     assert_eq!(s["digest"], img.digest().to_string());
     // pulled back from the new repository: the same image
     let back = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .args(["pull", "--plain-http", &at("dst/app:v2")])
-        .arg(back.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(back.path()));
     assert_eq!(layout_blobs(back.path()), layout_blobs(pulled.path()));
     // again, with one more tag: nothing uploaded
     let s = push(&["--tag", "latest", &dir, &at("dst/app:v2")]);
@@ -82,15 +61,7 @@ fn push_and_copy_against_a_real_registry() {
     // blob is mounted: no blob is downloaded or uploaded (the registry's own log)
     let (_, from) = reg.requests_since(0);
     let copy = |from_ref: String, to_ref: String| {
-        let out = ocireg()
-            .args(["copy", "--plain-http", &from_ref, &to_ref])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = ok(ocireg().args(["copy", "--plain-http", &from_ref, &to_ref]));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let moved = |requests: &[String]| -> Vec<String> {
@@ -126,15 +97,7 @@ fn push_and_copy_against_a_real_registry() {
         far.path().as_os_str(),
     ]);
     assert_eq!(layout_blobs(far.path()), layout_blobs(pulled.path()));
-    let out = ocireg()
-        .args(["inspect", "--plain-http", &at("copied/app:latest")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = ok(ocireg().args(["inspect", "--plain-http", &at("copied/app:latest")]));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
     // the registry's catalog lists every repository written to
     let listed = succeed(&["catalog", "--plain-http", "--page-size", "2", &reg.addr]);

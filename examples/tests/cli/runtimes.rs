@@ -7,21 +7,14 @@ fn async_std_runtime_from_the_cli() {
     let img = image(59, &[5000, 300_000], &Platform::host(), false);
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
     let dir = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .args([
             "pull",
             "--runtime",
             "async-std",
             &format!("{addr}/test/repo:v1"),
         ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     assert_eq!(layout_blobs(dir.path()).len(), 4);
 }
 
@@ -31,17 +24,10 @@ fn every_command_runs_on_async_std() {
     let img = image(60, &[4000], &Platform::host(), false);
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
     let dir = tempfile::tempdir().unwrap();
-    let out = ocireg()
+    ok(ocireg()
         .args(["--runtime", "async-std", "pull", "--progress", "none"])
         .arg(format!("{addr}/test/repo:v1"))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     let mut server = ocireg()
         .args(["serve", "--runtime", "async-std", "--addr", "127.0.0.1:0"])
         .args(["--repository", "served/copy"])

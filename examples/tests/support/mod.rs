@@ -10,15 +10,23 @@ pub fn ocireg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ocireg"))
 }
 
-/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its output.
-pub fn run_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::process::Output {
-    let out = ocireg().args(args).output().unwrap();
+/// Runs `cmd` (an `ocireg` command with its arguments and environment), which must
+/// succeed (else its stderr is the failure); its output.
+pub fn ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    // the arguments only: the environment may hold a test password
+    let args: Vec<_> = cmd.get_args().collect();
     assert!(
         out.status.success(),
         "ocireg {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Runs `ocireg args`, which must succeed (else its stderr is the failure); its output.
+pub fn run_ok<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S]) -> std::process::Output {
+    ok(ocireg().args(args))
 }
 
 /// [`run_ok`]'s stdout.
