@@ -89,6 +89,7 @@
 pub mod auth;
 mod blob;
 pub mod digest;
+mod endpoint;
 mod engine;
 pub mod error;
 mod goals;

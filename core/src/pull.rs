@@ -25,6 +25,7 @@ pub use crate::types::{
     Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, RequestId, ResumeRefused,
 };
 
+#[allow(clippy::large_enum_variant)] // one per machine
 /// What a [`Pull`] is for.
 #[derive(Debug)]
 enum Goal {

@@ -52,6 +52,8 @@ pub struct Config {
     pub hashing: Option<std::sync::Arc<dyn crate::offload::HashOffload>>,
     /// Largest manifest body accepted (default 4 MiB).
     pub manifest_limit: u64,
+    /// Largest page of a tag list, catalog or referrers list accepted (default 4 MiB).
+    pub list_page_limit: u64,
     /// Largest token response accepted (default 1 MiB).
     pub token_limit: u64,
     /// Platform selection for indexes.
@@ -111,6 +113,7 @@ impl Default for Config {
             small_blob: 1 << 20,
             hashing: None,
             manifest_limit: 4 << 20,
+            list_page_limit: 4 << 20,
             token_limit: 1 << 20,
             platform: PlatformChoice::Host,
             credentials: Credentials::Anonymous,

@@ -213,3 +213,54 @@ fn catalog_follows_link_pages_and_only_catalog_pages() {
         "{paths:?}"
     );
 }
+
+/// A registry whose API lives under another root (a mirror's `override_path`) links its
+/// catalog's next page under that root: the page is followed there, and a link to the
+/// plain `/v2` catalog (not this registry's list) is refused.
+#[test]
+fn catalog_pages_under_a_custom_api_root_are_followed() {
+    use ocireg_core::Action;
+    let t0 = Instant::now();
+    let page = |p: &mut Pull, link: &str| {
+        let (id, request) = loop {
+            match p.poll_action(t0) {
+                Action::Send { id, request } => break (id, request),
+                Action::Wait { .. } | Action::Done | Action::Failed(_) => panic!("no request"),
+                _ => {}
+            }
+        };
+        let path = request.uri().path_and_query().unwrap().to_string();
+        let head = http::Response::builder()
+            .status(200)
+            .header("link", link)
+            .body(())
+            .unwrap();
+        p.handle_head(id, head, t0);
+        p.handle_chunk(id, bytes::Bytes::from(r#"{"repositories":["a"]}"#), t0);
+        p.handle_end(id, t0);
+        path
+    };
+    let mut cfg = config();
+    cfg.api_root = "/mirror/v2".into();
+    let registry = Reference::registry_root("reg.test").unwrap();
+    let mut p = Pull::catalog(cfg.clone(), registry.clone(), t0);
+    let first = page(&mut p, r#"</mirror/v2/_catalog?n=1&last=a>; rel="next""#);
+    assert_eq!(first, "/mirror/v2/_catalog");
+    let second = page(&mut p, "");
+    assert_eq!(second, "/mirror/v2/_catalog?n=1&last=a");
+
+    let mut p = Pull::catalog(cfg, registry, t0);
+    page(&mut p, r#"</v2/_catalog?n=1&last=a>; rel="next""#);
+    let failed = loop {
+        match p.poll_action(t0) {
+            Action::Failed(e) => break e,
+            Action::Send { .. } => panic!("a page outside the API root was asked for"),
+            Action::Done => panic!("the link was ignored"),
+            _ => {}
+        }
+    };
+    assert!(
+        failed.to_string().contains("leaves the catalog"),
+        "{failed}"
+    );
+}

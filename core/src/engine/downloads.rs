@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::blob::{BlobDownload, EndOutcome};
 use crate::digest::{Digest, Verifier};
+use crate::endpoint::{Endpoint, Target};
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::manifest::Descriptor;
 use crate::types::{Action, BlobId, Event, ResumeRefused};
@@ -29,11 +30,7 @@ impl Engine {
             skip_budget(size, self.config.skip_budget_percent),
         )
         .hash_with(offload_for(&self.config, size));
-        let path = format!(
-            "/v2/{}/blobs/{}",
-            self.reference.repository(),
-            descriptor.digest
-        );
+        let target = Target::Api(Endpoint::Blob(descriptor.digest.clone()));
         let what = format!("blob {}", descriptor.digest);
         self.out.push_back(Action::Event(Event::BlobQueued {
             blob,
@@ -45,7 +42,7 @@ impl Engine {
             dl,
             embedded,
         };
-        let op = self.add_op(Op::new(exchange, what, path, OpState::Queued));
+        let op = self.add_op(Op::new(exchange, what, target, OpState::Queued));
         self.downloads.push(op);
         blob
     }

@@ -23,6 +23,7 @@ use http::{HeaderMap, Response};
 use url::Url;
 
 use crate::blob::content_length;
+use crate::endpoint::{Endpoint, Target};
 use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_BODY_LIMIT};
 use crate::reference::Reference;
 use crate::retry::Rng;
@@ -152,34 +153,34 @@ impl Engine {
         self.out.push_back(action);
     }
 
-    /// Asks for a bounded `GET` of `path` on the registry; its body comes back as
+    /// Asks for a bounded `GET` of `endpoint` on the registry; its body comes back as
     /// [`Fetched`].
     pub(crate) fn fetch(
         &mut self,
-        path: String,
+        endpoint: Endpoint,
         what: String,
         accept: &'static str,
         limit_what: &'static str,
         limit: u64,
     ) -> OpId {
         self.call(
-            path,
+            Target::Api(endpoint),
             what,
             Call::get(accept, limit_what, limit),
             History::default(),
         )
     }
 
-    /// Asks for `call` to `path` (a registry path, or an absolute URL such as an upload
-    /// location), continuing `history`; its answer comes back as [`Fetched`].
+    /// Asks for `call` to `target` (an endpoint of the registry, or a URL it gave such as
+    /// an upload location), continuing `history`; its answer comes back as [`Fetched`].
     pub(crate) fn call(
         &mut self,
-        path: String,
+        target: Target,
         what: String,
         call: Call,
         history: History,
     ) -> OpId {
-        let mut op = Op::new(Exchange::Call(call), what, path, OpState::Ready);
+        let mut op = Op::new(Exchange::Call(call), what, target, OpState::Ready);
         op.failures = history.failures;
         op.waited = history.waited;
         self.add_op(op)

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method};
 use url::Url;
 
 use crate::blob::BlobDownload;
+use crate::endpoint::Target;
 use crate::manifest::Descriptor;
 use crate::types::{BlobId, RequestId};
 
@@ -127,8 +128,8 @@ pub(crate) struct Op {
     pub(crate) exchange: Exchange,
     /// What it is for, in messages ("manifest v1", "blob sha256:…").
     pub(crate) what: String,
-    /// Where the op starts: the registry path, or the token realm URL.
-    pub(crate) path: String,
+    /// Where the op's requests go (before any redirect).
+    pub(crate) target: Target,
     /// The redirect target currently followed, if any.
     pub(crate) redirect: Option<Url>,
     pub(crate) hops: u8,
@@ -153,11 +154,11 @@ pub(crate) struct Op {
 }
 
 impl Op {
-    pub(crate) fn new(exchange: Exchange, what: String, path: String, state: OpState) -> Op {
+    pub(crate) fn new(exchange: Exchange, what: String, target: Target, state: OpState) -> Op {
         Op {
             exchange,
             what,
-            path,
+            target,
             redirect: None,
             hops: 0,
             failures: 0,

@@ -8,6 +8,7 @@ use http::{header, Request};
 use url::Url;
 
 use crate::auth::TokenProblem;
+use crate::endpoint::Target;
 use crate::error::{redact_url, Error};
 use crate::time::later;
 
@@ -18,21 +19,21 @@ use crate::types::{Action, RequestId};
 
 impl Engine {
     /// Where op `op` goes now: the redirect target it follows, its token realm (with the
-    /// `GET` query), or its path on the registry.
+    /// `GET` query), the URL the registry gave, or its endpoint on the registry.
     fn request_url(&self, op: OpId) -> Result<Url, Error> {
         let op = &self.ops[&op];
         if let Some(u) = &op.redirect {
             return Ok(u.clone());
         }
-        match op.exchange {
-            Exchange::Token { slot, post } => {
-                let mut u = Url::parse(&op.path).map_err(|_| Error::Token {
-                    realm: op.path.chars().take(200).collect(),
+        match (&op.target, &op.exchange) {
+            (Target::Realm(realm), Exchange::Token { slot, post }) => {
+                let mut u = Url::parse(realm).map_err(|_| Error::Token {
+                    realm: realm.chars().take(200).collect(),
                     problem: TokenProblem::RealmNotHttp,
                 })?;
                 if !post {
                     // GET: service and one scope parameter per scope
-                    let key = &self.tokens[slot].key;
+                    let key = &self.tokens[*slot].key;
                     let mut q = u.query_pairs_mut();
                     if let Some(s) = &key.service {
                         q.append_pair("service", s);
@@ -43,31 +44,17 @@ impl Engine {
                 }
                 Ok(u)
             }
-            _ => {
-                let mut u = self
-                    .registry_url()
-                    .join(&self.api_path(&op.path))
-                    .map_err(|e| Error::InvalidUrl {
-                        url: op.path.chars().take(200).collect(),
-                        reason: e.to_string(),
-                    })?;
-                if op.path.starts_with("/v2") && !self.config.api_query.is_empty() {
-                    u.query_pairs_mut().extend_pairs(&self.config.api_query);
-                }
-                Ok(u)
-            }
-        }
-    }
-
-    /// A registry path (`/v2/…`) under the registry's API root; anything else (an
-    /// absolute URL, such as an upload location) as it is.
-    fn api_path(&self, path: &str) -> String {
-        let root = self.config.api_root.trim_end_matches('/');
-        match path.strip_prefix("/v2") {
-            Some(rest) if root != "/v2" && (rest.is_empty() || rest.starts_with('/')) => {
-                format!("{root}{rest}")
-            }
-            _ => path.to_string(),
+            (Target::Realm(realm), _) => Err(Error::InvalidUrl {
+                url: realm.chars().take(200).collect(),
+                reason: "a token realm is only asked for tokens".into(),
+            }),
+            (Target::Given(u), _) => Ok(u.clone()),
+            (Target::Api(endpoint), _) => endpoint.url(
+                &self.registry_url(),
+                self.reference.repository(),
+                &self.config.api_root,
+                &self.config.api_query,
+            ),
         }
     }
 

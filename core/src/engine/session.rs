@@ -14,6 +14,7 @@ use crate::time::later;
 use super::op::{Exchange, Op, OpId, OpState};
 use super::origin::host_port;
 use super::Engine;
+use crate::endpoint::Target;
 
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TokenKey {
@@ -241,7 +242,7 @@ impl Engine {
         self.tokens[slot].fetching = true;
         let post = matches!(self.config.credentials, Credentials::IdentityToken { .. });
         let exchange = Exchange::Token { slot, post };
-        let realm = self.tokens[slot].key.realm.to_string();
+        let realm = Target::Realm(self.tokens[slot].key.realm.to_string());
         self.add_op(Op::new(exchange, "token".into(), realm, OpState::Ready));
     }
 

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use http::{header, HeaderMap};
 use url::Url;
 
+use crate::endpoint::Endpoint;
 use crate::engine::{Engine, Fetched};
 use crate::error::{redact_url, Error};
 use crate::types::{Action, Event};
@@ -28,14 +29,6 @@ impl ListKind {
             ListKind::Catalog => "catalog",
         }
     }
-
-    /// Whether `path` is a page of this list (a `Link` elsewhere is not followed).
-    fn is_page(self, path: &str) -> bool {
-        match self {
-            ListKind::Tags => path.ends_with("/tags/list"),
-            ListKind::Catalog => path == "/v2/_catalog",
-        }
-    }
 }
 
 /// The pages of one list asked for so far: a `Link` back to one of them is a loop, and
@@ -46,24 +39,25 @@ pub(crate) struct Pages {
 }
 
 impl Pages {
-    /// Records `path` as asked for.
-    pub(crate) fn ask(&mut self, path: &str) {
-        self.seen.insert(path.to_string());
+    /// Records `page` as asked for.
+    pub(crate) fn ask(&mut self, engine: &Engine, page: &Endpoint) {
+        self.seen
+            .insert(page.describe(engine.reference().repository()));
     }
 
-    /// The page the response at `base` links to next (`Link: <…>; rel="next"`), as a
-    /// registry path and query: `Ok(None)` at the end of the list. A link that leaves the
-    /// registry, is not a page of this list (`is_page` of its path), loops or goes past
-    /// the page bound is an error (`what`/`of` name the list in it).
+    /// The page the response to `current` at `base` links to next (`Link: <…>;
+    /// rel="next"`): `Ok(None)` at the end of the list. A link that leaves the registry,
+    /// is not a page of the same list under the API root, loops or goes past the page
+    /// bound is an error (`what`/`of` name the list in it).
     pub(crate) fn next(
         &self,
         engine: &Engine,
+        current: &Endpoint,
         base: &Url,
         headers: &HeaderMap,
         what: &'static str,
         of: &str,
-        is_page: impl Fn(&str) -> bool,
-    ) -> Result<Option<String>, Error> {
+    ) -> Result<Option<Endpoint>, Error> {
         let problem = |problem: String| Error::List {
             what,
             url: redact_url(base),
@@ -73,19 +67,20 @@ impl Pages {
         let Some(next) = crate::link::next_link(links.iter().map(|v| v.as_bytes())) else {
             return Ok(None);
         };
-        let url = match base.join(&next) {
-            Ok(u) if engine.is_registry_origin(&u) && is_page(u.path()) => u,
-            _ => {
-                return Err(problem(format!(
-                    "the next page's link {:?} leaves the {what}",
-                    next.chars().take(200).collect::<String>(),
-                )))
+        let repository = engine.reference().repository();
+        let query = match base.join(&next) {
+            Ok(u) if engine.is_registry_origin(&u) => {
+                current.page_query(&u, repository, &engine.config().api_root)
             }
+            _ => None,
         };
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
+        let Some(query) = query else {
+            return Err(problem(format!(
+                "the next page's link {:?} leaves the {what}",
+                next.chars().take(200).collect::<String>(),
+            )));
         };
+        let page = current.with_page(query);
         let max = engine.config().max_tag_pages;
         if self.seen.len() >= max as usize {
             return Err(Error::TooMany {
@@ -94,10 +89,10 @@ impl Pages {
                 hint: "raise the page bound (--max-pages) if there really are that many".into(),
             });
         }
-        if self.seen.contains(&path) {
+        if self.seen.contains(&page.describe(repository)) {
             return Err(problem("its pages link back to a page already read".into()));
         }
-        Ok(Some(path))
+        Ok(Some(page))
     }
 }
 
@@ -106,30 +101,36 @@ impl Pages {
 pub(crate) struct List {
     kind: ListKind,
     pages: Pages,
+    /// The page asked for last.
+    current: Endpoint,
 }
 
 impl List {
     pub(crate) fn start(engine: &mut Engine, kind: ListKind) -> List {
-        let mut path = match kind {
-            ListKind::Tags => format!("/v2/{}/tags/list", engine.reference().repository()),
-            ListKind::Catalog => "/v2/_catalog".to_string(),
+        let query = engine.config().tag_page_size.map(|n| format!("n={n}"));
+        let first = match kind {
+            ListKind::Tags => Endpoint::Tags(query),
+            ListKind::Catalog => Endpoint::Catalog(query),
         };
-        if let Some(n) = engine.config().tag_page_size {
-            path.push_str(&format!("?n={n}"));
-        }
         let mut goal = List {
             kind,
             pages: Pages::default(),
+            current: first.clone(),
         };
-        goal.ask(engine, path);
+        goal.ask(engine, first);
         goal
     }
 
-    fn ask(&mut self, engine: &mut Engine, path: String) {
-        self.pages.ask(&path);
-        let limit = engine.config().manifest_limit;
-        let what = format!("{} {path}", self.kind.name());
-        engine.fetch(path, what, "application/json", self.kind.name(), limit);
+    fn ask(&mut self, engine: &mut Engine, page: Endpoint) {
+        self.pages.ask(engine, &page);
+        let limit = engine.config().list_page_limit;
+        let what = format!(
+            "{} {}",
+            self.kind.name(),
+            page.describe(engine.reference().repository())
+        );
+        self.current = page.clone();
+        engine.fetch(page, what, "application/json", self.kind.name(), limit);
     }
 
     pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
@@ -166,14 +167,14 @@ impl List {
         // Only pages of this list on the registry itself are followed.
         let next = self.pages.next(
             engine,
+            &self.current,
             &fetched.url,
             &fetched.headers,
             kind.name(),
             &of,
-            |p| kind.is_page(p),
         );
         match next {
-            Ok(Some(path)) => self.ask(engine, path),
+            Ok(Some(page)) => self.ask(engine, page),
             Ok(None) => {}
             Err(e) => engine.fail(e),
         }

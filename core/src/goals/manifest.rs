@@ -5,6 +5,7 @@ use bytes::Bytes;
 use http::header;
 
 use crate::digest::{Algorithm, Digest};
+use crate::endpoint::Endpoint;
 use crate::engine::{Engine, Fetched, OpId};
 use crate::error::Error;
 use crate::manifest::{Descriptor, Manifest, Platform, MANIFEST_ACCEPT};
@@ -33,14 +34,9 @@ pub(crate) struct Verified {
 
 /// Asks the engine for the manifest `wanted.reference` of the engine's repository.
 pub(crate) fn fetch(engine: &mut Engine, wanted: &Wanted) -> OpId {
-    let path = format!(
-        "/v2/{}/manifests/{}",
-        engine.reference().repository(),
-        wanted.reference
-    );
     let limit = engine.config().manifest_limit;
     engine.fetch(
-        path,
+        Endpoint::Manifest(wanted.reference.clone()),
         format!("manifest {}", wanted.reference),
         MANIFEST_ACCEPT,
         "manifest",

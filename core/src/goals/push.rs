@@ -20,6 +20,7 @@ use http::{HeaderMap, Method};
 use url::Url;
 
 use crate::digest::Digest;
+use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Call, Due, Engine, Fetched, History, OnRetry, OpId, OutBody};
 use crate::error::Error;
 use crate::manifest::Descriptor;
@@ -158,10 +159,6 @@ impl Push {
         goal
     }
 
-    fn repository(engine: &Engine) -> String {
-        engine.reference().repository().to_string()
-    }
-
     /// Starts blobs while there is room, then the manifests when every blob is in.
     fn start_blobs(&mut self, engine: &mut Engine) {
         let max = engine.config().max_concurrent.max(1);
@@ -170,10 +167,10 @@ impl Push {
             self.next_blob += 1;
             self.active += 1;
             let d = &self.uploads[i].descriptor;
-            let path = format!("/v2/{}/blobs/{}", Self::repository(engine), d.digest);
+            let target = Target::Api(Endpoint::Blob(d.digest.clone()));
             let what = format!("blob {}", d.digest);
             let op = engine.call(
-                path,
+                target,
                 what,
                 call(Method::HEAD, OutBody::Empty, &[404], OnRetry::Resend),
                 History::default(),
@@ -244,7 +241,7 @@ impl Push {
         };
         let what = format!("upload status of {}", self.uploads[i].descriptor.digest);
         let op = engine.call(
-            location.to_string(),
+            Target::Given(location),
             what,
             call(Method::GET, OutBody::Empty, &[404, 416], OnRetry::Resend),
             due.history,
@@ -291,7 +288,7 @@ impl Push {
         };
         self.next_manifest += 1;
         let pm = &self.plan_manifests[m];
-        let path = format!("/v2/{}/manifests/{reference}", Self::repository(engine));
+        let target = Target::Api(Endpoint::Manifest(reference.clone()));
         let mut c = call(
             Method::PUT,
             OutBody::Bytes(pm.bytes.clone()),
@@ -299,7 +296,12 @@ impl Push {
             OnRetry::Resend,
         );
         c.content_type = Some(pm.descriptor.media_type.clone());
-        let op = engine.call(path, format!("manifest {reference}"), c, History::default());
+        let op = engine.call(
+            target,
+            format!("manifest {reference}"),
+            c,
+            History::default(),
+        );
         self.ops.insert(op, Purpose::Manifest(k));
     }
 

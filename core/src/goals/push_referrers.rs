@@ -6,6 +6,7 @@
 
 use http::{HeaderMap, Method};
 
+use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Call, Engine, Fetched, History, OnRetry, OutBody};
 use crate::error::Error;
 use crate::manifest::{Manifest, OCI_INDEX};
@@ -32,11 +33,16 @@ impl Push {
             return false;
         };
         let tag = fallback_tag(&subject);
-        let path = format!("/v2/{}/manifests/{tag}", engine.reference().repository());
+        let target = Target::Api(Endpoint::Manifest(tag.clone()));
         let limit = engine.config().manifest_limit;
         let mut c = Call::get(OCI_INDEX, "referrers index", limit);
         c.answers = &[404];
-        let op = engine.call(path, format!("referrers tag {tag}"), c, History::default());
+        let op = engine.call(
+            target,
+            format!("referrers tag {tag}"),
+            c,
+            History::default(),
+        );
         self.ops.insert(op, Purpose::ReferrersGet(k));
         true
     }
@@ -83,10 +89,15 @@ impl Push {
         let Some(index) = with_referrer(current.as_ref(), added) else {
             return self.put_next_manifest(engine);
         };
-        let path = format!("/v2/{}/manifests/{tag}", engine.reference().repository());
+        let target = Target::Api(Endpoint::Manifest(tag.clone()));
         let mut c = call(Method::PUT, OutBody::Bytes(index), &[], OnRetry::Resend);
         c.content_type = Some(OCI_INDEX.to_string());
-        let op = engine.call(path, format!("referrers tag {tag}"), c, History::default());
+        let op = engine.call(
+            target,
+            format!("referrers tag {tag}"),
+            c,
+            History::default(),
+        );
         self.ops.insert(op, Purpose::ReferrersPut(k));
     }
 

@@ -7,6 +7,7 @@ use http::{header, HeaderMap, Method};
 use url::Url;
 
 use crate::digest::Digest;
+use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Engine, Fetched, OnRetry, OutBody};
 use crate::error::Error;
 use crate::types::{Action, BlobId, Event, Pushed};
@@ -34,17 +35,16 @@ impl Push {
                 _ => {}
             }
         }
-        let mut path = format!("/v2/{}/blobs/uploads/", Self::repository(engine));
-        if let Some(from) = &self.mount_from {
-            let q = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("mount", &d.digest.to_string())
-                .append_pair("from", from)
-                .finish();
-            path = format!("{path}?{q}");
-        }
+        let endpoint = match &self.mount_from {
+            Some(from) => Endpoint::UploadMount {
+                digest: d.digest.clone(),
+                from: from.clone(),
+            },
+            None => Endpoint::UploadStart,
+        };
         let what = format!("upload of {}", d.digest);
         let op = engine.call(
-            path,
+            Target::Api(endpoint),
             what,
             call(Method::POST, OutBody::Empty, &[], OnRetry::Resend),
             history,
@@ -56,11 +56,7 @@ impl Push {
     fn post_whole(&mut self, engine: &mut Engine, i: usize) {
         let u = &self.uploads[i];
         let d = &u.descriptor;
-        let path = format!(
-            "/v2/{}/blobs/uploads/?digest={}",
-            Self::repository(engine),
-            d.digest
-        );
+        let target = Target::Api(Endpoint::UploadWhole(d.digest.clone()));
         let body = OutBody::Blob {
             blob: BlobId(i),
             offset: 0,
@@ -69,7 +65,7 @@ impl Push {
         // 400/405/415: a registry that refuses the form rather than ignoring the body
         let mut c = call(Method::POST, body, &[400, 405, 415], OnRetry::Resend);
         c.content_type = Some("application/octet-stream".into());
-        let op = engine.call(path, format!("upload of {}", d.digest), c, u.history);
+        let op = engine.call(target, format!("upload of {}", d.digest), c, u.history);
         self.ops.insert(op, Purpose::Whole(i));
     }
 
@@ -176,7 +172,7 @@ impl Push {
             let c = call(Method::PUT, OutBody::Empty, &[404, 416], OnRetry::AskGoal);
             (Purpose::Close(i), c, with_digest(&location, &digest))
         };
-        let op = engine.call(url.to_string(), what, c, history);
+        let op = engine.call(Target::Given(url), what, c, history);
         self.ops.insert(op, purpose);
     }
 

@@ -8,6 +8,7 @@
 use std::collections::{HashSet, VecDeque};
 
 use crate::digest::Digest;
+use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Call, Engine, Fetched, History};
 use crate::error::{redact_url, Error};
 use crate::manifest::Descriptor;
@@ -47,6 +48,8 @@ pub(crate) struct Referrers {
     subject: Option<Digest>,
     stage: Stage,
     pages: Pages,
+    /// The page of the API asked for last.
+    current: Option<Endpoint>,
     walk: Option<Walk>,
 }
 
@@ -61,6 +64,7 @@ impl Referrers {
             subject: None,
             stage: Stage::Api,
             pages: Pages::default(),
+            current: None,
             walk: recursive.then(Walk::default),
         };
         match engine.reference().digest().cloned() {
@@ -122,33 +126,29 @@ impl Referrers {
     }
 
     fn ask_api(&mut self, engine: &mut Engine, subject: Digest) {
-        let mut path = format!(
-            "/v2/{}/referrers/{subject}",
-            engine.reference().repository()
-        );
-        if let Some(t) = &self.artifact_type {
-            let q: String = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("artifactType", t)
-                .finish();
-            path.push('?');
-            path.push_str(&q);
-        }
+        let first = Endpoint::referrers(subject.clone(), self.artifact_type.as_deref());
         if let Some(w) = self.walk.as_mut() {
             // a registry that lists a manifest among its own referrers is not followed
             w.seen.insert(subject.clone());
         }
         self.subject = Some(subject);
         self.stage = Stage::Api;
-        self.ask_page(engine, path);
+        self.ask_page(engine, first);
     }
 
-    fn ask_page(&mut self, engine: &mut Engine, path: String) {
-        self.pages.ask(&path);
-        let limit = engine.config().manifest_limit;
+    fn ask_page(&mut self, engine: &mut Engine, page: Endpoint) {
+        self.pages.ask(engine, &page);
+        self.current = Some(page.clone());
+        let limit = engine.config().list_page_limit;
         let mut call = Call::get(OCI_INDEX, "referrers list", limit);
         // 404: the registry has no referrers API (the spec's signal to fall back)
         call.answers = &[404];
-        engine.call(path, "referrers".into(), call, History::default());
+        engine.call(
+            Target::Api(page),
+            "referrers".into(),
+            call,
+            History::default(),
+        );
     }
 
     fn ask_tag(&mut self, engine: &mut Engine, subject: &Digest) {
@@ -157,17 +157,13 @@ impl Referrers {
             expected: None,
             platform: None,
         };
-        let path = format!(
-            "/v2/{}/manifests/{}",
-            engine.reference().repository(),
-            wanted.reference
-        );
+        let target = Target::Api(Endpoint::Manifest(wanted.reference.clone()));
         let limit = engine.config().manifest_limit;
         let mut call = Call::get(OCI_INDEX, "referrers index", limit);
         // 404: no referrers were ever recorded under the tag
         call.answers = &[404];
         let what = format!("referrers tag {}", wanted.reference);
-        engine.call(path, what, call, History::default());
+        engine.call(target, what, call, History::default());
         self.stage = Stage::Tag(wanted);
     }
 
@@ -219,16 +215,19 @@ impl Referrers {
             return;
         }
         let of = subject.to_string();
+        let Some(current) = self.current.clone() else {
+            return;
+        };
         let next = self.pages.next(
             engine,
+            &current,
             &fetched.url,
             &fetched.headers,
             "referrers",
             &of,
-            |p| p.ends_with(&format!("/referrers/{subject}")),
         );
         match next {
-            Ok(Some(path)) => self.ask_page(engine, path),
+            Ok(Some(page)) => self.ask_page(engine, page),
             Ok(None) => self.subject_done(engine),
             Err(e) => engine.fail(e),
         }
