@@ -9,7 +9,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::Response;
 use ocireg_core::manifest::OCI_MANIFEST;
-use ocireg_core::{Action, Config, Digest, Pull, Reference};
+use ocireg_core::{Action, Config, Digest, Machine, Reference};
 use sha2::Digest as _;
 
 const SIZE: usize = 64 << 20;
@@ -46,7 +46,7 @@ fn pull_through_core(manifest: &Bytes, config: &Bytes, layer: &Bytes) -> u64 {
         plain_http: true,
         ..Config::default()
     };
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), now);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), now);
     let mut delivered = 0u64;
     let mut pending = Vec::new();
     loop {
@@ -56,7 +56,6 @@ fn pull_through_core(manifest: &Bytes, config: &Bytes, layer: &Bytes) -> u64 {
             Action::Event(_) | Action::Abort { .. } | Action::Prepare { .. } => {}
             Action::Done => return delivered,
             Action::Failed(e) => panic!("{e}"),
-            Action::Upload { .. } => unreachable!("a pull does not upload"),
             Action::Wait { .. } => {
                 let (id, path) = pending.remove(0);
                 let (ct, body) = if path.contains("/manifests/") {
@@ -87,6 +86,7 @@ fn pull_through_core(manifest: &Bytes, config: &Bytes, layer: &Bytes) -> u64 {
                 }
                 p.handle_end(id, now);
             }
+            other => unreachable!("a pull does not {other:?}"),
         }
     }
 }

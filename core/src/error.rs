@@ -195,6 +195,7 @@ impl fmt::Display for SizeSeen {
 
 /// Everything that can go wrong, typed. No variant carries a secret.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad image reference.
     #[error(transparent)]

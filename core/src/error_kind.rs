@@ -39,6 +39,9 @@ pub enum ErrorKind {
     Protocol,
     /// The deadline passed, or the caller cancelled.
     Stopped,
+    /// A part on this side failed: a file or directory (a layout, a blob source), the
+    /// credentials file. Never a core error: a driver's.
+    Local,
 }
 
 impl ErrorKind {

@@ -1,6 +1,7 @@
-//! # ocireg-core: a sans-IO OCI Distribution pull client
+//! # ocireg-core: a sans-IO OCI Distribution client
 //!
-//! This crate holds the whole pull protocol as a value you feed and drain. It opens no
+//! This crate holds the distribution protocol (pull, push, inspect, tag and catalog
+//! listings, referrers) as a value you feed and drain. It opens no
 //! socket and no file, spawns nothing, reads no clock and draws no random number: the
 //! caller passes `now` into every call (and a seed for backoff jitter in [`Config`]),
 //! performs the HTTP exchanges the machine asks for, and reports what happened. The same
@@ -10,28 +11,32 @@
 //! (the `WWW-Authenticate` grammar, credentials, token responses), [`retry`] (backoff and
 //! `Retry-After`), [`range`] (`Content-Range`), [`error`] (the typed error and URL
 //! redaction). Above them, an engine (private: operations, timers, recovery, the origin
-//! and credential model, tokens) runs exchanges for goals (the image pull, inspect, tags);
-//! [`pull`] is the public surface of that machine.
+//! and credential model, tokens, requests as typed endpoints) runs exchanges for goals
+//! (the image pull, the push, inspect, listings, referrers, one blob). Every operation is
+//! one [`Machine`]: the engine and one goal behind one shell, built by the constructor
+//! that names the operation ([`Machine::pull`], [`Machine::push`],
+//! [`Machine::inspect`], [`Machine::list_tags`], [`Machine::catalog`],
+//! [`Machine::list_referrers`], [`Machine::fetch_blob`], …).
 //!
 //! ## The driving contract
 //!
-//! 1. Build a [`Pull`] with [`Pull::new`].
-//! 2. Call [`Pull::poll_action`] repeatedly and act on each [`Action`] until it returns
+//! 1. Build a [`Machine`], for example with [`Machine::pull`].
+//! 2. Call [`Machine::poll_action`] repeatedly and act on each [`Action`] until it returns
 //!    [`Action::Wait`], [`Action::Done`] or [`Action::Failed`]:
 //!    - `Send { id, request }`: start the exchange (without following redirects or
 //!      retrying: the machine decides those). Its response-head timer starts now: a
 //!      driver that cannot start exchanges at once sets `Config::max_concurrent` and
 //!      `Config::max_concurrent_small` to what it can run (1 for one at a time), so no
 //!      request waits in its queue. Report its head with
-//!      [`Pull::handle_head`], each body chunk with [`Pull::handle_chunk`], the end with
-//!      [`Pull::handle_end`], or a failure with [`Pull::handle_error`] (or pass each as
-//!      an [`Input`] to [`Pull::handle_input`]).
+//!      [`Machine::handle_head`], each body chunk with [`Machine::handle_chunk`], the end with
+//!      [`Machine::handle_end`], or a failure with [`Machine::handle_error`] (or pass each as
+//!      an [`Input`] to [`Machine::handle_input`]).
 //!    - `Abort { id }`: drop that exchange; later input for it is ignored anyway.
 //!    - `Prepare { origin, connections }`: a hint that that many requests to `origin`
 //!      follow soon; a pooled transport may open connections now, any other ignores it.
 //!    - `Deliver { blob, offset, bytes }`: append the bytes to that blob's content.
-//!    - `Event(e)`: log it, show progress; on [`Event::Restarted`] truncate the blob's
-//!      content; on [`Event::BlobQueued`] optionally answer through [`Pull::queued`]
+//!    - `Event(e)`: log it, show progress; on [`Event::DownloadRestarted`] truncate the blob's
+//!      content; on [`Event::BlobQueued`] optionally answer through [`Machine::queued`]
 //!      ([`QueuedBlob::skip`] or [`QueuedBlob::resume`]) before polling again.
 //! 3. Wait for the next exchange input or until `Wait::until`, whichever comes first,
 //!    then feed the input (if any) and go to 2. Pass the current time, never the deadline.
@@ -39,11 +44,11 @@
 //! ```
 //! use std::time::{Duration, Instant};
 //! use bytes::Bytes;
-//! use ocireg_core::{Action, Config, Pull, Reference};
+//! use ocireg_core::{Action, Config, Machine, Reference};
 //!
 //! let t0 = Instant::now(); // the only clock read, and it is the caller's
 //! let reference: Reference = "localhost:5000/demo/hello:v1".parse().unwrap();
-//! let mut pull = Pull::new(Config::default(), reference, t0);
+//! let mut pull = Machine::pull(Config::default(), reference, t0);
 //! // The first action is the manifest request.
 //! let Action::Send { id, request } = pull.poll_action(t0) else { panic!() };
 //! assert_eq!(request.uri(), "https://localhost:5000/v2/demo/hello/manifests/v1");
@@ -96,10 +101,10 @@ mod goals;
 #[cfg(feature = "oci-spec")]
 pub mod interop;
 pub mod link;
+mod machine;
 pub mod manifest;
 pub mod mirrors;
 pub mod offload;
-pub mod pull;
 pub mod push;
 pub mod range;
 pub mod reference;
@@ -111,12 +116,12 @@ mod types;
 pub use auth::{Credentials, Secret};
 pub use digest::{Algorithm, Digest, Verifier};
 pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
+pub use machine::{Machine, QueuedBlob};
 pub use manifest::{Descriptor, Manifest, Platform};
-pub use pull::{
-    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pull, QueuedBlob,
-    RequestId, ResumeRefused,
-};
-pub use push::{Push, PushManifest, PushPlan};
+pub use push::{PushManifest, PushPlan};
 pub use reference::Reference;
 pub use retry::RetryPolicy;
-pub use types::{Machine, Pushed, ReferrersVia};
+pub use types::{
+    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pushed, ReferrersVia,
+    RequestId, ResumeRefused,
+};

@@ -11,7 +11,7 @@
 //!
 //! [`HostPlan`] is that decision, pure and driven by the caller: it names the next
 //! attempt, hears how each ended, and says when to stop. Each attempt is an ordinary
-//! [`Pull`](crate::Pull) against that host, configured by [`Host::configure`] (its API
+//! [`Machine`](crate::Machine) against that host, configured by [`Host::configure`] (its API
 //! root, its headers, its scheme); credentials are the caller's to choose per host, and
 //! never travel from one host to another.
 
@@ -119,7 +119,7 @@ impl Host {
 /// What an attempt is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
-    /// Fetch the manifest the tag names, for its digest ([`Pull::inspect`](crate::Pull::inspect)).
+    /// Fetch the manifest the tag names, for its digest ([`Machine::inspect`](crate::Machine::inspect)).
     Resolve,
     /// Pull the image by digest.
     Pull,

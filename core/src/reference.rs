@@ -116,7 +116,7 @@ impl Reference {
         })
     }
 
-    /// The registry itself, with no repository: what [`Pull::catalog`](crate::Pull::catalog)
+    /// The registry itself, with no repository: what [`Machine::catalog`](crate::Machine::catalog)
     /// lists. Its repository is empty and it prints as the registry alone.
     pub fn registry_root(registry: &str) -> Result<Reference, ReferenceError> {
         validate_registry(registry)?;

@@ -2,7 +2,7 @@
 //! signatures, SBOMs, attestations). A registry lists them at
 //! `/v2/<name>/referrers/<digest>`; one without that API answers `404`, and clients keep
 //! the list themselves as an image index under the subject's *referrers tag*
-//! ([`fallback_tag`]). What [`Pull::referrers`](crate::Pull::referrers) reads and a push of
+//! ([`fallback_tag`]). What [`Machine::list_referrers`](crate::Machine::list_referrers) reads and a push of
 //! a manifest with a `subject` maintains.
 
 use bytes::Bytes;
@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::manifest::{Descriptor, Index, Manifest, OCI_INDEX};
 
 /// Referrers followed at most by one recursive walk
-/// ([`Pull::referrers_closure`](crate::Pull::referrers_closure)).
+/// ([`Machine::list_referrers_closure`](crate::Machine::list_referrers_closure)).
 pub const MAX_REFERRERS_FOLLOWED: usize = 256;
 
 /// The response header that names the filters a registry applied to a referrers list

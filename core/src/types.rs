@@ -12,7 +12,7 @@ use crate::error::{redact_url, Error};
 use crate::manifest::{Descriptor, Manifest, Platform};
 use crate::retry::RetryPolicy;
 
-/// Identifies one HTTP exchange. Never reused within a [`Pull`](crate::Pull).
+/// Identifies one HTTP exchange. Never reused within a [`Machine`](crate::Machine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(pub u64);
 
@@ -78,7 +78,7 @@ pub struct Config {
     /// of its size.
     pub skip_budget_percent: u64,
     /// Pages of a tag list or catalog followed at most
-    /// ([`Pull::list_tags`](crate::Pull::list_tags), [`Pull::catalog`](crate::Pull::catalog));
+    /// ([`Machine::list_tags`](crate::Machine::list_tags), [`Machine::catalog`](crate::Machine::catalog));
     /// one more is an error.
     pub max_tag_pages: u32,
     /// Names asked for per page of a tag list or catalog (`?n=`); `None` lets the
@@ -150,8 +150,12 @@ pub enum ManifestRole {
 
 #[allow(clippy::large_enum_variant)] // events are moved once, not stored
 /// Something the caller may want to know. Only [`Event::BlobQueued`] asks for a reaction
-/// (optional, see there).
+/// (optional, see there). Events come in pairs where both directions have one
+/// (`BlobFetched`/`BlobPushed`, `DownloadResumed`/`UploadResumed`,
+/// `DownloadRestarted`/`UploadRestarted`). New operations add events: match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A manifest arrived and was verified.
     Manifest {
@@ -175,7 +179,7 @@ pub enum Event {
         descriptor: Descriptor,
     },
     /// A blob will be downloaded. While handling this event (before polling again) the
-    /// caller may answer through [`Pull::queued`](crate::Pull::queued): skip it (it
+    /// caller may answer through [`Machine::queued`](crate::Machine::queued): skip it (it
     /// already has the blob) or resume it (it has a verified prefix).
     BlobQueued {
         /// The blob.
@@ -183,8 +187,9 @@ pub enum Event {
         /// Its descriptor.
         descriptor: Descriptor,
     },
-    /// A blob was downloaded completely and its size and digest verified.
-    BlobDone {
+    /// A blob was downloaded completely and its size and digest verified (the pull's
+    /// pair of [`Event::BlobPushed`]).
+    BlobFetched {
         /// The blob.
         blob: BlobId,
         /// Its digest.
@@ -193,7 +198,7 @@ pub enum Event {
         size: u64,
     },
     /// A queued blob is not downloaded: the caller said it has it
-    /// ([`QueuedBlob::skip`](crate::pull::QueuedBlob::skip)).
+    /// ([`QueuedBlob::skip`](crate::QueuedBlob::skip)).
     BlobSkipped {
         /// The blob.
         blob: BlobId,
@@ -215,16 +220,21 @@ pub enum Event {
     },
     /// A blob download continues from `offset` with a range request: after a broken
     /// attempt, or from the caller's prefix
-    /// ([`QueuedBlob::resume`](crate::pull::QueuedBlob::resume)).
-    Resumed {
+    /// ([`QueuedBlob::resume`](crate::QueuedBlob::resume)).
+    DownloadResumed {
         /// The blob.
         blob: BlobId,
         /// Where it continues.
         offset: u64,
     },
-    /// A blob download starts over from byte 0: discard what was delivered for it. In a
-    /// push: an upload starts over in a new session.
-    Restarted {
+    /// A blob download starts over from byte 0: discard what was delivered for it.
+    DownloadRestarted {
+        /// The blob.
+        blob: BlobId,
+    },
+    /// Push: a blob's upload starts over from byte 0 in a new session (the registry lost
+    /// or refused the old one).
+    UploadRestarted {
         /// The blob.
         blob: BlobId,
     },
@@ -240,7 +250,8 @@ pub enum Event {
         how: Pushed,
     },
     /// Push: after a failed transfer the registry said it holds the first `offset`
-    /// bytes of the blob, and the upload continues from there.
+    /// bytes of the blob, and the upload continues from there (the pair of
+    /// [`Event::DownloadResumed`]).
     UploadResumed {
         /// The blob.
         blob: BlobId,
@@ -254,7 +265,7 @@ pub enum Event {
         /// The tag or digest it was put under.
         reference: String,
     },
-    /// A page of the repository's tags ([`Pull::list_tags`](crate::Pull::list_tags)).
+    /// A page of the repository's tags ([`Machine::list_tags`](crate::Machine::list_tags)).
     Tags {
         /// Tags on this page, in the registry's order.
         tags: Vec<String>,
@@ -267,7 +278,7 @@ pub enum Event {
         /// Its referrers tag.
         tag: String,
     },
-    /// A page of the referrers of `subject` ([`Pull::referrers`](crate::Pull::referrers)),
+    /// A page of the referrers of `subject` ([`Machine::list_referrers`](crate::Machine::list_referrers)),
     /// filtered by artifact type when one was asked for.
     Referrers {
         /// The manifest they refer to.
@@ -277,7 +288,7 @@ pub enum Event {
         /// Where the list came from.
         via: ReferrersVia,
     },
-    /// A page of the registry's repositories ([`Pull::catalog`](crate::Pull::catalog)).
+    /// A page of the registry's repositories ([`Machine::catalog`](crate::Machine::catalog)).
     Repositories {
         /// Repository names on this page, in the registry's order.
         names: Vec<String>,
@@ -294,6 +305,7 @@ pub enum Event {
 /// `Debug` never prints a request's body or its credentials (bodies may carry a refresh
 /// token; `Authorization` values are marked sensitive and print as `Sensitive`).
 #[allow(clippy::large_enum_variant)] // actions are moved once, not stored
+#[non_exhaustive]
 pub enum Action {
     /// Start this HTTP exchange and report its head, chunks and end (or error) with `id`.
     Send {
@@ -347,12 +359,12 @@ pub enum Action {
     Event(Event),
     /// Nothing to do until an input arrives or `until` passes.
     Wait {
-        /// When to call [`Pull::poll_action`](crate::Pull::poll_action) again at the latest.
+        /// When to call [`Machine::poll_action`](crate::Machine::poll_action) again at the latest.
         until: Option<Instant>,
     },
-    /// The pull is complete.
+    /// The operation is complete.
     Done,
-    /// The pull failed. Every exchange still open was aborted before this.
+    /// The operation failed. Every exchange still open was aborted before this.
     Failed(Error),
 }
 
@@ -416,7 +428,7 @@ fn redacted_uri(uri: &http::Uri) -> String {
 }
 
 /// What happened to an exchange: the machine's inputs as data, for drivers, simulations
-/// and fuzzers that pass them around ([`Pull::handle_input`](crate::Pull::handle_input)).
+/// and fuzzers that pass them around ([`Machine::handle_input`](crate::Machine::handle_input)).
 #[derive(Debug)]
 pub enum Input {
     /// The response head arrived.
@@ -464,17 +476,4 @@ pub enum Pushed {
     Mounted,
     /// Uploaded.
     Uploaded,
-}
-
-/// What every machine of this crate offers a driver ([`Pull`](crate::Pull),
-/// [`Push`](crate::Push)): inputs in, actions out, a timer, a way to stop.
-pub trait Machine {
-    /// Something happened to exchange `id`.
-    fn handle_input(&mut self, id: RequestId, input: Input, now: Instant);
-    /// The next thing to do.
-    fn poll_action(&mut self, now: Instant) -> Action;
-    /// The earliest time at which `poll_action` has work without new input.
-    fn next_timeout(&self) -> Option<Instant>;
-    /// Stops the machine: open exchanges are aborted, it ends with `Cancelled`.
-    fn cancel(&mut self, now: Instant);
 }

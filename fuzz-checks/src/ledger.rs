@@ -72,7 +72,7 @@ impl Ledger {
                 let q = (descriptor.len(), descriptor.digest.clone());
                 assert!(self.queued.insert(*blob, q).is_none(), "queued twice");
             }
-            Event::BlobDone { blob, digest, size } => {
+            Event::BlobFetched { blob, digest, size } => {
                 let data = self.delivered.get(blob).map_or(&b""[..], |b| b.as_slice());
                 assert_eq!(data.len() as u64, *size, "BlobDone with the wrong size");
                 assert_eq!(
@@ -90,11 +90,11 @@ impl Ledger {
                 assert!(!self.delivered.contains_key(blob), "skipped after bytes");
                 assert!(self.skipped.insert(*blob), "BlobSkipped twice");
             }
-            Event::Resumed { blob, offset } => {
+            Event::DownloadResumed { blob, offset } => {
                 let have = self.delivered.get(blob).map_or(0, |b| b.len() as u64);
                 assert_eq!(*offset, have, "resumed elsewhere than the end");
             }
-            Event::Restarted { blob } => {
+            Event::DownloadRestarted { blob } => {
                 self.delivered.remove(blob);
             }
             _ => {}

@@ -18,7 +18,7 @@ use arbitrary::{Arbitrary, Unstructured};
 use bytes::Bytes;
 use http::{header, Response};
 use ocireg_core::{
-    Action, BlobId, Config, Credentials, Digest, Input, Platform, Pull, Reference, RequestId,
+    Action, BlobId, Config, Credentials, Digest, Input, Machine, Platform, Reference, RequestId,
     RetryPolicy, Secret, TransportError, TransportErrorKind,
 };
 use ocireg_registry::images::{image, TestImage};
@@ -234,7 +234,7 @@ fn origin(uri: &http::Uri) -> String {
 
 impl Checker {
     /// Drains the machine, checking each action. Returns true when it ended.
-    fn drain(&mut self, pull: &mut Pull, now: Instant) -> bool {
+    fn drain(&mut self, pull: &mut Machine, now: Instant) -> bool {
         for _ in 0..DRAIN_BOUND {
             match pull.poll_action(now) {
                 Action::Send { id, request } => {
@@ -337,12 +337,12 @@ fn run(input: Script) {
     };
     let reference = Reference::parse("reg.test/x/y:v1").unwrap();
     let mut pull = match input.goal {
-        1 => Pull::referrers(config, reference, None, t0),
-        2 => Pull::referrers(config, reference, Some("application/x".into()), t0),
-        3 => Pull::catalog(config, reference, t0),
-        4 => Pull::list_tags(config, reference, t0),
-        5 => Pull::inspect(config, reference, t0),
-        _ => Pull::new(config, reference, t0),
+        1 => Machine::list_referrers(config, reference, None, t0),
+        2 => Machine::list_referrers(config, reference, Some("application/x".into()), t0),
+        3 => Machine::catalog(config, reference, t0),
+        4 => Machine::list_tags(config, reference, t0),
+        5 => Machine::inspect(config, reference, t0),
+        _ => Machine::pull(config, reference, t0),
     };
     let mut c = Checker {
         ledger: Ledger::default(),

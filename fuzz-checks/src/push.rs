@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use arbitrary::{Arbitrary, Unstructured};
 use http::{header, Response};
 use ocireg_core::{
-    Action, Config, Credentials, Digest, Event, Input, Platform, Push, Reference, RequestId,
+    Action, Config, Credentials, Digest, Event, Input, Machine, Platform, Reference, RequestId,
     RetryPolicy, Secret, TransportError, TransportErrorKind,
 };
 use ocireg_registry::images::image;
@@ -168,7 +168,7 @@ fn run(script: Script) {
     };
     let t0 = Instant::now();
     let mut now = t0;
-    let mut push = Push::new(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), plan, t0);
+    let mut push = Machine::push(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), plan, t0);
     let mut c = Checker {
         open: Vec::new(),
         ids: HashSet::new(),
@@ -245,7 +245,7 @@ struct Checker {
 
 impl Checker {
     /// Drains the machine, checking each action. True when it ended.
-    fn drain(&mut self, push: &mut Push, now: Instant) -> bool {
+    fn drain(&mut self, push: &mut Machine, now: Instant) -> bool {
         for _ in 0..DRAIN_BOUND {
             let (id, request) = match push.poll_action(now) {
                 Action::Send { id, request } => (id, request.map(|_| ())),
@@ -288,6 +288,7 @@ impl Checker {
                     return true;
                 }
                 Action::Failed(_) => return true,
+                other => panic!("an action the push checker does not know: {other:?}"),
             };
             assert!(self.ids.insert(id), "request id reused");
             let url = request.uri().to_string();

@@ -1,4 +1,4 @@
-//! A simulated network: drives a machine ([`ocireg_core::Pull`] or [`ocireg_core::Push`]) against in-process [`FaultyRegistry`]s with a
+//! A simulated network: drives a [`ocireg_core::Machine`] (a pull, a push, a listing) against in-process [`FaultyRegistry`]s with a
 //! fake clock, no sockets and no sleeping. Every step checks the delivery invariants.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -107,7 +107,7 @@ impl Sim {
     }
 
     /// Runs the machine (a pull or a push) to its end and checks invariants on the way.
-    pub fn run<M: Machine>(&mut self, pull: &mut M, t0: Instant) -> Outcome {
+    pub fn run(&mut self, pull: &mut Machine, t0: Instant) -> Outcome {
         let mut out = Outcome::default();
         let mut now = t0;
         let mut open: Vec<Exchange> = Vec::new();
@@ -195,11 +195,11 @@ impl Sim {
                         Event::Manifest { .. } => "Manifest",
                         Event::Resolved { .. } => "Resolved",
                         Event::BlobQueued { .. } => "BlobQueued",
-                        Event::BlobDone { .. } => "BlobDone",
+                        Event::BlobFetched { .. } => "BlobFetched",
                         Event::BlobSkipped { .. } => "BlobSkipped",
                         Event::Retry { .. } => "Retry",
-                        Event::Resumed { .. } => "Resumed",
-                        Event::Restarted { .. } => "Restarted",
+                        Event::DownloadResumed { .. } => "DownloadResumed",
+                        Event::DownloadRestarted { .. } => "DownloadRestarted",
                         Event::PlainHttpFallback { .. } => "PlainHttpFallback",
                         Event::Tags { .. } => "Tags",
                         Event::Repositories { .. } => "Repositories",
@@ -208,6 +208,8 @@ impl Sim {
                         Event::BlobPushed { .. } => "BlobPushed",
                         Event::ManifestPushed { .. } => "ManifestPushed",
                         Event::UploadResumed { .. } => "UploadResumed",
+                        Event::UploadRestarted { .. } => "UploadRestarted",
+                        _ => "Other",
                     });
                     out.events.push(e);
                 }
@@ -244,6 +246,7 @@ impl Sim {
                     out.result = Some(Err(e));
                     break;
                 }
+                other => panic!("an action the simulated network does not know: {other:?}"),
             }
         }
         assert!(
@@ -258,9 +261,9 @@ impl Sim {
     }
 
     /// Advances exchange `i` by one step. Returns true if it did something.
-    fn step<M: Machine>(
+    fn step(
         &mut self,
-        pull: &mut M,
+        pull: &mut Machine,
         open: &mut Vec<Exchange>,
         i: usize,
         now: Instant,

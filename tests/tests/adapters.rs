@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ocireg_core::{Config, Event, Platform, Pull, Reference, RetryPolicy};
-use ocireg_driver::layout::{pull_to_layout, NoObserver, Observer, Stats};
-use ocireg_driver::PullError;
+use ocireg_core::{Config, Event, Machine, Platform, Reference, RetryPolicy};
+use ocireg_driver::layout::{pull_to_layout, Stats};
+use ocireg_driver::Error as DriveError;
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::kit::Kit;
@@ -34,11 +34,11 @@ async fn pull<K: Kit>(
     reference: &str,
     cfg: Config,
     dir: &Path,
-    observer: &mut (dyn Observer + Send),
-) -> Result<(ocireg_core::Descriptor, Stats), PullError> {
+    observer: &mut (dyn ocireg_driver::Caller + Send),
+) -> Result<(ocireg_core::Descriptor, Stats), DriveError> {
     let t = K::transport(&[]);
     let rt = K::runtime();
-    let mut p = Pull::new(cfg, Reference::parse(reference).unwrap(), rt.now());
+    let mut p = Machine::pull(cfg, Reference::parse(reference).unwrap(), rt.now());
     pull_to_layout(&mut p, t.as_ref(), rt.as_ref(), dir, observer).await
 }
 
@@ -70,7 +70,7 @@ async fn seed_scenario_over_sockets<K: Kit>() {
         fast_retries(),
         out.path(),
         &mut |e: &Event| match e {
-            Event::Resumed { .. } => resumes += 1,
+            Event::DownloadResumed { .. } => resumes += 1,
             Event::PlainHttpFallback { .. } => fallback = true,
             _ => {}
         },
@@ -122,7 +122,7 @@ async fn stall_is_detected_and_resumed<K: Kit>() {
         cfg,
         out.path(),
         &mut |e: &Event| {
-            if let Event::Resumed { offset, .. } = e {
+            if let Event::DownloadResumed { offset, .. } = e {
                 resumed_at = Some(*offset);
             }
         },
@@ -151,14 +151,9 @@ async fn failure_leaves_no_half_written_blob<K: Kit>() {
         },
         ..Config::default()
     };
-    let e = pull::<K>(
-        &format!("{addr}/test/repo:v1"),
-        cfg,
-        out.path(),
-        &mut NoObserver,
-    )
-    .await
-    .unwrap_err();
+    let e = pull::<K>(&format!("{addr}/test/repo:v1"), cfg, out.path(), &mut ())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("GET"), "{e}");
     // the cut layer never appears under blobs/, what does appear is verified, and no
     // index.json was written
@@ -191,14 +186,9 @@ async fn blob_redirected_to_another_origin_arrives_without_authorization<K: Kit>
         plain_http: true,
         ..fast_retries()
     };
-    let (d, _) = pull::<K>(
-        &format!("{addr}/test/repo:v1"),
-        cfg,
-        out.path(),
-        &mut NoObserver,
-    )
-    .await
-    .unwrap();
+    let (d, _) = pull::<K>(&format!("{addr}/test/repo:v1"), cfg, out.path(), &mut ())
+        .await
+        .unwrap();
     assert_eq!(d.digest, img.digest());
     let cdn_log = cdn.lock().unwrap().log.clone();
     assert_eq!(

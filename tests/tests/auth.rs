@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ocireg_core::{Config, Credentials, Error, Platform, Pull, Reference, Secret};
+use ocireg_core::{Config, Credentials, Error, Machine, Platform, Reference, Secret};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::{Outcome, Sim};
@@ -31,7 +31,7 @@ fn token_rule(path: &str) -> Rule {
 
 fn run(cfg: Config, sim: &mut Sim) -> Outcome {
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     sim.run(&mut p, t0)
 }
 
@@ -300,7 +300,7 @@ fn debug_output_carries_no_secret() {
     };
     assert!(!format!("{cfg:?}").contains("very-secret"));
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     // the pull itself succeeds with the identity token (the POST flow)
     let out = sim.run(&mut p, t0);
     assert!(out.result.as_ref().unwrap().is_ok());
@@ -311,7 +311,7 @@ fn debug_output_carries_no_secret() {
         },
         ..config()
     };
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     let mut printed = String::new();
     // first the manifest request, answered with a challenge, then the token POST
     let ocireg_core::Action::Send { id, .. } = p.poll_action(t0) else {

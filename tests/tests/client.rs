@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use ocireg_core::{ErrorKind, Platform};
 use ocireg_driver::client::Client;
-use ocireg_driver::{PullError, Runtime, Transport};
+use ocireg_driver::{Error as DriveError, Runtime, Transport};
 use ocireg_registry::images::{artifact, image};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tests::kit::{AsyncStdKit, Kit, TokioKit};
@@ -71,7 +71,7 @@ async fn every_operation<T: Transport + 'static, R: Runtime + 'static>(
     assert_eq!(referrers[0].digest, sig.digest());
     // failures say what kind they are
     match client.inspect(&at("team/app:nope")).await {
-        Err(PullError::Registry(e)) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),
+        Err(DriveError::Registry(e)) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),
         other => panic!("{other:?}"),
     }
     match client
@@ -79,7 +79,7 @@ async fn every_operation<T: Transport + 'static, R: Runtime + 'static>(
         .to_layout(work.path().join("x"))
         .await
     {
-        Err(PullError::Registry(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+        Err(DriveError::Registry(e)) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
         other => panic!("{other:?}"),
     }
 }

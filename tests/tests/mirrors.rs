@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use ocireg_core::mirrors::{Capabilities, Host, HostPlan, Purpose};
-use ocireg_core::{Digest, Error, Event, Platform, Pull, Reference};
+use ocireg_core::{Digest, Error, Event, Machine, Platform, Reference};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tests::sim::{test_config as config, Sim, ORIGIN};
@@ -41,8 +41,8 @@ fn pull_through(sim: &mut Sim, mut plan: HostPlan) -> Through {
         let mut cfg = config();
         host.configure(&mut cfg, plan.reference());
         let mut pull = match a.purpose {
-            Purpose::Resolve => Pull::inspect(cfg, a.reference.clone(), t0),
-            Purpose::Pull => Pull::new(cfg, a.reference.clone(), t0),
+            Purpose::Resolve => Machine::inspect(cfg, a.reference.clone(), t0),
+            Purpose::Pull => Machine::pull(cfg, a.reference.clone(), t0),
         };
         let out = sim.run(&mut pull, t0);
         // a mirror's headers go to it, and only to it

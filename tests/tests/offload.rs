@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use ocireg_core::offload::{HashOffload, OffloadedHash};
-use ocireg_core::{Config, Digest, Error, Platform, Pull, Reference, Verifier};
+use ocireg_core::{Config, Digest, Error, Machine, Platform, Reference, Verifier};
 use ocireg_registry::images::image;
 use ocireg_registry::{FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::{test_config, Outcome, Sim, ORIGIN};
@@ -69,7 +69,7 @@ fn pull_with(offload: Arc<Recording>, rules: Vec<Rule>) -> (Outcome, Vec<u64>) {
         ..test_config()
     };
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     let out = sim.run(&mut p, t0);
     let mut sizes: Vec<u64> = offload
         .finished
@@ -133,7 +133,7 @@ fn the_driver_hash_threads_verify_a_pull() {
         ..test_config()
     };
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     let out = sim.run(&mut p, t0);
     assert!(matches!(out.result, Some(Ok(()))));
     assert_eq!(out.done.len(), img.blobs().count());

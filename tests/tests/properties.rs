@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use ocireg_core::{Config, Platform, Pull, Reference, RetryPolicy};
+use ocireg_core::{Config, Machine, Platform, Reference, RetryPolicy};
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::Sim;
@@ -208,7 +208,7 @@ proptest! {
             ..Config::default()
         };
         let t0 = Instant::now();
-        let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+        let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
         let out = sim.run(&mut p, t0);
         let expected = expect(&rules, &img, attempts);
         let result = out.result.clone().unwrap();
@@ -242,7 +242,7 @@ proptest! {
         // Requests: each operation gets at most `attempts` failures in a row, each may
         // redirect and authenticate once; progress (new bytes) renews a blob's attempts.
         let ops = img.blobs().count() + 2;
-        let progress = out.events.iter().filter(|e| matches!(e, ocireg_core::Event::Resumed { .. } | ocireg_core::Event::Restarted { .. })).count();
+        let progress = out.events.iter().filter(|e| matches!(e, ocireg_core::Event::DownloadResumed { .. } | ocireg_core::Event::DownloadRestarted { .. })).count();
         let bound = (ops + progress) * attempts as usize * 3;
         prop_assert!(out.requests.len() <= bound, "{} requests > {}", out.requests.len(), bound);
     }

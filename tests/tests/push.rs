@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use ocireg_core::{Config, Error, Event, Platform, Push, PushPlan, Pushed, Reference};
+use ocireg_core::{Config, Error, Event, Machine, Platform, PushPlan, Pushed, Reference};
 use ocireg_registry::images::push_plan as plan;
 use ocireg_registry::images::{image, index, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
@@ -20,7 +20,7 @@ fn push_config() -> Config {
 
 fn run(sim: &mut Sim, cfg: Config, target: &str, plan: PushPlan) -> Outcome {
     let t0 = Instant::now();
-    let mut p = Push::new(cfg, Reference::parse(target).unwrap(), plan, t0);
+    let mut p = Machine::push(cfg, Reference::parse(target).unwrap(), plan, t0);
     sim.run(&mut p, t0)
 }
 
@@ -193,7 +193,7 @@ fn a_cut_chunk_continues_from_the_registrys_offset() {
     assert!(!out
         .events
         .iter()
-        .any(|e| matches!(e, Event::Restarted { .. })));
+        .any(|e| matches!(e, Event::UploadRestarted { .. })));
     let status_gets = out
         .requests
         .iter()
@@ -231,7 +231,7 @@ fn a_lost_session_starts_the_blob_over_once_then_fails() {
     assert_eq!(
         out.events
             .iter()
-            .filter(|e| matches!(e, Event::Restarted { .. }))
+            .filter(|e| matches!(e, Event::UploadRestarted { .. }))
             .count(),
         1
     );
@@ -368,7 +368,7 @@ fn a_chunk_kept_short_is_continued_from_the_registrys_range() {
     assert!(!out
         .events
         .iter()
-        .any(|e| matches!(e, Event::Restarted { .. })));
+        .any(|e| matches!(e, Event::UploadRestarted { .. })));
     assert!(registry(&sim).has_blob("test/repo", &ocireg_core::Digest::sha256(&img.layers[1])));
     // the 2,000 bytes dropped are sent again, no more
     let patched: usize = out

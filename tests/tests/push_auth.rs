@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, Response};
-use ocireg_core::{
-    Action, Config, Credentials, Input, Machine, Push, Reference, RequestId, Secret,
-};
+use ocireg_core::{Action, Config, Credentials, Input, Machine, Reference, RequestId, Secret};
 use ocireg_registry::images::push_plan as plan;
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{FaultyRegistry, Registry, Reply};
@@ -103,7 +101,7 @@ enum Kind {
     Served,
 }
 
-fn deliver<M: Machine>(m: &mut M, id: RequestId, r: Reply, now: Instant) {
+fn deliver(m: &mut Machine, id: RequestId, r: Reply, now: Instant) {
     m.handle_input(id, Input::Head(r.head), now);
     if !r.body.is_empty() {
         m.handle_input(id, Input::Chunk(r.body), now);
@@ -125,7 +123,7 @@ fn push_with_late_probe_challenges(img: &TestImage) -> Result<(), ocireg_core::E
         ..test_config()
     };
     let now = Instant::now();
-    let mut push = Push::new(
+    let mut push = Machine::push(
         cfg,
         Reference::parse("reg.test/test/repo:v1").unwrap(),
         plan,

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use ocireg_core::manifest::OCI_INDEX;
 use ocireg_core::{
-    Config, Credentials, Event, Platform, PlatformChoice, Pull, Push, Reference, Secret,
+    Config, Credentials, Event, Machine, Platform, PlatformChoice, Reference, Secret,
 };
 use ocireg_driver::layout::pull_to_layout;
 use ocireg_driver::push::plan_from_layout;
-use ocireg_driver::{drive_push, PullError};
+use ocireg_driver::{drive, Error as DriveError, Upload};
 use ocireg_registry::images::{image, index};
 use ocireg_tests::kit::Kit;
 use ocireg_tests::on_every_runtime;
@@ -31,7 +31,7 @@ async fn push<K: Kit>(
     name: &str,
     target: &str,
     cfg: Config,
-) -> Result<Vec<Event>, PullError> {
+) -> Result<Vec<Event>, DriveError> {
     let cas = ca
         .map(|c| ocireg_tokio::load_certs(c).unwrap())
         .unwrap_or_default();
@@ -39,14 +39,16 @@ async fn push<K: Kit>(
     let rt = K::runtime();
     let (plan, source) = plan_from_layout(dir, Some(name), None).unwrap();
     let target = Reference::parse(&format!("{addr}/{target}")).unwrap();
-    let mut p = Push::new(cfg, target, plan, rt.now());
+    let mut p = Machine::push(cfg, target, plan, rt.now());
     let mut events = Vec::new();
-    drive_push(
+    drive(
         &mut p,
         t.as_ref(),
         rt.as_ref(),
-        &source,
-        &mut |e: &Event| events.push(e.clone()),
+        &mut Upload {
+            source: &source,
+            observer: |e: &Event| events.push(e.clone()),
+        },
     )
     .await?;
     Ok(events)
@@ -70,16 +72,10 @@ async fn pull_back<K: Kit>(
         platform: PlatformChoice::All,
         ..cfg
     };
-    let mut p = Pull::new(cfg, r, rt.now());
-    pull_to_layout(
-        &mut p,
-        t.as_ref(),
-        rt.as_ref(),
-        dir.path(),
-        &mut ocireg_driver::layout::NoObserver,
-    )
-    .await
-    .unwrap();
+    let mut p = Machine::pull(cfg, r, rt.now());
+    pull_to_layout(&mut p, t.as_ref(), rt.as_ref(), dir.path(), &mut ())
+        .await
+        .unwrap();
     layout_blobs(dir.path())
 }
 
@@ -257,7 +253,7 @@ async fn cut_uploads_resume<K: Kit>() {
     let content: u64 = img.blobs().map(|b| b.len() as u64).sum();
     let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
     let resumed = count(|e| matches!(e, Event::UploadResumed { .. }));
-    let restarted = count(|e| matches!(e, Event::Restarted { .. }));
+    let restarted = count(|e| matches!(e, Event::UploadRestarted { .. }));
     eprintln!(
         "{uploaded} bytes uploaded for {content} ({:.2}% more), {resumed} resumed from the registry's offset, {restarted} restarted",
         (uploaded as f64 / content as f64 - 1.0) * 100.0

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use ocireg_core::{Config, Credentials, Error, Platform, PlatformChoice, Pull, Reference, Secret};
+use ocireg_core::{
+    Config, Credentials, Error, Machine, Platform, PlatformChoice, Reference, Secret,
+};
 use ocireg_driver::layout::pull_to_layout;
-use ocireg_driver::PullError;
+use ocireg_driver::Error as DriveError;
 use ocireg_registry::images::{image, index, TestImage};
 use ocireg_tests::kit::Kit;
 use ocireg_tests::on_every_runtime;
@@ -18,16 +20,8 @@ async fn pull<K: Kit>(
     reference: &str,
     cfg: Config,
     dir: &Path,
-) -> Result<ocireg_core::Descriptor, PullError> {
-    pull_via::<K>(
-        &reg.addr,
-        reg.ca.as_deref(),
-        reference,
-        cfg,
-        dir,
-        &mut ocireg_driver::layout::NoObserver,
-    )
-    .await
+) -> Result<ocireg_core::Descriptor, DriveError> {
+    pull_via::<K>(&reg.addr, reg.ca.as_deref(), reference, cfg, dir, &mut ()).await
 }
 
 async fn pull_via<K: Kit>(
@@ -36,15 +30,15 @@ async fn pull_via<K: Kit>(
     reference: &str,
     cfg: Config,
     dir: &Path,
-    observer: &mut (dyn ocireg_driver::layout::Observer + Send),
-) -> Result<ocireg_core::Descriptor, PullError> {
+    observer: &mut (dyn ocireg_driver::Caller + Send),
+) -> Result<ocireg_core::Descriptor, DriveError> {
     let cas = ca
         .map(|c| ocireg_tokio::load_certs(c).unwrap())
         .unwrap_or_default();
     let t = K::transport(&cas);
     let rt = K::runtime();
     let r = Reference::parse(&format!("{addr}/{reference}")).unwrap();
-    let mut p = Pull::new(cfg, r, rt.now());
+    let mut p = Machine::pull(cfg, r, rt.now());
     pull_to_layout(&mut p, t.as_ref(), rt.as_ref(), dir, observer)
         .await
         .map(|(d, _)| d)
@@ -145,7 +139,7 @@ async fn open_registry_oci_docker_and_index<K: Kit>() {
     let e = pull::<K>(&reg, "ocireg/oci:nope", plain(), out.path())
         .await
         .unwrap_err();
-    let PullError::Registry(e) = e else {
+    let DriveError::Registry(e) = e else {
         panic!("{e}")
     };
     assert_eq!(e.status(), Some(404));
@@ -173,11 +167,11 @@ async fn tls_registry_with_ca_file<K: Kit>() {
         "ocireg/tls:v1",
         Config::default(),
         out.path(),
-        &mut ocireg_driver::layout::NoObserver,
+        &mut (),
     )
     .await
     .unwrap_err();
-    let PullError::Registry(e) = e else {
+    let DriveError::Registry(e) = e else {
         panic!("{e}")
     };
     assert!(
@@ -194,7 +188,7 @@ async fn basic_auth_registry<K: Kit>() {
     let e = pull::<K>(&reg, "ocireg/private:v1", plain(), out.path())
         .await
         .unwrap_err();
-    let PullError::Registry(e) = e else {
+    let DriveError::Registry(e) = e else {
         panic!("{e}")
     };
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
@@ -241,7 +235,7 @@ async fn cut_connections_resume_with_little_overhead<K: Kit>() {
         cfg,
         out.path(),
         &mut |e: &ocireg_core::Event| {
-            if matches!(e, ocireg_core::Event::Resumed { .. }) {
+            if matches!(e, ocireg_core::Event::DownloadResumed { .. }) {
                 resumes += 1;
             }
         },
@@ -344,7 +338,7 @@ async fn token_auth_registry<K: Kit>() {
     let e = pull::<K>(&reg, "ocireg/tok:v1", cfg, out.path())
         .await
         .unwrap_err();
-    let PullError::Registry(e) = e else {
+    let DriveError::Registry(e) = e else {
         panic!("{e}")
     };
     assert!(matches!(e, Error::Unauthorized { .. }), "{e}");
@@ -405,7 +399,7 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
         out.path(),
         &mut |e: &ocireg_core::Event| match e {
             ocireg_core::Event::Retry { .. } => retries += 1,
-            ocireg_core::Event::Resumed { .. } => resumes += 1,
+            ocireg_core::Event::DownloadResumed { .. } => resumes += 1,
             _ => {}
         },
     )

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use ocireg_core::referrers::fallback_tag;
-use ocireg_core::{Descriptor, Event, Manifest, Platform, Pull, Push, Reference, ReferrersVia};
+use ocireg_core::{Descriptor, Event, Machine, Manifest, Platform, Reference, ReferrersVia};
 use ocireg_registry::images::push_plan as plan;
 use ocireg_registry::images::{artifact, image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
@@ -30,7 +30,7 @@ fn list(
     filter: Option<&str>,
 ) -> (Outcome, Vec<(Vec<Descriptor>, ReferrersVia)>) {
     let t0 = Instant::now();
-    let mut p = Pull::referrers(
+    let mut p = Machine::list_referrers(
         config(),
         Reference::parse(reference).unwrap(),
         filter.map(str::to_string),
@@ -54,7 +54,7 @@ fn push_to_app(sim: &mut Sim, a: &TestImage) -> Outcome {
     let (p, source) = plan(&[a], None, &[]);
     sim.upload_source = source;
     let t0 = Instant::now();
-    let mut push = Push::new(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
+    let mut push = Machine::push(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
     let out = sim.run(&mut push, t0);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
     out
@@ -188,7 +188,7 @@ fn a_referrers_answer_that_is_not_an_index_fails() {
         FaultyRegistry::new(r, vec![Rule::all(Fault::RedirectOnce)]),
     );
     let t0 = Instant::now();
-    let mut p = Pull::referrers(
+    let mut p = Machine::list_referrers(
         config(),
         Reference::parse("reg.test/app:v1").unwrap(),
         None,
@@ -203,7 +203,7 @@ fn a_referrers_answer_that_is_not_an_index_fails() {
 /// digests listed for each.
 fn walk(sim: &mut Sim, reference: &str) -> (Outcome, Vec<(String, Vec<String>)>) {
     let t0 = Instant::now();
-    let mut p = Pull::referrers_closure(config(), Reference::parse(reference).unwrap(), t0);
+    let mut p = Machine::list_referrers_closure(config(), Reference::parse(reference).unwrap(), t0);
     let out = sim.run(&mut p, t0);
     let listed = out
         .events

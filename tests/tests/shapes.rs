@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use ocireg_core::manifest::{OCI_INDEX, OCI_MANIFEST};
-use ocireg_core::{Config, Event, ManifestRole, Platform, PlatformChoice, Pull, Reference};
+use ocireg_core::{Config, Event, Machine, ManifestRole, Platform, PlatformChoice, Reference};
 use ocireg_registry::images::{image, index};
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tests::sim::Sim;
@@ -40,7 +40,7 @@ fn nested() -> (
     (r, vec![a, b, c], top)
 }
 
-fn run(pull: &mut Pull, reg: Registry) -> ocireg_tests::sim::Outcome {
+fn run(pull: &mut Machine, reg: Registry) -> ocireg_tests::sim::Outcome {
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(reg, vec![]));
     sim.run(pull, Instant::now())
 }
@@ -56,7 +56,7 @@ fn nested_indexes_and_platform_normalisation() {
             ..config()
         };
         let t0 = Instant::now();
-        let mut p = Pull::new(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), t0);
+        let mut p = Machine::pull(cfg, Reference::parse("reg.test/x/y:v1").unwrap(), t0);
         let out = run(&mut p, reg);
         assert!(
             out.result.as_ref().unwrap().is_ok(),
@@ -94,7 +94,7 @@ fn nested_indexes_and_platform_normalisation() {
         platform: PlatformChoice::All,
         ..config()
     };
-    let mut p = Pull::new(
+    let mut p = Machine::pull(
         cfg,
         Reference::parse("reg.test/x/y:v1").unwrap(),
         Instant::now(),
@@ -125,7 +125,7 @@ fn nested_indexes_and_platform_normalisation() {
 #[test]
 fn inspect_fetches_only_the_named_manifest() {
     let (reg, _, top) = nested();
-    let mut p = Pull::inspect(
+    let mut p = Machine::inspect(
         config(),
         Reference::parse("reg.test/x/y:v1").unwrap(),
         Instant::now(),
@@ -157,7 +157,7 @@ fn tags_follow_link_pages() {
     r.set_tag_page_size(10);
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
     let t0 = Instant::now();
-    let mut p = Pull::list_tags(config(), Reference::parse("reg.test/x/y").unwrap(), t0);
+    let mut p = Machine::list_tags(config(), Reference::parse("reg.test/x/y").unwrap(), t0);
     let out = sim.run(&mut p, t0);
     assert!(out.result.as_ref().unwrap().is_ok());
     let got: Vec<String> = out
@@ -193,7 +193,7 @@ fn catalog_follows_link_pages_and_only_catalog_pages() {
     let t0 = Instant::now();
     let registry = Reference::registry_root("reg.test").unwrap();
     assert_eq!(registry.to_string(), "reg.test");
-    let mut p = Pull::catalog(config(), registry, t0);
+    let mut p = Machine::catalog(config(), registry, t0);
     let out = sim.run(&mut p, t0);
     assert!(out.result.as_ref().unwrap().is_ok(), "{:?}", out.result);
     let pages: Vec<Vec<String>> = out
@@ -221,7 +221,7 @@ fn catalog_follows_link_pages_and_only_catalog_pages() {
 fn catalog_pages_under_a_custom_api_root_are_followed() {
     use ocireg_core::Action;
     let t0 = Instant::now();
-    let page = |p: &mut Pull, link: &str| {
+    let page = |p: &mut Machine, link: &str| {
         let (id, request) = loop {
             match p.poll_action(t0) {
                 Action::Send { id, request } => break (id, request),
@@ -243,13 +243,13 @@ fn catalog_pages_under_a_custom_api_root_are_followed() {
     let mut cfg = config();
     cfg.api_root = "/mirror/v2".into();
     let registry = Reference::registry_root("reg.test").unwrap();
-    let mut p = Pull::catalog(cfg.clone(), registry.clone(), t0);
+    let mut p = Machine::catalog(cfg.clone(), registry.clone(), t0);
     let first = page(&mut p, r#"</mirror/v2/_catalog?n=1&last=a>; rel="next""#);
     assert_eq!(first, "/mirror/v2/_catalog");
     let second = page(&mut p, "");
     assert_eq!(second, "/mirror/v2/_catalog?n=1&last=a");
 
-    let mut p = Pull::catalog(cfg, registry, t0);
+    let mut p = Machine::catalog(cfg, registry, t0);
     page(&mut p, r#"</v2/_catalog?n=1&last=a>; rel="next""#);
     let failed = loop {
         match p.poll_action(t0) {

@@ -5,9 +5,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use ocireg_core::{Config, Event, Platform, Push, Reference};
-use ocireg_driver::drive_push;
+use ocireg_core::{Config, Event, Machine, Platform, Reference};
 use ocireg_driver::push::{plan_from_registry, RegistrySource};
+use ocireg_driver::{drive, Upload};
 use ocireg_registry::images::image;
 use ocireg_registry::{FaultyRegistry, Registry};
 use ocireg_tests::hostile::Hostile;
@@ -64,14 +64,16 @@ async fn a_resumed_upload_reads_the_source_from_a_checkpoint<K: Kit>() {
         upload_chunk_size: u64::MAX,
         ..cfg
     };
-    let mut push = Push::new(push_cfg, to, plan, runtime.now());
+    let mut push = Machine::push(push_cfg, to, plan, runtime.now());
     let mut events = Vec::new();
-    drive_push(
+    drive(
         &mut push,
         &*transport,
         &*runtime,
-        &streamed,
-        &mut |e: &Event| events.push(e.clone()),
+        &mut Upload {
+            source: &streamed,
+            observer: |e: &Event| events.push(e.clone()),
+        },
     )
     .await
     .unwrap();

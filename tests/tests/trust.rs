@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Response;
 use ocireg_core::manifest::OCI_INDEX;
 use ocireg_core::{
-    Action, Config, Credentials, Digest, Error, Event, Platform, Pull, Reference, Secret,
+    Action, Config, Credentials, Digest, Error, Event, Machine, Platform, Reference, Secret,
 };
 use ocireg_registry::images::{image, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
@@ -44,7 +44,7 @@ fn https_config(credentials: Credentials) -> Config {
 
 fn run(cfg: Config, sim: &mut Sim) -> Outcome {
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     sim.run(&mut p, t0)
 }
 
@@ -211,8 +211,8 @@ fn a_plain_http_realm_off_this_machine_is_refused_even_for_a_plain_http_registry
 }
 
 /// Drives a fresh pull by hand: returns the machine and the first request's id.
-fn manual(cfg: Config, reference: &str, t0: Instant) -> (Pull, ocireg_core::RequestId) {
-    let mut p = Pull::new(cfg, Reference::parse(reference).unwrap(), t0);
+fn manual(cfg: Config, reference: &str, t0: Instant) -> (Machine, ocireg_core::RequestId) {
+    let mut p = Machine::pull(cfg, Reference::parse(reference).unwrap(), t0);
     let Action::Send { id, .. } = p.poll_action(t0) else {
         panic!("no request")
     };
@@ -344,7 +344,7 @@ fn tag_pages_stream_and_stop_at_the_bound() {
         max_tag_pages: 5,
         ..config()
     };
-    let mut p = Pull::list_tags(cfg, Reference::parse("reg.test/x/y").unwrap(), t0);
+    let mut p = Machine::list_tags(cfg, Reference::parse("reg.test/x/y").unwrap(), t0);
     let mut pages = 0;
     let mut result = None;
     for step in 0..1000u32 {

@@ -100,7 +100,7 @@ impl Engine {
         )
         .hash_with(offload_for(&self.config, size));
         self.out
-            .push_back(Action::Event(Event::Resumed { blob, offset }));
+            .push_back(Action::Event(Event::DownloadResumed { blob, offset }));
         Ok(())
     }
 
@@ -175,7 +175,7 @@ impl Engine {
             });
         }
         self.out
-            .push_back(Action::Event(Event::BlobDone { blob, digest, size }));
+            .push_back(Action::Event(Event::BlobFetched { blob, digest, size }));
         self.set_state(op, None);
         true
     }
@@ -192,7 +192,7 @@ impl Engine {
         };
         match dl.on_end() {
             Ok(EndOutcome::Complete) => {
-                let ev = Event::BlobDone {
+                let ev = Event::BlobFetched {
                     blob: *blob,
                     digest: descriptor.digest.clone(),
                     size: descriptor.len(),
@@ -214,7 +214,8 @@ impl Engine {
                 dl.restart();
                 let blob = *blob;
                 self.retry_at_once(op, e);
-                self.out.push_back(Action::Event(Event::Restarted { blob }));
+                self.out
+                    .push_back(Action::Event(Event::DownloadRestarted { blob }));
             }
             Err(e) => self.fail(e),
         }
@@ -224,7 +225,7 @@ impl Engine {
     pub(super) fn push_resumed(&mut self, op: OpId) {
         if let Some(Exchange::Download { dl, blob, .. }) = self.ops.get(&op).map(|o| &o.exchange) {
             if dl.offset > 0 {
-                self.out.push_back(Action::Event(Event::Resumed {
+                self.out.push_back(Action::Event(Event::DownloadResumed {
                     blob: *blob,
                     offset: dl.offset,
                 }));

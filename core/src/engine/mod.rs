@@ -369,7 +369,7 @@ impl Engine {
         self.fail(Error::Cancelled);
     }
 
-    /// The next thing to do (see [`Pull::poll_action`](crate::Pull::poll_action)).
+    /// The next thing to do (see [`Machine::poll_action`](crate::Machine::poll_action)).
     pub(crate) fn poll_action(&mut self, now: Instant) -> Action {
         self.tick(now);
         if let Some(a) = self.out.pop_front() {

@@ -339,7 +339,8 @@ impl Engine {
                 if let Exchange::Download { dl, blob, .. } = &mut self.op_mut(op).exchange {
                     dl.restart();
                     let blob = *blob;
-                    self.out.push_back(Action::Event(Event::Restarted { blob }));
+                    self.out
+                        .push_back(Action::Event(Event::DownloadRestarted { blob }));
                 }
                 self.set_state(op, Some(OpState::Ready));
             }

@@ -4,10 +4,15 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::time::Instant;
+
 use crate::digest::Digest;
 use crate::engine::{Engine, Fetched, OpId};
 use crate::error::Error;
+use crate::machine::{Goal, Machine};
 use crate::manifest::{Descriptor, Manifest, Platform};
+use crate::reference::Reference;
+use crate::types::Config;
 use crate::types::{Action, Event, ManifestRole, PlatformChoice};
 
 use super::manifest::{self, Wanted};
@@ -56,65 +61,6 @@ impl ImagePull {
             engine.prepare(engine.config().max_concurrent.saturating_sub(1));
         }
         goal
-    }
-
-    /// A manifest arrived: verify it, say so, and ask for what it lists.
-    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
-        let Some(Pending {
-            wanted,
-            role,
-            depth,
-        }) = self.pending.remove(&fetched.op)
-        else {
-            return;
-        };
-        let verified = match manifest::verify(&wanted, fetched) {
-            Ok(v) => v,
-            Err(e) => return engine.fail(e),
-        };
-        let all = engine.config().platform == PlatformChoice::All;
-        let event_role = match verified.manifest {
-            Manifest::Index(_) if !all => ManifestRole::Selector,
-            _ => role,
-        };
-        let descriptor = verified.descriptor;
-        engine.emit(Action::Event(Event::Manifest {
-            digest: verified.digest,
-            media_type: verified.media_type,
-            bytes: verified.bytes,
-            manifest: verified.manifest.clone(),
-            role: event_role,
-            platform: wanted.platform,
-        }));
-        let resolves = role == ManifestRole::Top || !all;
-        match verified.manifest {
-            Manifest::Image(m) => {
-                if resolves {
-                    engine.emit(Action::Event(Event::Resolved { descriptor }));
-                }
-                for d in m.blobs() {
-                    self.add_blob(engine, d.clone());
-                }
-            }
-            Manifest::Index(idx) if all => {
-                if role == ManifestRole::Top {
-                    engine.emit(Action::Event(Event::Resolved { descriptor }));
-                }
-                for child in &idx.manifests {
-                    self.add_child(engine, child, depth);
-                }
-            }
-            Manifest::Index(idx) => {
-                let wanted = match &engine.config().platform {
-                    PlatformChoice::Exactly(p) => p.clone(),
-                    _ => Platform::host(),
-                };
-                match idx.select(&wanted) {
-                    Ok(child) => self.add_child(engine, child, depth),
-                    Err(e) => engine.fail(e.into()),
-                }
-            }
-        }
     }
 
     /// Asks for a child of the index at `parent_depth`. Digests already seen are not
@@ -173,5 +119,82 @@ impl ImagePull {
             }
             Err(e) => engine.fail(e.into()),
         }
+    }
+}
+
+impl Goal for ImagePull {
+    /// A manifest arrived: verify it, say so, and ask for what it lists.
+    fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+        let Some(Pending {
+            wanted,
+            role,
+            depth,
+        }) = self.pending.remove(&fetched.op)
+        else {
+            return;
+        };
+        let verified = match manifest::verify(&wanted, fetched) {
+            Ok(v) => v,
+            Err(e) => return engine.fail(e),
+        };
+        let all = engine.config().platform == PlatformChoice::All;
+        let event_role = match verified.manifest {
+            Manifest::Index(_) if !all => ManifestRole::Selector,
+            _ => role,
+        };
+        let descriptor = verified.descriptor;
+        engine.emit(Action::Event(Event::Manifest {
+            digest: verified.digest,
+            media_type: verified.media_type,
+            bytes: verified.bytes,
+            manifest: verified.manifest.clone(),
+            role: event_role,
+            platform: wanted.platform,
+        }));
+        let resolves = role == ManifestRole::Top || !all;
+        match verified.manifest {
+            Manifest::Image(m) => {
+                if resolves {
+                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                }
+                for d in m.blobs() {
+                    self.add_blob(engine, d.clone());
+                }
+            }
+            Manifest::Index(idx) if all => {
+                if role == ManifestRole::Top {
+                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                }
+                for child in &idx.manifests {
+                    self.add_child(engine, child, depth);
+                }
+            }
+            Manifest::Index(idx) => {
+                let wanted = match &engine.config().platform {
+                    PlatformChoice::Exactly(p) => p.clone(),
+                    _ => Platform::host(),
+                };
+                match idx.select(&wanted) {
+                    Ok(child) => self.add_child(engine, child, depth),
+                    Err(e) => engine.fail(e.into()),
+                }
+            }
+        }
+    }
+}
+
+impl Machine {
+    /// Pulls `reference`: its manifests (platform selection included) and every blob,
+    /// each delivered as it arrives and verified. See the crate docs for the events.
+    pub fn pull(config: Config, reference: Reference, now: Instant) -> Machine {
+        Machine::start(config, reference, now, |e| Some(ImagePull::start(e, true)))
+    }
+
+    /// Fetches and verifies the manifests of the image, as [`Machine::pull`] would
+    /// (indexes, the chosen platforms), without any blob: [`Event::Manifest`] for each,
+    /// then `Done`. For a copy within one registry, whose blobs are mounted rather than
+    /// moved.
+    pub fn pull_manifests(config: Config, reference: Reference, now: Instant) -> Machine {
+        Machine::start(config, reference, now, |e| Some(ImagePull::start(e, false)))
     }
 }

@@ -1,6 +1,11 @@
 //! The inspect goal: only the manifest (or index) the reference names, verified.
 
+use std::time::Instant;
+
 use crate::engine::{Engine, Fetched};
+use crate::machine::{Goal, Machine};
+use crate::reference::Reference;
+use crate::types::Config;
 use crate::types::{Action, Event, ManifestRole};
 
 use super::manifest::{self, Wanted};
@@ -21,8 +26,10 @@ impl Inspect {
         manifest::fetch(engine, &wanted);
         Inspect { wanted }
     }
+}
 
-    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+impl Goal for Inspect {
+    fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
         let v = match manifest::verify(&self.wanted, fetched) {
             Ok(v) => v,
             Err(e) => return engine.fail(e),
@@ -38,5 +45,14 @@ impl Inspect {
         engine.emit(Action::Event(Event::Resolved {
             descriptor: v.descriptor,
         }));
+    }
+}
+
+impl Machine {
+    /// Fetches and verifies only the manifest (or index) `reference` names: one
+    /// [`Event::Manifest`], one [`Event::Resolved`], then `Done`. For `ocireg inspect`
+    /// and a client's manifest read.
+    pub fn inspect(config: Config, reference: Reference, now: Instant) -> Machine {
+        Machine::start(config, reference, now, |e| Some(Inspect::start(e)))
     }
 }

@@ -7,9 +7,14 @@ use std::collections::HashSet;
 use http::{header, HeaderMap};
 use url::Url;
 
+use std::time::Instant;
+
 use crate::endpoint::Endpoint;
 use crate::engine::{Engine, Fetched};
 use crate::error::{redact_url, Error};
+use crate::machine::{Goal, Machine};
+use crate::reference::Reference;
+use crate::types::Config;
 use crate::types::{Action, Event};
 
 /// What is listed.
@@ -132,8 +137,10 @@ impl List {
         self.current = page.clone();
         engine.fetch(page, what, "application/json", self.kind.name(), limit);
     }
+}
 
-    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+impl Goal for List {
+    fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
         #[derive(serde::Deserialize)]
         struct Page {
             #[serde(default)]
@@ -178,5 +185,26 @@ impl List {
             Ok(None) => {}
             Err(e) => engine.fail(e),
         }
+    }
+}
+
+impl Machine {
+    /// Lists the tags of `repository` (a reference whose tag and digest are ignored),
+    /// following `Link` pagination: one [`Event::Tags`] per page, then `Done`.
+    pub fn list_tags(config: Config, repository: Reference, now: Instant) -> Machine {
+        Machine::start(config, repository, now, |e| {
+            Some(List::start(e, ListKind::Tags))
+        })
+    }
+
+    /// Lists the repositories of `registry` (`/v2/_catalog`), following `Link`
+    /// pagination: one [`Event::Repositories`] per page, then `Done`. Many registries
+    /// refuse it (401, 403, 404 or `UNSUPPORTED`): the machine then fails with that
+    /// status.
+    pub fn catalog(config: Config, registry: Reference, now: Instant) -> Machine {
+        let registry = Reference::registry_root(registry.registry()).unwrap_or(registry);
+        Machine::start(config, registry, now, |e| {
+            Some(List::start(e, ListKind::Catalog))
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! Goals: what a machine is for, built on the [engine](crate::engine). A goal asks the
 //! engine for operations and reacts to what they bring; it never sends a request,
-//! retries, or chooses a credential itself.
+//! retries, or chooses a credential itself. Each file holds one goal and its
+//! constructor on [`Machine`](crate::Machine).
+//! - `blob.rs`: one blob, known by its descriptor;
 //! - `manifest.rs`: fetching and verifying one manifest (shared);
 //! - `image.rs`: the image pull (manifests, platforms, blobs);
 //! - `inspect.rs`: the manifest a reference names, alone;
@@ -10,6 +12,7 @@
 //! - `push.rs`: blobs into a repository (probed, mounted, uploaded, resumed), then its
 //!   manifests.
 
+pub(crate) mod blob;
 pub(crate) mod image;
 pub(crate) mod inspect;
 pub(crate) mod lists;

@@ -19,11 +19,16 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use url::Url;
 
+use std::time::Instant;
+
 use crate::digest::Digest;
 use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Call, Due, Engine, Fetched, History, OnRetry, OpId, OutBody};
 use crate::error::Error;
+use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
+use crate::reference::Reference;
+use crate::types::Config;
 use crate::types::{Action, BlobId, Event, Pushed};
 
 /// One manifest of a push: its descriptor and exact bytes.
@@ -182,73 +187,6 @@ impl Push {
         }
     }
 
-    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, f: Fetched) {
-        let Some(purpose) = self.ops.remove(&f.op) else {
-            return;
-        };
-        match purpose {
-            Purpose::Probe(i) if f.status == 404 => self.open(engine, i),
-            Purpose::Probe(i) => self.blob_done(engine, i, Pushed::Existed),
-            Purpose::Open(i) => self.opened(engine, i, &f),
-            Purpose::Whole(i) => self.whole_answered(engine, i, &f),
-            // After a failed transfer the session may be gone or unusable (a registry
-            // whose session state carries the offset refuses it once bytes went astray):
-            // a new session, bounded by the attempts of this blob.
-            Purpose::Status(i) if matches!(f.status, 404 | 416) => self.start_over(engine, i),
-            Purpose::Send(i) | Purpose::Close(i) if matches!(f.status, 404 | 416) => {
-                self.restart(engine, i, f.status)
-            }
-            Purpose::Send(i) if f.status == 201 => self.uploaded(engine, i, &f.headers),
-            Purpose::Send(i) => {
-                // a chunk went in: the registry's Range says how far it is
-                let u = &mut self.uploads[i];
-                let sent = u.offset.saturating_add(u.chunk).min(u.descriptor.len());
-                u.offset = registry_offset(&f.headers)
-                    .filter(|o| *o > 0)
-                    .unwrap_or(sent)
-                    .min(u.descriptor.len());
-                u.history = History::default();
-                self.follow(i, &f);
-                self.send(engine, i);
-            }
-            Purpose::Close(i) => self.uploaded(engine, i, &f.headers),
-            Purpose::Status(i) => {
-                let offset = registry_offset(&f.headers).unwrap_or(0);
-                self.uploads[i].offset = offset.min(self.uploads[i].descriptor.len());
-                self.follow(i, &f);
-                if offset > 0 {
-                    engine.emit(Action::Event(Event::UploadResumed {
-                        blob: BlobId(i),
-                        offset,
-                    }));
-                }
-                self.send(engine, i);
-            }
-            Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
-            Purpose::ReferrersGet(k) => self.referrers_tag_read(engine, k, f),
-            Purpose::ReferrersPut(k) => self.referrers_tag_written(engine, k),
-        }
-    }
-
-    /// A failed `PUT`/`PATCH` may be retried: ask the registry where the upload stands.
-    pub(crate) fn on_due(&mut self, engine: &mut Engine, due: Due) {
-        let Some(Purpose::Send(i) | Purpose::Close(i)) = self.ops.remove(&due.op) else {
-            return;
-        };
-        self.uploads[i].history = due.history;
-        let Some(location) = self.uploads[i].location.clone() else {
-            return engine.fail(due.error);
-        };
-        let what = format!("upload status of {}", self.uploads[i].descriptor.digest);
-        let op = engine.call(
-            Target::Given(location),
-            what,
-            call(Method::GET, OutBody::Empty, &[404, 416], OnRetry::Resend),
-            due.history,
-        );
-        self.ops.insert(op, Purpose::Status(i));
-    }
-
     fn blob_done(&mut self, engine: &mut Engine, i: usize, how: Pushed) {
         let u = &mut self.uploads[i];
         self.active -= 1;
@@ -329,6 +267,98 @@ impl Push {
             return;
         }
         self.put_next_manifest(engine);
+    }
+}
+
+impl Goal for Push {
+    fn on_fetched(&mut self, engine: &mut Engine, f: Fetched) {
+        let Some(purpose) = self.ops.remove(&f.op) else {
+            return;
+        };
+        match purpose {
+            Purpose::Probe(i) if f.status == 404 => self.open(engine, i),
+            Purpose::Probe(i) => self.blob_done(engine, i, Pushed::Existed),
+            Purpose::Open(i) => self.opened(engine, i, &f),
+            Purpose::Whole(i) => self.whole_answered(engine, i, &f),
+            // After a failed transfer the session may be gone or unusable (a registry
+            // whose session state carries the offset refuses it once bytes went astray):
+            // a new session, bounded by the attempts of this blob.
+            Purpose::Status(i) if matches!(f.status, 404 | 416) => self.start_over(engine, i),
+            Purpose::Send(i) | Purpose::Close(i) if matches!(f.status, 404 | 416) => {
+                self.restart(engine, i, f.status)
+            }
+            Purpose::Send(i) if f.status == 201 => self.uploaded(engine, i, &f.headers),
+            Purpose::Send(i) => {
+                // a chunk went in: the registry's Range says how far it is
+                let u = &mut self.uploads[i];
+                let sent = u.offset.saturating_add(u.chunk).min(u.descriptor.len());
+                u.offset = registry_offset(&f.headers)
+                    .filter(|o| *o > 0)
+                    .unwrap_or(sent)
+                    .min(u.descriptor.len());
+                u.history = History::default();
+                self.follow(i, &f);
+                self.send(engine, i);
+            }
+            Purpose::Close(i) => self.uploaded(engine, i, &f.headers),
+            Purpose::Status(i) => {
+                let offset = registry_offset(&f.headers).unwrap_or(0);
+                self.uploads[i].offset = offset.min(self.uploads[i].descriptor.len());
+                self.follow(i, &f);
+                if offset > 0 {
+                    engine.emit(Action::Event(Event::UploadResumed {
+                        blob: BlobId(i),
+                        offset,
+                    }));
+                }
+                self.send(engine, i);
+            }
+            Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
+            Purpose::ReferrersGet(k) => self.referrers_tag_read(engine, k, f),
+            Purpose::ReferrersPut(k) => self.referrers_tag_written(engine, k),
+        }
+    }
+    /// A failed `PUT`/`PATCH` may be retried: ask the registry where the upload stands.
+    fn on_due(&mut self, engine: &mut Engine, due: Due) {
+        let Some(Purpose::Send(i) | Purpose::Close(i)) = self.ops.remove(&due.op) else {
+            return;
+        };
+        self.uploads[i].history = due.history;
+        let Some(location) = self.uploads[i].location.clone() else {
+            return engine.fail(due.error);
+        };
+        let what = format!("upload status of {}", self.uploads[i].descriptor.digest);
+        let op = engine.call(
+            Target::Given(location),
+            what,
+            call(Method::GET, OutBody::Empty, &[404, 416], OnRetry::Resend),
+            due.history,
+        );
+        self.ops.insert(op, Purpose::Status(i));
+    }
+}
+
+impl Machine {
+    /// Pushes `plan` to `target`'s repository (its tag, if any, is added to the plan's
+    /// tags): blobs first, asked for by range ([`Action::Upload`]), then the manifests.
+    /// A plan that cannot be pushed as given (a manifest whose bytes do not match its
+    /// descriptor, a blob listed twice, a manifest before what it references) fails at
+    /// the first poll.
+    pub fn push(config: Config, target: Reference, mut plan: PushPlan, now: Instant) -> Machine {
+        if let Some(t) = target.tag() {
+            if !plan.tags.iter().any(|x| x == t) {
+                plan.tags.insert(0, t.to_string());
+            }
+        }
+        Machine::start(config, target, now, |engine| {
+            match crate::push::check(&plan) {
+                Ok(()) => Some(Push::start(engine, plan)),
+                Err(e) => {
+                    engine.fail(e);
+                    None
+                }
+            }
+        })
     }
 }
 

@@ -196,7 +196,7 @@ impl Push {
         let u = &mut self.uploads[i];
         u.location = None;
         u.offset = 0;
-        engine.emit(Action::Event(Event::Restarted { blob: BlobId(i) }));
+        engine.emit(Action::Event(Event::UploadRestarted { blob: BlobId(i) }));
         self.open(engine, i);
     }
 

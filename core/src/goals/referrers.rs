@@ -7,13 +7,18 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use std::time::Instant;
+
 use crate::digest::Digest;
 use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Call, Engine, Fetched, History};
 use crate::error::{redact_url, Error};
+use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
 use crate::manifest::{Manifest, OCI_INDEX};
+use crate::reference::Reference;
 use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED, MAX_REFERRERS_FOLLOWED};
+use crate::types::Config;
 use crate::types::{Action, Event, ReferrersVia};
 
 use super::lists::Pages;
@@ -167,17 +172,6 @@ impl Referrers {
         self.stage = Stage::Tag(wanted);
     }
 
-    pub(crate) fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
-        match std::mem::replace(&mut self.stage, Stage::Api) {
-            Stage::Resolving(wanted) => match manifest::verify(&wanted, fetched) {
-                Ok(v) => self.ask_api(engine, v.digest),
-                Err(e) => engine.fail(e),
-            },
-            Stage::Api => self.api_page(engine, fetched),
-            Stage::Tag(wanted) => self.tag_index(engine, wanted, fetched),
-        }
-    }
-
     fn api_page(&mut self, engine: &mut Engine, fetched: Fetched) {
         let Some(subject) = self.subject.clone() else {
             return;
@@ -263,6 +257,47 @@ impl Referrers {
             .collect();
         self.found(engine, subject, referrers, ReferrersVia::TagSchema);
         self.subject_done(engine);
+    }
+}
+
+impl Goal for Referrers {
+    fn on_fetched(&mut self, engine: &mut Engine, fetched: Fetched) {
+        match std::mem::replace(&mut self.stage, Stage::Api) {
+            Stage::Resolving(wanted) => match manifest::verify(&wanted, fetched) {
+                Ok(v) => self.ask_api(engine, v.digest),
+                Err(e) => engine.fail(e),
+            },
+            Stage::Api => self.api_page(engine, fetched),
+            Stage::Tag(wanted) => self.tag_index(engine, wanted, fetched),
+        }
+    }
+}
+
+impl Machine {
+    /// Lists the referrers of the manifest `reference` names (a tag is resolved to its
+    /// digest first): the registry's referrers API, or, when it answers `404`, the
+    /// referrers tag. With `artifact_type`, only referrers of that type (filtered by the
+    /// client when the registry did not). One [`Event::Referrers`] per page, then `Done`.
+    pub fn list_referrers(
+        config: Config,
+        reference: Reference,
+        artifact_type: Option<String>,
+        now: Instant,
+    ) -> Machine {
+        Machine::start(config, reference, now, |e| {
+            Some(Referrers::start(e, artifact_type, false))
+        })
+    }
+
+    /// Lists every referrer of the manifest `reference` names, and theirs (signatures of
+    /// SBOMs), breadth first, each manifest once, as [`Machine::list_referrers`] lists
+    /// one: one [`Event::Referrers`] per page, its `subject` saying whose. More than
+    /// [`MAX_REFERRERS_FOLLOWED`] fails. For `ocireg pull --include-referrers` and
+    /// `copy --include-referrers`.
+    pub fn list_referrers_closure(config: Config, reference: Reference, now: Instant) -> Machine {
+        Machine::start(config, reference, now, |e| {
+            Some(Referrers::start(e, None, true))
+        })
     }
 }
 

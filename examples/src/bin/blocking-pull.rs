@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ocireg_core::{
-    Action, Config, Event, Pull, Reference, RequestId, TransportError, TransportErrorKind,
+    Action, Config, Event, Machine, Reference, RequestId, TransportError, TransportErrorKind,
 };
 use ocireg_driver::layout::LayoutWriter;
-use ocireg_driver::Sink;
+use ocireg_driver::Caller;
 
 /// The exchange being read: its id and body.
 struct Current {
@@ -80,7 +80,7 @@ fn run(
         .build();
     let mut writer = LayoutWriter::create(dir, reference.tag().map(str::to_string))
         .map_err(|e| e.to_string())?;
-    let mut pull = Pull::new(config, reference, Instant::now());
+    let mut pull = Machine::pull(config, reference, Instant::now());
     let mut queue: VecDeque<(RequestId, http::Request<Bytes>)> = VecDeque::new();
     let mut aborted: HashSet<RequestId> = HashSet::new();
     let mut current: Option<Current> = None;
@@ -92,7 +92,6 @@ fn run(
                 queue.push_back((id, request));
                 continue;
             }
-            Action::Upload { .. } => return Err("internal error: a pull asked to upload".into()),
             // one exchange at a time: no connections to open ahead
             Action::Prepare { .. } => continue,
             Action::Abort { id } => {
@@ -126,6 +125,7 @@ fn run(
             Action::Wait { until } => until,
             Action::Done => break,
             Action::Failed(e) => return Err(e.to_string()),
+            other => return Err(format!("internal error: a pull asked for {other:?}")),
         };
         // 2. one input
         let now = Instant::now();
@@ -171,7 +171,7 @@ fn run(
 /// Sends a request and feeds its head (or the failure) to the machine.
 fn exchange(
     agent: &ureq::Agent,
-    pull: &mut Pull,
+    pull: &mut Machine,
     id: RequestId,
     request: http::Request<Bytes>,
 ) -> Option<Current> {

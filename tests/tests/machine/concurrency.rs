@@ -19,7 +19,7 @@ fn most_blobs_at_once(img: &TestImage, cfg: Config) -> i32 {
                     outstanding += 1;
                 }
             }
-            "BlobDone" => outstanding -= 1,
+            "BlobFetched" => outstanding -= 1,
             _ => {}
         }
         max = max.max(outstanding);
@@ -83,7 +83,7 @@ fn large_blobs_wait_for_the_general_limit_among_small_ones() {
                 running += 1;
                 most = most.max(running);
             }
-            "BlobDone" => running -= 1,
+            "BlobFetched" => running -= 1,
             _ => {}
         }
     }
@@ -101,7 +101,7 @@ fn the_blob_wave_is_prepared_while_the_manifest_is_in_flight() {
     let t0 = Instant::now();
     let reference = || Reference::parse("reg.test/test/repo:v1").unwrap();
     // the manifest's request first (its connection is the first one), then the hint
-    let mut p = Pull::new(config(), reference(), t0);
+    let mut p = Machine::pull(config(), reference(), t0);
     let first = p.poll_action(t0);
     let ocireg_core::Action::Send { request, .. } = &first else {
         panic!("{first:?}")
@@ -114,13 +114,13 @@ fn the_blob_wave_is_prepared_while_the_manifest_is_in_flight() {
     );
     // one hint in a whole pull
     let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
-    let mut p = Pull::new(config(), reference(), t0);
+    let mut p = Machine::pull(config(), reference(), t0);
     let out = sim.run(&mut p, t0);
     assert_complete(&out, &img);
     assert_eq!(out.prepared, vec![("http://reg.test/".to_string(), 7)]);
 
     let mut sim = Sim::new(ORIGIN, registry_with(&img, vec![]));
-    let mut p = Pull::inspect(config(), reference(), t0);
+    let mut p = Machine::inspect(config(), reference(), t0);
     let out = sim.run(&mut p, t0);
     assert!(
         out.prepared.is_empty(),
@@ -134,7 +134,7 @@ fn the_blob_wave_is_prepared_while_the_manifest_is_in_flight() {
         ..config()
     };
     let reference = Reference::parse("127.0.0.1:5000/test/repo:v1").unwrap();
-    let mut p = Pull::new(loopback, reference, t0);
+    let mut p = Machine::pull(loopback, reference, t0);
     assert!(matches!(
         p.poll_action(t0),
         ocireg_core::Action::Send { .. }

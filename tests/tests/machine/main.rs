@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ocireg_core::{Config, Error, Event, Platform, PlatformChoice, Pull, Reference, RetryPolicy};
+use ocireg_core::{
+    Config, Error, Event, Machine, Platform, PlatformChoice, Reference, RetryPolicy,
+};
 use ocireg_registry::images::{image, index, TestImage};
 use ocireg_registry::{Fault, FaultyRegistry, Registry, Rule};
 use ocireg_tests::sim::{Outcome, Sim};
@@ -29,7 +31,7 @@ fn registry_with(img: &TestImage, rules: Vec<Rule>) -> FaultyRegistry {
 
 fn pull(cfg: Config, reference: &str, sim: &mut Sim) -> Outcome {
     let t0 = Instant::now();
-    let mut p = Pull::new(cfg, Reference::parse(reference).unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse(reference).unwrap(), t0);
     sim.run(&mut p, t0)
 }
 

@@ -37,7 +37,7 @@ fn range_ignored_wrong_or_unsatisfiable() {
     assert!(out
         .events
         .iter()
-        .any(|e| matches!(e, Event::Restarted { .. })));
+        .any(|e| matches!(e, Event::DownloadRestarted { .. })));
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn a_416_starts_over_once_then_fails() {
     assert_eq!(e.status(), Some(416), "{e}");
     let mut restarts = std::collections::HashMap::new();
     for e in &out.events {
-        if let Event::Restarted { blob } = e {
+        if let Event::DownloadRestarted { blob } = e {
             *restarts.entry(*blob).or_insert(0) += 1;
         }
     }

@@ -76,7 +76,7 @@ fn deadline_gives_up_early() {
     let t0 = Instant::now();
     let mut cfg = config();
     cfg.deadline = Some(t0 + Duration::from_secs(10));
-    let mut p = Pull::new(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
     let out = sim.run(&mut p, t0);
     let e = out.result.unwrap().unwrap_err();
     assert!(matches!(e, Error::Deadline { .. }), "{e}");
@@ -272,7 +272,7 @@ fn a_stalled_body_is_given_up_on_after_the_default_30_seconds() {
     assert!(out
         .events
         .iter()
-        .any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
+        .any(|e| matches!(e, Event::DownloadResumed { offset: 20_000, .. })));
 }
 
 #[test]
@@ -291,6 +291,6 @@ fn stalled_body_is_aborted_and_resumed() {
     assert!(out
         .events
         .iter()
-        .any(|e| matches!(e, Event::Resumed { offset: 20_000, .. })));
+        .any(|e| matches!(e, Event::DownloadResumed { offset: 20_000, .. })));
     assert!(out.elapsed >= Duration::from_secs(5));
 }

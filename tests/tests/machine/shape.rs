@@ -39,7 +39,7 @@ fn plain_pull_order() {
         nth("BlobQueued", 1) < nth("Send", 1),
         "blobs sent before both queued: {t:?}"
     );
-    assert!(nth("Deliver", 0) < nth("BlobDone", 0), "{t:?}");
+    assert!(nth("Deliver", 0) < nth("BlobFetched", 0), "{t:?}");
     assert_eq!(t.last(), Some(&"Done"));
     assert_eq!(
         out.events.len(),
@@ -132,7 +132,7 @@ fn seed_scenario() {
     let resumes = out
         .events
         .iter()
-        .filter(|e| matches!(e, Event::Resumed { .. }))
+        .filter(|e| matches!(e, Event::DownloadResumed { .. }))
         .count();
     assert!(resumes >= 2, "{resumes} resumes");
     // bytes sent for blobs stay close to their size: each cut costs nothing extra

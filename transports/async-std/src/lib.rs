@@ -250,12 +250,13 @@ pub type AsyncStdTransport = HyperTransport<AsyncStdConnector>;
 
 pub use ocireg_driver::tls::load_certs;
 
+pub use ocireg_core::Error as RegistryError;
 pub use ocireg_core::{
-    Config, Credentials, Descriptor, Digest, Error, ErrorKind, Event, Platform, PlatformChoice,
+    Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Platform, PlatformChoice,
     Reference,
 };
 pub use ocireg_driver::client::{Inspected, Pulled};
-pub use ocireg_driver::{PullError, Sink};
+pub use ocireg_driver::{Caller, Error};
 
 ocireg_driver::adapter_client!(AsyncStdTransport, AsyncStdRuntime, transport, "async-std");
 

@@ -2,7 +2,7 @@
 //! transport, the runtime's clock, the core's [`Config`] and where credentials come from,
 //! with a method per operation. Each adapter wraps it with its own transport and runtime
 //! (`ocireg_tokio::Client`, `ocireg_async_std::Client`); the hand-driven
-//! [`Pull`] and [`Push`] machines stay the way for anything else.
+//! [`Machine`]s stay the way for anything else.
 //!
 //! Credentials are chosen per registry: those given with [`Client::credentials`], else
 //! Docker's `config.json` (auths, credential helpers), else none.
@@ -13,12 +13,11 @@ use std::sync::Arc;
 use futures::stream::{Stream, StreamExt};
 use futures::FutureExt;
 use ocireg_core::{
-    Config, Credentials, Descriptor, Digest, Error, Event, Manifest, PlatformChoice, Pull, Push,
-    Reference,
+    Config, Credentials, Descriptor, Digest, Event, Machine, Manifest, PlatformChoice, Reference,
 };
 
-use crate::layout::{pull_to_layout, NoObserver, Stats};
-use crate::{PullError, Runtime, Sink, Transport};
+use crate::layout::{pull_to_layout, Stats};
+use crate::{Caller, Error, Runtime, Transport};
 
 /// A registry client over transport `T` and runtime `R`.
 pub struct Client<T, R> {
@@ -56,14 +55,14 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
     }
 
     /// The configuration for an operation on `reference`'s registry.
-    fn config_for(&self, reference: &Reference) -> Result<Config, PullError> {
+    fn config_for(&self, reference: &Reference) -> Result<Config, Error> {
         let registry = reference.registry();
         let mut config = self.config.clone();
         config.credentials = match self.credentials.iter().find(|(r, _)| r == registry) {
             Some((_, c)) => c.clone(),
             None => match &self.docker_config {
                 Some(path) => crate::credentials::lookup(path, registry)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?
+                    .map_err(|e| Error::Credentials(e.to_string()))?
                     .unwrap_or(Credentials::Anonymous),
                 None => Credentials::Anonymous,
             },
@@ -82,25 +81,23 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
     }
 
     /// The manifest (or index) `reference` names, verified.
-    pub async fn inspect(&self, reference: &str) -> Result<Inspected, PullError> {
+    pub async fn inspect(&self, reference: &str) -> Result<Inspected, Error> {
         let reference = parse(reference)?;
-        let mut pull = Pull::inspect(self.config_for(&reference)?, reference, self.runtime.now());
+        let mut inspect =
+            Machine::inspect(self.config_for(&reference)?, reference, self.runtime.now());
         let mut seen = Collect::default();
-        crate::drive(&mut pull, &*self.transport, &*self.runtime, &mut seen).await?;
-        Inspected::from_events(seen.0).ok_or(PullError::Stuck)
+        crate::drive(&mut inspect, &*self.transport, &*self.runtime, &mut seen).await?;
+        Inspected::from_events(seen.0).ok_or(Error::Internal("an inspect ended with no manifest"))
     }
 
     /// Every tag of `repository`, as the registry's pages arrive.
-    pub fn tags<'a>(
-        &'a self,
-        repository: &str,
-    ) -> impl Stream<Item = Result<String, PullError>> + 'a {
+    pub fn tags<'a>(&'a self, repository: &str) -> impl Stream<Item = Result<String, Error>> + 'a {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let repository = repository.to_string();
         let driving = async move {
             let reference = parse(&repository)?;
             let mut pull =
-                Pull::list_tags(self.config_for(&reference)?, reference, self.runtime.now());
+                Machine::list_tags(self.config_for(&reference)?, reference, self.runtime.now());
             let mut pages = Pages(tx);
             crate::drive(&mut pull, &*self.transport, &*self.runtime, &mut pages).await
         };
@@ -117,9 +114,9 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
         &self,
         reference: &str,
         artifact_type: Option<&str>,
-    ) -> Result<Vec<Descriptor>, PullError> {
+    ) -> Result<Vec<Descriptor>, Error> {
         let reference = parse(reference)?;
-        let mut pull = Pull::referrers(
+        let mut pull = Machine::list_referrers(
             self.config_for(&reference)?,
             reference,
             artifact_type.map(str::to_string),
@@ -144,16 +141,17 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
         layout: impl AsRef<Path>,
         name: Option<&str>,
         target: &str,
-    ) -> Result<Digest, PullError> {
+    ) -> Result<Digest, Error> {
         let target = parse(target)?;
-        let (plan, source) = crate::push::plan_from_layout(layout.as_ref(), name, None)?;
+        let (plan, source) =
+            crate::push::plan_from_layout(layout.as_ref(), name, None).map_err(Error::Plan)?;
         self.push_plan(plan, &source, target, false).await
     }
 
     /// Copies the image `source` names (every platform) to `target`, streaming each blob
     /// that must travel from one registry to the other (mounted within one registry);
     /// the digest of its top manifest.
-    pub async fn copy(&self, source: &str, target: &str) -> Result<Digest, PullError> {
+    pub async fn copy(&self, source: &str, target: &str) -> Result<Digest, Error> {
         let (source, target) = (parse(source)?, parse(target)?);
         let mut pull_config = self.config_for(&source)?;
         pull_config.platform = PlatformChoice::All;
@@ -184,25 +182,22 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
         source: &dyn crate::BlobSource,
         target: Reference,
         streamed: bool,
-    ) -> Result<Digest, PullError> {
+    ) -> Result<Digest, Error> {
         let top = plan
             .manifests
             .last()
             .map(|m| m.descriptor.digest.clone())
-            .ok_or_else(|| std::io::Error::other("nothing to push"))?;
+            .ok_or_else(|| Error::Plan(std::io::Error::other("nothing to push")))?;
         let mut config = self.config_for(&target)?;
         if streamed {
             config.upload_chunk_size = u64::MAX;
         }
-        let mut push = Push::new(config, target, plan, self.runtime.now());
-        crate::drive_push(
-            &mut push,
-            &*self.transport,
-            &*self.runtime,
+        let mut push = Machine::push(config, target, plan, self.runtime.now());
+        let mut upload = crate::Upload {
             source,
-            &mut |_| {},
-        )
-        .await?;
+            observer: |_: &Event| {},
+        };
+        crate::drive(&mut push, &*self.transport, &*self.runtime, &mut upload).await?;
         Ok(top)
     }
 }
@@ -221,33 +216,27 @@ impl<T: Transport + 'static, R: Runtime + 'static> PullRequest<'_, T, R> {
         self
     }
 
-    fn start(&self) -> Result<Pull, PullError> {
+    fn start(&self) -> Result<Machine, Error> {
         let reference = parse(&self.reference)?;
         let mut config = self.client.config_for(&reference)?;
         if let Some(p) = &self.platform {
             config.platform = p.clone();
         }
-        Ok(Pull::new(config, reference, self.client.runtime.now()))
+        Ok(Machine::pull(config, reference, self.client.runtime.now()))
     }
 
     /// Pulls into the OCI image layout at `dir` (created, or added to; the image is
     /// named by the reference's tag).
-    pub async fn to_layout(self, dir: impl AsRef<Path>) -> Result<Pulled, PullError> {
+    pub async fn to_layout(self, dir: impl AsRef<Path>) -> Result<Pulled, Error> {
         let mut pull = self.start()?;
         let c = self.client;
-        let (descriptor, stats) = pull_to_layout(
-            &mut pull,
-            &*c.transport,
-            &*c.runtime,
-            dir.as_ref(),
-            &mut NoObserver,
-        )
-        .await?;
+        let (descriptor, stats) =
+            pull_to_layout(&mut pull, &*c.transport, &*c.runtime, dir.as_ref(), &mut ()).await?;
         Ok(Pulled { descriptor, stats })
     }
 
     /// Pulls with every event and verified byte going to `sink`.
-    pub async fn to_sink(self, sink: &mut (dyn Sink + Send)) -> Result<(), PullError> {
+    pub async fn to_sink(self, sink: &mut (dyn Caller + Send)) -> Result<(), Error> {
         let mut pull = self.start()?;
         let c = self.client;
         crate::drive(&mut pull, &*c.transport, &*c.runtime, sink).await
@@ -297,8 +286,8 @@ impl Inspected {
     }
 }
 
-fn parse(reference: &str) -> Result<Reference, PullError> {
-    Reference::parse(reference).map_err(|e| PullError::Registry(Error::Reference(e)))
+fn parse(reference: &str) -> Result<Reference, Error> {
+    Reference::parse(reference).map_err(|e| Error::Registry(ocireg_core::Error::Reference(e)))
 }
 
 /// A sink that keeps every event (for machines that deliver no blob: inspect, tags,
@@ -306,13 +295,9 @@ fn parse(reference: &str) -> Result<Reference, PullError> {
 #[derive(Debug, Default)]
 pub struct Collect(pub Vec<Event>);
 
-impl Sink for Collect {
+impl Caller for Collect {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         self.0.push(event.clone());
-        Ok(())
-    }
-
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -320,7 +305,7 @@ impl Sink for Collect {
 /// Sends each page of tags on.
 struct Pages(futures::channel::mpsc::UnboundedSender<String>);
 
-impl Sink for Pages {
+impl Caller for Pages {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         if let Event::Tags { tags } = event {
             for t in tags {
@@ -328,10 +313,6 @@ impl Sink for Pages {
                 let _ = self.0.unbounded_send(t.clone());
             }
         }
-        Ok(())
-    }
-
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use ocireg_core::{BlobId, Digest, Event, ManifestRole, QueuedBlob};
 use serde_json::{json, Value};
 
 use crate::writer::{Slot, Writer};
-use crate::Sink;
+use crate::Caller;
 
 mod disk;
 mod drive;
@@ -23,7 +23,7 @@ use disk::{
     hash_prefix, name_blob, names, open_no_follow, partial_path, real_dir, regular_file_of,
     IndexLock, Ingest, Open,
 };
-pub use drive::{pull_into, pull_to_layout, NoObserver, Observer};
+pub use drive::{pull_into, pull_to_layout};
 
 /// The annotation naming an image in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -307,7 +307,7 @@ impl LayoutWriter {
     }
 }
 
-impl Sink for LayoutWriter {
+impl Caller for LayoutWriter {
     fn blob_queued(&mut self, queued: QueuedBlob<'_>, descriptor: &Descriptor) -> io::Result<()> {
         LayoutWriter::blob_queued(self, queued, descriptor)
     }
@@ -321,13 +321,13 @@ impl Sink for LayoutWriter {
             } => {}
             Event::Manifest { digest, bytes, .. } => self.write_manifest(digest, bytes)?,
             Event::Resolved { descriptor } => self.resolved = Some(descriptor.clone()),
-            Event::Restarted { blob } => {
+            Event::DownloadRestarted { blob } => {
                 if let Some(o) = self.open.get_mut(blob) {
                     self.writer.barrier(&o.slot)?;
                     o.ingest.truncate()?;
                 }
             }
-            Event::BlobDone { blob, size, .. } => self.blob_done(*blob, *size)?,
+            Event::BlobFetched { blob, size, .. } => self.blob_done(*blob, *size)?,
             Event::Retry { .. } => self.stats.retries += 1,
             _ => {}
         }

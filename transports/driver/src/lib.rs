@@ -1,8 +1,9 @@
 //! # ocireg-driver: what every runtime adapter shares
 //!
-//! The drive loop ([`drive`]) runs a [`Pull`] over any [`Transport`] and [`Runtime`]: it
-//! sends what the core asks, feeds heads, chunks, ends and errors back, sleeps until the
-//! core's deadline and hands delivered bytes and events to a [`Sink`]. It is written
+//! The drive loop ([`drive`]) runs any [`Machine`] (a pull, a push, a listing) over any
+//! [`Transport`] and [`Runtime`]: it sends what the core asks, feeds heads, chunks, ends
+//! and errors back, sleeps until the core's deadline, and hands events, delivered bytes
+//! and upload requests to a [`Caller`], whose every role has a default. It is written
 //! against `futures` only, so the tokio and async-std adapters provide nothing but an
 //! HTTP client and a timer. [`layout`] writes and reads OCI image layouts, and [`hyper`]
 //! turns hyper responses into core inputs and registry replies into hyper responses.
@@ -11,16 +12,17 @@
 //! A pull into a layout over any transport and runtime (an adapter gives both):
 //!
 //! ```no_run
-//! use ocireg_core::{Config, Pull, Reference};
-//! use ocireg_driver::layout::{pull_to_layout, NoObserver};
+//! use ocireg_core::{Config, Machine, Reference};
+//! use ocireg_driver::layout::pull_to_layout;
 //! # async fn run(
 //! #     transport: &dyn ocireg_driver::Transport,
 //! #     runtime: &dyn ocireg_driver::Runtime,
 //! # ) -> Result<(), Box<dyn std::error::Error>> {
 //! let reference = Reference::parse("docker.io/library/alpine:3.20")?;
-//! let mut pull = Pull::new(Config::default(), reference, runtime.now());
+//! let mut pull = Machine::pull(Config::default(), reference, runtime.now());
 //! let dir = std::path::Path::new("./alpine");
-//! let (manifest, _) = pull_to_layout(&mut pull, transport, runtime, dir, &mut NoObserver).await?;
+//! // `&mut ()`: no observer (a closure over events would show progress)
+//! let (manifest, _) = pull_to_layout(&mut pull, transport, runtime, dir, &mut ()).await?;
 //! println!("{}", manifest.digest);
 //! # Ok(()) }
 //! ```
@@ -52,8 +54,7 @@ use futures::future::{AbortHandle, Abortable, BoxFuture, FutureExt};
 use futures::stream::{BoxStream, SelectAll, Stream, StreamExt};
 use http::{Request, Response};
 use ocireg_core::{
-    Action, BlobId, Descriptor, Event, Input, Machine, Pull, Push, QueuedBlob, RequestId,
-    TransportError,
+    Action, BlobId, Descriptor, Event, Input, Machine, QueuedBlob, RequestId, TransportError,
 };
 
 /// A response body as a stream of chunks.
@@ -82,7 +83,8 @@ impl std::fmt::Debug for Body {
 }
 
 /// Where a push reads its blobs: bytes `offset..offset + len` of a blob of its plan, as
-/// chunks (the same range may be asked for again when an upload resumes).
+/// chunks (the same range may be asked for again when an upload resumes). [`Upload`]
+/// makes one the [`Caller`] of a push.
 pub trait BlobSource: Send + Sync {
     /// The range, as a stream of chunks.
     fn read(
@@ -119,13 +121,19 @@ pub trait Runtime: Send + Sync {
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
 }
 
-/// Receives what a pull produces.
-pub trait Sink {
-    /// An event.
-    fn event(&mut self, event: &Event) -> std::io::Result<()>;
-    /// A blob is queued (right after its [`Event::BlobQueued`]): the sink may skip it or
-    /// continue it from a prefix it has, through the handle. Dropping the handle lets
-    /// the download start from byte 0.
+/// What the caller of a [`Machine`] does besides moving exchanges: it observes events,
+/// takes the bytes of a pull, and supplies the bodies of a push. Every method has a
+/// default, so a caller writes only the roles it plays: a listing observes events, a
+/// pull into a file also takes bytes, a push supplies bodies.
+pub trait Caller {
+    /// An event. By default, ignored.
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        let _ = event;
+        Ok(())
+    }
+    /// A blob is queued (right after its [`Event::BlobQueued`]): the caller may skip it
+    /// or continue it from a prefix it has, through the handle. Dropping the handle (the
+    /// default) lets the download start from byte 0.
     fn blob_queued(
         &mut self,
         blob: QueuedBlob<'_>,
@@ -134,28 +142,108 @@ pub trait Sink {
         let _ = (blob, descriptor);
         Ok(())
     }
-    /// Bytes of a blob at `offset` (always its end so far).
-    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
-    /// The drive loop has no input ready and is about to wait: bytes the sink holds back
-    /// to write in larger pieces should be written now (a stall must not keep received
-    /// bytes off the disk). By default, nothing is done.
+    /// Bytes of a blob at `offset` (always its end so far), verified as they go: the
+    /// blob's [`Event::BlobFetched`] confirms the whole. By default, dropped (a caller
+    /// that lists or inspects is delivered none).
+    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
+        let _ = (blob, offset, bytes);
+        Ok(())
+    }
+    /// The body of an upload ([`Action::Upload`]): bytes `offset..offset + len` of the
+    /// plan's blob `blob`. By default, refused: only a push asks, and its caller supplies
+    /// them ([`Upload`]).
+    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body> {
+        let _ = (offset, len);
+        Err(std::io::Error::other(format!(
+            "internal error: an upload of {blob:?} was asked of a caller that supplies none"
+        )))
+    }
+    /// The drive loop has no input ready and is about to wait: bytes the caller holds
+    /// back to write in larger pieces should be written now (a stall must not keep
+    /// received bytes off the disk). By default, nothing is done.
     fn idle(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-/// Why a driven pull failed.
+/// The caller of a push: upload bodies read from a [`BlobSource`], events shown to
+/// `observer` (a closure, or `|_| {}`).
+pub struct Upload<'a, F: FnMut(&Event)> {
+    /// Where the blobs are read.
+    pub source: &'a dyn BlobSource,
+    /// Sees every event.
+    pub observer: F,
+}
+
+/// A closure over events is a caller that only observes (progress, logs).
+impl<F: FnMut(&Event)> Caller for F {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        self(event);
+        Ok(())
+    }
+}
+
+/// The caller that plays no role: every event and byte ignored.
+impl Caller for () {}
+
+impl<F: FnMut(&Event)> Caller for Upload<'_, F> {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        (self.observer)(event);
+        Ok(())
+    }
+    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body> {
+        Ok(Body::Stream {
+            len,
+            chunks: self.source.read(blob, offset, len)?,
+        })
+    }
+}
+
+/// Why a driven operation failed: the registry (the protocol, with its kind), or a part
+/// on this side, named.
 #[derive(Debug, thiserror::Error)]
-pub enum PullError {
-    /// The protocol failed (see the core's error).
+#[non_exhaustive]
+pub enum Error {
+    /// The registry exchange failed (see the core's error and its [`kind`](Error::kind)).
     #[error(transparent)]
     Registry(#[from] ocireg_core::Error),
-    /// The core waits for nothing while nothing is in flight (a bug in the core).
-    #[error("internal error: the pull waits with no request in flight and no deadline")]
-    Stuck,
-    /// Writing the result failed.
-    #[error("writing the image failed: {0}")]
-    Io(#[from] std::io::Error),
+    /// Docker's `config.json` or a credential helper could not be read.
+    #[error("reading credentials failed: {0}")]
+    Credentials(String),
+    /// What a push reads (a layout's files, another registry's blob) failed.
+    #[error("reading what is pushed failed: {0}")]
+    Source(std::io::Error),
+    /// Where a pull writes (a layout, the caller's sink) failed.
+    #[error("writing what was pulled failed: {0}")]
+    Sink(std::io::Error),
+    /// What was asked to be pushed cannot be: no such image in the layout, a blob
+    /// missing, nothing to push.
+    #[error("{0}")]
+    Plan(std::io::Error),
+    /// The machine and the drive loop disagree (a bug, said as such).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl Error {
+    /// What kind of failure this is: the registry's kind, or
+    /// [`ErrorKind::Local`](ocireg_core::ErrorKind::Local) for a part on this side
+    /// (files, credentials, the plan).
+    pub fn kind(&self) -> ocireg_core::ErrorKind {
+        match self {
+            Error::Registry(e) => e.kind(),
+            Error::Plan(_) => ocireg_core::ErrorKind::InvalidInput,
+            _ => ocireg_core::ErrorKind::Local,
+        }
+    }
+
+    /// The registry's error, when the registry exchange is what failed.
+    pub fn registry(&self) -> Option<&ocireg_core::Error> {
+        match self {
+            Error::Registry(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 enum ExchangeState {
@@ -189,95 +277,6 @@ fn exchange(
             ExchangeState::Finished => None,
         }
     })
-}
-
-/// Runs `pull` to its end. See the core's crate docs for the contract this follows.
-pub async fn drive<T: Transport + ?Sized, R: Runtime + ?Sized, S: Sink + ?Sized>(
-    pull: &mut Pull,
-    transport: &T,
-    runtime: &R,
-    sink: &mut S,
-) -> Result<(), PullError> {
-    drive_machine(pull, transport, runtime, &mut PullHands(sink)).await
-}
-
-/// Runs `push` to its end: upload bodies are read from `source` by range, events go to
-/// `observer`.
-pub async fn drive_push<T: Transport + ?Sized, R: Runtime + ?Sized>(
-    push: &mut Push,
-    transport: &T,
-    runtime: &R,
-    source: &dyn BlobSource,
-    observer: &mut (dyn FnMut(&Event) + Send),
-) -> Result<(), PullError> {
-    drive_machine(
-        push,
-        transport,
-        runtime,
-        &mut PushHands { source, observer },
-    )
-    .await
-}
-
-/// What a machine's caller does besides moving exchanges: events, delivered bytes,
-/// upload bodies.
-trait Hands<M> {
-    fn event(&mut self, machine: &mut M, event: &Event) -> std::io::Result<()>;
-    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()>;
-    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body>;
-    /// See [`Sink::idle`].
-    fn idle(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct PullHands<'a, S: ?Sized>(&'a mut S);
-
-impl<S: Sink + ?Sized> Hands<Pull> for PullHands<'_, S> {
-    fn event(&mut self, pull: &mut Pull, event: &Event) -> std::io::Result<()> {
-        self.0.event(event)?;
-        if let Event::BlobQueued { blob, descriptor } = event {
-            if let Some(queued) = pull.queued(*blob) {
-                self.0.blob_queued(queued, descriptor)?;
-            }
-        }
-        Ok(())
-    }
-    fn deliver(&mut self, blob: BlobId, offset: u64, bytes: &Bytes) -> std::io::Result<()> {
-        self.0.deliver(blob, offset, bytes)
-    }
-    fn idle(&mut self) -> std::io::Result<()> {
-        self.0.idle()
-    }
-    fn upload_body(&mut self, _: BlobId, _: u64, _: u64) -> std::io::Result<Body> {
-        // A pull never uploads; a machine that asks is a bug, said as such.
-        Err(std::io::Error::other(
-            "internal error: a pull asked to upload",
-        ))
-    }
-}
-
-struct PushHands<'a> {
-    source: &'a dyn BlobSource,
-    observer: &'a mut (dyn FnMut(&Event) + Send),
-}
-
-impl Hands<Push> for PushHands<'_> {
-    fn event(&mut self, _: &mut Push, event: &Event) -> std::io::Result<()> {
-        (self.observer)(event);
-        Ok(())
-    }
-    fn deliver(&mut self, _: BlobId, _: u64, _: &Bytes) -> std::io::Result<()> {
-        Err(std::io::Error::other(
-            "internal error: a push delivered bytes",
-        ))
-    }
-    fn upload_body(&mut self, blob: BlobId, offset: u64, len: u64) -> std::io::Result<Body> {
-        Ok(Body::Stream {
-            len,
-            chunks: self.source.read(blob, offset, len)?,
-        })
-    }
 }
 
 /// The exchanges in flight and the armed timer: what every drive loop keeps.
@@ -332,14 +331,18 @@ impl Exchanges {
         &mut self,
         runtime: &R,
         until: Option<Instant>,
-    ) -> Result<Option<(RequestId, Input)>, PullError> {
+    ) -> Result<Option<(RequestId, Input)>, Error> {
         if let Some(u) = until {
             if self.timer.as_ref().is_none_or(|(at, _)| u < *at) {
                 self.timer = Some((u, runtime.sleep_until(u)));
             }
         }
         let next = match (self.streams.is_empty(), self.timer.as_mut()) {
-            (true, None) => return Err(PullError::Stuck),
+            (true, None) => {
+                return Err(Error::Internal(
+                    "the machine waits with no request in flight and no deadline",
+                ))
+            }
             (true, Some((_, sleep))) => {
                 sleep.await;
                 None
@@ -376,23 +379,26 @@ impl Exchanges {
     }
 }
 
-async fn drive_machine<M, T, R, H>(
-    machine: &mut M,
+/// Runs `machine` (any operation) to its end over `transport` and `runtime`: sends
+/// what it asks, feeds heads, chunks, ends and errors back, sleeps until its deadline,
+/// and hands events, delivered bytes and upload requests to `caller`. See the core's
+/// crate docs for the contract this follows.
+pub async fn drive<T, R, C>(
+    machine: &mut Machine,
     transport: &T,
     runtime: &R,
-    hands: &mut H,
-) -> Result<(), PullError>
+    caller: &mut C,
+) -> Result<(), Error>
 where
-    M: Machine,
     T: Transport + ?Sized,
     R: Runtime + ?Sized,
-    H: Hands<M>,
+    C: Caller + ?Sized,
 {
     let mut ex = Exchanges::default();
-    let fail = |ex: &mut Exchanges, machine: &mut M, e: std::io::Error| {
+    let fail = |ex: &mut Exchanges, machine: &mut Machine, e: Error| {
         ex.abort_all();
         machine.cancel(runtime.now());
-        Err(PullError::Io(e))
+        Err(e)
     };
     loop {
         let until = loop {
@@ -404,9 +410,9 @@ where
                     blob,
                     offset,
                     len,
-                } => match hands.upload_body(blob, offset, len) {
+                } => match caller.upload_body(blob, offset, len) {
                     Ok(body) => ex.start(transport, id, request.map(|_| body)),
-                    Err(e) => return fail(&mut ex, machine, e),
+                    Err(e) => return fail(&mut ex, machine, Error::Source(e)),
                 },
                 Action::Abort { id } => ex.abort(id),
                 Action::Prepare {
@@ -418,27 +424,37 @@ where
                     offset,
                     bytes,
                 } => {
-                    if let Err(e) = hands.deliver(blob, offset, &bytes) {
-                        return fail(&mut ex, machine, e);
+                    if let Err(e) = caller.deliver(blob, offset, &bytes) {
+                        return fail(&mut ex, machine, Error::Sink(e));
                     }
                 }
                 Action::Event(e) => {
-                    if let Err(err) = hands.event(machine, &e) {
-                        return fail(&mut ex, machine, err);
+                    let mut told = caller.event(&e);
+                    if let (Ok(()), Event::BlobQueued { blob, descriptor }) = (&told, &e) {
+                        if let Some(queued) = machine.queued(*blob) {
+                            told = caller.blob_queued(queued, descriptor);
+                        }
+                    }
+                    if let Err(err) = told {
+                        return fail(&mut ex, machine, Error::Sink(err));
                     }
                 }
                 Action::Wait { until } => break until,
                 Action::Done => return Ok(()),
                 Action::Failed(e) => return Err(e.into()),
+                other => {
+                    tracing::warn!(?other, "an action this driver does not know");
+                    return fail(&mut ex, machine, Error::Internal("an unknown action"));
+                }
             }
         };
         // An input that is ready is taken at once; only before a real wait does the
-        // sink get its idle call (a stream's next item survives the dropped poll).
+        // caller get its idle call (a stream's next item survives the dropped poll).
         let next = match ex.next(runtime, until).now_or_never() {
             Some(next) => next?,
             None => {
-                if let Err(e) = hands.idle() {
-                    return fail(&mut ex, machine, e);
+                if let Err(e) = caller.idle() {
+                    return fail(&mut ex, machine, Error::Sink(e));
                 }
                 ex.next(runtime, until).await?
             }

@@ -303,7 +303,7 @@ impl BlobSource for RegistrySource {
             .cloned()
             .ok_or_else(|| io::Error::other(format!("no blob {blob:?} in the plan")))?;
         let size = d.len();
-        let mut pull = ocireg_core::Pull::blob(
+        let mut pull = ocireg_core::Machine::fetch_blob(
             self.config.clone(),
             self.reference.clone(),
             d,
@@ -330,11 +330,11 @@ pub async fn plan_from_registry<T: crate::Transport + ?Sized, R: crate::Runtime 
     config: ocireg_core::Config,
     transport: &T,
     runtime: &R,
-) -> Result<PushPlan, crate::PullError> {
+) -> Result<PushPlan, crate::Error> {
     /// Keeps every manifest of the image (not the index a platform was chosen from, when
     /// only one platform is copied).
     struct Manifests(Vec<(Descriptor, Bytes)>);
-    impl crate::Sink for Manifests {
+    impl crate::Caller for Manifests {
         fn event(&mut self, e: &ocireg_core::Event) -> io::Result<()> {
             if let ocireg_core::Event::Manifest {
                 digest,
@@ -353,13 +353,10 @@ pub async fn plan_from_registry<T: crate::Transport + ?Sized, R: crate::Runtime 
             }
             Ok(())
         }
-        fn deliver(&mut self, _: BlobId, _: u64, _: &Bytes) -> io::Result<()> {
-            Ok(())
-        }
     }
-    let mut pull = ocireg_core::Pull::manifests(config, source.clone(), runtime.now());
+    let mut pull = ocireg_core::Machine::pull_manifests(config, source.clone(), runtime.now());
     let mut sink = Manifests(Vec::new());
     crate::drive(&mut pull, transport, runtime, &mut sink).await?;
-    Ok(plan_from_manifests(sink.0)
-        .map_err(|e| io::Error::new(e.kind(), format!("{source}: {e}")))?)
+    plan_from_manifests(sink.0)
+        .map_err(|e| crate::Error::Plan(io::Error::new(e.kind(), format!("{source}: {e}"))))
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
-use ocireg_core::{Action, BlobId, Event, Pull, Verifier};
+use ocireg_core::{Action, BlobId, Event, Machine, Verifier};
 
 use crate::{Body, Exchanges, Runtime, Transport};
 
@@ -43,7 +43,7 @@ impl Checkpoints {
 
     /// Keeps the hash `pull` holds for its blob if it has reached `at`, one spacing past
     /// the last point kept.
-    fn offer(&self, pull: &Pull, at: u64) {
+    fn offer(&self, pull: &Machine, at: u64) {
         let mut points = self.points.lock().unwrap_or_else(|e| e.into_inner());
         let next = points
             .last()
@@ -59,10 +59,10 @@ impl Checkpoints {
     }
 }
 
-/// Starts the download of `pull` ([`Pull::blob`](ocireg_core::Pull::blob), not yet
+/// Starts the download of `pull` ([`Machine::fetch_blob`](ocireg_core::Machine::fetch_blob), not yet
 /// polled) at the last of `checkpoints` at or before `offset`: where its deliveries will
 /// begin (0 when there is none, or the core refused it).
-pub fn resume_at_checkpoint(pull: &mut Pull, checkpoints: &Checkpoints, offset: u64) -> u64 {
+pub fn resume_at_checkpoint(pull: &mut Machine, checkpoints: &Checkpoints, offset: u64) -> u64 {
     let Some(v) = checkpoints.before(offset).filter(|v| !v.is_empty()) else {
         return 0;
     };
@@ -73,13 +73,13 @@ pub fn resume_at_checkpoint(pull: &mut Pull, checkpoints: &Checkpoints, offset: 
     }
 }
 
-/// The bytes of the one blob `pull` ([`Pull::blob`](ocireg_core::Pull::blob)) downloads,
+/// The bytes of the one blob `pull` ([`Machine::fetch_blob`](ocireg_core::Machine::fetch_blob)) downloads,
 /// as a stream that moves the download only as fast as it is read: bytes `range` of it
 /// (bytes the download delivers before `range.start` are dropped; the digest is checked
 /// when the range reaches the blob's end). With `checkpoints`, hash states are kept as
 /// the download passes them. A copy uploads from it.
 pub fn blob_stream(
-    pull: Pull,
+    pull: Machine,
     transport: std::sync::Arc<dyn Transport>,
     runtime: std::sync::Arc<dyn Runtime>,
     size: u64,
@@ -87,7 +87,7 @@ pub fn blob_stream(
     checkpoints: Option<Arc<Checkpoints>>,
 ) -> BoxStream<'static, std::io::Result<Bytes>> {
     struct State {
-        pull: Pull,
+        pull: Machine,
         transport: std::sync::Arc<dyn Transport>,
         runtime: std::sync::Arc<dyn Runtime>,
         ex: Exchanges,
@@ -150,17 +150,15 @@ pub fn blob_stream(
                 }
                 // bytes already given cannot be taken back: this read fails, the upload
                 // that asked for it is retried
-                Action::Event(Event::Restarted { .. }) => {
+                Action::Event(Event::DownloadRestarted { .. }) => {
                     st.ex.abort_all();
                     return failed("the source blob started over".into());
                 }
                 Action::Event(_) => continue,
-                Action::Upload { .. } => {
-                    return failed("internal error: a pull asked to upload".into())
-                }
                 Action::Wait { until } => until,
                 Action::Done => return None,
                 Action::Failed(e) => return failed(e.to_string()),
+                _ => return failed("internal error: a blob fetch asked for an upload".into()),
             };
             match st.ex.next(&*st.runtime, until).await {
                 Ok(Some((id, input))) => st.pull.handle_input(id, input, st.runtime.now()),

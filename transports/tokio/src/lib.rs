@@ -12,7 +12,7 @@
 //!
 //! [`Client`] also inspects, lists tags (a stream), lists referrers, pushes a layout and
 //! copies between registries; its errors say what kind of failure they are
-//! ([`PullError`], and the core's [`Error::kind`]).
+//! ([`Error::kind`]).
 //!
 //! [`TokioTransport`] (built by [`transport`]) is hyper-util's pooled client over rustls (web PKI roots plus any
 //! extra CA certificates), speaking HTTP/1.1 or HTTP/2 as ALPN decides. It follows no
@@ -44,12 +44,13 @@ impl Runtime for TokioRuntime {
 
 pub use ocireg_driver::tls::load_certs;
 
+pub use ocireg_core::Error as RegistryError;
 pub use ocireg_core::{
-    Config, Credentials, Descriptor, Digest, Error, ErrorKind, Event, Platform, PlatformChoice,
+    Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Platform, PlatformChoice,
     Reference,
 };
 pub use ocireg_driver::client::{Inspected, Pulled};
-pub use ocireg_driver::{PullError, Sink};
+pub use ocireg_driver::{Caller, Error};
 
 ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport, "tokio");
 

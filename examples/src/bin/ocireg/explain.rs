@@ -3,16 +3,16 @@
 //! codes) goes to the log, shown with `-v`.
 
 use ocireg_core::{Credentials, Error, ErrorKind, Reference, TransportErrorKind};
-use ocireg_driver::PullError;
+use ocireg_driver::Error as DriveError;
 
 /// The line for a driven operation on `reference` with `credentials` that failed.
 pub(crate) fn pull_error(
-    e: &PullError,
+    e: &DriveError,
     reference: &Reference,
     credentials: &Credentials,
 ) -> String {
     match e {
-        PullError::Registry(e) => core_error(e, reference, credentials),
+        DriveError::Registry(e) => core_error(e, reference, credentials),
         other => other.to_string(),
     }
 }

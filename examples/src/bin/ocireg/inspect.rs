@@ -1,15 +1,15 @@
 //! `ocireg inspect`: one manifest or index, summarised or raw.
 
-use ocireg_core::{Event, Manifest, Pull, Reference};
+use ocireg_core::{Event, Machine, Manifest, Reference};
 use ocireg_driver::client::Collect;
-use ocireg_driver::PullError;
+use ocireg_driver::Error as DriveError;
 
 use crate::args::{InspectArgs, RuntimeChoice};
 use crate::pull::human;
 use crate::setup::{config, io, Io};
 
 pub(crate) async fn run_machine(
-    mut pull: Pull,
+    mut pull: Machine,
     io: &Io,
     credentials: &ocireg_core::Credentials,
 ) -> Result<Vec<Event>, String> {
@@ -17,14 +17,14 @@ pub(crate) async fn run_machine(
     let reference = pull.reference().clone();
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink)
         .await
-        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, credentials))?;
+        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, credentials))?;
     Ok(sink.0)
 }
 
 /// Runs an inspect machine: the digest of the manifest it fetched, or why not (with
 /// the core's error when the protocol failed).
 pub(crate) async fn run_pull(
-    mut pull: Pull,
+    mut pull: Machine,
     io: &Io,
 ) -> Result<ocireg_core::Digest, crate::pull::PullFailed> {
     let mut sink = Collect(Vec::new());
@@ -33,7 +33,7 @@ pub(crate) async fn run_pull(
         return Err(crate::pull::PullFailed {
             message,
             error: match e {
-                PullError::Registry(e) => Some(e),
+                DriveError::Registry(e) => Some(e),
                 _ => None,
             },
         });
@@ -70,7 +70,7 @@ pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(),
     let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     let credentials = cfg.credentials.clone();
     let fetch = |reference: Reference| {
-        let pull = Pull::inspect(cfg.clone(), reference, io.runtime.now());
+        let pull = Machine::inspect(cfg.clone(), reference, io.runtime.now());
         async { first_manifest(run_machine(pull, &io, &credentials).await?) }
     };
     let (mut digest, mut media_type, mut bytes, mut manifest) = fetch(reference.clone()).await?;

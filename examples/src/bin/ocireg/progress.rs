@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ocireg_core::{BlobId, Descriptor, Event};
-use ocireg_driver::layout::Observer;
+use ocireg_driver::Caller;
 use serde_json::json;
 
 /// How progress is shown.
@@ -194,12 +194,12 @@ impl Progress {
     }
 }
 
-impl Observer for Progress {
-    fn event(&mut self, event: &Event) {
+impl Caller for Progress {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
             Event::BlobQueued { blob, descriptor } => self.queued(*blob, descriptor),
             Event::BlobSkipped { blob, .. } => self.skipped(*blob),
-            Event::BlobDone { blob, digest, size } => {
+            Event::BlobFetched { blob, digest, size } => {
                 if let Some(b) = self.announce(*blob) {
                     if let Some(bar) = &b.bar {
                         bar.finish_and_clear();
@@ -236,10 +236,10 @@ impl Observer for Progress {
                 }
                 _ => {}
             },
-            Event::Resumed { blob, offset } => {
+            Event::DownloadResumed { blob, offset } => {
                 let total = self.total.clone();
                 let Some(b) = self.announce(*blob) else {
-                    return;
+                    return Ok(());
                 };
                 // From a prefix the layout already had: those bytes count as done.
                 if *offset > b.done {
@@ -267,7 +267,7 @@ impl Observer for Progress {
                     _ => {}
                 }
             }
-            Event::Restarted { blob } => {
+            Event::DownloadRestarted { blob } => {
                 if let Some(b) = self.blobs.get_mut(blob) {
                     if let Some(t) = &self.total {
                         t.set_position(t.position().saturating_sub(b.done));
@@ -290,8 +290,16 @@ impl Observer for Progress {
             ),
             _ => {}
         }
+        Ok(())
     }
 
+    fn deliver(&mut self, blob: BlobId, _: u64, bytes: &bytes::Bytes) -> std::io::Result<()> {
+        self.delivered(blob, bytes.len() as u64);
+        Ok(())
+    }
+}
+
+impl Progress {
     fn delivered(&mut self, blob: BlobId, n: u64) {
         let total = self.total.clone();
         let started = self.started;

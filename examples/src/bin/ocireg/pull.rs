@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use ocireg_core::{Config, Event, PlatformChoice, Pull, Reference};
-use ocireg_driver::layout::{pull_into, LayoutWriter, Observer};
-use ocireg_driver::{Runtime, Transport};
+use ocireg_core::{Config, Event, Machine, PlatformChoice, Reference};
+use ocireg_driver::layout::{pull_into, LayoutWriter};
+use ocireg_driver::{Caller, Runtime, Transport};
 use serde_json::json;
 
 use crate::args::{PullArgs, RuntimeChoice};
@@ -12,10 +12,10 @@ use crate::progress;
 use crate::setup::config;
 
 /// Logs what the pull does (at info/warn), then passes events on.
-pub(crate) struct Logged<'a>(&'a mut (dyn Observer + Send));
+pub(crate) struct Logged<'a>(&'a mut (dyn Caller + Send));
 
-impl Observer for Logged<'_> {
-    fn event(&mut self, e: &Event) {
+impl Caller for Logged<'_> {
+    fn event(&mut self, e: &Event) -> std::io::Result<()> {
         match e {
             Event::Retry {
                 what,
@@ -28,16 +28,16 @@ impl Observer for Logged<'_> {
                     delay.as_secs_f64()
                 )
             }
-            Event::Resumed { blob, offset } => {
+            Event::DownloadResumed { blob, offset } => {
                 tracing::info!("blob {} resumes at byte {offset}", blob.0)
             }
-            Event::Restarted { blob } => {
+            Event::DownloadRestarted { blob } => {
                 tracing::info!("blob {} starts over from byte 0", blob.0)
             }
             Event::PlainHttpFallback { host } => {
                 tracing::info!("{host} does not speak TLS; using plain http")
             }
-            Event::BlobDone { digest, size, .. } => {
+            Event::BlobFetched { digest, size, .. } => {
                 tracing::debug!("{digest}: {size} bytes verified")
             }
             _ => {}
@@ -45,8 +45,13 @@ impl Observer for Logged<'_> {
         self.0.event(e)
     }
 
-    fn delivered(&mut self, blob: ocireg_core::BlobId, n: u64) {
-        self.0.delivered(blob, n)
+    fn deliver(
+        &mut self,
+        blob: ocireg_core::BlobId,
+        offset: u64,
+        bytes: &bytes::Bytes,
+    ) -> std::io::Result<()> {
+        self.0.deliver(blob, offset, bytes)
     }
 }
 
@@ -123,7 +128,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
         PlatformChoice::Exactly(p) => Some(p.clone()),
         _ => None,
     };
-    let mut pull = Pull::new(cfg, reference.clone(), started);
+    let mut pull = Machine::pull(cfg, reference.clone(), started);
     let mut progress = progress::Progress::new(mode);
     let tag = name.or(reference.tag()).map(str::to_string);
     // a first pull that fails leaves nothing behind (see remove_skeleton)
@@ -144,7 +149,7 @@ pub(crate) async fn pull_one<T: Transport + ?Sized, R: Runtime + ?Sized>(
                 progress.failed(&message);
             }
             let error = match e {
-                ocireg_driver::PullError::Registry(e) => Some(e),
+                ocireg_driver::Error::Registry(e) => Some(e),
                 _ => None,
             };
             if first {
@@ -336,7 +341,7 @@ async fn pull_through_hosts(
         tracing::info!("{what} {} at {}", attempt.reference, host.url);
         let failure = match attempt.purpose {
             Purpose::Resolve => {
-                let pull = Pull::inspect(c, attempt.reference.clone(), io.runtime.now());
+                let pull = Machine::inspect(c, attempt.reference.clone(), io.runtime.now());
                 match crate::inspect::run_pull(pull, io).await {
                     Ok(digest) => {
                         plan.resolved(digest);

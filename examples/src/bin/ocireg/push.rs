@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use ocireg_core::{Config, Event, Platform, Push, PushPlan, Pushed, Reference};
+use ocireg_core::{Config, Event, Machine, Platform, PushPlan, Pushed, Reference};
 use ocireg_driver::push::{plan_for_manifest, plan_from_layout, referrers_in_layout};
-use ocireg_driver::{drive_push, BlobSource, Runtime, Transport};
+use ocireg_driver::{drive, BlobSource, Runtime, Transport, Upload};
 use serde_json::json;
 
 use crate::args::{PushArgs, RuntimeChoice};
@@ -85,7 +85,7 @@ impl Tally {
                 Mode::Plain | Mode::Bars => eprintln!("resume   blob {} at byte {offset}", blob.0),
                 _ => {}
             },
-            Event::Restarted { blob } => match mode {
+            Event::DownloadRestarted { blob } => match mode {
                 Mode::Json => emit(json!({"event": "restarted", "blob": blob.0})),
                 Mode::Plain | Mode::Bars => eprintln!("restart  blob {} in a new session", blob.0),
                 _ => {}
@@ -217,11 +217,12 @@ pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
         None => source,
     };
     let credentials = cfg.credentials.clone();
-    let mut push = Push::new(cfg, target.clone(), plan, started);
-    let result = drive_push(&mut push, t, runtime, source, &mut |e: &Event| {
-        tally.see(e, mode)
-    })
-    .await;
+    let mut push = Machine::push(cfg, target.clone(), plan, started);
+    let mut upload = Upload {
+        source,
+        observer: |e: &Event| tally.see(e, mode),
+    };
+    let result = drive(&mut push, t, runtime, &mut upload).await;
     if let Err(e) = result {
         let e = crate::explain::pull_error(&e, &target, &credentials);
         if mode == Mode::Json {

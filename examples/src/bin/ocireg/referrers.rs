@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use ocireg_core::{Config, Descriptor, Digest, Event, Pull, Reference, ReferrersVia};
-use ocireg_driver::{PullError, Sink};
+use ocireg_core::{Config, Descriptor, Digest, Event, Machine, Reference, ReferrersVia};
+use ocireg_driver::{Caller, Error as DriveError};
 use serde_json::json;
 
 use crate::args::{ReferrersArgs, ReferrersFormat, RuntimeChoice};
@@ -18,7 +18,8 @@ pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result
     let io = io(rt, &a.connect)?;
     let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
     let credentials = cfg.credentials.clone();
-    let mut pull = Pull::referrers(cfg, reference.clone(), a.artifact_type, io.runtime.now());
+    let mut pull =
+        Machine::list_referrers(cfg, reference.clone(), a.artifact_type, io.runtime.now());
     let mut out = Print {
         format: a.format,
         rows: 0,
@@ -28,7 +29,7 @@ pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result
     };
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
         .await
-        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, &credentials))?;
+        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, &credentials))?;
     out.end().map_err(|e| format!("writing to stdout: {e}"))
 }
 
@@ -100,7 +101,7 @@ impl Print {
     }
 }
 
-impl Sink for Print {
+impl Caller for Print {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         if let Event::Referrers {
             subject,
@@ -115,10 +116,6 @@ impl Sink for Print {
                 ReferrersFormat::Json => self.json.extend(referrers.iter().cloned()),
             }
         }
-        Ok(())
-    }
-
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -138,7 +135,7 @@ pub(crate) fn at_digest(reference: &Reference, digest: &Digest) -> Result<Refere
 }
 
 /// The referrers of `subject` in `reference`'s repository, and theirs (signatures of
-/// SBOMs), each once: the core's walk ([`Pull::referrers_closure`]), breadth first, at
+/// SBOMs), each once: the core's walk ([`Machine::list_referrers_closure`]), breadth first, at
 /// most [`MAX_REFERRERS`].
 pub(crate) async fn closure(
     reference: &Reference,
@@ -146,7 +143,7 @@ pub(crate) async fn closure(
     cfg: &Config,
     io: &Io,
 ) -> Result<Vec<Descriptor>, String> {
-    let pull = Pull::referrers_closure(
+    let pull = Machine::list_referrers_closure(
         cfg.clone(),
         at_digest(reference, &subject)?,
         io.runtime.now(),

@@ -4,8 +4,8 @@
 
 use std::io::Write;
 
-use ocireg_core::{Event, Pull, Reference};
-use ocireg_driver::{PullError, Sink};
+use ocireg_core::{Event, Machine, Reference};
+use ocireg_driver::{Caller, Error as DriveError};
 
 use crate::args::{CatalogArgs, ListFormat, RuntimeChoice, TagsArgs};
 use crate::setup::{config, io};
@@ -17,11 +17,11 @@ pub(crate) async fn cmd_tags(a: TagsArgs, rt: RuntimeChoice) -> Result<(), Strin
     cfg.max_tag_pages = a.list.max_pages;
     cfg.tag_page_size = a.list.page_size;
     let credentials = cfg.credentials.clone();
-    let mut pull = Pull::list_tags(cfg, reference.clone(), io.runtime.now());
+    let mut pull = Machine::list_tags(cfg, reference.clone(), io.runtime.now());
     let mut out = Print::new(a.list.format);
     ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
         .await
-        .map_err(|e: PullError| crate::explain::pull_error(&e, &reference, &credentials))?;
+        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, &credentials))?;
     out.end().map_err(|e| e.to_string())
 }
 
@@ -33,11 +33,11 @@ pub(crate) async fn cmd_catalog(a: CatalogArgs, rt: RuntimeChoice) -> Result<(),
     cfg.max_tag_pages = a.list.max_pages;
     cfg.tag_page_size = a.list.page_size;
     let credentials = cfg.credentials.clone();
-    let mut pull = Pull::catalog(cfg, registry.clone(), io.runtime.now());
+    let mut pull = Machine::catalog(cfg, registry.clone(), io.runtime.now());
     let mut out = Print::new(a.list.format);
     match ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out).await {
         Ok(()) => out.end().map_err(|e| e.to_string()),
-        Err(PullError::Registry(e)) if refused(&e) => Err(format!(
+        Err(DriveError::Registry(e)) if refused(&e) => Err(format!(
             "{registry} does not list its repositories to this client ({e}); many registries turn \
              the catalog off or limit it to administrators: list the tags of a repository you \
              know with `ocireg tags`"
@@ -94,16 +94,12 @@ impl Print {
     }
 }
 
-impl Sink for Print {
+impl Caller for Print {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         match event {
             Event::Tags { tags } => self.names(tags),
             Event::Repositories { names } => self.names(names),
             _ => Ok(()),
         }
-    }
-
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, _: &bytes::Bytes) -> std::io::Result<()> {
-        Ok(())
     }
 }
