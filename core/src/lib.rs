@@ -91,12 +91,15 @@
 #![warn(missing_docs)]
 #![warn(unreachable_pub)]
 
+mod actions;
 pub mod auth;
 mod blob;
+mod config;
 pub mod digest;
 mod endpoint;
 mod engine;
 pub mod error;
+mod events;
 mod goals;
 #[cfg(feature = "oci-spec")]
 pub mod interop;
@@ -111,17 +114,15 @@ pub mod reference;
 pub mod referrers;
 pub mod retry;
 pub mod time;
-mod types;
 
+pub use actions::{Action, BlobId, Input, RequestId};
 pub use auth::{Credentials, Secret};
+pub use config::{Config, PlatformChoice};
 pub use digest::{Algorithm, Digest, Verifier};
 pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
+pub use events::{Event, ManifestRole, Pushed, ReferrersVia, ResumeRefused};
 pub use machine::{Machine, QueuedBlob};
 pub use manifest::{Descriptor, Manifest, Platform};
 pub use push::{PushManifest, PushPlan};
 pub use reference::Reference;
 pub use retry::RetryPolicy;
-pub use types::{
-    Action, BlobId, Config, Event, Input, ManifestRole, PlatformChoice, Pushed, ReferrersVia,
-    RequestId, ResumeRefused,
-};

@@ -20,7 +20,7 @@ use crate::digest::Verifier;
 use crate::engine::{Due, Engine, Fetched};
 use crate::error::TransportError;
 use crate::reference::Reference;
-use crate::types::{Action, BlobId, Config, Input, RequestId, ResumeRefused};
+use crate::{Action, BlobId, Config, Input, RequestId, ResumeRefused};
 
 /// What a machine is for: asks the engine for operations and reacts to their outcomes.
 /// It never sends a request, retries or chooses a credential itself.

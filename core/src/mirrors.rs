@@ -20,7 +20,7 @@ use url::Url;
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::reference::{Reference, ReferenceError};
-use crate::types::Config;
+use crate::Config;
 
 /// Attempts per request on a mirror at most.
 pub const MIRROR_ATTEMPTS: u32 = 2;

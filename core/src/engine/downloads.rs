@@ -11,7 +11,7 @@ use crate::digest::{Digest, Verifier};
 use crate::endpoint::{Endpoint, Target};
 use crate::error::{Error, TransportError, TransportErrorKind};
 use crate::manifest::Descriptor;
-use crate::types::{Action, BlobId, Event, ResumeRefused};
+use crate::{Action, BlobId, Event, ResumeRefused};
 
 use super::op::{Exchange, Op, OpId, OpState};
 use super::Engine;

@@ -8,7 +8,7 @@
 //! - `op.rs`: an operation and its attempt history;
 //! - `timers.rs`: the named timer table;
 //! - `origin.rs`: the origin model (the registry's origin, who may carry a secret);
-//! - `session.rs`: the auth session (token slots, challenges, the credential a request
+//! - `auth.rs`: the auth session (token slots, challenges, the credential a request
 //!   carries);
 //! - `request.rs`: building and sending one request;
 //! - `recovery.rs`: what a failed exchange means, as one pure function (`recover`), and
@@ -28,21 +28,21 @@ use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_
 use crate::reference::Reference;
 use crate::retry::Rng;
 use crate::time::later;
-use crate::types::{Action, Config, Input, RequestId};
+use crate::{Action, Config, Input, RequestId};
 
+mod auth;
 mod downloads;
 mod op;
 mod origin;
 mod recovery;
 mod request;
-mod session;
 mod timers;
 
+use auth::{RegistryAuth, TokenSlot};
 pub(crate) use op::OpId;
 pub(crate) use op::{Call, OnRetry, OutBody};
 use op::{Exchange, Incoming, Op, OpState};
 use origin::RegistryOrigin;
-use session::{RegistryAuth, TokenSlot};
 use timers::{Timer, TimerTable};
 
 /// An operation that was answered (a 2xx, or a status its call counts as an answer),

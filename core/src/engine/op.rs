@@ -14,7 +14,7 @@ use url::Url;
 use crate::blob::BlobDownload;
 use crate::endpoint::Target;
 use crate::manifest::Descriptor;
-use crate::types::{BlobId, RequestId};
+use crate::{BlobId, RequestId};
 
 /// Identifies an operation within one engine; never reused, so a finished (pruned)
 /// operation cannot be confused with a later one.

@@ -9,7 +9,7 @@
 use url::Url;
 
 use crate::reference::{is_loopback_host, Reference};
-use crate::types::Action;
+use crate::Action;
 
 use super::Engine;
 

@@ -12,10 +12,10 @@ use crate::endpoint::Target;
 use crate::error::{redact_url, Error};
 use crate::time::later;
 
+use super::auth::{sensitive, Credential};
 use super::op::{Exchange, Incoming, OpId, OpState, OutBody};
-use super::session::{sensitive, Credential};
 use super::Engine;
-use crate::types::{Action, RequestId};
+use crate::{Action, RequestId};
 
 impl Engine {
     /// Where op `op` goes now: the redirect target it follows, its token realm (with the

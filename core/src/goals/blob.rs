@@ -7,7 +7,7 @@ use crate::engine::{Engine, Fetched};
 use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
-use crate::types::Config;
+use crate::Config;
 
 /// One blob: the engine's download is the whole operation.
 #[derive(Debug)]

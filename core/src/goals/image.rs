@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::machine::{Goal, Machine};
 use crate::manifest::{Descriptor, Manifest, Platform};
 use crate::reference::Reference;
-use crate::types::Config;
-use crate::types::{Action, Event, ManifestRole, PlatformChoice};
+use crate::Config;
+use crate::{Action, Event, ManifestRole, PlatformChoice};
 
 use super::manifest::{self, Wanted};
 

@@ -5,8 +5,8 @@ use std::time::Instant;
 use crate::engine::{Engine, Fetched};
 use crate::machine::{Goal, Machine};
 use crate::reference::Reference;
-use crate::types::Config;
-use crate::types::{Action, Event, ManifestRole};
+use crate::Config;
+use crate::{Action, Event, ManifestRole};
 
 use super::manifest::{self, Wanted};
 

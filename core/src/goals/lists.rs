@@ -14,8 +14,8 @@ use crate::engine::{Engine, Fetched};
 use crate::error::{redact_url, Error};
 use crate::machine::{Goal, Machine};
 use crate::reference::Reference;
-use crate::types::Config;
-use crate::types::{Action, Event};
+use crate::Config;
+use crate::{Action, Event};
 
 /// What is listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

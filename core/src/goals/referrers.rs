@@ -18,8 +18,8 @@ use crate::manifest::Descriptor;
 use crate::manifest::{Manifest, OCI_INDEX};
 use crate::reference::Reference;
 use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED, MAX_REFERRERS_FOLLOWED};
-use crate::types::Config;
-use crate::types::{Action, Event, ReferrersVia};
+use crate::Config;
+use crate::{Action, Event, ReferrersVia};
 
 use super::lists::Pages;
 use super::manifest::{self, Wanted};

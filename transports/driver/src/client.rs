@@ -98,7 +98,7 @@ impl<T: Transport + 'static, R: Runtime + 'static> Client<T, R> {
             let reference = parse(&repository)?;
             let mut pull =
                 Machine::list_tags(self.config_for(&reference)?, reference, self.runtime.now());
-            let mut pages = Pages(tx);
+            let mut pages = TagSender(tx);
             crate::drive(&mut pull, &*self.transport, &*self.runtime, &mut pages).await
         };
         // the pages as they come, then the drive's failure if it failed
@@ -303,9 +303,9 @@ impl Caller for Collect {
 }
 
 /// Sends each page of tags on.
-struct Pages(futures::channel::mpsc::UnboundedSender<String>);
+struct TagSender(futures::channel::mpsc::UnboundedSender<String>);
 
-impl Caller for Pages {
+impl Caller for TagSender {
     fn event(&mut self, event: &Event) -> std::io::Result<()> {
         if let Event::Tags { tags } = event {
             for t in tags {

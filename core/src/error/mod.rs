@@ -389,7 +389,6 @@ pub enum Error {
     Cancelled,
 }
 
-#[path = "error_kind.rs"]
 mod kind;
 pub use kind::ErrorKind;
 
@@ -421,5 +420,4 @@ pub fn redact_url(url: &Url) -> String {
 }
 
 #[cfg(test)]
-#[path = "error_tests.rs"]
 mod tests;

@@ -465,5 +465,4 @@ impl Index {
 }
 
 #[cfg(test)]
-#[path = "manifest_tests.rs"]
 mod tests;

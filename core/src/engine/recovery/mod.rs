@@ -19,7 +19,7 @@ use super::op::{Exchange, OnRetry, OpId, OpState};
 use super::origin::{host_port, origin_of};
 use super::Engine;
 use super::{Due, History};
-use crate::types::{Action, Event};
+use crate::{Action, Event};
 
 /// What was sent, and what the operation went through before: the facts recovery
 /// decides on.
@@ -453,5 +453,4 @@ impl Engine {
 }
 
 #[cfg(test)]
-#[path = "recovery_tests.rs"]
 mod tests;

@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Engine, Fetched, OnRetry, OutBody};
 use crate::error::Error;
-use crate::types::{Action, BlobId, Event, Pushed};
+use crate::{Action, BlobId, Event, Pushed};
 
 use super::{call, served_digest, Purpose, Push, SinglePost};
 

@@ -11,7 +11,7 @@ use crate::engine::{Call, Engine, Fetched, History, OnRetry, OutBody};
 use crate::error::Error;
 use crate::manifest::{Manifest, OCI_INDEX};
 use crate::referrers::{fallback_tag, referrer_descriptor, with_referrer, SUBJECT};
-use crate::types::{Action, Event};
+use crate::{Action, Event};
 
 use super::{call, Purpose, Push};
 

@@ -396,5 +396,4 @@ pub fn read_blob(root: &Path, d: &Digest) -> io::Result<Bytes> {
 }
 
 #[cfg(test)]
-#[path = "layout_tests.rs"]
 mod tests;

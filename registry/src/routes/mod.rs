@@ -339,10 +339,8 @@ fn blob<B>(repo: &Repo, reference: &str, req: &Request<B>) -> Reply {
     }
 }
 
-#[path = "content.rs"]
 mod content;
 use content::{content, ok_reply};
 
 #[cfg(test)]
-#[path = "routes_tests.rs"]
 mod tests;

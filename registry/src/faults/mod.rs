@@ -496,5 +496,4 @@ fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
 pub const STALL_LIMIT: Duration = Duration::from_secs(600);
 
 #[cfg(test)]
-#[path = "faults_tests.rs"]
 mod tests;

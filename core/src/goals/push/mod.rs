@@ -28,8 +28,8 @@ use crate::error::Error;
 use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
-use crate::types::Config;
-use crate::types::{Action, BlobId, Event, Pushed};
+use crate::Config;
+use crate::{Action, BlobId, Event, Pushed};
 
 /// One manifest of a push: its descriptor and exact bytes.
 #[derive(Clone, Debug)]
@@ -362,11 +362,9 @@ impl Machine {
     }
 }
 
-#[path = "push_referrers.rs"]
 mod referrers_tag;
-#[path = "push_session.rs"]
-mod session;
-use session::registry_offset;
+mod upload;
+use upload::registry_offset;
 
 fn served_digest(headers: &HeaderMap) -> Option<Digest> {
     headers
