@@ -281,56 +281,41 @@ pub fn validate_repository(name: &str) -> Result<(), ReferenceError> {
     if name.len() > MAX_REPOSITORY_LEN {
         return Err(ReferenceError::RepositoryTooLong(name.len()));
     }
-    if name.is_empty() || !name.split('/').all(valid_component) {
+    if !grammar::NAME.is_match(name) {
         return Err(ReferenceError::Repository(name.to_string()));
     }
     Ok(())
 }
 
-/// `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    let mut i = 0;
-    loop {
-        // a run of alphanumerics
-        let start = i;
-        while i < b.len() && alnum(b[i]) {
-            i += 1;
-        }
-        if i == start {
-            return false;
-        }
-        if i == b.len() {
-            return true;
-        }
-        // a separator
-        let sep_start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[sep_start..i];
-        let ok = matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-}
-
 /// Validates a tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'));
-    if ok {
+    if grammar::TAG.is_match(tag) {
         Ok(())
     } else {
         Err(ReferenceError::Tag(tag.chars().take(200).collect()))
     }
+}
+
+/// The distribution spec's own expressions ("Pulling manifests"), anchored, so the code
+/// reads against the spec.
+mod grammar {
+    use std::sync::LazyLock;
+
+    use regex::Regex;
+
+    /// `<name>`: path components separated by `/`.
+    const NAME_SPEC: &str =
+        r"[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*";
+    /// `<reference>` as a tag.
+    const TAG_SPEC: &str = r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}";
+
+    fn anchored(spec: &str) -> Regex {
+        // the expressions are constants of this file: a failure is a bug, seen by any test
+        Regex::new(&format!("^(?:{spec})$")).expect("the spec's expression compiles")
+    }
+
+    pub(super) static NAME: LazyLock<Regex> = LazyLock::new(|| anchored(NAME_SPEC));
+    pub(super) static TAG: LazyLock<Regex> = LazyLock::new(|| anchored(TAG_SPEC));
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ fn referrers_through_the_api_of_ocireg_serve() {
     let sig = artifact(SIG, &[("sig.bin", b"another signature")], Some(&img));
     let empty = tempfile::tempdir().unwrap();
     write_oci_layout(empty.path(), &[(&img, Some("seed"))], &[]);
-    for runtime in ["tokio", "async-std"] {
+    for runtime in ["tokio", "async-std", "smol"] {
         let served = Served::start(empty.path(), runtime);
         let doc = push_and_list(&served.addr, false, &img, &sig);
         assert_eq!(doc["via"], "referrers API", "{runtime}: {doc:#}");

@@ -123,7 +123,7 @@ fn inspect_picks_a_platform_and_speaks_json_and_quiet_is_quiet() {
 /// so, on both runtimes.
 #[test]
 fn a_name_that_does_not_resolve_is_not_retried() {
-    for runtime in ["tokio", "async-std"] {
+    for runtime in ["tokio", "async-std", "smol"] {
         let dir = tempfile::tempdir().unwrap();
         let started = std::time::Instant::now();
         let out = ocireg()

@@ -87,8 +87,37 @@ impl Kit for AsyncStdKit {
     }
 }
 
+/// smol with hyper-util over futures-rustls.
+pub struct SmolKit;
+
+impl Kit for SmolKit {
+    const NAME: &'static str = "smol";
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        smol::block_on(f)
+    }
+
+    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport> {
+        Box::new(ocireg_smol::transport(cas).unwrap())
+    }
+
+    fn runtime() -> Box<dyn Runtime> {
+        Box::new(ocireg_smol::SmolRuntime)
+    }
+
+    fn serve(registry: Arc<Mutex<FaultyRegistry>>) -> BoxFuture<'static, String> {
+        Box::pin(async move {
+            let listener = smol::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            smol::spawn(ocireg_smol::serve(listener, registry)).detach();
+            addr
+        })
+    }
+}
+
 /// Generates `#[test]`s running each named generic test function on every runtime:
-/// `mod tokio { fn NAME() }` and `mod async_std { fn NAME() }`.
+/// `mod tokio_runtime { fn NAME() }`, `mod async_std_runtime { … }` and
+/// `mod smol_runtime { … }`.
 #[macro_export]
 macro_rules! on_every_runtime {
     ($($name:ident),* $(,)?) => {
@@ -97,6 +126,9 @@ macro_rules! on_every_runtime {
         }
         mod async_std_runtime {
             $( #[test] fn $name() { <$crate::kit::AsyncStdKit as $crate::kit::Kit>::block_on(super::$name::<$crate::kit::AsyncStdKit>()) } )*
+        }
+        mod smol_runtime {
+            $( #[test] fn $name() { <$crate::kit::SmolKit as $crate::kit::Kit>::block_on(super::$name::<$crate::kit::SmolKit>()) } )*
         }
     };
 }

@@ -9,7 +9,7 @@ use ocireg_driver::client::Client;
 use ocireg_driver::{Error as DriveError, Runtime, Transport};
 use ocireg_registry::images::{artifact, image};
 use ocireg_registry::{FaultyRegistry, Registry};
-use ocireg_tests::kit::{AsyncStdKit, Kit, TokioKit};
+use ocireg_tests::kit::{AsyncStdKit, Kit, SmolKit, TokioKit};
 use ocireg_tests::real::{layout_blobs, write_oci_layout};
 
 /// Every operation of `client` against the registry at `addr`.
@@ -102,6 +102,15 @@ fn the_async_std_client_does_every_operation() {
     AsyncStdKit::block_on(async {
         let addr = AsyncStdKit::serve(registry()).await;
         let client = ocireg_async_std::Client::new().unwrap();
+        every_operation(&client, &addr).await;
+    });
+}
+
+#[test]
+fn the_smol_client_does_every_operation() {
+    SmolKit::block_on(async {
+        let addr = SmolKit::serve(registry()).await;
+        let client = ocireg_smol::Client::new().unwrap();
         every_operation(&client, &addr).await;
     });
 }

@@ -11,7 +11,7 @@ use crate::error::{redact_url, Error, StatusError};
 use crate::reference::is_loopback_host;
 use crate::time::later;
 
-use super::op::{Exchange, Op, OpId, OpState};
+use super::op::{Exchange, Op, OpId, OpState, SentToken};
 use super::origin::host_port;
 use super::Engine;
 use crate::endpoint::Target;
@@ -31,11 +31,57 @@ pub(super) struct TokenSlot {
     pub(super) fetching: bool,
 }
 
+/// Identifies a token slot of the auth session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotId(usize);
+
+/// The token slots, one per realm, service and scope set, found by key and never removed.
+#[derive(Debug, Default)]
+pub(super) struct TokenSlots(Vec<TokenSlot>);
+
+impl std::ops::Index<SlotId> for TokenSlots {
+    type Output = TokenSlot;
+    fn index(&self, id: SlotId) -> &TokenSlot {
+        &self.0[id.0]
+    }
+}
+
+impl std::ops::IndexMut<SlotId> for TokenSlots {
+    fn index_mut(&mut self, id: SlotId) -> &mut TokenSlot {
+        &mut self.0[id.0]
+    }
+}
+
+impl TokenSlots {
+    /// The slot of `key`, added when there is none yet.
+    fn find_or_add(&mut self, key: TokenKey) -> SlotId {
+        if let Some(i) = self.0.iter().position(|t| t.key == key) {
+            return SlotId(i);
+        }
+        self.0.push(TokenSlot {
+            key,
+            token: None,
+            generation: 0,
+            fetching: false,
+        });
+        SlotId(self.0.len() - 1)
+    }
+}
+
+/// A token request's credential and body, as the origin rules allow them.
+#[derive(Debug, Default)]
+pub(super) struct TokenRequest {
+    /// The `Authorization` value (Basic credentials to a realm the registry named).
+    pub(super) authorization: Option<Secret>,
+    /// The OAuth2 form (a refresh token), for a `POST`.
+    pub(super) form: Option<String>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum RegistryAuth {
     None,
     Basic,
-    Bearer(usize),
+    Bearer(SlotId),
 }
 
 /// Tokens are renewed this long before they expire.
@@ -49,10 +95,10 @@ pub(super) const TOKEN_MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// What a registry request about to be sent carries, as the auth session decides it.
 #[derive(Debug)]
 pub(super) enum Credential {
-    /// This `Authorization` value (and the token generation it carries, for bearer).
-    Header(HeaderValue, Option<(usize, u64)>),
+    /// This `Authorization` value (and the token it carries, for bearer).
+    Header(HeaderValue, Option<SentToken>),
     /// Nothing yet: the token of this slot is being fetched.
-    WaitForToken(usize),
+    WaitForToken(SlotId),
     /// No credential.
     Nothing,
 }
@@ -87,7 +133,10 @@ impl Engine {
                 Ok(match &self.tokens[slot].token {
                     Some((t, _)) => Credential::Header(
                         sensitive(&format!("Bearer {}", t.expose())),
-                        Some((slot, self.tokens[slot].generation)),
+                        Some(SentToken {
+                            slot,
+                            generation: self.tokens[slot].generation,
+                        }),
                     ),
                     None => Credential::Nothing,
                 })
@@ -127,12 +176,12 @@ impl Engine {
             return;
         };
         if matches!(op.exchange, Exchange::Token { .. })
-            || op.auth_retried
-            || op.auth_rounds >= MAX_AUTH_ROUNDS
+            || op.auth.retried
+            || op.auth.rounds >= MAX_AUTH_ROUNDS
         {
             return self.fail(unauthorized(self, serr));
         }
-        op.auth_rounds += 1;
+        op.auth.rounds += 1;
         let bearer = challenges
             .iter()
             .find(|c| c.is("bearer") && c.param("realm").is_some());
@@ -184,15 +233,17 @@ impl Engine {
             }
             let slot = self.token_slot(realm, b.param("service"), scopes);
             let op = self.ops.get_mut(&op_id).expect("checked above");
-            if op.sent_token.is_some() {
-                op.auth_retried = true;
+            if op.sent.token.is_some() {
+                op.auth.retried = true;
             }
             let s = &mut self.tokens[slot];
             // The very token this request carried was refused: renew it. (A token of
             // another slot, refused for its scopes, says nothing about this one.)
-            if op.sent_token == Some((slot, s.generation))
-                && self.auth == RegistryAuth::Bearer(slot)
-            {
+            let this_token = SentToken {
+                slot,
+                generation: s.generation,
+            };
+            if op.sent.token == Some(this_token) && self.auth == RegistryAuth::Bearer(slot) {
                 s.token = None;
             }
             self.auth = RegistryAuth::Bearer(slot);
@@ -202,11 +253,11 @@ impl Engine {
         let basic = challenges.iter().any(|c| c.is("basic"));
         // A request sent before Basic was chosen (several go out at once) is answered
         // again with the credentials; one that carried them was refused for good.
-        let sent_basic = self.ops.get(&op_id).is_some_and(|o| o.sent_basic);
+        let sent_basic = self.ops.get(&op_id).is_some_and(|o| o.sent.basic);
         if basic && matches!(self.config.credentials, Credentials::Basic { .. }) && !sent_basic {
             self.auth = RegistryAuth::Basic;
             if let Some(op) = self.ops.get_mut(&op_id) {
-                op.auth_retried = true;
+                op.auth.retried = true;
             }
             self.set_state(op_id, Some(OpState::Ready));
             return;
@@ -219,26 +270,16 @@ impl Engine {
         realm: Url,
         service: Option<&str>,
         scopes: Vec<String>,
-    ) -> usize {
+    ) -> SlotId {
         let scopes = canonical_scopes(scopes);
-        let key = TokenKey {
+        self.tokens.find_or_add(TokenKey {
             realm,
             service: service.map(str::to_string),
             scopes,
-        };
-        if let Some(i) = self.tokens.iter().position(|t| t.key == key) {
-            return i;
-        }
-        self.tokens.push(TokenSlot {
-            key,
-            token: None,
-            generation: 0,
-            fetching: false,
-        });
-        self.tokens.len() - 1
+        })
     }
 
-    pub(super) fn start_token_fetch(&mut self, slot: usize) {
+    pub(super) fn start_token_fetch(&mut self, slot: SlotId) {
         self.tokens[slot].fetching = true;
         let post = matches!(self.config.credentials, Credentials::IdentityToken { .. });
         let exchange = Exchange::Token { slot, post };
@@ -246,26 +287,23 @@ impl Engine {
         self.add_op(Op::new(exchange, "token".into(), realm, OpState::Ready));
     }
 
-    /// The Authorization header and form body of a token request.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn token_request_parts(
+    /// The Authorization header and form body of a token request to `url`: an error
+    /// when the origin rules forbid the credential it would need.
+    pub(super) fn token_request(
         &self,
-        slot: usize,
+        slot: SlotId,
         url: &Url,
         post: bool,
-    ) -> (Result<Option<Secret>, Error>, Option<String>) {
+    ) -> Result<TokenRequest, Error> {
         let key = &self.tokens[slot].key;
         let same_origin = url.origin() == key.realm.origin();
         if post {
             if let Credentials::IdentityToken { token } = &self.config.credentials {
                 if !self.may_send_credentials(url) || !same_origin {
-                    return (
-                        Err(Error::Insecure(format!(
-                            "{} may not receive the identity token",
-                            redact_url(url)
-                        ))),
-                        None,
-                    );
+                    return Err(Error::Insecure(format!(
+                        "{} may not receive the identity token",
+                        redact_url(url)
+                    )));
                 }
                 let mut form = url::form_urlencoded::Serializer::new(String::new());
                 form.append_pair("grant_type", "refresh_token");
@@ -275,29 +313,38 @@ impl Engine {
                     form.append_pair("service", s);
                 }
                 form.append_pair("scope", &key.scopes.join(" "));
-                return (Ok(None), Some(form.finish()));
+                return Ok(TokenRequest {
+                    authorization: None,
+                    form: Some(form.finish()),
+                });
             }
         }
         match self.config.credentials.basic_header() {
             Some(h) if same_origin => {
                 if !self.may_send_credentials(url) {
-                    return (
-                        Err(Error::Insecure(format!(
-                            "{} is plain http",
-                            redact_url(url)
-                        ))),
-                        None,
-                    );
+                    return Err(Error::Insecure(format!(
+                        "{} is plain http",
+                        redact_url(url)
+                    )));
                 }
-                (Ok(Some(h)), None)
+                Ok(TokenRequest {
+                    authorization: Some(h),
+                    form: None,
+                })
             }
-            _ => (Ok(None), None),
+            _ => Ok(TokenRequest::default()),
         }
     }
 
     /// The token fetch of `slot` answered: store the token and wake the ops waiting
     /// for it.
-    pub(super) fn on_token(&mut self, slot: usize, headers: &HeaderMap, body: &[u8], now: Instant) {
+    pub(super) fn on_token(
+        &mut self,
+        slot: SlotId,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: Instant,
+    ) {
         let date = headers
             .get(header::DATE)
             .and_then(|d| d.to_str().ok())

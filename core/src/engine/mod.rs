@@ -38,7 +38,7 @@ mod recovery;
 mod request;
 mod timers;
 
-use auth::{RegistryAuth, TokenSlot};
+use auth::{RegistryAuth, TokenSlots};
 pub(crate) use op::OpId;
 pub(crate) use op::{Call, OnRetry, OutBody};
 use op::{Exchange, Incoming, Op, OpState};
@@ -97,7 +97,7 @@ pub(crate) struct Engine {
     out: VecDeque<Action>,
     fetched: VecDeque<Fetched>,
     due: VecDeque<Due>,
-    tokens: Vec<TokenSlot>,
+    tokens: TokenSlots,
     auth: RegistryAuth,
     rng: Rng,
     last_now: Instant,
@@ -127,7 +127,7 @@ impl Engine {
             out: VecDeque::new(),
             fetched: VecDeque::new(),
             due: VecDeque::new(),
-            tokens: Vec::new(),
+            tokens: TokenSlots::default(),
             auth: RegistryAuth::None,
             last_now: now,
             result: None,
@@ -148,9 +148,9 @@ impl Engine {
         self.result.is_some()
     }
 
-    /// Queues an action for the caller (a goal's event).
-    pub(crate) fn emit(&mut self, action: Action) {
-        self.out.push_back(action);
+    /// Queues a goal's event for the caller.
+    pub(crate) fn emit(&mut self, event: crate::Event) {
+        self.out.push_back(Action::Event(event));
     }
 
     /// Asks for a bounded `GET` of `endpoint` on the registry; its body comes back as
@@ -181,8 +181,7 @@ impl Engine {
         history: History,
     ) -> OpId {
         let mut op = Op::new(Exchange::Call(call), what, target, OpState::Ready);
-        op.failures = history.failures;
-        op.waited = history.waited;
+        op.history = history;
         self.add_op(op)
     }
 
@@ -262,10 +261,10 @@ impl Engine {
             return;
         }
         if parts.status.is_success() {
-            op.auth_retried = false;
+            op.auth.retried = false;
         }
         let declared = content_length(&op.incoming.headers);
-        let url = op.sent_url.as_ref().map(redact_url).unwrap_or_default();
+        let url = op.sent.url.as_ref().map(redact_url).unwrap_or_default();
         let checked = match &mut op.exchange {
             // A `HEAD` declares the size of what it does not send.
             Exchange::Call(c) if c.method == http::Method::HEAD => Ok(()),
@@ -344,7 +343,7 @@ impl Engine {
         let incoming = std::mem::take(&mut op.incoming);
         match op.exchange {
             Exchange::Call(_) => {
-                let url = op.sent_url.clone().unwrap_or_else(|| self.origin.url());
+                let url = op.sent.url.clone().unwrap_or_else(|| self.origin.url());
                 self.set_state(op_id, None);
                 self.fetched.push_back(Fetched {
                     op: op_id,

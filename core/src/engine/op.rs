@@ -5,12 +5,14 @@
 //! number of attempts, redirects and authentication rounds until it succeeds or the
 //! machine fails.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method};
 use url::Url;
 
+use super::auth::SlotId;
+use super::History;
 use crate::blob::BlobDownload;
 use crate::endpoint::Target;
 use crate::manifest::Descriptor;
@@ -28,7 +30,7 @@ pub(crate) enum OpState {
     /// To be sent at the next poll.
     Ready,
     /// Waiting for the token fetch of this slot.
-    WaitingToken(usize),
+    WaitingToken(SlotId),
     /// A request is out; its response timer runs out at `deadline`.
     InFlight { id: RequestId, deadline: Instant },
     /// Waiting before the next attempt.
@@ -112,7 +114,7 @@ pub(crate) enum Exchange {
         embedded: Option<Bytes>,
     },
     /// A token request of the auth session (never asked for by a goal).
-    Token { slot: usize, post: bool },
+    Token { slot: SlotId, post: bool },
 }
 
 /// The response being received for an op.
@@ -123,6 +125,45 @@ pub(crate) struct Incoming {
     pub(crate) body: Vec<u8>,
 }
 
+/// Where an op's requests go: the redirect target it follows, if any, and how it got
+/// there. Recovery alone changes it.
+#[derive(Debug, Default)]
+pub(crate) struct Route {
+    /// The redirect target currently followed, if any.
+    pub(crate) redirect: Option<Url>,
+    /// Redirect hops followed in this attempt.
+    pub(crate) hops: u8,
+    /// Whether a refusal by a foreign origin already sent this op back to the registry.
+    pub(crate) foreign_restarted: bool,
+}
+
+/// An op's authentication rounds. The auth session alone changes them.
+#[derive(Debug, Default)]
+pub(crate) struct AuthRounds {
+    /// The last challenge was answered and no success came since.
+    pub(crate) retried: bool,
+    /// Rounds so far (bounded by `MAX_AUTH_ROUNDS`, never reset).
+    pub(crate) rounds: u32,
+}
+
+/// A token an op's request carried: its slot and the generation of the token in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SentToken {
+    pub(crate) slot: SlotId,
+    pub(crate) generation: u64,
+}
+
+/// What an op's last request carried. Set only where a request is sent.
+#[derive(Debug, Default)]
+pub(crate) struct LastSent {
+    /// The URL it went to.
+    pub(crate) url: Option<Url>,
+    /// The bearer token it carried.
+    pub(crate) token: Option<SentToken>,
+    /// Whether it carried Basic credentials.
+    pub(crate) basic: bool,
+}
+
 #[derive(Debug)]
 pub(crate) struct Op {
     pub(crate) exchange: Exchange,
@@ -130,23 +171,15 @@ pub(crate) struct Op {
     pub(crate) what: String,
     /// Where the op's requests go (before any redirect).
     pub(crate) target: Target,
-    /// The redirect target currently followed, if any.
-    pub(crate) redirect: Option<Url>,
-    pub(crate) hops: u8,
-    pub(crate) failures: u32,
-    /// Time spent in backoff so far.
-    pub(crate) waited: Duration,
-    pub(crate) auth_retried: bool,
-    /// Authentication rounds so far (bounded by `MAX_AUTH_ROUNDS`, never reset).
-    pub(crate) auth_rounds: u32,
-    /// Whether a refusal by a foreign origin already sent this op back to the registry.
-    pub(crate) foreign_restarted: bool,
-    /// Token slot and generation the last request carried.
-    pub(crate) sent_token: Option<(usize, u64)>,
-    /// Whether the last request carried Basic credentials.
-    pub(crate) sent_basic: bool,
-    /// The URL the last request went to.
-    pub(crate) sent_url: Option<Url>,
+    /// Where its requests go now (changed by recovery alone).
+    pub(crate) route: Route,
+    /// Failures in a row and time waited (changed by recovery alone; a goal may carry
+    /// them over to the next op of a sequence).
+    pub(crate) history: History,
+    /// Its authentication rounds (changed by the auth session alone).
+    pub(crate) auth: AuthRounds,
+    /// What its last request carried (set where a request is sent, `request.rs`).
+    pub(crate) sent: LastSent,
     pub(crate) state: OpState,
     pub(crate) incoming: Incoming,
     /// Why the last attempt failed (while a retry waits).
@@ -159,16 +192,10 @@ impl Op {
             exchange,
             what,
             target,
-            redirect: None,
-            hops: 0,
-            failures: 0,
-            waited: Duration::ZERO,
-            auth_retried: false,
-            auth_rounds: 0,
-            foreign_restarted: false,
-            sent_token: None,
-            sent_basic: false,
-            sent_url: None,
+            route: Route::default(),
+            history: History::default(),
+            auth: AuthRounds::default(),
+            sent: LastSent::default(),
             state,
             incoming: Incoming::default(),
             last_error: None,

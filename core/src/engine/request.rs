@@ -22,7 +22,7 @@ impl Engine {
     /// `GET` query), the URL the registry gave, or its endpoint on the registry.
     fn request_url(&self, op: OpId) -> Result<Url, Error> {
         let op = &self.ops[&op];
-        if let Some(u) = &op.redirect {
+        if let Some(u) = &op.route.redirect {
             return Ok(u.clone());
         }
         match (&op.target, &op.exchange) {
@@ -120,13 +120,14 @@ impl Engine {
             Exchange::Token { slot, post } => {
                 let slot = *slot;
                 let post = *post;
-                let (auth, form) = self.token_request_parts(slot, &url, post);
-                match auth {
-                    Ok(Some(a)) => b = b.header(header::AUTHORIZATION, sensitive(a.expose())),
-                    Ok(None) => {}
+                let parts = match self.token_request(slot, &url, post) {
+                    Ok(parts) => parts,
                     Err(e) => return self.fail(e),
+                };
+                if let Some(a) = parts.authorization {
+                    b = b.header(header::AUTHORIZATION, sensitive(a.expose()));
                 }
-                if let Some(form) = form {
+                if let Some(form) = parts.form {
                     b = b.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
                     body = Bytes::from(form);
                 }
@@ -137,10 +138,10 @@ impl Engine {
                 b = b.header(k.as_str(), v.as_str());
             }
         }
-        if let Credential::Header(value, generation) = credential {
+        if let Credential::Header(value, token) = credential {
             b = b.header(header::AUTHORIZATION, value);
-            sent_token = generation;
-            sent_basic = generation.is_none();
+            sent_token = token;
+            sent_basic = token.is_none();
         }
         let request = match b.body(body) {
             Ok(r) => r,
@@ -154,9 +155,9 @@ impl Engine {
         let id = RequestId(self.next_request);
         self.next_request += 1;
         let op = self.ops.get_mut(&op_id).expect("a ready op is live");
-        op.sent_token = sent_token;
-        op.sent_basic = sent_basic;
-        op.sent_url = Some(url);
+        op.sent.token = sent_token;
+        op.sent.basic = sent_basic;
+        op.sent.url = Some(url);
         op.incoming = Incoming::default();
         let deadline = later(now, self.config.head_timeout);
         self.set_state(op_id, Some(OpState::InFlight { id, deadline }));

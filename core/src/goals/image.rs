@@ -13,7 +13,7 @@ use crate::machine::{Goal, Machine};
 use crate::manifest::{Descriptor, Manifest, Platform};
 use crate::reference::Reference;
 use crate::Config;
-use crate::{Action, Event, ManifestRole, PlatformChoice};
+use crate::{Event, ManifestRole, PlatformChoice};
 
 use super::manifest::{self, Wanted};
 
@@ -143,19 +143,19 @@ impl Goal for ImagePull {
             _ => role,
         };
         let descriptor = verified.descriptor;
-        engine.emit(Action::Event(Event::Manifest {
+        engine.emit(Event::Manifest {
             digest: verified.digest,
             media_type: verified.media_type,
             bytes: verified.bytes,
             manifest: verified.manifest.clone(),
             role: event_role,
             platform: wanted.platform,
-        }));
+        });
         let resolves = role == ManifestRole::Top || !all;
         match verified.manifest {
             Manifest::Image(m) => {
                 if resolves {
-                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                    engine.emit(Event::Resolved { descriptor });
                 }
                 for d in m.blobs() {
                     self.add_blob(engine, d.clone());
@@ -163,7 +163,7 @@ impl Goal for ImagePull {
             }
             Manifest::Index(idx) if all => {
                 if role == ManifestRole::Top {
-                    engine.emit(Action::Event(Event::Resolved { descriptor }));
+                    engine.emit(Event::Resolved { descriptor });
                 }
                 for child in &idx.manifests {
                     self.add_child(engine, child, depth);

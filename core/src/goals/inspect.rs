@@ -6,7 +6,7 @@ use crate::engine::{Engine, Fetched};
 use crate::machine::{Goal, Machine};
 use crate::reference::Reference;
 use crate::Config;
-use crate::{Action, Event, ManifestRole};
+use crate::{Event, ManifestRole};
 
 use super::manifest::{self, Wanted};
 
@@ -34,17 +34,17 @@ impl Goal for Inspect {
             Ok(v) => v,
             Err(e) => return engine.fail(e),
         };
-        engine.emit(Action::Event(Event::Manifest {
+        engine.emit(Event::Manifest {
             digest: v.digest,
             media_type: v.media_type,
             bytes: v.bytes,
             manifest: v.manifest,
             role: ManifestRole::Top,
             platform: None,
-        }));
-        engine.emit(Action::Event(Event::Resolved {
+        });
+        engine.emit(Event::Resolved {
             descriptor: v.descriptor,
-        }));
+        });
     }
 }
 

@@ -15,7 +15,7 @@ use crate::error::{redact_url, Error};
 use crate::machine::{Goal, Machine};
 use crate::reference::Reference;
 use crate::Config;
-use crate::{Action, Event};
+use crate::Event;
 
 /// What is listed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,14 +159,14 @@ impl Goal for List {
                 })
             }
         };
-        engine.emit(Action::Event(match kind {
+        engine.emit(match kind {
             ListKind::Tags => Event::Tags {
                 tags: page.tags.unwrap_or_default(),
             },
             ListKind::Catalog => Event::Repositories {
                 names: page.repositories.unwrap_or_default(),
             },
-        }));
+        });
         let of = match kind {
             ListKind::Tags => engine.reference().repository().to_string(),
             ListKind::Catalog => engine.reference().registry().to_string(),

@@ -19,7 +19,7 @@ use crate::manifest::{Manifest, OCI_INDEX};
 use crate::reference::Reference;
 use crate::referrers::{fallback_tag, matches_filter, FILTERS_APPLIED, MAX_REFERRERS_FOLLOWED};
 use crate::Config;
-use crate::{Action, Event, ReferrersVia};
+use crate::{Event, ReferrersVia};
 
 use super::lists::Pages;
 use super::manifest::{self, Wanted};
@@ -123,11 +123,11 @@ impl Referrers {
                 }
             }
         }
-        engine.emit(Action::Event(Event::Referrers {
+        engine.emit(Event::Referrers {
             subject,
             referrers,
             via,
-        }));
+        });
     }
 
     fn ask_api(&mut self, engine: &mut Engine, subject: Digest) {

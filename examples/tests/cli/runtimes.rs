@@ -1,4 +1,4 @@
-//! Every command on the async-std runtime as well.
+//! Every command on the async-std and smol runtimes as well.
 
 use super::*;
 
@@ -20,16 +20,26 @@ fn async_std_runtime_from_the_cli() {
 
 #[test]
 fn every_command_runs_on_async_std() {
-    // serve a pulled layout on async-std, then inspect and list tags on async-std
-    let img = image(60, &[4000], &Platform::host(), false);
+    every_command_runs_on("async-std", 60);
+}
+
+#[test]
+fn every_command_runs_on_smol() {
+    every_command_runs_on("smol", 61);
+}
+
+/// Serves a pulled layout on `runtime`, then inspects, lists tags, the catalog and
+/// referrers on it.
+fn every_command_runs_on(runtime: &str, seed: u64) {
+    let img = image(seed, &[4000], &Platform::host(), false);
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
     let dir = tempfile::tempdir().unwrap();
     ok(ocireg()
-        .args(["--runtime", "async-std", "pull", "--progress", "none"])
+        .args(["--runtime", runtime, "pull", "--progress", "none"])
         .arg(format!("{addr}/test/repo:v1"))
         .arg(dir.path()));
     let mut server = ocireg()
-        .args(["serve", "--runtime", "async-std", "--addr", "127.0.0.1:0"])
+        .args(["serve", "--runtime", runtime, "--addr", "127.0.0.1:0"])
         .args(["--repository", "served/copy"])
         .arg(dir.path())
         .stdout(Stdio::piped())
@@ -47,21 +57,21 @@ fn every_command_runs_on_async_std() {
         .expect("serving … on http://addr")
         .to_string();
     let inspect = ocireg()
-        .args(["inspect", "--runtime", "async-std", "--plain-http"])
+        .args(["inspect", "--runtime", runtime, "--plain-http"])
         .arg(format!("{served}/served/copy:v1"))
         .output()
         .unwrap();
     let tags = ocireg()
-        .args(["tags", "--runtime", "async-std", "--plain-http"])
+        .args(["tags", "--runtime", runtime, "--plain-http"])
         .arg(format!("{served}/served/copy"))
         .output()
         .unwrap();
     let catalog = ocireg()
-        .args(["catalog", "--runtime", "async-std", "--plain-http", &served])
+        .args(["catalog", "--runtime", runtime, "--plain-http", &served])
         .output()
         .unwrap();
     let referrers = ocireg()
-        .args(["referrers", "--runtime", "async-std", "--plain-http"])
+        .args(["referrers", "--runtime", runtime, "--plain-http"])
         .arg(format!("{served}/served/copy:v1"))
         .output()
         .unwrap();

@@ -319,11 +319,13 @@ impl Caller for TagSender {
 
 /// Defines an adapter's `Client`: [`Client`] over the adapter's transport type
 /// `$transport` (built by `$build(extra_cas)`) and runtime `$runtime` (a unit struct),
-/// with `new`,
-/// `trusting`, `config` and `credentials`, and every operation through `Deref`.
+/// with `new`, `trusting`, `config` and `credentials`, and every operation through
+/// `Deref`; and re-exports what a user of the adapter names (the [`adapter_prelude`](crate::adapter_prelude)).
 #[macro_export]
 macro_rules! adapter_client {
     ($transport:ty, $runtime:ident, $build:path, $name:literal) => {
+        pub use $crate::adapter_prelude::*;
+
         #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
         /// credentials, the core's default configuration. Every operation of
         /// [`ocireg_driver::client::Client`] is a method (through `Deref`).

@@ -30,6 +30,7 @@
 pub mod client;
 pub mod credentials;
 pub mod files;
+pub mod futures_io;
 mod gather;
 pub mod hashing;
 pub mod hosts;
@@ -44,6 +45,20 @@ pub mod warm;
 mod writer;
 
 pub use stream::{blob_stream, resume_at_checkpoint, Checkpoints};
+
+/// What every adapter re-exports for its users (through
+/// [`adapter_client!`](crate::adapter_client)): the client's types, the core's vocabulary,
+/// and the one error type ([`Error`], with the core's as `RegistryError`).
+pub mod adapter_prelude {
+    pub use crate::client::{Inspected, Pulled};
+    pub use crate::tls::load_certs;
+    pub use crate::{Caller, Error};
+    pub use ocireg_core::Error as RegistryError;
+    pub use ocireg_core::{
+        Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Platform,
+        PlatformChoice, Reference,
+    };
+}
 
 use std::collections::HashMap;
 use std::pin::Pin;

@@ -17,7 +17,7 @@
 //! [`TokioTransport`] (built by [`transport`]) is hyper-util's pooled client over rustls (web PKI roots plus any
 //! extra CA certificates), speaking HTTP/1.1 or HTTP/2 as ALPN decides. It follows no
 //! redirect and retries nothing: the core decides both. [`TokioRuntime`] gives the drive
-//! loop tokio's clock and timer (so paused-time tests work), and [`serve`] puts the test
+//! loop tokio's clock and timer (so paused-time tests work), and `serve` (feature `server`) puts the test
 //! registry on a `TcpListener`. Everything else comes from `ocireg-driver`.
 
 use std::time::Instant;
@@ -41,16 +41,6 @@ impl Runtime for TokioRuntime {
         tokio::time::sleep_until(deadline.into()).boxed()
     }
 }
-
-pub use ocireg_driver::tls::load_certs;
-
-pub use ocireg_core::Error as RegistryError;
-pub use ocireg_core::{
-    Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Platform, PlatformChoice,
-    Reference,
-};
-pub use ocireg_driver::client::{Inspected, Pulled};
-pub use ocireg_driver::{Caller, Error};
 
 ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport, "tokio");
 

@@ -21,6 +21,17 @@ use super::Engine;
 use super::{Due, History};
 use crate::{Action, Event};
 
+/// Whom a request was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RequestKind {
+    /// The registry (or a redirect target of it).
+    Registry,
+    /// The token service, by `GET` (Basic credentials, or none).
+    TokenGet,
+    /// The token service, by the OAuth2 `POST` (a refresh token).
+    TokenPost,
+}
+
 /// What was sent, and what the operation went through before: the facts recovery
 /// decides on.
 #[derive(Debug)]
@@ -35,8 +46,8 @@ pub(super) struct Sent {
     pub(super) to_registry: bool,
     /// Whether the operation was at its starting URL (not following a redirect).
     pub(super) at_start: bool,
-    /// A token request (`Some(true)`: the OAuth2 `POST`), or a registry request (`None`).
-    pub(super) token_post: Option<bool>,
+    /// Whom the request was for: the registry, or the token service (and how).
+    pub(super) kind: RequestKind,
     /// A blob download that continued from an offset and has not started over yet.
     pub(super) resumed_blob: bool,
     /// Redirect hops followed in this attempt.
@@ -174,7 +185,7 @@ pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
         errors,
         retry_after,
     };
-    let registry_request = sent.token_post.is_none();
+    let registry_request = sent.kind == RequestKind::Registry;
     if registry_request && !sent.to_registry && matches!(status, 401 | 403) {
         let err = Error::ForeignOrigin {
             what: sent.what.clone(),
@@ -200,7 +211,7 @@ pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
             refusal,
         };
     }
-    if status == 404 && sent.token_post == Some(true) {
+    if status == 404 && sent.kind == RequestKind::TokenPost {
         return Recovery::Restart(Restart::TokenByGet);
     }
     if status == 416 && sent.resumed_blob {
@@ -255,21 +266,22 @@ impl Engine {
     /// The facts about op `op`'s last request that recovery decides on.
     fn sent(&self, op: OpId) -> Option<Sent> {
         let o = self.ops.get(&op)?;
-        let url = o.sent_url.clone()?;
+        let url = o.sent.url.clone()?;
         Some(Sent {
             what: o.what.clone(),
             method: o.method(),
             to_registry: self.origin.contains(&url),
             url,
-            at_start: o.redirect.is_none(),
-            token_post: match o.exchange {
-                Exchange::Token { post, .. } => Some(post),
-                _ => None,
+            at_start: o.route.redirect.is_none(),
+            kind: match o.exchange {
+                Exchange::Token { post: true, .. } => RequestKind::TokenPost,
+                Exchange::Token { post: false, .. } => RequestKind::TokenGet,
+                _ => RequestKind::Registry,
             },
             resumed_blob: matches!(&o.exchange, Exchange::Download { dl, .. } if !dl.restarted && dl.offset > 0),
-            hops: o.hops,
-            failures: o.failures,
-            foreign_restarted: o.foreign_restarted,
+            hops: o.route.hops,
+            failures: o.history.failures,
+            foreign_restarted: o.route.foreign_restarted,
         })
     }
 
@@ -312,8 +324,8 @@ impl Engine {
         match recovery {
             Recovery::Redirect(target) => {
                 let o = self.op_mut(op);
-                o.hops += 1;
-                o.redirect = Some(target);
+                o.route.hops += 1;
+                o.route.redirect = Some(target);
                 self.set_state(op, Some(OpState::Ready));
             }
             Recovery::Authenticate {
@@ -329,9 +341,9 @@ impl Engine {
             }
             Recovery::Restart(Restart::AtRegistry(error)) => {
                 let o = self.op_mut(op);
-                o.foreign_restarted = true;
-                o.redirect = None;
-                o.hops = 0;
+                o.route.foreign_restarted = true;
+                o.route.redirect = None;
+                o.route.hops = 0;
                 self.retry_at_once(op, error);
                 self.push_resumed(op);
             }
@@ -364,12 +376,12 @@ impl Engine {
         // connection broke, the server is fine. Backoff is for failures in a row.
         let progressed = matches!(&o.exchange, Exchange::Download { dl, .. } if dl.progressed());
         if progressed {
-            o.failures = 0;
+            o.history.failures = 0;
         }
-        o.failures += 1;
-        let attempts = o.failures;
+        o.history.failures += 1;
+        let attempts = o.history.failures;
         let what = o.what.clone();
-        let waited = o.waited;
+        let waited = o.history.waited;
         let random = self.rng.next_u64();
         let delay = match self.config.retry.delay(attempts, retry_after, random) {
             Some(_) if progressed && retry_after.is_none() => Some(Duration::ZERO),
@@ -404,9 +416,9 @@ impl Engine {
             });
         }
         let o = self.op_mut(op);
-        o.waited = waited.saturating_add(delay);
-        o.redirect = None;
-        o.hops = 0;
+        o.history.waited = waited.saturating_add(delay);
+        o.route.redirect = None;
+        o.route.hops = 0;
         o.last_error = Some(err.clone());
         self.set_state(op, Some(OpState::Backoff { until }));
         self.out.push_back(Action::Event(Event::Retry {
@@ -429,8 +441,8 @@ impl Engine {
             return self.set_state(op, Some(OpState::Ready));
         }
         let history = History {
-            failures: o.failures,
-            waited: o.waited,
+            failures: o.history.failures,
+            waited: o.history.waited,
         };
         let error = o.last_error.take().unwrap_or(Error::Cancelled);
         self.set_state(op, None);
@@ -440,8 +452,8 @@ impl Engine {
     /// Sends op `op` again at once, counting the failure as an attempt and saying why.
     pub(super) fn retry_at_once(&mut self, op: OpId, error: Error) {
         let o = self.op_mut(op);
-        o.failures += 1;
-        let (what, attempt) = (o.what.clone(), o.failures + 1);
+        o.history.failures += 1;
+        let (what, attempt) = (o.what.clone(), o.history.failures + 1);
         self.set_state(op, Some(OpState::Ready));
         self.out.push_back(Action::Event(Event::Retry {
             what,

@@ -16,7 +16,7 @@ fn sent(url: &str) -> Sent {
         url: Url::parse(url).unwrap(),
         to_registry: url.starts_with("https://reg.test/"),
         at_start: true,
-        token_post: None,
+        kind: RequestKind::Registry,
         resumed_blob: false,
         hops: 0,
         failures: 0,
@@ -136,7 +136,7 @@ fn only_the_registrys_refusals_are_authenticated() {
 #[test]
 fn restarts() {
     let token = Sent {
-        token_post: Some(true),
+        kind: RequestKind::TokenPost,
         ..sent("https://auth.test/token")
     };
     assert_eq!(
@@ -147,7 +147,7 @@ fn restarts() {
         Restart::TokenByGet
     );
     let get = Sent {
-        token_post: Some(false),
+        kind: RequestKind::TokenGet,
         ..sent("https://auth.test/token")
     };
     assert!(matches!(status(&get, 404, &[]), Recovery::Fail(_)));

@@ -29,7 +29,7 @@ use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
 use crate::reference::Reference;
 use crate::Config;
-use crate::{Action, BlobId, Event, Pushed};
+use crate::{BlobId, Event, Pushed};
 
 /// One manifest of a push: its descriptor and exact bytes.
 #[derive(Clone, Debug)]
@@ -190,12 +190,12 @@ impl Push {
     fn blob_done(&mut self, engine: &mut Engine, i: usize, how: Pushed) {
         let u = &mut self.uploads[i];
         self.active -= 1;
-        engine.emit(Action::Event(Event::BlobPushed {
+        engine.emit(Event::BlobPushed {
             blob: BlobId(i),
             digest: u.descriptor.digest.clone(),
             size: u.descriptor.len(),
             how,
-        }));
+        });
         self.start_blobs(engine);
     }
 
@@ -258,10 +258,10 @@ impl Push {
                 });
             }
         }
-        engine.emit(Action::Event(Event::ManifestPushed {
+        engine.emit(Event::ManifestPushed {
             digest: want,
             reference,
-        }));
+        });
         // the first PUT of a manifest with a subject may have a referrers tag to update
         if k == m && self.update_referrers_tag(engine, k, m, headers) {
             return;
@@ -306,10 +306,10 @@ impl Goal for Push {
                 self.uploads[i].offset = offset.min(self.uploads[i].descriptor.len());
                 self.follow(i, &f);
                 if offset > 0 {
-                    engine.emit(Action::Event(Event::UploadResumed {
+                    engine.emit(Event::UploadResumed {
                         blob: BlobId(i),
                         offset,
-                    }));
+                    });
                 }
                 self.send(engine, i);
             }
@@ -340,7 +340,7 @@ impl Goal for Push {
 
 impl Machine {
     /// Pushes `plan` to `target`'s repository (its tag, if any, is added to the plan's
-    /// tags): blobs first, asked for by range ([`Action::Upload`]), then the manifests.
+    /// tags): blobs first, asked for by range ([`Action::Upload`](crate::Action::Upload)), then the manifests.
     /// A plan that cannot be pushed as given (a manifest whose bytes do not match its
     /// descriptor, a blob listed twice, a manifest before what it references) fails at
     /// the first poll.

@@ -11,7 +11,7 @@ use crate::engine::{Call, Engine, Fetched, History, OnRetry, OutBody};
 use crate::error::Error;
 use crate::manifest::{Manifest, OCI_INDEX};
 use crate::referrers::{fallback_tag, referrer_descriptor, with_referrer, SUBJECT};
-use crate::{Action, Event};
+use crate::Event;
 
 use super::{call, Purpose, Push};
 
@@ -104,10 +104,10 @@ impl Push {
     /// The referrers tag is written: say so, go on with the manifests.
     pub(super) fn referrers_tag_written(&mut self, engine: &mut Engine, k: usize) {
         if let Some(subject) = self.manifest_step(k).and_then(|(m, _)| self.subject_of(m)) {
-            engine.emit(Action::Event(Event::ReferrersTagUpdated {
+            engine.emit(Event::ReferrersTagUpdated {
                 tag: fallback_tag(&subject),
                 subject,
-            }));
+            });
         }
         self.put_next_manifest(engine);
     }

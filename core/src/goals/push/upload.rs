@@ -10,7 +10,7 @@ use crate::digest::Digest;
 use crate::endpoint::{Endpoint, Target};
 use crate::engine::{Engine, Fetched, OnRetry, OutBody};
 use crate::error::Error;
-use crate::{Action, BlobId, Event, Pushed};
+use crate::{BlobId, Event, Pushed};
 
 use super::{call, served_digest, Purpose, Push, SinglePost};
 
@@ -196,7 +196,7 @@ impl Push {
         let u = &mut self.uploads[i];
         u.location = None;
         u.offset = 0;
-        engine.emit(Action::Event(Event::UploadRestarted { blob: BlobId(i) }));
+        engine.emit(Event::UploadRestarted { blob: BlobId(i) });
         self.open(engine, i);
     }
 

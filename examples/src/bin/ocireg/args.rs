@@ -114,6 +114,8 @@ pub(crate) enum RuntimeChoice {
     Tokio,
     /// async-std with hyper-util over futures-rustls.
     AsyncStd,
+    /// smol with hyper-util over futures-rustls.
+    Smol,
 }
 
 #[derive(Args)]

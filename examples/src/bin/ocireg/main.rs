@@ -152,6 +152,7 @@ fn run(
             .map_err(|e| format!("cannot start the runtime: {e}"))?
             .block_on(command),
         RuntimeChoice::AsyncStd => async_std::task::block_on(command),
+        RuntimeChoice::Smol => smol::block_on(command),
     }
 }
 

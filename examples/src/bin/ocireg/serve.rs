@@ -40,6 +40,13 @@ async fn listen(
             let bound = l.local_addr().map_err(listen_err)?;
             (bound, Box::pin(ocireg_async_std::serve(l, registry)))
         }
+        RuntimeChoice::Smol => {
+            let l = smol::net::TcpListener::bind(addr)
+                .await
+                .map_err(listen_err)?;
+            let bound = l.local_addr().map_err(listen_err)?;
+            (bound, Box::pin(ocireg_smol::serve(l, registry)))
+        }
     })
 }
 

@@ -36,7 +36,8 @@ pub(crate) fn extra_cas(c: &ConnectArgs) -> Result<Vec<CertificateDer<'static>>,
     let mut cas = Vec::new();
     for f in &c.ca_files {
         cas.extend(
-            ocireg_tokio::load_certs(f).map_err(|e| format!("--ca-file {}: {e}", f.display()))?,
+            ocireg_driver::tls::load_certs(f)
+                .map_err(|e| format!("--ca-file {}: {e}", f.display()))?,
         );
     }
     Ok(cas)
@@ -89,7 +90,7 @@ pub(crate) fn io_with_cas(
     }
     let mut cas = extra_cas(c)?;
     for f in more {
-        cas.extend(ocireg_tokio::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
+        cas.extend(ocireg_driver::tls::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
     }
     io_trusting(choice, &cas, c.http1_only)
 }
@@ -111,6 +112,10 @@ fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
         RuntimeChoice::AsyncStd => Io {
             transport: std::sync::Arc::new(ocireg_async_std::transport_with(tls)),
             runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
+        },
+        RuntimeChoice::Smol => Io {
+            transport: std::sync::Arc::new(ocireg_smol::transport_with(tls)),
+            runtime: std::sync::Arc::new(ocireg_smol::SmolRuntime),
         },
     }
 }
