@@ -371,6 +371,6 @@ fn main() {
         .as_ref()
         .is_none_or(|o| o.iter().any(|n| n == "push" || n == "copy"))
     {
-        push_rows::run(&bin, runs, quick, scratch.path());
+        push_rows::run(&bin, baseline.as_deref(), runs, quick, scratch.path());
     }
 }

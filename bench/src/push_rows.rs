@@ -14,6 +14,8 @@ use crate::{median, median_run, timed, CONCURRENCY};
 enum PushTool {
     Limit,
     Ocireg,
+    /// Another build of ocireg (`--baseline PATH`): an A/B in one run.
+    Baseline,
     Skopeo,
     OciClient,
 }
@@ -23,6 +25,7 @@ impl PushTool {
         match self {
             PushTool::Limit => "limit: curl -T (one upload session)",
             PushTool::Ocireg => "ocireg push",
+            PushTool::Baseline => "ocireg baseline push",
             PushTool::Skopeo => "skopeo copy oci: → docker://",
             PushTool::OciClient => "oci-client 0.18 push",
         }
@@ -75,7 +78,7 @@ fn row(name: &str, total: u64, base: Option<f64>, m: &(bool, String, f64, f64, u
 }
 
 /// The push rows and the copy rows.
-pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
+pub(crate) fn run(bin: &Path, baseline: Option<&Path>, runs: usize, quick: bool, scratch: &Path) {
     let time_file = scratch.join("push-time");
     let size = if quick { 64usize << 20 } else { 1 << 30 };
     let img = image(300, &[size], &Platform::host(), false);
@@ -91,10 +94,12 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
     for (t, tool) in [
         PushTool::Limit,
         PushTool::Ocireg,
+        PushTool::Baseline,
         PushTool::Skopeo,
         PushTool::OciClient,
     ]
     .into_iter()
+    .filter(|t| *t != PushTool::Baseline || baseline.is_some())
     .enumerate()
     {
         let m = measure(runs, &time_file, |r, addr| {
@@ -113,8 +118,11 @@ pub(crate) fn run(bin: &Path, runs: usize, quick: bool, scratch: &Path) {
                         ),
                     ],
                 ),
-                PushTool::Ocireg => (
-                    bin.join("ocireg").display().to_string(),
+                PushTool::Ocireg | PushTool::Baseline => (
+                    match (tool, baseline) {
+                        (PushTool::Baseline, Some(b)) => b.display().to_string(),
+                        _ => bin.join("ocireg").display().to_string(),
+                    },
                     vec![
                         "push".into(),
                         "--plain-http".into(),

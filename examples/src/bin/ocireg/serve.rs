@@ -14,7 +14,7 @@ use ocireg_registry::{FaultyRegistry, Registry};
 use crate::args::{DemoArgs, RuntimeChoice, ServeArgs};
 use crate::progress;
 use crate::pull::pull_one;
-use crate::setup::io_without_credentials;
+use crate::setup::io_with_web_roots;
 
 /// Binds `addr` and serves `registry` on the chosen runtime: the bound address, and the
 /// future that serves until it is dropped.
@@ -103,7 +103,7 @@ pub(crate) async fn cmd_demo(a: DemoArgs, rt: RuntimeChoice) -> Result<(), Strin
     let reference =
         Reference::parse(&format!("{addr}/demo/hello:v1")).map_err(|e| e.to_string())?;
     // The demo needs no credentials and never reads Docker's config.
-    let io = io_without_credentials(rt)?;
+    let io = io_with_web_roots(rt)?;
     let now = io.runtime.now();
     let cfg = Config {
         deadline: Some(ocireg_core::time::later(now, Duration::from_secs(120))),

@@ -121,7 +121,7 @@ fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
 }
 
 /// The client of `choice`, trusting the web PKI roots only.
-pub(crate) fn io_without_credentials(choice: RuntimeChoice) -> Result<Io, String> {
+pub(crate) fn io_with_web_roots(choice: RuntimeChoice) -> Result<Io, String> {
     io_trusting(choice, &[], false)
 }
 
