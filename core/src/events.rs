@@ -166,6 +166,13 @@ pub enum Event {
         /// Repository names on this page, in the registry's order.
         names: Vec<String>,
     },
+    /// A blob is in the repository with this size ([`Machine::stat_blob`](crate::Machine::stat_blob)).
+    BlobFound {
+        /// Its digest.
+        digest: Digest,
+        /// Its size, as the registry declared it.
+        size: u64,
+    },
     /// The loopback registry does not speak TLS; plain http is used from now on.
     PlainHttpFallback {
         /// The registry host.

@@ -121,6 +121,7 @@ pub use config::{Config, PlatformChoice};
 pub use digest::{Algorithm, Digest, Verifier};
 pub use error::{Error, ErrorKind, TransportError, TransportErrorKind};
 pub use events::{Event, ManifestRole, Pushed, ReferrersVia, ResumeRefused};
+pub use goals::range::MAX_RANGE;
 pub use machine::{Machine, QueuedBlob};
 pub use manifest::{Descriptor, Manifest, Platform};
 pub use push::{PushManifest, PushPlan};

@@ -70,6 +70,8 @@ pub(crate) struct Call {
     pub(crate) content_type: Option<String>,
     /// A `Content-Range` header (chunked uploads).
     pub(crate) content_range: Option<String>,
+    /// A `Range` header (a part of a blob).
+    pub(crate) range: Option<String>,
     pub(crate) body: OutBody,
     /// Largest response body accepted.
     pub(crate) limit: u64,
@@ -89,6 +91,7 @@ impl Call {
             accept: Some(accept),
             content_type: None,
             content_range: None,
+            range: None,
             body: OutBody::Empty,
             limit,
             limit_what,

@@ -96,6 +96,9 @@ impl Engine {
                 if let Some(r) = &c.content_range {
                     b = b.header(header::CONTENT_RANGE, r.as_str());
                 }
+                if let Some(r) = &c.range {
+                    b = b.header(header::RANGE, r.as_str());
+                }
                 let length = match &c.body {
                     OutBody::Empty => 0,
                     OutBody::Bytes(bytes) => {

@@ -74,6 +74,8 @@ impl Error {
             Error::Reference(_) | Error::Digest(_) | Error::Insecure(_) => ErrorKind::InvalidInput,
             Error::GaveUp { last, .. } => last.kind(),
             Error::Deadline { .. } | Error::Cancelled => ErrorKind::Stopped,
+            Error::Blob { .. } => ErrorKind::Protocol,
+            Error::InvalidRange { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Protocol,
         }
     }

@@ -387,6 +387,30 @@ pub enum Error {
     /// The operation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+    /// A blob read that the registry answered wrongly (a part of another range or
+    /// length, a size not declared).
+    #[error("blob {digest}: {problem}")]
+    Blob {
+        /// The blob.
+        digest: Digest,
+        /// What was wrong.
+        problem: String,
+    },
+    /// A part of a blob that cannot be asked for: empty, past the blob's end, or larger
+    /// than one read may hold.
+    #[error("bytes {offset}+{len} of the {size}-byte blob {digest} cannot be read: a part is 1 to {max} bytes within the blob")]
+    InvalidRange {
+        /// The blob.
+        digest: Digest,
+        /// The first byte asked.
+        offset: u64,
+        /// The bytes asked.
+        len: u64,
+        /// The blob's size.
+        size: u64,
+        /// The largest part.
+        max: u64,
+    },
 }
 
 mod kind;

@@ -9,7 +9,8 @@
 //! - `lists.rs`: the repository's tags or the registry's repositories, page by page;
 //! - `referrers.rs`: the manifests that name a manifest as their subject (the API, else
 //!   the referrers tag);
-//! - `push.rs`: blobs into a repository (probed, mounted, uploaded, resumed), then its
+//! - `range.rs`: a part of a blob (`Range`), and a blob's size (`HEAD`);
+//! - `push/`: blobs into a repository (probed, mounted, uploaded, resumed), then its
 //!   manifests.
 
 pub(crate) mod blob;
@@ -18,4 +19,5 @@ pub(crate) mod inspect;
 pub(crate) mod lists;
 pub(crate) mod manifest;
 pub(crate) mod push;
+pub(crate) mod range;
 pub(crate) mod referrers;

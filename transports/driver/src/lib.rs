@@ -44,7 +44,9 @@ pub mod tls;
 pub mod warm;
 mod writer;
 
-pub use stream::{blob_stream, resume_at_checkpoint, Checkpoints};
+pub use stream::{
+    blob_stream, registry_error, registry_error_of, resume_at_checkpoint, Checkpoints,
+};
 
 /// What every adapter re-exports for its users (through
 /// [`adapter_client!`](crate::adapter_client)): the client's types, the core's vocabulary,
@@ -172,6 +174,12 @@ pub trait Caller {
         Err(std::io::Error::other(format!(
             "internal error: an upload of {blob:?} was asked of a caller that supplies none"
         )))
+    }
+    /// An upload body read from a push's source is about to be sent: the caller may
+    /// watch its chunks (progress bars) and hands it back. By default, as it is.
+    fn sending(&mut self, blob: BlobId, offset: u64, body: Body) -> std::io::Result<Body> {
+        let _ = (blob, offset);
+        Ok(body)
     }
     /// The drive loop has no input ready and is about to wait: bytes the caller holds
     /// back to write in larger pieces should be written now (a stall must not keep

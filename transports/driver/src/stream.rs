@@ -11,6 +11,22 @@ use ocireg_core::{Action, BlobId, Event, Machine, Verifier};
 
 use crate::{Body, Exchanges, Runtime, Transport};
 
+/// The core's error as an I/O error a reader can return: `InvalidData` when the bytes
+/// were not the blob's (a digest or size mismatch), `Other` otherwise; the core's error
+/// is its inner error ([`registry_error_of`] finds it again).
+pub fn registry_error(e: ocireg_core::Error) -> std::io::Error {
+    let kind = match e.kind() {
+        ocireg_core::ErrorKind::Integrity => std::io::ErrorKind::InvalidData,
+        _ => std::io::ErrorKind::Other,
+    };
+    std::io::Error::new(kind, e)
+}
+
+/// The core's error inside an I/O error made by [`registry_error`].
+pub fn registry_error_of(e: &std::io::Error) -> Option<&ocireg_core::Error> {
+    e.get_ref()?.downcast_ref::<ocireg_core::Error>()
+}
+
 /// At most this many checkpoints per blob (a 1 GiB blob: one per 16 MiB).
 const MAX_CHECKPOINTS: u64 = 64;
 /// And no closer than this: cloning a hash state is cheap, keeping many is not useful.
@@ -157,7 +173,7 @@ pub fn blob_stream(
                 Action::Event(_) => continue,
                 Action::Wait { until } => until,
                 Action::Done => return None,
-                Action::Failed(e) => return failed(e.to_string()),
+                Action::Failed(e) => return Some((Err(registry_error(e)), None)),
                 _ => return failed("internal error: a blob fetch asked for an upload".into()),
             };
             match st.ex.next(&*st.runtime, until).await {

@@ -127,6 +127,7 @@ fn call(method: Method, body: OutBody, answers: &'static [u16], on_retry: OnRetr
         accept: None,
         content_type: None,
         content_range: None,
+        range: None,
         body,
         limit: 64 << 10,
         limit_what: "upload response",

@@ -37,6 +37,11 @@ pub(crate) struct ConnectArgs {
     /// Attempts per request (1 disables retries; at most 100).
     #[arg(long, default_value_t = ocireg_core::RetryPolicy::default().max_attempts, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub(crate) attempts: u32,
+    /// Read through the mirrors of containerd's host configuration in this directory
+    /// (`<DIR>/<registry>/hosts.toml`, else `<DIR>/_default/hosts.toml`): pulls, inspect,
+    /// manifests, tags, referrers, blobs, and the source of a copy.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) hosts_dir: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -87,10 +92,6 @@ pub(crate) struct PullArgs {
     /// referrers) into the layout, where push and copy find them again.
     #[arg(long)]
     pub(crate) include_referrers: bool,
-    /// Pull through the mirrors of containerd's host configuration in this directory
-    /// (`<DIR>/<registry>/hosts.toml`, else `<DIR>/_default/hosts.toml`).
-    #[arg(long, value_name = "DIR")]
-    pub(crate) hosts_dir: Option<PathBuf>,
     /// Platform to pick from an index: os/arch[/variant] (default: this host).
     #[arg(long, conflicts_with = "all_platforms", value_parser = platform)]
     pub(crate) platform: Option<ocireg_core::Platform>,
@@ -211,6 +212,31 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: ListFormat,
     /// Image reference.
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
+pub(crate) struct BlobArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Write to this file (named only once every byte is verified) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Only bytes START to END (inclusive), in one request; a part is checked to be that
+    /// range, not against the digest (which covers the whole blob).
+    #[arg(long, value_name = "START-END")]
+    pub(crate) range: Option<String>,
+    /// The blob: [host[:port]/]repository@sha256:…
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ManifestArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Image reference (by tag or digest).
     #[arg(value_parser = image_reference)]
     pub(crate) reference: String,
 }

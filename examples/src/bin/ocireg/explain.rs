@@ -5,14 +5,24 @@
 use ocireg_core::{Credentials, Error, ErrorKind, Reference, TransportErrorKind};
 use ocireg_driver::Error as DriveError;
 
-/// The line for a driven operation on `reference` with `credentials` that failed.
-pub(crate) fn pull_error(
+/// The line for a failure of the library's client on `reference`: the registry's by its
+/// kind (naming the user of `--username`, if any), anything else as it is.
+pub(crate) fn client_error(
     e: &DriveError,
     reference: &Reference,
-    credentials: &Credentials,
+    username: Option<&str>,
 ) -> String {
     match e {
-        DriveError::Registry(e) => core_error(e, reference, credentials),
+        DriveError::Registry(core) => {
+            let given = match username {
+                Some(username) => Credentials::Basic {
+                    username: username.to_string(),
+                    password: ocireg_core::Secret::new(String::new()),
+                },
+                None => Credentials::Anonymous,
+            };
+            core_error(core, reference, &given)
+        }
         other => other.to_string(),
     }
 }

@@ -1,60 +1,9 @@
 //! `ocireg inspect`: one manifest or index, summarised or raw.
 
-use ocireg_core::{Event, Machine, Manifest, Reference};
-use ocireg_driver::client::Collect;
-use ocireg_driver::Error as DriveError;
+use ocireg_core::{Manifest, Reference};
 
 use crate::args::{InspectArgs, RuntimeChoice};
 use crate::pull::human;
-use crate::setup::{config, io, Io};
-
-pub(crate) async fn run_machine(
-    mut pull: Machine,
-    io: &Io,
-    credentials: &ocireg_core::Credentials,
-) -> Result<Vec<Event>, String> {
-    let mut sink = Collect(Vec::new());
-    let reference = pull.reference().clone();
-    ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink)
-        .await
-        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, credentials))?;
-    Ok(sink.0)
-}
-
-/// Runs an inspect machine: the digest of the manifest it fetched, or why not (with
-/// the core's error when the protocol failed).
-pub(crate) async fn run_pull(
-    mut pull: Machine,
-    io: &Io,
-) -> Result<ocireg_core::Digest, crate::pull::PullFailed> {
-    let mut sink = Collect(Vec::new());
-    if let Err(e) = ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut sink).await {
-        let message = e.to_string();
-        return Err(crate::pull::PullFailed {
-            message,
-            error: match e {
-                DriveError::Registry(e) => Some(e),
-                _ => None,
-            },
-        });
-    }
-    sink.0
-        .into_iter()
-        .find_map(|e| match e {
-            Event::Manifest { digest, .. } => Some(digest),
-            _ => None,
-        })
-        .ok_or_else(|| "no manifest received".to_string().into())
-}
-
-/// The manifest an inspect machine fetched: digest, media type, bytes, parsed.
-fn first_manifest(
-    events: Vec<Event>,
-) -> Result<(ocireg_core::Digest, String, bytes::Bytes, Manifest), String> {
-    let i = ocireg_driver::client::Inspected::from_events(events)
-        .ok_or_else(|| "no manifest received".to_string())?;
-    Ok((i.digest, i.media_type, i.bytes, i.manifest))
-}
 
 /// `writeln!` into a `String` (which cannot fail).
 macro_rules! say {
@@ -66,12 +15,17 @@ macro_rules! say {
 
 pub(crate) async fn cmd_inspect(a: InspectArgs, rt: RuntimeChoice) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
-    let io = io(rt, &a.connect)?;
-    let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    let credentials = cfg.credentials.clone();
-    let fetch = |reference: Reference| {
-        let pull = Machine::inspect(cfg.clone(), reference, io.runtime.now());
-        async { first_manifest(run_machine(pull, &io, &credentials).await?) }
+    let client = crate::setup::client(rt, &a.connect, &[reference.registry()], |_| Ok(()))?;
+    let fetch = |at: Reference| {
+        let client = &client;
+        let connect = &a.connect;
+        async move {
+            let m = client
+                .manifest(&at.to_string())
+                .await
+                .map_err(|e| crate::explain::client_error(&e, &at, connect.username.as_deref()))?;
+            Ok::<_, String>((m.digest, m.media_type, m.bytes, m.manifest))
+        }
     };
     let (mut digest, mut media_type, mut bytes, mut manifest) = fetch(reference.clone()).await?;
     // --platform: an index's child for that platform (an image is shown as it is)

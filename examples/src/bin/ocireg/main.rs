@@ -8,6 +8,7 @@
 #![allow(rustdoc::broken_intra_doc_links)]
 
 mod args;
+mod blob;
 mod copy;
 mod explain;
 mod inspect;
@@ -25,8 +26,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::args::{
-    CatalogArgs, CopyArgs, DemoArgs, InspectArgs, PullArgs, PushArgs, ReferrersArgs, RuntimeChoice,
-    ServeArgs, TagsArgs,
+    BlobArgs, CatalogArgs, CopyArgs, DemoArgs, InspectArgs, ManifestArgs, PullArgs, PushArgs,
+    ReferrersArgs, RuntimeChoice, ServeArgs, TagsArgs,
 };
 
 const EXIT_CODES: &str =
@@ -67,6 +68,13 @@ enum Command {
     /// Show a manifest or index: digest, size, media type, platforms, or the raw JSON.
     #[command(after_help = concat!("Examples:\n  ocireg inspect docker.io/library/alpine:3.20\n  ocireg inspect --raw --plain-http 127.0.0.1:5000/demo/hello:v1 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Inspect(InspectArgs),
+    /// Write a blob's bytes to stdout (or -o FILE), verified against its digest; or a
+    /// part of it (--range).
+    #[command(after_help = concat!("Examples:\n  ocireg blob registry.internal:5000/team/app@sha256:… -o layer.tar.gz\n  ocireg blob --range 0-1023 --plain-http 127.0.0.1:5000/demo/hello@sha256:… | xxd\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause; nothing is left at -o), 2 usage error."))]
+    Blob(BlobArgs),
+    /// Write a manifest's (or index's) bytes exactly as served, verified, to stdout.
+    #[command(after_help = concat!("Examples:\n  ocireg manifest docker.io/library/alpine:3.20 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Manifest(ManifestArgs),
     /// List every tag of a repository, one per line (follows pagination).
     #[command(after_help = concat!("Examples:\n  ocireg tags docker.io/library/alpine\n  ocireg tags --plain-http 127.0.0.1:5000/demo/hello\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Tags(TagsArgs),
@@ -94,6 +102,8 @@ impl Command {
             Command::Push(a) => Some(&a.connect),
             Command::Copy(a) => Some(&a.connect),
             Command::Inspect(a) => Some(&a.connect),
+            Command::Blob(a) => Some(&a.connect),
+            Command::Manifest(a) => Some(&a.connect),
             Command::Tags(a) => Some(&a.connect),
             Command::Catalog(a) => Some(&a.connect),
             Command::Referrers(a) => Some(&a.connect),
@@ -121,6 +131,8 @@ fn main() -> ExitCode {
         Command::Push(a) => run(rt, push::cmd_push(a, rt)),
         Command::Copy(a) => run(rt, copy::cmd_copy(a, rt)),
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
+        Command::Blob(a) => run(rt, blob::cmd_blob(a, rt)),
+        Command::Manifest(a) => run(rt, blob::cmd_manifest(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
         Command::Catalog(a) => run(rt, tags::cmd_catalog(a, rt)),
         Command::Referrers(a) => run(rt, referrers::cmd_referrers(a, rt)),

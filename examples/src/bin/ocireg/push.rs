@@ -1,17 +1,14 @@
 //! `ocireg push` (an image of a layout into a repository), and what `ocireg copy` shares
-//! with it: the plan from a layout, the progress bars and the summary of a push.
+//! with it: the progress of a push (lines, bars, JSON) and its summary. The push itself
+//! (plans, referrers of the layout, the upload) is the library's.
 
-use std::path::Path;
-
-use ocireg_core::{Config, Event, Machine, Platform, PushPlan, Pushed, Reference};
-use ocireg_driver::push::{plan_for_manifest, plan_from_layout, referrers_in_layout};
-use ocireg_driver::{drive, BlobSource, Runtime, Transport, Upload};
+use ocireg_core::{Event, Pushed};
+use ocireg_driver::{Body, Caller};
 use serde_json::json;
 
 use crate::args::{PushArgs, RuntimeChoice};
 use crate::progress::{emit, Mode};
 use crate::pull::human;
-use crate::setup::{config, io};
 
 /// What a push did, counted from its events, shown as it happens.
 #[derive(Default)]
@@ -85,7 +82,7 @@ impl Tally {
                 Mode::Plain | Mode::Bars => eprintln!("resume   blob {} at byte {offset}", blob.0),
                 _ => {}
             },
-            Event::DownloadRestarted { blob } => match mode {
+            Event::UploadRestarted { blob } => match mode {
                 Mode::Json => emit(json!({"event": "restarted", "blob": blob.0})),
                 Mode::Plain | Mode::Bars => eprintln!("restart  blob {} in a new session", blob.0),
                 _ => {}
@@ -101,20 +98,14 @@ struct Bars {
     multi: indicatif::MultiProgress,
     total: indicatif::ProgressBar,
     blobs: std::sync::Mutex<std::collections::HashMap<usize, indicatif::ProgressBar>>,
-    sizes: Vec<(String, u64)>,
 }
 
 impl Bars {
-    fn new(plan: &PushPlan) -> Bars {
+    fn new() -> Bars {
         use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
         let multi =
             indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10));
-        let sizes: Vec<(String, u64)> = plan
-            .blobs
-            .iter()
-            .map(|d| (d.digest.hex().chars().take(12).collect(), d.len()))
-            .collect();
-        let total = multi.add(ProgressBar::new(sizes.iter().map(|s| s.1).sum()));
+        let total = multi.add(ProgressBar::new(0));
         total.set_style(
             ProgressStyle::with_template(
                 "{prefix:>12.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
@@ -127,17 +118,17 @@ impl Bars {
             multi,
             total,
             blobs: Default::default(),
-            sizes,
         }
     }
 
-    fn bar(&self, blob: usize) -> indicatif::ProgressBar {
+    /// The bar of `blob`, at least `end` bytes long (the push asks for ranges: a
+    /// blob's length shows as its requests reach it).
+    fn bar(&self, blob: usize, end: u64) -> indicatif::ProgressBar {
         let mut blobs = self.blobs.lock().expect("bars");
-        blobs
+        let bar = blobs
             .entry(blob)
             .or_insert_with(|| {
-                let (name, size) = self.sizes.get(blob).cloned().unwrap_or_default();
-                let b = self.multi.add(indicatif::ProgressBar::new(size));
+                let b = self.multi.add(indicatif::ProgressBar::new(0));
                 b.set_style(
                     indicatif::ProgressStyle::with_template(
                         "{prefix:>12} [{bar:30}] {bytes}/{total_bytes}",
@@ -145,10 +136,16 @@ impl Bars {
                     .expect("static template")
                     .progress_chars("=> "),
                 );
-                b.set_prefix(name);
+                b.set_prefix(format!("blob {blob}"));
                 b
             })
-            .clone()
+            .clone();
+        let length = bar.length().unwrap_or(0);
+        if end > length {
+            bar.set_length(end);
+            self.total.inc_length(end - length);
+        }
+        bar
     }
 }
 
@@ -161,200 +158,132 @@ impl Drop for Bars {
     }
 }
 
-/// A blob source whose reads move the bars.
-struct Counted<'a> {
-    inner: &'a dyn BlobSource,
-    bars: &'a Bars,
+/// The progress of a push or a copy: the tally, shown as it happens, and the bars that
+/// count each body's bytes as the transport reads them from the source.
+pub(crate) struct PushProgress {
+    tally: Tally,
+    bars: Option<Bars>,
+    mode: Mode,
+    started: std::time::Instant,
 }
 
-impl BlobSource for Counted<'_> {
-    fn read(
-        &self,
+impl PushProgress {
+    pub(crate) fn new(mode: Mode) -> PushProgress {
+        PushProgress {
+            tally: Tally::default(),
+            bars: (mode == Mode::Bars).then(Bars::new),
+            mode,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The summary line of a push of `target` that ended at `top` (empty in JSON mode,
+    /// where it is emitted).
+    pub(crate) fn summary(self, target: &str, top: &ocireg_core::Digest, more: &str) -> String {
+        drop(self.bars);
+        let tally = self.tally;
+        let secs = self.started.elapsed().as_secs_f64();
+        if self.mode == Mode::Json {
+            emit(json!({
+                "event": "summary", "reference": target, "digest": top.to_string(),
+                "uploaded": tally.uploaded, "present": tally.existed, "mounted": tally.mounted,
+                "bytes": tally.bytes, "retries": tally.retries, "seconds": secs,
+            }));
+            return String::new();
+        }
+        format!(
+            "pushed {target} → {top}\n  blobs: {} uploaded, {} already there, {} mounted; {} in {secs:.2}s{}{more}",
+            tally.uploaded,
+            tally.existed,
+            tally.mounted,
+            human(tally.bytes),
+            if tally.retries > 0 { format!(", {} retries", tally.retries) } else { String::new() }
+        )
+    }
+
+    /// The line of a push that failed with `message` (emitted in JSON mode).
+    pub(crate) fn failed(self, message: String) -> String {
+        drop(self.bars);
+        if self.mode == Mode::Json {
+            emit(json!({"event": "failed", "error": message}));
+        }
+        message
+    }
+}
+
+impl Caller for PushProgress {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        self.tally.see(event, self.mode);
+        Ok(())
+    }
+
+    fn sending(
+        &mut self,
         blob: ocireg_core::BlobId,
         offset: u64,
-        len: u64,
-    ) -> std::io::Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>> {
+        body: Body,
+    ) -> std::io::Result<Body> {
         use futures::StreamExt;
-        let chunks = self.inner.read(blob, offset, len)?;
-        let bar = self.bars.bar(blob.0);
+        let Some(bars) = &self.bars else {
+            return Ok(body);
+        };
+        let Body::Stream { len, chunks } = body else {
+            return Ok(body);
+        };
+        let bar = bars.bar(blob.0, offset.saturating_add(len));
         // a range read again (a resumed upload) starts where it starts
         bar.set_position(offset);
-        let total = self.bars.total.clone();
-        Ok(chunks
+        let total = bars.total.clone();
+        let chunks = chunks
             .inspect(move |c| {
                 if let Ok(c) = c {
                     bar.inc(c.len() as u64);
                     total.inc(c.len() as u64);
                 }
             })
-            .boxed())
+            .boxed();
+        Ok(Body::Stream { len, chunks })
     }
-}
-
-/// Pushes `plan` to `target`; the summary line (empty in JSON mode).
-pub(crate) async fn push_plan<T: Transport + ?Sized, R: Runtime + ?Sized>(
-    target: Reference,
-    cfg: Config,
-    plan: PushPlan,
-    source: &dyn BlobSource,
-    t: &T,
-    runtime: &R,
-    mode: Mode,
-) -> Result<String, String> {
-    let started = runtime.now();
-    let top = plan
-        .manifests
-        .last()
-        .map(|m| m.descriptor.digest.to_string())
-        .unwrap_or_default();
-    let mut tally = Tally::default();
-    let bars = (mode == Mode::Bars).then(|| Bars::new(&plan));
-    let source: &dyn BlobSource = match &bars {
-        Some(b) => &Counted {
-            inner: source,
-            bars: b,
-        },
-        None => source,
-    };
-    let credentials = cfg.credentials.clone();
-    let mut push = Machine::push(cfg, target.clone(), plan, started);
-    let mut upload = Upload {
-        source,
-        observer: |e: &Event| tally.see(e, mode),
-    };
-    let result = drive(&mut push, t, runtime, &mut upload).await;
-    if let Err(e) = result {
-        let e = crate::explain::pull_error(&e, &target, &credentials);
-        if mode == Mode::Json {
-            emit(json!({"event": "failed", "error": e}));
-        }
-        return Err(e);
-    }
-    let secs = started.elapsed().as_secs_f64();
-    if mode == Mode::Json {
-        emit(json!({
-            "event": "summary", "reference": target.to_string(), "digest": top,
-            "uploaded": tally.uploaded, "present": tally.existed, "mounted": tally.mounted,
-            "bytes": tally.bytes, "retries": tally.retries, "seconds": secs,
-        }));
-        return Ok(String::new());
-    }
-    Ok(format!(
-        "pushed {target} → {top}\n  blobs: {} uploaded, {} already there, {} mounted; {} in {secs:.2}s{}",
-        tally.uploaded,
-        tally.existed,
-        tally.mounted,
-        human(tally.bytes),
-        if tally.retries > 0 { format!(", {} retries", tally.retries) } else { String::new() }
-    ))
-}
-
-pub(crate) fn layout_plan(
-    dir: &Path,
-    name: Option<&str>,
-    platform: Option<&Platform>,
-) -> Result<(PushPlan, ocireg_driver::push::LayoutSource), String> {
-    plan_from_layout(dir, name, platform).map_err(|e| format!("{}: {e}", dir.display()))
 }
 
 pub(crate) async fn cmd_push(a: PushArgs, rt: RuntimeChoice) -> Result<(), String> {
-    let target = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
-    if target.digest().is_some() {
-        return Err(format!(
-            "{target}: push to a tag or a repository, not a digest"
-        ));
-    }
-    for t in &a.tags {
-        ocireg_core::reference::validate_tag(t).map_err(|e| format!("--tag {t:?}: {e}"))?;
-    }
-    let io = io(rt, &a.connect)?;
-    let mut cfg = config(&a.connect, target.registry(), io.runtime.now())?;
-    cfg.max_concurrent = usize::from(a.concurrency);
-    cfg.upload_chunk_size = a.chunk_size << 20;
-    let (dir, written_name) = layout_dir(&a.dir);
+    let target = ocireg_core::Reference::parse(&a.reference).map_err(|e| e.to_string())?;
+    let client = crate::setup::client(rt, &a.connect, &[target.registry()], |cfg| {
+        cfg.max_concurrent = usize::from(a.concurrency);
+        cfg.upload_chunk_size = a.chunk_size << 20;
+        Ok(())
+    })?;
+    let (dir, written_name) = ocireg_driver::client::layout_dir(&a.dir);
     let name = match (written_name, a.name) {
         (Some(w), Some(n)) if w != n => {
             return Err(format!("{}: named both {w:?} and --name {n:?}", a.dir))
         }
         (w, n) => w.or(n),
     };
-    let (mut plan, source) = layout_plan(&dir, name.as_deref(), a.platform.as_ref())?;
-    plan.tags.extend(a.tags);
-    plan.mount_from = a.mount_from;
-    let top = plan.manifests.last().map(|m| m.descriptor.digest.clone());
     let mode = a.progress.resolve();
-    push_and_say(target.clone(), cfg.clone(), plan, &source, &io, mode).await?;
-    match top {
-        Some(top) if a.include_referrers => {
-            push_layout_referrers(&dir, &top, &target, cfg, &io, mode).await
+    let mut progress = PushProgress::new(mode);
+    let pushed = client
+        .push(&dir, name.as_deref(), &a.reference)
+        .platform(a.platform)
+        .tags(a.tags)
+        .mount_from(a.mount_from)
+        .include_referrers(a.include_referrers)
+        .run(&mut progress)
+        .await;
+    match pushed {
+        Ok((top, referrers)) => {
+            let more = if a.include_referrers && mode != Mode::Json {
+                format!("\nreferrers: {} pushed", referrers.len())
+            } else {
+                String::new()
+            };
+            crate::progress::say(&progress.summary(&target.to_string(), &top, &more));
+            Ok(())
         }
-        _ => Ok(()),
-    }
-}
-
-/// Pushes the referrers of `subject` that the layout at `dir` holds (and theirs), each
-/// by digest into `target`'s repository, after the image they refer to.
-pub(crate) async fn push_layout_referrers(
-    dir: &Path,
-    subject: &ocireg_core::Digest,
-    target: &Reference,
-    cfg: Config,
-    io: &crate::setup::Io,
-    mode: Mode,
-) -> Result<(), String> {
-    let found = referrers_in_layout(dir, subject, crate::referrers::MAX_REFERRERS)
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let repository = untagged(target)?;
-    for d in &found {
-        let (plan, source) =
-            plan_for_manifest(dir, d).map_err(|e| format!("{}: {e}", dir.display()))?;
-        push_and_say(repository.clone(), cfg.clone(), plan, &source, io, mode).await?;
-    }
-    if mode != Mode::Json {
-        crate::progress::say(&format!("referrers: {} pushed", found.len()));
-    }
-    Ok(())
-}
-
-/// `target`'s repository, with no tag: what a push by digest goes to.
-pub(crate) fn untagged(target: &Reference) -> Result<Reference, String> {
-    Reference::new(target.registry(), target.repository(), None, None).map_err(|e| e.to_string())
-}
-
-/// [`push_plan`], then its summary on stdout.
-pub(crate) async fn push_and_say(
-    target: Reference,
-    cfg: Config,
-    plan: PushPlan,
-    source: &dyn BlobSource,
-    io: &crate::setup::Io,
-    mode: Mode,
-) -> Result<(), String> {
-    let summary = push_plan(
-        target,
-        cfg,
-        plan,
-        source,
-        &*io.transport,
-        &*io.runtime,
-        mode,
-    )
-    .await?;
-    crate::progress::say(&summary);
-    Ok(())
-}
-
-/// `DIR[:NAME]`: a layout directory and the `ref.name` of an image in it. A directory
-/// that exists under the whole text is taken as it is (its name may contain ':');
-/// otherwise a name is what follows the last ':' when that is not part of a path.
-pub(crate) fn layout_dir(s: &str) -> (std::path::PathBuf, Option<String>) {
-    if Path::new(s).is_dir() {
-        return (s.into(), None);
-    }
-    match s.rsplit_once(':') {
-        Some((dir, name)) if !name.contains('/') && !name.is_empty() && !dir.is_empty() => {
-            (dir.into(), Some(name.to_string()))
-        }
-        _ => (s.into(), None),
+        Err(e) => Err(progress.failed(crate::explain::client_error(
+            &e,
+            &target,
+            a.connect.username.as_deref(),
+        ))),
     }
 }

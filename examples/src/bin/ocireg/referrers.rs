@@ -4,22 +4,16 @@
 
 use std::io::Write;
 
-use ocireg_core::{Config, Descriptor, Digest, Event, Machine, Reference, ReferrersVia};
-use ocireg_driver::{Caller, Error as DriveError};
+use ocireg_core::{Descriptor, Event, Reference, ReferrersVia};
+use ocireg_driver::Caller;
 use serde_json::json;
 
 use crate::args::{ReferrersArgs, ReferrersFormat, RuntimeChoice};
-use crate::inspect::run_machine;
 use crate::pull::human;
-use crate::setup::{config, io, Io};
 
 pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result<(), String> {
     let reference = Reference::parse(&a.reference).map_err(|e| e.to_string())?;
-    let io = io(rt, &a.connect)?;
-    let cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    let credentials = cfg.credentials.clone();
-    let mut pull =
-        Machine::list_referrers(cfg, reference.clone(), a.artifact_type, io.runtime.now());
+    let client = crate::setup::client(rt, &a.connect, &[reference.registry()], |_| Ok(()))?;
     let mut out = Print {
         format: a.format,
         rows: 0,
@@ -27,9 +21,10 @@ pub(crate) async fn cmd_referrers(a: ReferrersArgs, rt: RuntimeChoice) -> Result
         subject: None,
         via: None,
     };
-    ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
+    client
+        .referrers_observed(&a.reference, a.artifact_type.as_deref(), &mut out)
         .await
-        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, &credentials))?;
+        .map_err(|e| crate::explain::client_error(&e, &reference, a.connect.username.as_deref()))?;
     out.end().map_err(|e| format!("writing to stdout: {e}"))
 }
 
@@ -118,46 +113,4 @@ impl Caller for Print {
         }
         Ok(())
     }
-}
-
-/// Most referrers `--include-referrers` follows (with their own referrers, in all).
-pub(crate) const MAX_REFERRERS: usize = ocireg_core::referrers::MAX_REFERRERS_FOLLOWED;
-
-/// `reference`'s repository at `digest`.
-pub(crate) fn at_digest(reference: &Reference, digest: &Digest) -> Result<Reference, String> {
-    Reference::new(
-        reference.registry(),
-        reference.repository(),
-        None,
-        Some(digest.clone()),
-    )
-    .map_err(|e| e.to_string())
-}
-
-/// The referrers of `subject` in `reference`'s repository, and theirs (signatures of
-/// SBOMs), each once: the core's walk ([`Machine::list_referrers_closure`]), breadth first, at
-/// most [`MAX_REFERRERS`].
-pub(crate) async fn closure(
-    reference: &Reference,
-    subject: Digest,
-    cfg: &Config,
-    io: &Io,
-) -> Result<Vec<Descriptor>, String> {
-    let pull = Machine::list_referrers_closure(
-        cfg.clone(),
-        at_digest(reference, &subject)?,
-        io.runtime.now(),
-    );
-    let mut found: Vec<Descriptor> = Vec::new();
-    for e in run_machine(pull, io, &cfg.credentials).await? {
-        let Event::Referrers { referrers, .. } = e else {
-            continue;
-        };
-        for d in referrers {
-            if !found.iter().any(|f| f.digest == d.digest) {
-                found.push(d);
-            }
-        }
-    }
-    Ok(found)
 }

@@ -13,7 +13,6 @@ use ocireg_registry::{FaultyRegistry, Registry};
 
 use crate::args::{DemoArgs, RuntimeChoice, ServeArgs};
 use crate::progress;
-use crate::pull::pull_one;
 use crate::setup::io_with_web_roots;
 
 /// Binds `addr` and serves `registry` on the chosen runtime: the bound address, and the
@@ -109,11 +108,15 @@ pub(crate) async fn cmd_demo(a: DemoArgs, rt: RuntimeChoice) -> Result<(), Strin
         deadline: Some(ocireg_core::time::later(now, Duration::from_secs(120))),
         ..Config::default()
     };
-    let pull = pull_one(
-        reference,
-        cfg,
-        &*io.transport,
-        &*io.runtime,
+    let client = ocireg_driver::client::Client::from_parts(io.transport, io.runtime)
+        .config(cfg)
+        .docker_config(None);
+    let written = reference.to_string();
+    let pull = crate::pull::pull_and_say(
+        &client,
+        None,
+        &written,
+        None,
         crate::pull::Dest::dir(&a.dir),
         progress::Mode::Auto.resolve(),
     );

@@ -43,6 +43,45 @@ pub(crate) fn extra_cas(c: &ConnectArgs) -> Result<Vec<CertificateDer<'static>>,
     Ok(cas)
 }
 
+/// The library's client for a command: the runtime's transport and clock (`--runtime`,
+/// the TLS flags), the core's configuration from the flags (`tune` adds the command's
+/// own), the explicit credentials (`--username`, read once) for each of `registries`
+/// (else Docker's, looked up by the client per registry and per mirror), and the
+/// mirrors of `--hosts-dir`.
+pub(crate) fn client(
+    choice: RuntimeChoice,
+    c: &ConnectArgs,
+    registries: &[&str],
+    tune: impl FnOnce(&mut Config) -> Result<(), String>,
+) -> Result<ocireg_driver::client::Client, String> {
+    let io = io(choice, c)?;
+    let mut cfg = config_without_credentials(c, io.runtime.now());
+    tune(&mut cfg)?;
+    let mut client = ocireg_driver::client::Client::from_parts(io.transport, io.runtime)
+        .config(cfg)
+        .allow_skip_verify(c.insecure_skip_tls_verify);
+    if c.username.is_some() {
+        let explicit = credentials(c, registries.first().copied().unwrap_or_default())?;
+        for r in registries {
+            client = client.credentials(r, explicit.clone());
+        }
+    }
+    if let Some(dir) = &c.hosts_dir {
+        client = client.hosts_dir(dir);
+    }
+    // a mirror whose entry names a `ca` is reached trusting it (and --ca-file)
+    let base = extra_cas(c)?;
+    let http1_only = c.http1_only;
+    let factory: ocireg_driver::client::TransportFactory = std::sync::Arc::new(move |cas| {
+        let mut all = base.clone();
+        all.extend_from_slice(cas);
+        let mut tls = ocireg_driver::tls::client_config(&all)?;
+        alpn(&mut tls, http1_only);
+        Ok(io_over(choice, tls).transport)
+    });
+    Ok(client.transport_factory(factory))
+}
+
 /// The HTTP client and the clock of the runtime the user chose (`--runtime`). The commands
 /// are written against these two traits only, so the same code runs on either.
 pub(crate) struct Io {
@@ -136,10 +175,10 @@ fn io_trusting(
     Ok(io_over(choice, tls))
 }
 
-pub(crate) fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Config, String> {
-    Ok(Config {
+/// The core's configuration the flags give, with no credentials.
+fn config_without_credentials(c: &ConnectArgs, now: Instant) -> Config {
+    Config {
         plain_http: c.plain_http,
-        credentials: credentials(c, registry)?,
         deadline: c
             .timeout
             .map(|s| ocireg_core::time::later(now, Duration::from_secs(s))),
@@ -149,5 +188,5 @@ pub(crate) fn config(c: &ConnectArgs, registry: &str, now: Instant) -> Result<Co
         },
         seed: u64::from(std::process::id()) ^ 0x9e37_79b9_7f4a_7c15,
         ..Config::default()
-    })
+    }
 }

@@ -4,45 +4,47 @@
 
 use std::io::Write;
 
-use ocireg_core::{Event, Machine, Reference};
+use ocireg_core::{Event, Reference};
 use ocireg_driver::{Caller, Error as DriveError};
 
 use crate::args::{CatalogArgs, ListFormat, RuntimeChoice, TagsArgs};
-use crate::setup::{config, io};
 
 pub(crate) async fn cmd_tags(a: TagsArgs, rt: RuntimeChoice) -> Result<(), String> {
     let reference = Reference::parse(&a.repository).map_err(|e| e.to_string())?;
-    let io = io(rt, &a.connect)?;
-    let mut cfg = config(&a.connect, reference.registry(), io.runtime.now())?;
-    cfg.max_tag_pages = a.list.max_pages;
-    cfg.tag_page_size = a.list.page_size;
-    let credentials = cfg.credentials.clone();
-    let mut pull = Machine::list_tags(cfg, reference.clone(), io.runtime.now());
+    let client = crate::setup::client(rt, &a.connect, &[reference.registry()], |cfg| {
+        cfg.max_tag_pages = a.list.max_pages;
+        cfg.tag_page_size = a.list.page_size;
+        Ok(())
+    })?;
     let mut out = Print::new(a.list.format);
-    ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out)
+    client
+        .tags_observed(&a.repository, &mut out)
         .await
-        .map_err(|e: DriveError| crate::explain::pull_error(&e, &reference, &credentials))?;
+        .map_err(|e| crate::explain::client_error(&e, &reference, a.connect.username.as_deref()))?;
     out.end().map_err(|e| e.to_string())
 }
 
 pub(crate) async fn cmd_catalog(a: CatalogArgs, rt: RuntimeChoice) -> Result<(), String> {
     let registry = Reference::registry_root(&a.registry)
         .map_err(|e| format!("{:?} is not a registry (host[:port]): {e}", a.registry))?;
-    let io = io(rt, &a.connect)?;
-    let mut cfg = config(&a.connect, registry.registry(), io.runtime.now())?;
-    cfg.max_tag_pages = a.list.max_pages;
-    cfg.tag_page_size = a.list.page_size;
-    let credentials = cfg.credentials.clone();
-    let mut pull = Machine::catalog(cfg, registry.clone(), io.runtime.now());
+    let client = crate::setup::client(rt, &a.connect, &[registry.registry()], |cfg| {
+        cfg.max_tag_pages = a.list.max_pages;
+        cfg.tag_page_size = a.list.page_size;
+        Ok(())
+    })?;
     let mut out = Print::new(a.list.format);
-    match ocireg_driver::drive(&mut pull, &*io.transport, &*io.runtime, &mut out).await {
+    match client.catalog_observed(registry.registry(), &mut out).await {
         Ok(()) => out.end().map_err(|e| e.to_string()),
         Err(DriveError::Registry(e)) if refused(&e) => Err(format!(
             "{registry} does not list its repositories to this client ({e}); many registries turn \
              the catalog off or limit it to administrators: list the tags of a repository you \
              know with `ocireg tags`"
         )),
-        Err(e) => Err(crate::explain::pull_error(&e, &registry, &credentials)),
+        Err(e) => Err(crate::explain::client_error(
+            &e,
+            &registry,
+            a.connect.username.as_deref(),
+        )),
     }
 }
 

@@ -1,0 +1,208 @@
+//! Reads through mirrors: the hosts a [`Client`] asks for one read, in the order the
+//! core's [`HostPlan`] gives (a tag resolved on a resolve host, then everything by that
+//! digest from the first pull host that serves it, the upstream last). Each host gets
+//! its own configuration ([`Host::configure`]), its own credentials (looked up by its own
+//! name: the upstream's are never sent to a mirror) and its own transport when its entry
+//! names a CA (trusted for that host alone).
+//!
+//! With no host configuration for the registry, a read is one step against the upstream,
+//! as written: no extra request.
+
+use std::sync::Arc;
+
+use ocireg_core::mirrors::{Host, HostPlan, Purpose};
+use ocireg_core::{Config, Digest, Machine, Reference};
+
+use super::{Client, Collect, Inspected};
+use crate::{Error, Transport};
+
+/// One host to run a read against: its configuration, the reference on it and the
+/// transport to use.
+pub(crate) struct Step {
+    /// The configuration for this host (credentials, API root, headers, attempts).
+    pub(crate) config: Config,
+    /// The reference on this host (by digest once resolved).
+    pub(crate) reference: Reference,
+    /// The transport for this host.
+    pub(crate) transport: Arc<dyn Transport>,
+    /// The host's URL, for messages.
+    pub(crate) host: url::Url,
+}
+
+/// What the walk is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Read {
+    /// Content, by digest: a tag is resolved first (on a resolve host).
+    Content,
+    /// A tag listing: asked of resolve hosts, as they are.
+    Tags,
+}
+
+enum Plan {
+    /// No host configuration: one step, the upstream.
+    Upstream(Option<Step>),
+    /// The hosts of `hosts.toml`.
+    Hosts {
+        plan: HostPlan,
+        config: crate::hosts::HostsConfig,
+        read: Read,
+    },
+}
+
+/// The hosts for one read, and where it stands.
+pub(crate) struct Walk {
+    plan: Plan,
+    /// The failure of the last host tried, for when none is left.
+    last: Option<Error>,
+}
+
+impl Client {
+    /// The hosts `reference` is read from, for `read`.
+    pub(crate) fn walk(&self, reference: &Reference, read: Read) -> Result<Walk, Error> {
+        let hosts = match &self.hosts_dir {
+            Some(dir) => crate::hosts::load(dir, reference, self.config.plain_http)
+                .map_err(|e| Error::Credentials(format!("hosts configuration: {e}")))?,
+            None => None,
+        };
+        let plan = match hosts {
+            None => Plan::Upstream(Some(Step {
+                config: self.config_for(reference)?,
+                reference: reference.clone(),
+                transport: self.transport.clone(),
+                host: ocireg_core::mirrors::Host::upstream(reference, self.config.plain_http).url,
+            })),
+            Some(config) => {
+                if let Some(host) = config.skip_verify.first() {
+                    if !self.skip_verify_allowed {
+                        return Err(Error::Plan(std::io::Error::other(format!(
+                            "{}: skip_verify = true for {host} is refused: TLS verification \
+                             stays on unless the client allows it (--insecure-skip-tls-verify); \
+                             trust its CA with `ca` instead",
+                            config.file.display()
+                        ))));
+                    }
+                }
+                let plan = HostPlan::new(
+                    config.mirrors.clone(),
+                    config.upstream.clone(),
+                    reference.clone(),
+                );
+                Plan::Hosts { plan, config, read }
+            }
+        };
+        Ok(Walk { plan, last: None })
+    }
+
+    /// The step for `host` of `config`, reading `reference` (as that host serves it) for
+    /// the reference the user wrote, `written`.
+    fn step(
+        &self,
+        config: &crate::hosts::HostsConfig,
+        host: &Host,
+        written: &Reference,
+        reference: Reference,
+    ) -> Result<Step, Error> {
+        let mut c = if host.upstream {
+            self.config_for(written)?
+        } else {
+            // a mirror's credentials are its own: looked up by its name, never the
+            // upstream's
+            self.config_for_registry(&host.authority())?
+        };
+        host.configure(&mut c, written);
+        let cas = config.cas_of(host);
+        let transport = if cas.is_empty() || self.skip_verify_allowed {
+            self.transport.clone()
+        } else {
+            self.transport_trusting(&cas)?
+        };
+        Ok(Step {
+            config: c,
+            reference,
+            transport,
+            host: host.url.clone(),
+        })
+    }
+
+    /// The digest the manifest `step.reference` names on that host.
+    async fn resolve(&self, step: &Step) -> Result<Digest, Error> {
+        let mut inspect = Machine::inspect(
+            step.config.clone(),
+            step.reference.clone(),
+            self.runtime.now(),
+        );
+        let mut seen = Collect::default();
+        crate::drive(&mut inspect, &*step.transport, &*self.runtime, &mut seen).await?;
+        Inspected::from_events(seen.0)
+            .map(|i| i.digest)
+            .ok_or(Error::Internal("an inspect ended with no manifest"))
+    }
+}
+
+impl Walk {
+    /// The next host to run the read against (resolving a tag first where the plan says
+    /// so); the failure of the last host when none is left.
+    pub(crate) async fn next(&mut self, client: &Client) -> Result<Step, Error> {
+        loop {
+            let (plan, config, read) = match &mut self.plan {
+                Plan::Upstream(step) => {
+                    return step.take().ok_or_else(|| self.exhausted(None));
+                }
+                Plan::Hosts { plan, config, read } => (plan, &*config, *read),
+            };
+            let Some(attempt) = plan.next_attempt() else {
+                let registry = plan.reference().registry().to_string();
+                return Err(self.exhausted(Some(registry)));
+            };
+            let host = plan.hosts()[attempt.host].clone();
+            let written = plan.reference().clone();
+            let step = client.step(config, &host, &written, attempt.reference)?;
+            if attempt.purpose == Purpose::Pull || read == Read::Tags {
+                tracing::info!("reading {} at {}", step.reference, step.host);
+                return Ok(step);
+            }
+            tracing::info!("resolving {} at {}", step.reference, step.host);
+            match client.resolve(&step).await {
+                Ok(digest) => {
+                    if let Plan::Hosts { plan, .. } = &mut self.plan {
+                        plan.resolved(digest);
+                    }
+                }
+                Err(e) => self.failed(e, &step.host)?,
+            }
+        }
+    }
+
+    /// The read at `host` failed with `e`: `Ok` when another host is to be tried
+    /// ([`Walk::next`] gives it), else the failure that ends the read.
+    pub(crate) fn failed(&mut self, e: Error, host: &url::Url) -> Result<(), Error> {
+        let Plan::Hosts { plan, .. } = &mut self.plan else {
+            return Err(e);
+        };
+        let Error::Registry(core) = &e else {
+            return Err(e);
+        };
+        if !plan.failed(core) {
+            return Err(e);
+        }
+        tracing::warn!("fallback: {host} failed: {core}; trying the next host");
+        self.last = Some(e);
+        Ok(())
+    }
+
+    /// The read succeeded: the plan is over.
+    pub(crate) fn done(&mut self) {
+        if let Plan::Hosts { plan, .. } = &mut self.plan {
+            plan.pulled();
+        }
+    }
+
+    fn exhausted(&mut self, registry: Option<String>) -> Error {
+        self.last.take().unwrap_or_else(|| match registry {
+            Some(r) => Error::Plan(std::io::Error::other(format!(
+                "no host of {r} may serve this read (check the capabilities in hosts.toml)"
+            ))),
+            None => Error::Internal("a read asked for a second host of the upstream alone"),
+        })
+    }
+}

@@ -1,0 +1,540 @@
+//! A client for callers who want an operation in a few lines: one value that holds the
+//! transport, the runtime's clock, the core's [`Config`], where credentials come from and
+//! where mirrors are configured, with a method per operation. Each adapter wraps it with
+//! its own transport and runtime (`ocireg_tokio::Client`, `ocireg_smol::Client`,
+//! `ocireg_async_std::Client`); the hand-driven [`Machine`]s stay the way for anything
+//! else.
+//!
+//! Credentials are chosen per registry: those given with [`Client::credentials`], else
+//! Docker's `config.json` (auths, credential helpers), else none. Mirrors
+//! ([`Client::hosts_dir`], containerd's `hosts.toml`) serve every read: pull, inspect,
+//! manifests, tags, referrers, blob reads and the source side of a copy; a mirror gets
+//! its own credentials, never the upstream's.
+//!
+//! One file per kind of work: `hosts.rs` (which host serves a read), `pull.rs` (pulls
+//! into a layout, with referrers), `copy.rs` (push and copy), `blob.rs` (manifests and
+//! blobs as values and streams).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::stream::{Stream, StreamExt};
+use futures::FutureExt;
+use ocireg_core::{Config, Credentials, Descriptor, Digest, Event, Machine, Manifest, Reference};
+use rustls::pki_types::CertificateDer;
+
+use crate::{Caller, Error, Runtime, Transport};
+
+mod blob;
+mod copy;
+mod hosts;
+mod pull;
+
+pub use blob::{BlobStream, BlockingRead, ManifestRead};
+pub use copy::{layout_arg, layout_dir, Copied, CopyRequest, PushRequest};
+pub use pull::{PullRequest, Pulled};
+
+use hosts::Read;
+
+/// Builds a transport that trusts the given CA certificates besides the client's own
+/// roots: how a client reaches a mirror whose `hosts.toml` entry names a `ca`.
+pub type TransportFactory = Arc<
+    dyn Fn(&[CertificateDer<'static>]) -> Result<Arc<dyn Transport>, rustls::Error> + Send + Sync,
+>;
+
+/// A registry client over a transport and a runtime.
+#[derive(Clone)]
+pub struct Client {
+    transport: Arc<dyn Transport>,
+    runtime: Arc<dyn Runtime>,
+    config: Config,
+    credentials: Vec<(String, Credentials)>,
+    docker_config: Option<PathBuf>,
+    hosts_dir: Option<PathBuf>,
+    factory: Option<TransportFactory>,
+    skip_verify_allowed: bool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("hosts_dir", &self.hosts_dir)
+            .field("docker_config", &self.docker_config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client with the core's default configuration that reads Docker's credentials.
+    /// (To hash large blobs on threads of their own, give a [`Config`] whose `hashing` is
+    /// [`crate::hashing::HashThreads`].)
+    pub fn new(transport: impl Transport + 'static, runtime: impl Runtime + 'static) -> Self {
+        Client::from_parts(Arc::new(transport), Arc::new(runtime))
+    }
+
+    /// [`Client::new`] over a shared transport and runtime.
+    pub fn from_parts(transport: Arc<dyn Transport>, runtime: Arc<dyn Runtime>) -> Self {
+        Client {
+            transport,
+            runtime,
+            config: Config::default(),
+            credentials: Vec::new(),
+            docker_config: crate::credentials::default_config_path(),
+            hosts_dir: None,
+            factory: None,
+            skip_verify_allowed: false,
+        }
+    }
+
+    /// Uses `config` for every operation (its credentials are replaced per registry).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses `credentials` for `registry` (`host[:port]` as written in references, or a
+    /// mirror's). They go to that registry alone: never to a mirror of it.
+    pub fn credentials(mut self, registry: &str, credentials: Credentials) -> Self {
+        self.credentials.push((registry.to_string(), credentials));
+        self
+    }
+
+    /// Reads Docker's credentials from this `config.json` instead of the default one
+    /// (`$DOCKER_CONFIG`, `~/.docker`); `None` reads none.
+    pub fn docker_config(mut self, path: Option<PathBuf>) -> Self {
+        self.docker_config = path;
+        self
+    }
+
+    /// Reads through the mirrors configured in `dir` as containerd does
+    /// (`<dir>/<registry>/hosts.toml`, else `<dir>/_default/hosts.toml`).
+    pub fn hosts_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.hosts_dir = Some(dir.into());
+        self
+    }
+
+    /// How to build a transport trusting a mirror's `ca` (the adapters set it).
+    pub fn transport_factory(mut self, factory: TransportFactory) -> Self {
+        self.factory = Some(factory);
+        self
+    }
+
+    /// Lets a `hosts.toml` entry say `skip_verify = true` (refused otherwise): the
+    /// transport given to this client must then itself skip verification.
+    pub fn allow_skip_verify(mut self, allow: bool) -> Self {
+        self.skip_verify_allowed = allow;
+        self
+    }
+
+    /// The runtime's clock.
+    pub fn runtime(&self) -> &Arc<dyn Runtime> {
+        &self.runtime
+    }
+
+    /// The configuration for an operation on `reference`'s registry.
+    fn config_for(&self, reference: &Reference) -> Result<Config, Error> {
+        self.config_for_registry(reference.registry())
+    }
+
+    /// The configuration for an operation on `registry` (`host[:port]`), with its
+    /// credentials.
+    fn config_for_registry(&self, registry: &str) -> Result<Config, Error> {
+        let mut config = self.config.clone();
+        config.credentials = match self.credentials.iter().find(|(r, _)| r == registry) {
+            Some((_, c)) => c.clone(),
+            None => match &self.docker_config {
+                Some(path) => crate::credentials::lookup(path, registry)
+                    .map_err(|e| Error::Credentials(e.to_string()))?
+                    .unwrap_or(Credentials::Anonymous),
+                None => Credentials::Anonymous,
+            },
+        };
+        Ok(config)
+    }
+
+    /// A transport trusting the CA files `cas` besides the client's roots.
+    fn transport_trusting(&self, cas: &[PathBuf]) -> Result<Arc<dyn Transport>, Error> {
+        let Some(factory) = &self.factory else {
+            return Err(Error::Plan(std::io::Error::other(
+                "a host names a CA but this client cannot build a transport for it",
+            )));
+        };
+        let mut certs = Vec::new();
+        for f in cas {
+            certs.extend(
+                crate::tls::load_certs(f)
+                    .map_err(|e| Error::Credentials(format!("{}: {e}", f.display())))?,
+            );
+        }
+        factory(&certs).map_err(|e| Error::Credentials(format!("TLS setup: {e}")))
+    }
+
+    /// Drives `machine` over `transport`, with `caller`.
+    async fn run(
+        &self,
+        machine: &mut Machine,
+        transport: &dyn Transport,
+        caller: &mut (dyn Caller + Send),
+    ) -> Result<(), Error> {
+        crate::drive(machine, transport, &*self.runtime, caller).await
+    }
+
+    /// The manifest (or index) `reference` names, verified.
+    pub async fn inspect(&self, reference: &str) -> Result<Inspected, Error> {
+        let reference = parse(reference)?;
+        let mut walk = self.walk(&reference, Read::Content)?;
+        loop {
+            let step = walk.next(self).await?;
+            let mut inspect = Machine::inspect(step.config, step.reference, self.runtime.now());
+            let mut seen = Collect::default();
+            match self.run(&mut inspect, &*step.transport, &mut seen).await {
+                Ok(()) => {
+                    walk.done();
+                    return Inspected::from_events(seen.0)
+                        .ok_or(Error::Internal("an inspect ended with no manifest"));
+                }
+                Err(e) => walk.failed(e, &step.host)?,
+            }
+        }
+    }
+
+    /// Every tag of `repository`, as the registry's pages arrive. Through mirrors, a
+    /// host that fails before its first page gives way to the next.
+    pub fn tags<'a>(&'a self, repository: &str) -> impl Stream<Item = Result<String, Error>> + 'a {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let repository = repository.to_string();
+        let driving = async move {
+            let mut pages = TagSender { to: tx };
+            self.tags_observed(&repository, &mut pages).await
+        };
+        // the pages as they come, then the drive's failure if it failed
+        let failure = driving
+            .into_stream()
+            .filter_map(|r| futures::future::ready(r.err().map(Err)));
+        futures::stream::select(rx.map(Ok), failure)
+    }
+
+    /// Lists the tags of `repository`: one [`Event::Tags`] per page to `observer`, as
+    /// they arrive. Through mirrors, a host that fails before its first page gives way to
+    /// the next.
+    pub async fn tags_observed(
+        &self,
+        repository: &str,
+        observer: &mut (dyn Caller + Send),
+    ) -> Result<(), Error> {
+        let reference = parse(repository)?;
+        let mut walk = self.walk(&reference, Read::Tags)?;
+        loop {
+            let step = walk.next(self).await?;
+            let mut list = Machine::list_tags(step.config, step.reference, self.runtime.now());
+            let mut watched = Watched::new(observer);
+            match self.run(&mut list, &*step.transport, &mut watched).await {
+                Ok(()) => {
+                    walk.done();
+                    return Ok(());
+                }
+                // pages already given cannot be taken back
+                Err(e) if watched.gave => return Err(e),
+                Err(e) => walk.failed(e, &step.host)?,
+            }
+        }
+    }
+
+    /// Lists the repositories of `registry` (`host[:port]`; the catalog is the
+    /// registry's own, never a mirror's): one [`Event::Repositories`] per page to
+    /// `observer`. Many registries refuse it (401, 403, 404 or `UNSUPPORTED`).
+    pub async fn catalog_observed(
+        &self,
+        registry: &str,
+        observer: &mut (dyn Caller + Send),
+    ) -> Result<(), Error> {
+        let root = Reference::registry_root(registry)
+            .map_err(|e| Error::Registry(ocireg_core::Error::Reference(e)))?;
+        let mut list = Machine::catalog(self.config_for(&root)?, root, self.runtime.now());
+        self.run(&mut list, &*self.transport.clone(), observer)
+            .await
+    }
+
+    /// The referrers of the manifest `reference` names (signatures, SBOMs, …), of
+    /// `artifact_type` only when given.
+    pub async fn referrers(
+        &self,
+        reference: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, Error> {
+        self.referrers_observed(reference, artifact_type, &mut ())
+            .await
+    }
+
+    /// [`Client::referrers`], with each page ([`Event::Referrers`]: its subject and
+    /// where the list came from) shown to `observer` as it arrives.
+    pub async fn referrers_observed(
+        &self,
+        reference: &str,
+        artifact_type: Option<&str>,
+        observer: &mut (dyn Caller + Send),
+    ) -> Result<Vec<Descriptor>, Error> {
+        let reference = parse(reference)?;
+        self.list_referrers(
+            &reference,
+            artifact_type.map(str::to_string),
+            false,
+            observer,
+        )
+        .await
+    }
+
+    /// Every referrer of the manifest `reference` names, and theirs (signatures of
+    /// SBOMs), breadth first, each once (the core's walk, bounded).
+    pub async fn referrers_closure(&self, reference: &str) -> Result<Vec<Descriptor>, Error> {
+        let reference = parse(reference)?;
+        self.list_referrers(&reference, None, true, &mut ()).await
+    }
+
+    async fn list_referrers(
+        &self,
+        reference: &Reference,
+        artifact_type: Option<String>,
+        closure: bool,
+        observer: &mut (dyn Caller + Send),
+    ) -> Result<Vec<Descriptor>, Error> {
+        let mut walk = self.walk(reference, Read::Content)?;
+        loop {
+            let step = walk.next(self).await?;
+            let now = self.runtime.now();
+            let mut list = if closure {
+                Machine::list_referrers_closure(step.config, step.reference, now)
+            } else {
+                Machine::list_referrers(step.config, step.reference, artifact_type.clone(), now)
+            };
+            let mut seen = Collect::default();
+            let mut both = Both {
+                first: &mut seen,
+                second: &mut *observer,
+            };
+            let mut watched = Watched::new(&mut both);
+            match self.run(&mut list, &*step.transport, &mut watched).await {
+                Ok(()) => {
+                    walk.done();
+                    let mut found: Vec<Descriptor> = Vec::new();
+                    for e in seen.0 {
+                        if let Event::Referrers { referrers, .. } = e {
+                            for d in referrers {
+                                if !found.iter().any(|f| f.digest == d.digest) {
+                                    found.push(d);
+                                }
+                            }
+                        }
+                    }
+                    return Ok(found);
+                }
+                Err(e) if watched.gave => return Err(e),
+                Err(e) => walk.failed(e, &step.host)?,
+            }
+        }
+    }
+}
+
+/// What [`Client::inspect`] fetched.
+#[derive(Clone, Debug)]
+pub struct Inspected {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes, as served.
+    pub bytes: bytes::Bytes,
+    /// Parsed.
+    pub manifest: Manifest,
+}
+
+impl Inspected {
+    /// The first manifest among the events of an inspect machine.
+    pub fn from_events(events: Vec<Event>) -> Option<Inspected> {
+        events.into_iter().find_map(|e| match e {
+            Event::Manifest {
+                digest,
+                media_type,
+                bytes,
+                manifest,
+                ..
+            } => Some(Inspected {
+                digest,
+                media_type,
+                bytes,
+                manifest,
+            }),
+            _ => None,
+        })
+    }
+}
+
+fn parse(reference: &str) -> Result<Reference, Error> {
+    Reference::parse(reference).map_err(|e| Error::Registry(ocireg_core::Error::Reference(e)))
+}
+
+/// A sink that keeps every event (for machines that deliver no blob: inspect, tags,
+/// referrers).
+#[derive(Debug, Default)]
+pub struct Collect(pub Vec<Event>);
+
+impl Caller for Collect {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        self.0.push(event.clone());
+        Ok(())
+    }
+}
+
+/// Sends each page of tags on.
+struct TagSender {
+    to: futures::channel::mpsc::UnboundedSender<String>,
+}
+
+impl Caller for TagSender {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        if let Event::Tags { tags } = event {
+            for t in tags {
+                // a receiver that went away wants no more: the drive ends with the stream
+                let _ = self.to.unbounded_send(t.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Passes everything on to `inner`, noting whether a result (a page, a delivered byte)
+/// went: after that, a failing host cannot give way to the next.
+pub(crate) struct Watched<'a> {
+    inner: &'a mut (dyn Caller + Send),
+    pub(crate) gave: bool,
+}
+
+impl<'a> Watched<'a> {
+    pub(crate) fn new(inner: &'a mut (dyn Caller + Send)) -> Watched<'a> {
+        Watched { inner, gave: false }
+    }
+}
+
+impl Caller for Watched<'_> {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        if matches!(
+            event,
+            Event::Tags { .. } | Event::Referrers { .. } | Event::Repositories { .. }
+        ) {
+            self.gave = true;
+        }
+        self.inner.event(event)
+    }
+    fn blob_queued(
+        &mut self,
+        blob: ocireg_core::QueuedBlob<'_>,
+        descriptor: &Descriptor,
+    ) -> std::io::Result<()> {
+        self.inner.blob_queued(blob, descriptor)
+    }
+    fn deliver(
+        &mut self,
+        blob: ocireg_core::BlobId,
+        offset: u64,
+        bytes: &bytes::Bytes,
+    ) -> std::io::Result<()> {
+        self.gave = true;
+        self.inner.deliver(blob, offset, bytes)
+    }
+    fn idle(&mut self) -> std::io::Result<()> {
+        self.inner.idle()
+    }
+}
+
+/// Events to two callers (bytes to neither).
+struct Both<'a> {
+    first: &'a mut (dyn Caller + Send),
+    second: &'a mut (dyn Caller + Send),
+}
+
+impl Caller for Both<'_> {
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        self.first.event(event)?;
+        self.second.event(event)
+    }
+}
+
+/// Defines an adapter's `Client`: [`Client`] over the adapter's transport (built by
+/// `$build(extra_cas)`, which also builds a mirror's transport trusting its `ca`) and
+/// runtime `$runtime` (a unit struct), with `new`, `trusting` and the settings, every
+/// operation through `Deref`; and re-exports what a user of the adapter names (the
+/// [`adapter_prelude`](crate::adapter_prelude)).
+#[macro_export]
+macro_rules! adapter_client {
+    ($transport:ty, $runtime:ident, $build:path, $name:literal) => {
+        pub use $crate::adapter_prelude::*;
+
+        #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
+        /// credentials, the core's default configuration. Every operation of
+        /// [`ocireg_driver::client::Client`] is a method (through `Deref`).
+        #[derive(Clone, Debug)]
+        pub struct Client($crate::client::Client);
+
+        impl Client {
+            /// A client with the defaults.
+            pub fn new() -> Result<Client, ::rustls::Error> {
+                Client::trusting(&[])
+            }
+
+            /// A client that also trusts the CA certificates `extra_cas` (see
+            /// [`load_certs`]); a mirror whose `hosts.toml` entry names a `ca` is reached
+            /// trusting these and that one.
+            pub fn trusting(
+                extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
+            ) -> Result<Client, ::rustls::Error> {
+                let base = extra_cas.to_vec();
+                let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |cas| {
+                    let mut all = base.clone();
+                    all.extend_from_slice(cas);
+                    let t: std::sync::Arc<dyn $crate::Transport> = std::sync::Arc::new($build(&all)?);
+                    Ok(t)
+                });
+                Ok(Client(
+                    $crate::client::Client::new($build(extra_cas)?, $runtime)
+                        .transport_factory(factory),
+                ))
+            }
+
+            /// Applies a setting of [`ocireg_driver::client::Client`] (`config`,
+            /// `credentials`, `hosts_dir`, `docker_config`, …).
+            pub fn with(
+                self,
+                set: impl FnOnce($crate::client::Client) -> $crate::client::Client,
+            ) -> Client {
+                Client(set(self.0))
+            }
+
+            /// Uses `config` for every operation.
+            pub fn config(self, config: ocireg_core::Config) -> Client {
+                Client(self.0.config(config))
+            }
+
+            /// Uses `credentials` for `registry` instead of Docker's.
+            pub fn credentials(
+                self,
+                registry: &str,
+                credentials: ocireg_core::Credentials,
+            ) -> Client {
+                Client(self.0.credentials(registry, credentials))
+            }
+
+            /// Reads through the mirrors configured in `dir` (containerd's `hosts.toml`).
+            pub fn hosts_dir(self, dir: impl Into<std::path::PathBuf>) -> Client {
+                Client(self.0.hosts_dir(dir))
+            }
+        }
+
+        impl std::ops::Deref for Client {
+            type Target = $crate::client::Client;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
