@@ -8,7 +8,8 @@
 //! contains one of these, `--quick` for small
 //! workloads, `--only NAME,...`; `--only latency` for the far-registry rows of
 //! `latency.rs`, `--only tls` for the https rows of `tls_rows.rs`, `--only push` for the
-//! push and copy rows). Prints markdown tables.
+//! push and copy rows, `--only stream` for a blob read as a stream into its hash).
+//! Prints markdown tables.
 //!
 //! Tools: `ocireg` over tokio and over async-std, the `oci-client` crate (streaming
 //! `pull_blob`, same concurrency), `skopeo copy docker://… oci:…`, and a peer row: every
@@ -30,6 +31,7 @@ use std::time::Duration;
 mod latency;
 mod push_rows;
 mod stages;
+mod stream_rows;
 mod tls_rows;
 mod tools;
 
@@ -372,5 +374,11 @@ fn main() {
         .is_none_or(|o| o.iter().any(|n| n == "push" || n == "copy"))
     {
         push_rows::run(&bin, baseline.as_deref(), runs, quick, scratch.path());
+    }
+    if only
+        .as_ref()
+        .is_none_or(|o| o.iter().any(|n| n == "stream"))
+    {
+        stream_rows::run(&bin, runs, quick, scratch.path());
     }
 }

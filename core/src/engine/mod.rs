@@ -277,7 +277,8 @@ impl Engine {
         let checked = match &mut op.exchange {
             // A `HEAD` declares the size of what it does not send.
             Exchange::Call(c) if c.method == http::Method::HEAD => Ok(()),
-            Exchange::Call(c) => check_declared(c.limit_what, declared, c.limit),
+            Exchange::Call(c) => check_declared(c.limit_what, declared, c.limit)
+                .map_err(|e| range_ignored(c, op.incoming.status, &url).unwrap_or(e)),
             Exchange::Token { .. } => check_declared("token", declared, self.config.token_limit),
             Exchange::Download { dl, .. } => dl.on_head(parts.status, &op.incoming.headers, &url),
         };
@@ -327,11 +328,16 @@ impl Engine {
             }
         };
         if (op.incoming.body.len() + chunk.len()) as u64 > limit {
-            let e = Error::BodyTooLarge {
+            let url = op.sent.url.as_ref().map(redact_url).unwrap_or_default();
+            let ignored = match &op.exchange {
+                Exchange::Call(c) => range_ignored(c, op.incoming.status, &url),
+                _ => None,
+            };
+            let e = ignored.unwrap_or(Error::BodyTooLarge {
                 what: limit_what.to_string(),
                 limit,
                 declared: None,
-            };
+            });
             self.abort_op(op_id);
             self.fail(e);
             return;
@@ -497,6 +503,22 @@ impl Engine {
             self.out.push_back(Action::Abort { id });
         }
     }
+}
+
+/// A ranged call answered with the whole content (`200`, more than the range): the
+/// registry ignores `Range`, and nothing of it may be discarded.
+fn range_ignored(call: &Call, status: u16, url: &str) -> Option<Error> {
+    let range = call.range.as_deref().filter(|_| status == 200)?;
+    let offset = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split('-').next())
+        .and_then(|o| o.parse().ok())
+        .unwrap_or(0);
+    Some(Error::RangeIgnored {
+        url: url.to_string(),
+        offset,
+        budget: 0,
+    })
 }
 
 fn check_declared(what: &str, declared: Option<u64>, limit: u64) -> Result<(), Error> {

@@ -16,6 +16,7 @@ mod credentials;
 mod lists;
 mod pull;
 mod push;
+mod reads;
 mod runtimes;
 mod usage;
 

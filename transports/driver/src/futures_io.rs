@@ -88,6 +88,14 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for FuturesIo<T> {
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
+
+    /// Vectored writes are always taken (`futures-io` writes the first slice where the
+    /// stream has no vectored form): hyper then queues a body's chunks as they are
+    /// instead of copying them into one flat buffer, which for a whole-blob body would
+    /// be a copy of the blob.
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
 }
 
 /// A client connection over the runtime's TCP stream `S`: plain, or TLS.
@@ -144,6 +152,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for Conn<S> {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 }
 

@@ -52,12 +52,12 @@ pub use stream::{
 /// [`adapter_client!`](crate::adapter_client)): the client's types, the core's vocabulary,
 /// and the one error type ([`Error`], with the core's as `RegistryError`).
 pub mod adapter_prelude {
-    pub use crate::client::{Inspected, Pulled};
+    pub use crate::client::{BlobStream, Copied, Inspected, Pulled};
     pub use crate::tls::load_certs;
     pub use crate::{Caller, Error};
     pub use ocireg_core::Error as RegistryError;
     pub use ocireg_core::{
-        Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Platform,
+        Config, Credentials, Descriptor, Digest, ErrorKind, Event, Machine, Manifest, Platform,
         PlatformChoice, Reference,
     };
 }

@@ -44,6 +44,15 @@ impl Runtime for TokioRuntime {
 
 ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport, "tokio");
 
+/// A blob read with [`Client::blob`](ocireg_driver::client::Client::blob) as a
+/// `tokio::io::AsyncRead`: the bytes as they arrive, verified as they end (a mismatch is
+/// an `InvalidData` error, never a clean end).
+pub fn blob_reader(
+    blob: ocireg_driver::client::BlobStream,
+) -> tokio_util::io::StreamReader<ocireg_driver::client::BlobStream, bytes::Bytes> {
+    tokio_util::io::StreamReader::new(blob)
+}
+
 /// The README's Rust examples, compiled as doctests (the library example must build).
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
