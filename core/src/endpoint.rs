@@ -15,6 +15,8 @@ use crate::error::Error;
 /// to the registry).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Endpoint {
+    /// The API root itself (`/v2/`): whether the registry speaks the API, and to whom.
+    Root,
     /// `manifests/<tag or digest>`.
     Manifest(String),
     /// `blobs/<digest>`.
@@ -56,6 +58,7 @@ impl Endpoint {
         };
         let in_repo = |rest: &str| format!("/{repository}/{rest}");
         match self {
+            Endpoint::Root => ("/".to_string(), None),
             Endpoint::Manifest(r) => (in_repo(&format!("manifests/{r}")), None),
             Endpoint::Blob(d) => (in_repo(&format!("blobs/{d}")), None),
             Endpoint::UploadStart => (in_repo("blobs/uploads/"), None),

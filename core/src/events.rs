@@ -173,6 +173,18 @@ pub enum Event {
         /// Its size, as the registry declared it.
         size: u64,
     },
+    /// A manifest, a tag or a blob was deleted
+    /// ([`Machine::delete_manifest`](crate::Machine::delete_manifest) and the like).
+    Deleted {
+        /// What: `manifest sha256:…`, `tag v1`, `blob sha256:…`.
+        what: String,
+    },
+    /// The registry answered its API root with the credentials given
+    /// ([`Machine::check_credentials`](crate::Machine::check_credentials)).
+    CredentialsChecked {
+        /// Whether it asked for any (false: it answers anyone).
+        needed: bool,
+    },
     /// The loopback registry does not speak TLS; plain http is used from now on.
     PlainHttpFallback {
         /// The registry host.

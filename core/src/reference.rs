@@ -301,7 +301,7 @@ pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
 mod grammar {
     use std::sync::LazyLock;
 
-    use regex::Regex;
+    use regex_lite::Regex;
 
     /// `<name>`: path components separated by `/`.
     const NAME_SPEC: &str =

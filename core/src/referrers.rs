@@ -78,6 +78,26 @@ pub fn with_referrer(current: Option<&Index>, added: Descriptor) -> Option<Bytes
     ))
 }
 
+/// The referrers index `current` without `removed`: the bytes to put under the referrers
+/// tag, or `None` when it does not list `removed`.
+pub fn without_referrer(current: &Index, removed: &Digest) -> Option<Bytes> {
+    if !current.manifests.iter().any(|d| d.digest == *removed) {
+        return None;
+    }
+    let index = Index {
+        manifests: current
+            .manifests
+            .iter()
+            .filter(|d| d.digest != *removed)
+            .cloned()
+            .collect(),
+        ..current.clone()
+    };
+    Some(Bytes::from(
+        serde_json::to_vec(&index).expect("an index serializes"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,7 +132,13 @@ mod tests {
             panic!("an index")
         };
         assert_eq!(ix.manifests, std::slice::from_ref(&d));
-        assert!(with_referrer(Some(&ix), d).is_none());
+        assert!(with_referrer(Some(&ix), d.clone()).is_none());
+        let emptied = without_referrer(&ix, &d.digest).unwrap();
+        let (Manifest::Index(empty), _) = Manifest::parse(OCI_INDEX, &emptied).unwrap() else {
+            panic!("an index")
+        };
+        assert!(empty.manifests.is_empty());
+        assert!(without_referrer(&empty, &d.digest).is_none());
         assert!(matches_filter(
             &ix.manifests[0],
             Some("application/vnd.example.sig")

@@ -66,6 +66,37 @@ async fn every_operation(client: &Client, addr: &str) {
     let referrers = client.referrers(&at("team/app:v1"), None).await.unwrap();
     assert_eq!(referrers.len(), 1);
     assert_eq!(referrers[0].digest, sig.digest());
+    // the referrers come along with a pull, and with a copy (whose untagged target takes
+    // the source's tag)
+    let with = work.path().join("with-referrers");
+    let pulled = client
+        .pull(&at("team/app:v1"))
+        .include_referrers(true)
+        .to_layout(&with)
+        .await
+        .unwrap();
+    assert_eq!(pulled.referrers.len(), 1);
+    assert!(layout_blobs(&with).contains(&sig.digest().to_string()));
+    let copied = client
+        .copy(&at("team/app:v1"), &at("again/app"))
+        .include_referrers(true)
+        .await
+        .unwrap();
+    assert_eq!(copied.target, at("again/app:v1"));
+    assert_eq!(copied.referrers.len(), 1);
+    let found = client.referrers(&at("again/app:v1"), None).await.unwrap();
+    assert_eq!(found.len(), 1, "the signature was copied along");
+    // and a copy into a layout, named as asked
+    let copied = client
+        .copy(
+            &at("team/app:v1"),
+            &format!("oci:{}:kept", work.path().join("oci").display()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied.digest, img.digest());
+    let index = std::fs::read_to_string(work.path().join("oci/index.json")).unwrap();
+    assert!(index.contains("\"kept\""), "{index}");
     // failures say what kind they are
     match client.inspect(&at("team/app:nope")).await {
         Err(DriveError::Registry(e)) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),

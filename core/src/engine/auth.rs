@@ -104,6 +104,11 @@ pub(super) enum Credential {
 }
 
 impl Engine {
+    /// Whether the registry asked for authentication (Basic, or a token) so far.
+    pub(crate) fn authenticated(&self) -> bool {
+        self.auth != RegistryAuth::None
+    }
+
     /// The credential for a registry request to `url`. Only the registry's origin ever
     /// gets one; under bearer auth every request waits for a live token first (its fetch
     /// is started here), and Basic credentials over plain http off this machine are an

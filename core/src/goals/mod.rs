@@ -3,6 +3,9 @@
 //! retries, or chooses a credential itself. Each file holds one goal and its
 //! constructor on [`Machine`](crate::Machine).
 //! - `blob.rs`: one blob, known by its descriptor;
+//! - `delete.rs`: a manifest (and its entry in its subject's referrers tag), a tag, a blob;
+//! - `login.rs`: credentials checked against the API root;
+//! - `tag.rs`: more tags for a manifest, and the digest a reference names;
 //! - `manifest.rs`: fetching and verifying one manifest (shared);
 //! - `image.rs`: the image pull (manifests, platforms, blobs);
 //! - `inspect.rs`: the manifest a reference names, alone;
@@ -14,10 +17,13 @@
 //!   manifests.
 
 pub(crate) mod blob;
+pub(crate) mod delete;
 pub(crate) mod image;
 pub(crate) mod inspect;
 pub(crate) mod lists;
+pub(crate) mod login;
 pub(crate) mod manifest;
 pub(crate) mod push;
 pub(crate) mod range;
 pub(crate) mod referrers;
+pub(crate) mod tag;
