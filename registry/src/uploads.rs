@@ -103,7 +103,56 @@ impl Registry {
         repo.manifests.get(&digest).cloned()
     }
 
-    /// Answers one request with its body: pushes here, everything else as
+    /// `DELETE` of a manifest by digest (and every tag on it), of a tag alone (OCI 1.1),
+    /// or of a blob: `202`, or `404` for what is not there.
+    fn delete(&mut self, rest: &str) -> Option<Reply> {
+        let unknown = |code: &str| {
+            Some(error_reply(
+                http::StatusCode::NOT_FOUND,
+                code,
+                "unknown to registry",
+            ))
+        };
+        let accepted = || {
+            let head = http::Response::builder()
+                .status(http::StatusCode::ACCEPTED)
+                .header(header::CONTENT_LENGTH, 0)
+                .body(())
+                .expect("static headers are valid");
+            Some(Reply::new(head, Bytes::new()))
+        };
+        for (marker, is_blob) in [("/manifests/", false), ("/blobs/", true)] {
+            let Some(i) = rest.rfind(marker) else {
+                continue;
+            };
+            let (name, reference) = (&rest[..i], &rest[i + marker.len()..]);
+            let Some(repo) = self.repos.get_mut(name) else {
+                return unknown("NAME_UNKNOWN");
+            };
+            let digest = Digest::parse(reference).ok();
+            return match (is_blob, digest) {
+                (true, Some(d)) => match repo.blobs.remove(&d) {
+                    Some(_) => accepted(),
+                    None => unknown("BLOB_UNKNOWN"),
+                },
+                (true, None) => unknown("DIGEST_INVALID"),
+                (false, Some(d)) => match repo.manifests.remove(&d) {
+                    Some(_) => {
+                        repo.tags.retain(|_, t| *t != d);
+                        accepted()
+                    }
+                    None => unknown("MANIFEST_UNKNOWN"),
+                },
+                (false, None) => match repo.tags.remove(reference) {
+                    Some(_) => accepted(),
+                    None => unknown("MANIFEST_UNKNOWN"),
+                },
+            };
+        }
+        None
+    }
+
+    /// Answers one request with its body: pushes and deletes here, everything else as
     /// [`Registry::handle`].
     pub fn respond<B>(&mut self, req: &Request<B>, body: &Bytes) -> Reply {
         self.push_route(req, body)
@@ -124,6 +173,9 @@ impl Registry {
         if let Some(i) = rest.rfind("/blobs/uploads/") {
             let (name, id) = (&rest[..i], &rest[i + "/blobs/uploads/".len()..]);
             return Some(self.step(&method, name, id, &query, req, body));
+        }
+        if method == Method::DELETE {
+            return self.delete(rest);
         }
         if method == Method::PUT {
             let i = rest.rfind("/manifests/")?;

@@ -12,6 +12,7 @@ use ocireg_tests::real::{layout_blobs, skopeo_roundtrip, Mode, RealRegistry};
 mod support;
 use support::{ocireg, ok, serve_inprocess, succeed};
 
+mod admin;
 mod credentials;
 mod lists;
 mod pull;

@@ -27,9 +27,16 @@ impl FaultyRegistry {
             .into_owned()
             .collect();
         let svc_ok = pairs.iter().any(|(k, v)| k == "service" && v == service);
-        let scope_ok = pairs
+        // a pull scope; or none at all, as a login asks (`docker login`, `ocireg login`)
+        let scopes: Vec<&String> = pairs
             .iter()
-            .any(|(k, v)| k == "scope" && v.starts_with("repository:") && v.ends_with(":pull"));
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v)
+            .collect();
+        let scope_ok = scopes.is_empty()
+            || scopes
+                .iter()
+                .any(|v| v.starts_with("repository:") && v.ends_with(":pull"));
         if !svc_ok || !scope_ok {
             return simple(400, &[]);
         }

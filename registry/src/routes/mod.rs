@@ -260,11 +260,13 @@ impl Registry {
         let n = n.or(self.tag_page);
         let take = n.unwrap_or(after.len()).min(after.len());
         let page: Vec<&String> = after[..take].to_vec();
-        let mut json = serde_json::json!({ key: page });
+        // `name` first, as registries write it (and whatever the map's key order)
+        let mut json = serde_json::Map::new();
         if let Some(name) = name {
-            json["name"] = name.into();
+            json.insert("name".into(), name.into());
         }
-        let body = json.to_string();
+        json.insert(key.into(), serde_json::json!(page));
+        let body = serde_json::Value::Object(json).to_string();
         let mut b = Response::builder()
             .status(200)
             .header(header::CONTENT_TYPE, JSON_UTF8)

@@ -217,6 +217,59 @@ pub(crate) struct InspectArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct LoginArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// The registry: host[:port]
+    pub(crate) registry: String,
+}
+
+#[derive(Args)]
+pub(crate) struct LogoutArgs {
+    /// The registry: host[:port]
+    pub(crate) registry: String,
+}
+
+#[derive(Args)]
+pub(crate) struct TagArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// The manifest to tag: [host[:port]/]repository[:tag][@digest]
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+    /// The new tags (in the same repository).
+    #[arg(required = true)]
+    pub(crate) tags: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct DigestArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Image reference.
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
+pub(crate) struct DeleteArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// Delete the manifest a tag names without asking (every tag on it goes too).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
+    /// Delete only the tag, not the manifest (OCI 1.1; not every registry can).
+    #[arg(long, conflicts_with = "blob")]
+    pub(crate) tag_only: bool,
+    /// Delete a blob (REPO@DIGEST) instead of a manifest.
+    #[arg(long)]
+    pub(crate) blob: bool,
+    /// What to delete: REPO@DIGEST, or REPO:TAG.
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+}
+
+#[derive(Args)]
 pub(crate) struct BlobArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,

@@ -7,6 +7,7 @@
 // Doc comments on the arguments are clap's help text (`[host[:port]/]…`), not rustdoc links.
 #![allow(rustdoc::broken_intra_doc_links)]
 
+mod admin;
 mod args;
 mod blob;
 mod copy;
@@ -26,8 +27,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::args::{
-    BlobArgs, CatalogArgs, CopyArgs, DemoArgs, InspectArgs, ManifestArgs, PullArgs, PushArgs,
-    ReferrersArgs, RuntimeChoice, ServeArgs, TagsArgs,
+    BlobArgs, CatalogArgs, CopyArgs, DeleteArgs, DemoArgs, DigestArgs, InspectArgs, LoginArgs,
+    LogoutArgs, ManifestArgs, PullArgs, PushArgs, ReferrersArgs, RuntimeChoice, ServeArgs, TagArgs,
+    TagsArgs,
 };
 
 const EXIT_CODES: &str =
@@ -68,6 +70,23 @@ enum Command {
     /// Show a manifest or index: digest, size, media type, platforms, or the raw JSON.
     #[command(after_help = concat!("Examples:\n  ocireg inspect docker.io/library/alpine:3.20\n  ocireg inspect --raw --plain-http 127.0.0.1:5000/demo/hello:v1 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Inspect(InspectArgs),
+    /// Check credentials against a registry, then store them in Docker's config.json (or
+    /// its credential helper), where docker, podman, skopeo and crane find them.
+    #[command(after_help = concat!("Examples:\n  echo \"$TOKEN\" | ocireg login --username me --password-stdin ghcr.io\n\nA password is never taken on the command line.\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Login(LoginArgs),
+    /// Remove a registry's credentials from Docker's config.json (or its helper).
+    #[command(after_help = concat!("Examples:\n  ocireg logout ghcr.io\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Logout(LogoutArgs),
+    /// Put an existing manifest under more tags (no blob moves; the digest is unchanged).
+    #[command(after_help = concat!("Examples:\n  ocireg tag registry.internal:5000/team/app:v1 latest stable\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Tag(TagArgs),
+    /// Print the digest of the manifest a reference names.
+    #[command(after_help = concat!("Examples:\n  ocireg digest docker.io/library/alpine:3.20\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Digest(DigestArgs),
+    /// Delete a manifest (by digest; a tag's after confirmation or --yes), a tag alone
+    /// (--tag-only), or a blob (--blob).
+    #[command(after_help = concat!("Examples:\n  ocireg delete registry.internal:5000/team/app@sha256:…\n  ocireg delete --yes registry.internal:5000/team/app:old\n  ocireg delete --tag-only registry.internal:5000/team/app:old\n  ocireg delete --blob registry.internal:5000/team/app@sha256:…\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Delete(DeleteArgs),
     /// Write a blob's bytes to stdout (or -o FILE), verified against its digest; or a
     /// part of it (--range).
     #[command(after_help = concat!("Examples:\n  ocireg blob registry.internal:5000/team/app@sha256:… -o layer.tar.gz\n  ocireg blob --range 0-1023 --plain-http 127.0.0.1:5000/demo/hello@sha256:… | xxd\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause; nothing is left at -o), 2 usage error."))]
@@ -103,11 +122,15 @@ impl Command {
             Command::Copy(a) => Some(&a.connect),
             Command::Inspect(a) => Some(&a.connect),
             Command::Blob(a) => Some(&a.connect),
+            Command::Login(a) => Some(&a.connect),
+            Command::Tag(a) => Some(&a.connect),
+            Command::Digest(a) => Some(&a.connect),
+            Command::Delete(a) => Some(&a.connect),
             Command::Manifest(a) => Some(&a.connect),
             Command::Tags(a) => Some(&a.connect),
             Command::Catalog(a) => Some(&a.connect),
             Command::Referrers(a) => Some(&a.connect),
-            Command::Serve(_) | Command::Demo(_) => None,
+            Command::Serve(_) | Command::Demo(_) | Command::Logout(_) => None,
         }
     }
 }
@@ -132,6 +155,11 @@ fn main() -> ExitCode {
         Command::Copy(a) => run(rt, copy::cmd_copy(a, rt)),
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Blob(a) => run(rt, blob::cmd_blob(a, rt)),
+        Command::Login(a) => run(rt, admin::cmd_login(a, rt)),
+        Command::Logout(a) => run(rt, admin::cmd_logout(a, rt)),
+        Command::Tag(a) => run(rt, admin::cmd_tag(a, rt)),
+        Command::Digest(a) => run(rt, admin::cmd_digest(a, rt)),
+        Command::Delete(a) => run(rt, admin::cmd_delete(a, rt)),
         Command::Manifest(a) => run(rt, blob::cmd_manifest(a, rt)),
         Command::Tags(a) => run(rt, tags::cmd_tags(a, rt)),
         Command::Catalog(a) => run(rt, tags::cmd_catalog(a, rt)),

@@ -34,8 +34,8 @@ pub(crate) struct Step {
 pub(crate) enum Read {
     /// Content, by digest: a tag is resolved first (on a resolve host).
     Content,
-    /// A tag listing: asked of resolve hosts, as they are.
-    Tags,
+    /// A tag listing or a tag's digest: asked of resolve hosts, as written.
+    AsWritten,
 }
 
 enum Plan {
@@ -157,7 +157,7 @@ impl Walk {
             let host = plan.hosts()[attempt.host].clone();
             let written = plan.reference().clone();
             let step = client.step(config, &host, &written, attempt.reference)?;
-            if attempt.purpose == Purpose::Pull || read == Read::Tags {
+            if attempt.purpose == Purpose::Pull || read == Read::AsWritten {
                 tracing::info!("reading {} at {}", step.reference, step.host);
                 return Ok(step);
             }

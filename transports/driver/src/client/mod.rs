@@ -25,6 +25,7 @@ use rustls::pki_types::CertificateDer;
 
 use crate::{Caller, Error, Runtime, Transport};
 
+mod admin;
 mod blob;
 mod copy;
 mod hosts;
@@ -223,7 +224,7 @@ impl Client {
         observer: &mut (dyn Caller + Send),
     ) -> Result<(), Error> {
         let reference = parse(repository)?;
-        let mut walk = self.walk(&reference, Read::Tags)?;
+        let mut walk = self.walk(&reference, Read::AsWritten)?;
         loop {
             let step = walk.next(self).await?;
             let mut list = Machine::list_tags(step.config, step.reference, self.runtime.now());

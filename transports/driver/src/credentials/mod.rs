@@ -2,12 +2,16 @@
 //! `credsStore` (by running `docker-credential-<name> get`).
 //!
 //! Lookup order for a registry host: its `credHelpers` entry, then its `auths` entry,
-//! then `credsStore`. Docker Hub is found under any of its usual names.
+//! then `credsStore`. Docker Hub is found under any of its usual names. Storing and
+//! erasing (`ocireg login`/`logout`) are in `store.rs`, running a helper in `helper.rs`.
 
-use std::io::{Read, Write};
+mod helper;
+mod store;
+
+pub use store::{erase, store, Stored};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use ocireg_core::reference::{DOCKER_HUB, DOCKER_HUB_NAMES};
@@ -245,107 +249,14 @@ fn run_helper(
         helper: helper.to_string(),
         problem,
     };
-    if helper.is_empty()
-        || !helper
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return Err(err("invalid helper name".into()));
-    }
-    let mut command = Command::new(format!("docker-credential-{helper}"));
-    if let Some(p) = helper_path {
-        // With PATH set for the child, the program is also looked up on it.
-        command.env("PATH", p);
-    }
-    let mut child = command
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| err(format!("cannot run it ({e}); is it installed and on PATH?")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(server_url.as_bytes());
-    }
-    // Its output is read while it runs (a full pipe would stall it), bounded; a reader
-    // that stops early closes the pipe, and the helper's next write fails.
-    let read_bounded = |pipe: Option<Box<dyn Read + Send>>, limit: u64| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(p) = pipe {
-                let _ = p.take(limit).read_to_end(&mut buf);
-            }
-            let _ = tx.send(buf);
-        });
-        rx
-    };
-    let stdout = read_bounded(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        HELPER_OUTPUT_LIMIT + 1,
-    );
-    let stderr = read_bounded(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        4096,
-    );
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(err(format!(
-                    "no answer within {:.1}s",
-                    timeout.as_secs_f64()
-                )));
-            }
-            Err(e) => return Err(err(e.to_string())),
-        }
-    };
-    // The helper has exited; a grandchild it left behind may still hold the pipes, so
-    // the output is waited for no longer than a second.
-    let out = stdout
-        .recv_timeout(Duration::from_secs(1))
-        .unwrap_or_default();
-    let errout = stderr
-        .recv_timeout(Duration::from_secs(1))
-        .unwrap_or_default();
-    if out.len() as u64 > HELPER_OUTPUT_LIMIT {
-        return Err(err(format!(
-            "printed more than {} bytes; its answer is a small JSON object",
-            HELPER_OUTPUT_LIMIT
-        )));
-    }
-    if !status.success() {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out),
-            String::from_utf8_lossy(&errout)
-        );
-        if text.contains("credentials not found") {
+    let ran = helper::run(helper, "get", server_url.as_bytes(), helper_path, timeout)?;
+    if !ran.status.success() {
+        if ran.text().contains("credentials not found") {
             return Ok(None);
         }
-        // The helper's own words, first line only: it should not print secrets on failure.
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .chars()
-            .take(200)
-            .collect::<String>();
-        return Err(err(format!("failed ({status}): {first}")));
+        return Err(err(ran.failure()));
     }
-    let a: HelperAnswer = serde_json::from_slice(&out)
+    let a: HelperAnswer = serde_json::from_slice(&ran.stdout)
         .map_err(|_| err("answered something that is not its JSON".into()))?;
     if a.username == "<token>" {
         return Ok(Some(Credentials::IdentityToken {
@@ -362,6 +273,7 @@ fn run_helper(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     fn write(dir: &Path, json: &str) -> PathBuf {
         let p = dir.join("config.json");

@@ -1,0 +1,174 @@
+//! `ocireg login`/`logout`, `tag`, `digest` and `delete` against a real registry:
+//! credentials checked before anything is stored, stored where a later command (and
+//! docker) finds them; a registry that refuses deletes named with the setting to change.
+
+use super::*;
+
+/// Runs `ocireg args` with `DOCKER_CONFIG` at `cfg` and `stdin` as its input.
+fn with_stdin(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = ocireg()
+        .env("DOCKER_CONFIG", cfg)
+        .env_remove("OCIREG_PASSWORD")
+        .env_remove("OCIREG_USERNAME")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn login_checks_then_stores_and_logout_removes() {
+    use ocireg_tests::real::{PASSWORD, USER};
+    let reg = RealRegistry::start(Mode::Basic);
+    let img = image(70, &[3000], &Platform::host(), false);
+    reg.push(&img, "admin/app", "v1");
+    let cfg = tempfile::tempdir().unwrap();
+    let file = cfg.path().join("config.json");
+    let login = |password: &str| {
+        with_stdin(
+            cfg.path(),
+            &[
+                "login",
+                "--plain-http",
+                "--username",
+                USER,
+                "--password-stdin",
+                &reg.addr,
+            ],
+            password,
+        )
+    };
+    // rejected: nothing stored
+    let out = login("not-it");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("rejected") && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert!(!file.exists());
+    // accepted: stored, private, and found by the next command
+    let out = login(PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let dir = tempfile::tempdir().unwrap();
+    ok(ocireg()
+        .env("DOCKER_CONFIG", cfg.path())
+        .args([
+            "pull",
+            "--plain-http",
+            &format!("{}/admin/app:v1", reg.addr),
+        ])
+        .arg(dir.path()));
+    // logout: the next pull is refused again
+    ok(ocireg()
+        .env("DOCKER_CONFIG", cfg.path())
+        .args(["logout", &reg.addr]));
+    let out = ocireg()
+        .env("DOCKER_CONFIG", cfg.path())
+        .args([
+            "digest",
+            "--plain-http",
+            &format!("{}/admin/app:v1", reg.addr),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // a password on the command line is refused (a usage error)
+    let out = ocireg()
+        .args([
+            "login",
+            "--username",
+            USER,
+            "--password",
+            PASSWORD,
+            &reg.addr,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn login_to_a_registry_that_needs_nothing_stores_nothing() {
+    let reg = RealRegistry::start(Mode::Open);
+    let cfg = tempfile::tempdir().unwrap();
+    let out = with_stdin(
+        cfg.path(),
+        &[
+            "login",
+            "--plain-http",
+            "--username",
+            "me",
+            "--password-stdin",
+            &reg.addr,
+        ],
+        "pw",
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("nothing was stored"), "{said}");
+    assert!(!cfg.path().join("config.json").exists());
+}
+
+#[test]
+fn tag_digest_and_a_registry_that_refuses_deletes() {
+    let reg = RealRegistry::start(Mode::Open);
+    let img = image(71, &[3000], &Platform::host(), false);
+    reg.push(&img, "admin/app", "v1");
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    ok(ocireg().args([
+        "tag",
+        "--plain-http",
+        &at("admin/app:v1"),
+        "latest",
+        "stable",
+    ]));
+    let out = ok(ocireg().args(["digest", "--plain-http", &at("admin/app:stable")]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        img.digest().to_string()
+    );
+    // a tag without --yes and no terminal: nothing deleted, the way out named
+    let out = ocireg()
+        .args(["delete", "--plain-http", &at("admin/app:latest")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--yes") && err.contains("--tag-only"), "{err}");
+    // docker-registry refuses deletes unless configured to take them
+    let out = ocireg()
+        .args(["delete", "--yes", "--plain-http", &at("admin/app:latest")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("REGISTRY_STORAGE_DELETE_ENABLED"), "{err}");
+    let out = ok(ocireg().args(["digest", "--plain-http", &at("admin/app:latest")]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        img.digest().to_string()
+    );
+}
