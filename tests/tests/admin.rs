@@ -197,7 +197,148 @@ async fn credentials_are_checked_before_they_are_kept<K: Kit>() {
         .unwrap());
 }
 
+async fn artifacts_from_files_and_indexes_of_manifests<K: Kit>() {
+    use ocireg_driver::client::{ArtifactFile, Content};
+    let reg = Arc::new(Mutex::new(FaultyRegistry::new(Registry::new(), vec![])));
+    let addr = K::serve(reg.clone()).await;
+    let at = |r: &str| format!("{addr}/{r}");
+    let amd = Platform::parse("linux/amd64").unwrap();
+    let arm = Platform::parse("linux/arm64/v8").unwrap();
+    let (a, b) = (
+        image(97, &[2000], &amd, false),
+        image(98, &[2500], &arm, false),
+    );
+    let client = client::<K>();
+    for (img, tag) in [(&a, "amd"), (&b, "arm")] {
+        let dir = tempfile::tempdir().unwrap();
+        write_oci_layout(dir.path(), &[(img, Some(tag))], &[]);
+        client
+            .push(dir.path(), None, &at(&format!("team/app:{tag}")))
+            .await
+            .unwrap();
+    }
+    // an index of the two: platforms read from their configs, no blob sent
+    let writes = |reg: &Mutex<FaultyRegistry>| {
+        reg.lock()
+            .unwrap()
+            .log
+            .iter()
+            .filter(|s| s.path.contains("/blobs/") && s.method != "GET" && s.method != "HEAD")
+            .count()
+    };
+    let before = writes(&reg);
+    let digest = client
+        .create_index(&at("team/app:multi"))
+        .manifest(&at("team/app:amd"), None)
+        .annotation("org.opencontainers.image.version", "1")
+        .run()
+        .await
+        .unwrap();
+    let index = client.manifest(&at("team/app:multi")).await.unwrap();
+    assert_eq!(index.digest, digest);
+    let client2 = client.clone();
+    client2
+        .create_index(&at("team/app:multi"))
+        .append(true)
+        .manifest(&at("team/app:arm"), None)
+        .manifest(&at("team/app:amd"), None)
+        .run()
+        .await
+        .unwrap();
+    let Manifest::Index(ix) = client
+        .manifest(&at("team/app:multi"))
+        .await
+        .unwrap()
+        .manifest
+    else {
+        panic!("an index")
+    };
+    let listed: Vec<_> = ix
+        .manifests
+        .iter()
+        .map(|d| {
+            let p = d.platform.clone().expect("a platform read from the config");
+            (d.digest.clone(), format!("{}/{}", p.os, p.architecture))
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (a.digest(), format!("{}/{}", amd.os, amd.architecture)),
+            (b.digest(), format!("{}/{}", arm.os, arm.architecture)),
+        ],
+        "each once, with its platform"
+    );
+    assert_eq!(writes(&reg), before, "an index moved a blob");
+    // an artifact from files (and from memory), pulled back as files
+    let work = tempfile::tempdir().unwrap();
+    let on_disk = work.path().join("app.yaml");
+    std::fs::write(&on_disk, b"replicas: 3\n").unwrap();
+    let pushed = client
+        .push_artifact(&at("team/config:v1"), "application/vnd.example.config")
+        .file(ArtifactFile {
+            title: "app.yaml".into(),
+            media_type: "application/yaml".into(),
+            content: Content::File(on_disk),
+        })
+        .file(ArtifactFile {
+            title: "notes/readme.txt".into(),
+            media_type: "text/plain".into(),
+            content: Content::Bytes(bytes::Bytes::from_static(b"read me")),
+        })
+        .annotation("org.opencontainers.image.created", "2026-12-06T00:00:00Z")
+        .await
+        .unwrap();
+    let layout = work.path().join("layout");
+    let pulled = client
+        .pull(&at("team/config:v1"))
+        .to_layout(&layout)
+        .await
+        .unwrap();
+    assert_eq!(pulled.descriptor.digest, pushed);
+    let out = work.path().join("files");
+    ocireg_driver::files::write_titled_files(&layout, &pulled.descriptor, &out).unwrap();
+    assert_eq!(
+        std::fs::read(out.join("app.yaml")).unwrap(),
+        b"replicas: 3\n"
+    );
+    assert_eq!(
+        std::fs::read(out.join("notes/readme.txt")).unwrap(),
+        b"read me"
+    );
+    // a title that climbs out is refused before anything is sent
+    let e = client
+        .push_artifact(&at("team/config:bad"), "application/vnd.example.config")
+        .file(ArtifactFile {
+            title: "../evil".into(),
+            media_type: "text/plain".into(),
+            content: Content::Bytes(bytes::Bytes::from_static(b"x")),
+        })
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(".."), "{e}");
+    // attached to an image: one of its referrers
+    let sbom = client
+        .push_artifact(&at("team/app"), "application/spdx+json")
+        .subject(&at("team/app:amd"))
+        .file(ArtifactFile {
+            title: "sbom.json".into(),
+            media_type: "application/spdx+json".into(),
+            content: Content::Bytes(bytes::Bytes::from_static(b"{}")),
+        })
+        .await
+        .unwrap();
+    let referrers = client.referrers(&at("team/app:amd"), None).await.unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].digest, sbom);
+    assert_eq!(
+        referrers[0].artifact_type.as_deref(),
+        Some("application/spdx+json")
+    );
+}
+
 on_every_runtime!(
+    artifacts_from_files_and_indexes_of_manifests,
     tag_digest_and_deletes,
     deleting_a_referrer_takes_it_out_of_the_referrers_tag,
     credentials_are_checked_before_they_are_kept,

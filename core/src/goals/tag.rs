@@ -138,6 +138,61 @@ impl Machine {
         })
     }
 
+    /// Puts `manifest` (checked against its descriptor and parsed first) under each of
+    /// `tags` of `reference`'s repository, or under its digest when `tags` is empty: one
+    /// [`Event::ManifestPushed`] per name, then `Done`. For a manifest that lists only
+    /// what the repository holds already (an index of its images, an artifact's).
+    pub fn put_manifest(
+        config: Config,
+        reference: Reference,
+        manifest: crate::PushManifest,
+        tags: Vec<String>,
+        now: Instant,
+    ) -> Machine {
+        Machine::start(config, reference, now, |engine| {
+            let d = &manifest.descriptor;
+            let checked = crate::manifest::Manifest::parse(&d.media_type, &manifest.bytes)
+                .map_err(crate::Error::from)
+                .and_then(|(parsed, media_type)| {
+                    let digest = Digest::of(d.digest.algorithm(), &manifest.bytes);
+                    if digest != d.digest || manifest.bytes.len() as u64 != d.len() {
+                        return Err(crate::Error::DigestMismatch {
+                            what: "the manifest to put".into(),
+                            expected: d.digest.clone(),
+                            actual: digest,
+                        });
+                    }
+                    Ok(Verified {
+                        digest,
+                        media_type,
+                        bytes: manifest.bytes.clone(),
+                        manifest: parsed,
+                        descriptor: d.clone(),
+                    })
+                });
+            let verified = match checked {
+                Ok(v) => v,
+                Err(e) => {
+                    engine.fail(e);
+                    return None;
+                }
+            };
+            let tags = if tags.is_empty() {
+                vec![verified.digest.to_string()]
+            } else {
+                tags
+            };
+            let mut goal = Tag {
+                wanted: wanted(engine.reference()),
+                manifest: Some(verified),
+                tags,
+                next: 0,
+            };
+            goal.put_next(engine);
+            Some(goal)
+        })
+    }
+
     /// The descriptor (digest, media type, size) of the manifest `reference` names: a
     /// `HEAD`, then a `GET` (hashed) where the registry does not say its digest.
     /// [`Event::Resolved`], then `Done`.

@@ -172,3 +172,74 @@ fn tag_digest_and_a_registry_that_refuses_deletes() {
         img.digest().to_string()
     );
 }
+
+#[test]
+fn artifacts_attach_and_an_index_skopeo_copies() {
+    let reg = RealRegistry::start(Mode::Open);
+    let amd = Platform::parse("linux/amd64").unwrap();
+    let arm = Platform::parse("linux/arm64").unwrap();
+    reg.push(&image(72, &[3000], &amd, false), "admin/multi", "amd");
+    reg.push(&image(73, &[3500], &arm, false), "admin/multi", "arm");
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    ok(ocireg().args([
+        "index",
+        "create",
+        "--plain-http",
+        &at("admin/multi:both"),
+        "--manifest",
+        &at("admin/multi:amd"),
+        "--manifest",
+        &at("admin/multi:arm"),
+    ]));
+    let copied = tempfile::tempdir().unwrap();
+    let out = Command::new("skopeo")
+        .args(["copy", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", at("admin/multi:both")))
+        .arg(format!("oci:{}:both", copied.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // files as an artifact, back as files
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("policy.rego"), b"package main\n").unwrap();
+    ok(ocireg().current_dir(work.path()).args([
+        "artifact",
+        "push",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.policy",
+        &at("admin/policy:v1"),
+        "policy.rego:application/vnd.example.rego",
+    ]));
+    let files = work.path().join("files");
+    ok(ocireg()
+        .args(["pull", "--plain-http", "--files"])
+        .arg(&files)
+        .arg(at("admin/policy:v1"))
+        .arg(work.path().join("layout")));
+    assert_eq!(
+        std::fs::read(files.join("policy.rego")).unwrap(),
+        b"package main\n"
+    );
+    // attached: a referrer of the image (through the referrers tag on this registry)
+    std::fs::write(
+        work.path().join("sbom.json"),
+        b"{\"spdxVersion\":\"SPDX-2.3\"}",
+    )
+    .unwrap();
+    ok(ocireg().current_dir(work.path()).args([
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/spdx+json",
+        &at("admin/multi:amd"),
+        "sbom.json:application/spdx+json",
+    ]));
+    let out = ok(ocireg().args(["referrers", "--plain-http", &at("admin/multi:amd")]));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("application/spdx+json"), "{listed}");
+}

@@ -102,7 +102,7 @@ pub fn write_titled_files(
 
 /// `title` as a relative path of plain components, or an error that says why not.
 /// Components are separated by `/`; a backslash is refused rather than guessed at.
-fn safe_relative(title: &str) -> io::Result<PathBuf> {
+pub(crate) fn safe_relative(title: &str) -> io::Result<PathBuf> {
     let refuse = |why: &str| invalid(format!("layer title {title:?} {why}; not written"));
     if title.is_empty() || title.len() > MAX_TITLE || title.contains(['\0', '\\']) {
         return Err(refuse("is empty, too long or holds a NUL or a backslash"));

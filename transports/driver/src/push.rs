@@ -200,21 +200,30 @@ impl BlobSource for LayoutSource {
                 path.display()
             )));
         }
-        let mut file = File::open(path)?;
-        file.seek(SeekFrom::Start(offset))?;
-        let chunks = stream::unfold((file, len), |(mut file, left)| async move {
-            if left == 0 {
-                return None;
-            }
-            let n = (left as usize).min(READ_CHUNK);
-            let mut buf = vec![0u8; n];
-            match file.read_exact(&mut buf) {
-                Ok(()) => Some((Ok(Bytes::from(buf)), (file, left - n as u64))),
-                Err(e) => Some((Err(e), (file, 0))),
-            }
-        });
-        Ok(chunks.boxed())
+        read_file_range(path, offset, len)
     }
+}
+
+/// Bytes `offset..offset + len` of the file at `path`, in chunks read as they are taken.
+pub(crate) fn read_file_range(
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> io::Result<BoxStream<'static, io::Result<Bytes>>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let chunks = stream::unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return None;
+        }
+        let n = (left as usize).min(READ_CHUNK);
+        let mut buf = vec![0u8; n];
+        match file.read_exact(&mut buf) {
+            Ok(()) => Some((Ok(Bytes::from(buf)), (file, left - n as u64))),
+            Err(e) => Some((Err(e), (file, 0))),
+        }
+    });
+    Ok(chunks.boxed())
 }
 
 /// The push plan for manifests as a pull fetched them (each `Event::Manifest` that is

@@ -216,6 +216,75 @@ pub(crate) struct InspectArgs {
     pub(crate) reference: String,
 }
 
+/// What an artifact says of itself: its type and annotations.
+#[derive(Args)]
+pub(crate) struct ArtifactMeta {
+    /// The artifact's type (`artifactType`), e.g. application/spdx+json.
+    #[arg(long, required = true)]
+    pub(crate) artifact_type: String,
+    /// A manifest annotation, key=value (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub(crate) annotations: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ArtifactPushArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) meta: ArtifactMeta,
+    /// Where to push: [host[:port]/]repository:tag
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+    /// The files, FILE[:MEDIATYPE], each a layer titled by its path (plain relative).
+    #[arg(required = true)]
+    pub(crate) files: Vec<String>,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum ArtifactCommand {
+    /// Push files as an artifact (an OCI 1.1 manifest with an empty config).
+    Push(ArtifactPushArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct AttachArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    #[command(flatten)]
+    pub(crate) meta: ArtifactMeta,
+    /// The manifest the artifact refers to: [host[:port]/]repository[:tag][@digest]
+    #[arg(value_parser = image_reference)]
+    pub(crate) subject: String,
+    /// The files, FILE[:MEDIATYPE], each a layer titled by its path (plain relative).
+    #[arg(required = true)]
+    pub(crate) files: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct IndexArgs {
+    #[command(flatten)]
+    pub(crate) connect: ConnectArgs,
+    /// A manifest to list (repeatable), in the index's repository; its platform is read
+    /// from its config.
+    #[arg(long = "manifest", value_name = "REF", required = true)]
+    pub(crate) manifests: Vec<String>,
+    /// An index annotation, key=value (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub(crate) annotations: Vec<String>,
+    /// The index: [host[:port]/]repository:tag
+    #[arg(value_parser = image_reference)]
+    pub(crate) reference: String,
+}
+
+#[derive(clap::Subcommand)]
+pub(crate) enum IndexCommand {
+    /// Create an index from existing manifests (no blob moves).
+    Create(IndexArgs),
+    /// Add manifests to an existing index.
+    Append(IndexArgs),
+}
+
 #[derive(Args)]
 pub(crate) struct LoginArgs {
     #[command(flatten)]

@@ -9,6 +9,7 @@
 
 mod admin;
 mod args;
+mod authoring;
 mod blob;
 mod copy;
 mod explain;
@@ -27,9 +28,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::args::{
-    BlobArgs, CatalogArgs, CopyArgs, DeleteArgs, DemoArgs, DigestArgs, InspectArgs, LoginArgs,
-    LogoutArgs, ManifestArgs, PullArgs, PushArgs, ReferrersArgs, RuntimeChoice, ServeArgs, TagArgs,
-    TagsArgs,
+    ArtifactCommand, AttachArgs, BlobArgs, CatalogArgs, CopyArgs, DeleteArgs, DemoArgs, DigestArgs,
+    IndexCommand, InspectArgs, LoginArgs, LogoutArgs, ManifestArgs, PullArgs, PushArgs,
+    ReferrersArgs, RuntimeChoice, ServeArgs, TagArgs, TagsArgs,
 };
 
 const EXIT_CODES: &str =
@@ -70,6 +71,15 @@ enum Command {
     /// Show a manifest or index: digest, size, media type, platforms, or the raw JSON.
     #[command(after_help = concat!("Examples:\n  ocireg inspect docker.io/library/alpine:3.20\n  ocireg inspect --raw --plain-http 127.0.0.1:5000/demo/hello:v1 | jq .\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
     Inspect(InspectArgs),
+    /// Push files as an artifact (oras push).
+    #[command(subcommand, after_help = concat!("Examples:\n  ocireg artifact push --artifact-type application/vnd.example.config registry.internal:5000/team/config:v1 app.yaml:application/yaml\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Artifact(ArtifactCommand),
+    /// Push files as an artifact that refers to an image (a signature, an SBOM: oras attach).
+    #[command(after_help = concat!("Examples:\n  ocireg attach --artifact-type application/spdx+json registry.internal:5000/team/app:v1 sbom.json:application/spdx+json\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Attach(AttachArgs),
+    /// Create or extend an image index from manifests of its repository.
+    #[command(subcommand, after_help = concat!("Examples:\n  ocireg index create registry.internal:5000/team/app:v1 --manifest registry.internal:5000/team/app:v1-amd64 --manifest registry.internal:5000/team/app:v1-arm64\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
+    Index(IndexCommand),
     /// Check credentials against a registry, then store them in Docker's config.json (or
     /// its credential helper), where docker, podman, skopeo and crane find them.
     #[command(after_help = concat!("Examples:\n  echo \"$TOKEN\" | ocireg login --username me --password-stdin ghcr.io\n\nA password is never taken on the command line.\n\n", "Exit status: 0 success, 1 failure (one line on stderr naming the cause), 2 usage error."))]
@@ -123,6 +133,9 @@ impl Command {
             Command::Inspect(a) => Some(&a.connect),
             Command::Blob(a) => Some(&a.connect),
             Command::Login(a) => Some(&a.connect),
+            Command::Artifact(ArtifactCommand::Push(a)) => Some(&a.connect),
+            Command::Attach(a) => Some(&a.connect),
+            Command::Index(IndexCommand::Create(a) | IndexCommand::Append(a)) => Some(&a.connect),
             Command::Tag(a) => Some(&a.connect),
             Command::Digest(a) => Some(&a.connect),
             Command::Delete(a) => Some(&a.connect),
@@ -156,6 +169,10 @@ fn main() -> ExitCode {
         Command::Inspect(a) => run(rt, inspect::cmd_inspect(a, rt)),
         Command::Blob(a) => run(rt, blob::cmd_blob(a, rt)),
         Command::Login(a) => run(rt, admin::cmd_login(a, rt)),
+        Command::Artifact(ArtifactCommand::Push(a)) => run(rt, authoring::cmd_artifact_push(a, rt)),
+        Command::Attach(a) => run(rt, authoring::cmd_attach(a, rt)),
+        Command::Index(IndexCommand::Create(a)) => run(rt, authoring::cmd_index(a, false, rt)),
+        Command::Index(IndexCommand::Append(a)) => run(rt, authoring::cmd_index(a, true, rt)),
         Command::Logout(a) => run(rt, admin::cmd_logout(a, rt)),
         Command::Tag(a) => run(rt, admin::cmd_tag(a, rt)),
         Command::Digest(a) => run(rt, admin::cmd_digest(a, rt)),

@@ -96,7 +96,7 @@ impl Client {
 
     /// Pushes `plan` to `target` with blob bytes from `source`, events to `observer`;
     /// `streamed` when the source is another registry (one request per blob, then).
-    async fn push_plan(
+    pub(super) async fn push_plan(
         &self,
         plan: PushPlan,
         source: &dyn BlobSource,

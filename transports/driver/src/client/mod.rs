@@ -26,13 +26,17 @@ use rustls::pki_types::CertificateDer;
 use crate::{Caller, Error, Runtime, Transport};
 
 mod admin;
+mod artifact;
 mod blob;
 mod copy;
 mod hosts;
+mod index;
 mod pull;
 
+pub use artifact::{ArtifactFile, ArtifactRequest, Content, MAX_ARTIFACT_FILES};
 pub use blob::{BlobStream, BlockingRead, ManifestRead};
 pub use copy::{layout_arg, layout_dir, Copied, CopyRequest, PushRequest};
+pub use index::IndexRequest;
 pub use pull::{PullRequest, Pulled};
 
 use hosts::Read;
