@@ -166,6 +166,17 @@ pub enum Event {
         /// Repository names on this page, in the registry's order.
         names: Vec<String>,
     },
+    /// A part of a blob, read in one request
+    /// ([`Machine::fetch_blob_range`](crate::Machine::fetch_blob_range)): checked to be
+    /// that range and that length, not against the digest (see there).
+    BlobPart {
+        /// The blob.
+        digest: Digest,
+        /// Where the part starts in it.
+        offset: u64,
+        /// The part.
+        bytes: Bytes,
+    },
     /// A blob is in the repository with this size ([`Machine::stat_blob`](crate::Machine::stat_blob)).
     BlobFound {
         /// Its digest.

@@ -28,7 +28,7 @@ use crate::error::{redact_url, Error, TransportError, TransportErrorKind, ERROR_
 use crate::reference::Reference;
 use crate::retry::Rng;
 use crate::time::later;
-use crate::{Action, BlobId, Config, Input, RequestId};
+use crate::{Action, Config, Input, RequestId};
 
 mod auth;
 mod downloads;
@@ -146,15 +146,6 @@ impl Engine {
     /// Whether the machine has ended (done or failed).
     pub(crate) fn ended(&self) -> bool {
         self.result.is_some()
-    }
-
-    /// Hands a goal's verified bytes of `blob` at `offset` to the caller.
-    pub(crate) fn deliver(&mut self, blob: BlobId, offset: u64, bytes: Bytes) {
-        self.out.push_back(Action::Deliver {
-            blob,
-            offset,
-            bytes,
-        });
     }
 
     /// Queues a goal's event for the caller.

@@ -20,7 +20,7 @@ use crate::machine::{Goal, Machine};
 use crate::manifest::Descriptor;
 use crate::range::parse_content_range;
 use crate::reference::Reference;
-use crate::{BlobId, Config, Event};
+use crate::{Config, Event};
 
 /// The largest part read in one request (it is held whole).
 pub const MAX_RANGE: u64 = 64 << 20;
@@ -74,7 +74,11 @@ impl Goal for Part {
                 });
             }
         }
-        engine.deliver(BlobId(0), self.offset, f.body);
+        engine.emit(Event::BlobPart {
+            digest: self.descriptor.digest.clone(),
+            offset: self.offset,
+            bytes: f.body,
+        });
     }
 }
 
@@ -104,8 +108,7 @@ impl Goal for Size {
 
 impl Machine {
     /// Fetches bytes `offset..offset + len` of the blob `descriptor` of `repository` in
-    /// one request: delivered as [`BlobId`] 0 at `offset`, checked as the module docs
-    /// say (a part is not verified against the digest; the whole blob is). At most
+    /// one request: one [`Event::BlobPart`], checked as the module docs say (a part is not verified against the digest; the whole blob is). At most
     /// [`MAX_RANGE`] bytes; a range past the blob's end is refused before any request.
     pub fn fetch_blob_range(
         config: Config,

@@ -261,12 +261,14 @@ fn io_error(e: Error) -> std::io::Error {
     }
 }
 
-/// Collects the delivered bytes of one part.
+/// Keeps the bytes of one part.
 struct Part(Vec<u8>);
 
 impl Caller for Part {
-    fn deliver(&mut self, _: ocireg_core::BlobId, _: u64, bytes: &Bytes) -> std::io::Result<()> {
-        self.0.extend_from_slice(bytes);
+    fn event(&mut self, event: &Event) -> std::io::Result<()> {
+        if let Event::BlobPart { bytes, .. } = event {
+            self.0.extend_from_slice(bytes);
+        }
         Ok(())
     }
 }
