@@ -13,7 +13,10 @@
 //!
 //! One file per kind of work: `hosts.rs` (which host serves a read), `pull.rs` (pulls
 //! into a layout, with referrers), `copy.rs` (push and copy), `blob.rs` (manifests and
-//! blobs as values and streams).
+//! blobs as values and streams), `admin.rs` (digests, tags, deletes, credential checks),
+//! `artifact.rs` (artifacts from files), `index.rs` (indexes from manifests),
+//! `callers.rs` (the callers the operations drive with), `adapter.rs` (the adapters'
+//! `Client` macro).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,9 +28,11 @@ use rustls::pki_types::CertificateDer;
 
 use crate::{Caller, Error, Runtime, Transport};
 
+mod adapter;
 mod admin;
 mod artifact;
 mod blob;
+mod callers;
 mod copy;
 mod hosts;
 mod index;
@@ -39,6 +44,8 @@ pub use copy::{layout_arg, layout_dir, Copied, CopyRequest, PushRequest};
 pub use index::IndexRequest;
 pub use pull::{PullRequest, Pulled};
 
+pub use callers::Collect;
+use callers::{Both, TagSender, Watched};
 use hosts::Read;
 
 /// Builds a transport that trusts the given CA certificates besides the client's own
@@ -376,170 +383,4 @@ impl Inspected {
 
 fn parse(reference: &str) -> Result<Reference, Error> {
     Reference::parse(reference).map_err(|e| Error::Registry(ocireg_core::Error::Reference(e)))
-}
-
-/// A sink that keeps every event (for machines that deliver no blob: inspect, tags,
-/// referrers).
-#[derive(Debug, Default)]
-pub struct Collect(pub Vec<Event>);
-
-impl Caller for Collect {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        self.0.push(event.clone());
-        Ok(())
-    }
-}
-
-/// Sends each page of tags on.
-struct TagSender {
-    to: futures::channel::mpsc::UnboundedSender<String>,
-}
-
-impl Caller for TagSender {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        if let Event::Tags { tags } = event {
-            for t in tags {
-                // a receiver that went away wants no more: the drive ends with the stream
-                let _ = self.to.unbounded_send(t.clone());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Passes everything on to `inner`, noting whether a result (a page, a delivered byte)
-/// went: after that, a failing host cannot give way to the next.
-pub(crate) struct Watched<'a> {
-    inner: &'a mut (dyn Caller + Send),
-    pub(crate) gave: bool,
-}
-
-impl<'a> Watched<'a> {
-    pub(crate) fn new(inner: &'a mut (dyn Caller + Send)) -> Watched<'a> {
-        Watched { inner, gave: false }
-    }
-}
-
-impl Caller for Watched<'_> {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        if matches!(
-            event,
-            Event::Tags { .. } | Event::Referrers { .. } | Event::Repositories { .. }
-        ) {
-            self.gave = true;
-        }
-        self.inner.event(event)
-    }
-    fn blob_queued(
-        &mut self,
-        blob: ocireg_core::QueuedBlob<'_>,
-        descriptor: &Descriptor,
-    ) -> std::io::Result<()> {
-        self.inner.blob_queued(blob, descriptor)
-    }
-    fn deliver(
-        &mut self,
-        blob: ocireg_core::BlobId,
-        offset: u64,
-        bytes: &bytes::Bytes,
-    ) -> std::io::Result<()> {
-        self.gave = true;
-        self.inner.deliver(blob, offset, bytes)
-    }
-    fn idle(&mut self) -> std::io::Result<()> {
-        self.inner.idle()
-    }
-}
-
-/// Events to two callers (bytes to neither).
-struct Both<'a> {
-    first: &'a mut (dyn Caller + Send),
-    second: &'a mut (dyn Caller + Send),
-}
-
-impl Caller for Both<'_> {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        self.first.event(event)?;
-        self.second.event(event)
-    }
-}
-
-/// Defines an adapter's `Client`: [`Client`] over the adapter's transport (built by
-/// `$build(extra_cas)`, which also builds a mirror's transport trusting its `ca`) and
-/// runtime `$runtime` (a unit struct), with `new`, `trusting` and the settings, every
-/// operation through `Deref`; and re-exports what a user of the adapter names (the
-/// [`adapter_prelude`](crate::adapter_prelude)).
-#[macro_export]
-macro_rules! adapter_client {
-    ($transport:ty, $runtime:ident, $build:path, $name:literal) => {
-        pub use $crate::adapter_prelude::*;
-
-        #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
-        /// credentials, the core's default configuration. Every operation of
-        /// [`ocireg_driver::client::Client`] is a method (through `Deref`).
-        #[derive(Clone, Debug)]
-        pub struct Client($crate::client::Client);
-
-        impl Client {
-            /// A client with the defaults.
-            pub fn new() -> Result<Client, ::rustls::Error> {
-                Client::trusting(&[])
-            }
-
-            /// A client that also trusts the CA certificates `extra_cas` (see
-            /// [`load_certs`]); a mirror whose `hosts.toml` entry names a `ca` is reached
-            /// trusting these and that one.
-            pub fn trusting(
-                extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
-            ) -> Result<Client, ::rustls::Error> {
-                let base = extra_cas.to_vec();
-                let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |cas| {
-                    let mut all = base.clone();
-                    all.extend_from_slice(cas);
-                    let t: std::sync::Arc<dyn $crate::Transport> = std::sync::Arc::new($build(&all)?);
-                    Ok(t)
-                });
-                Ok(Client(
-                    $crate::client::Client::new($build(extra_cas)?, $runtime)
-                        .transport_factory(factory),
-                ))
-            }
-
-            /// Applies a setting of [`ocireg_driver::client::Client`] (`config`,
-            /// `credentials`, `hosts_dir`, `docker_config`, …).
-            pub fn with(
-                self,
-                set: impl FnOnce($crate::client::Client) -> $crate::client::Client,
-            ) -> Client {
-                Client(set(self.0))
-            }
-
-            /// Uses `config` for every operation.
-            pub fn config(self, config: ocireg_core::Config) -> Client {
-                Client(self.0.config(config))
-            }
-
-            /// Uses `credentials` for `registry` instead of Docker's.
-            pub fn credentials(
-                self,
-                registry: &str,
-                credentials: ocireg_core::Credentials,
-            ) -> Client {
-                Client(self.0.credentials(registry, credentials))
-            }
-
-            /// Reads through the mirrors configured in `dir` (containerd's `hosts.toml`).
-            pub fn hosts_dir(self, dir: impl Into<std::path::PathBuf>) -> Client {
-                Client(self.0.hosts_dir(dir))
-            }
-        }
-
-        impl std::ops::Deref for Client {
-            type Target = $crate::client::Client;
-
-            fn deref(&self) -> &Self::Target {
-                &self.0
-            }
-        }
-    };
 }

@@ -1,0 +1,81 @@
+//! The macro every adapter's `Client` is defined with.
+
+/// Defines an adapter's `Client`: [`Client`](crate::client::Client) over the adapter's transport (built by
+/// `$build(extra_cas)`, which also builds a mirror's transport trusting its `ca`) and
+/// runtime `$runtime` (a unit struct), with `new`, `trusting` and the settings, every
+/// operation through `Deref`; and re-exports what a user of the adapter names (the
+/// [`adapter_prelude`](crate::adapter_prelude)).
+#[macro_export]
+macro_rules! adapter_client {
+    ($transport:ty, $runtime:ident, $build:path, $name:literal) => {
+        pub use $crate::adapter_prelude::*;
+
+        #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
+        /// credentials, the core's default configuration. Every operation of
+        /// [`ocireg_driver::client::Client`] is a method (through `Deref`).
+        #[derive(Clone, Debug)]
+        pub struct Client($crate::client::Client);
+
+        impl Client {
+            /// A client with the defaults.
+            pub fn new() -> Result<Client, ::rustls::Error> {
+                Client::trusting(&[])
+            }
+
+            /// A client that also trusts the CA certificates `extra_cas` (see
+            /// [`load_certs`]); a mirror whose `hosts.toml` entry names a `ca` is reached
+            /// trusting these and that one.
+            pub fn trusting(
+                extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
+            ) -> Result<Client, ::rustls::Error> {
+                let base = extra_cas.to_vec();
+                let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |cas| {
+                    let mut all = base.clone();
+                    all.extend_from_slice(cas);
+                    let t: std::sync::Arc<dyn $crate::Transport> = std::sync::Arc::new($build(&all)?);
+                    Ok(t)
+                });
+                Ok(Client(
+                    $crate::client::Client::new($build(extra_cas)?, $runtime)
+                        .transport_factory(factory),
+                ))
+            }
+
+            /// Applies a setting of [`ocireg_driver::client::Client`] (`config`,
+            /// `credentials`, `hosts_dir`, `docker_config`, …).
+            pub fn with(
+                self,
+                set: impl FnOnce($crate::client::Client) -> $crate::client::Client,
+            ) -> Client {
+                Client(set(self.0))
+            }
+
+            /// Uses `config` for every operation.
+            pub fn config(self, config: ocireg_core::Config) -> Client {
+                Client(self.0.config(config))
+            }
+
+            /// Uses `credentials` for `registry` instead of Docker's.
+            pub fn credentials(
+                self,
+                registry: &str,
+                credentials: ocireg_core::Credentials,
+            ) -> Client {
+                Client(self.0.credentials(registry, credentials))
+            }
+
+            /// Reads through the mirrors configured in `dir` (containerd's `hosts.toml`).
+            pub fn hosts_dir(self, dir: impl Into<std::path::PathBuf>) -> Client {
+                Client(self.0.hosts_dir(dir))
+            }
+        }
+
+        impl std::ops::Deref for Client {
+            type Target = $crate::client::Client;
+
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+    };
+}
