@@ -68,7 +68,14 @@ impl RealRegistry {
     /// Starts a registry in `mode` and waits until it answers.
     pub fn start(mode: Mode) -> RealRegistry {
         assert!(mode != Mode::Token, "use start_token");
-        Self::start_inner(mode, None)
+        Self::start_inner(mode, None, false)
+    }
+
+    /// Starts a registry in `mode` that takes deletes (`storage.delete.enabled`, off by
+    /// default in docker-registry).
+    pub fn start_deleting(mode: Mode) -> RealRegistry {
+        assert!(mode != Mode::Token, "use start_token");
+        Self::start_inner(mode, None, true)
     }
 
     /// Starts a registry whose token auth trusts the token server with `realm`, signing
@@ -77,18 +84,20 @@ impl RealRegistry {
         Self::start_inner(
             Mode::Token,
             Some((realm.to_string(), token_dir.join("token.crt"))),
+            false,
         )
     }
 
-    fn start_inner(mode: Mode, token: Option<(String, PathBuf)>) -> RealRegistry {
+    fn start_inner(mode: Mode, token: Option<(String, PathBuf)>, deletes: bool) -> RealRegistry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).unwrap();
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n  secret: ocireg-test\n",
-            storage.display()
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n{}http:\n  addr: {addr}\n  secret: ocireg-test\n",
+            storage.display(),
+            if deletes { "  delete:\n    enabled: true\n" } else { "" }
         );
         let mut ca = None;
         if mode == Mode::OpenTls {

@@ -174,6 +174,41 @@ fn tag_digest_and_a_registry_that_refuses_deletes() {
 }
 
 #[test]
+fn deletes_on_a_registry_that_takes_them() {
+    let reg = RealRegistry::start_deleting(Mode::Open);
+    let img = image(74, &[3000], &Platform::host(), false);
+    reg.push(&img, "admin/gone", "v1");
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    let layer = ocireg_core::Digest::sha256(&img.layers[0]);
+    ok(ocireg().args(["delete", "--yes", "--plain-http", &at("admin/gone:v1")]));
+    let out = ocireg()
+        .args([
+            "digest",
+            "--plain-http",
+            &at(&format!("admin/gone@{}", img.digest())),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the manifest is still there");
+    ok(ocireg().args([
+        "delete",
+        "--blob",
+        "--plain-http",
+        &at(&format!("admin/gone@{layer}")),
+    ]));
+    let out = ocireg()
+        .args(["blob", "--plain-http", &at(&format!("admin/gone@{layer}"))])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("not found") || err.contains("404") || err.contains("unknown"),
+        "{err}"
+    );
+}
+
+#[test]
 fn artifacts_attach_and_an_index_skopeo_copies() {
     let reg = RealRegistry::start(Mode::Open);
     let amd = Platform::parse("linux/amd64").unwrap();
