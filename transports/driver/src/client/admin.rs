@@ -14,26 +14,16 @@ impl Client {
     /// `HEAD`, then a `GET` where the registry does not say its digest.
     pub async fn digest(&self, reference: &str) -> Result<Descriptor, Error> {
         let reference = parse(reference)?;
-        let mut walk = self.walk(&reference, Read::AsWritten)?;
-        loop {
-            let step = walk.next(self).await?;
-            let mut resolve = Machine::resolve(step.config, step.reference, self.runtime.now());
-            let mut seen = Collect::default();
-            match self.run(&mut resolve, &*step.transport, &mut seen).await {
-                Ok(()) => {
-                    walk.done();
-                    return seen
-                        .0
-                        .into_iter()
-                        .find_map(|e| match e {
-                            Event::Resolved { descriptor } => Some(descriptor),
-                            _ => None,
-                        })
-                        .ok_or(Error::Internal("a resolve ended with no descriptor"));
-                }
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+        let events = self
+            .events_through(&reference, Read::AsWritten, Machine::resolve)
+            .await?;
+        events
+            .into_iter()
+            .find_map(|e| match e {
+                Event::Resolved { descriptor } => Some(descriptor),
+                _ => None,
+            })
+            .ok_or(Error::Internal("a resolve ended with no descriptor"))
     }
 
     /// Puts the manifest `reference` names under each of `tags` in its repository (no

@@ -16,8 +16,8 @@ use ocireg_core::{Descriptor, Event, Machine};
 
 use super::hosts::{Read, Step, Walk};
 use super::pull::at_digest;
-use super::{parse, Client, Collect, Inspected};
-use crate::{registry_error, registry_error_of, Caller, Error};
+use super::{parse, Client, Inspected};
+use crate::{registry_error, registry_error_of, Error};
 
 /// A manifest read with [`Client::manifest`]: the same value as [`Client::inspect`]'s.
 pub type ManifestRead = Inspected;
@@ -110,28 +110,18 @@ impl Client {
     /// size, from a `HEAD`.
     pub async fn blob_descriptor(&self, reference: &str) -> Result<Descriptor, Error> {
         let reference = parse(reference)?;
-        let mut walk = self.walk(&reference, Read::Content)?;
-        loop {
-            let step = walk.next(self).await?;
-            let mut stat = Machine::stat_blob(step.config, step.reference, self.runtime.now());
-            let mut seen = Collect::default();
-            match self.run(&mut stat, &*step.transport, &mut seen).await {
-                Ok(()) => {
-                    walk.done();
-                    return seen
-                        .0
-                        .into_iter()
-                        .find_map(|e| match e {
-                            Event::BlobFound { digest, size } => {
-                                Some(Descriptor::new("application/octet-stream", digest, size))
-                            }
-                            _ => None,
-                        })
-                        .ok_or(Error::Internal("a blob's HEAD ended with no size"));
+        let events = self
+            .events_through(&reference, Read::Content, Machine::stat_blob)
+            .await?;
+        events
+            .into_iter()
+            .find_map(|e| match e {
+                Event::BlobFound { digest, size } => {
+                    Some(Descriptor::new("application/octet-stream", digest, size))
                 }
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+                _ => None,
+            })
+            .ok_or(Error::Internal("a blob's HEAD ended with no size"))
     }
 
     /// The blob `descriptor` of `repository` (`[host/]repository`, any tag ignored), as a
@@ -201,26 +191,17 @@ impl Client {
         len: u64,
     ) -> Result<Bytes, Error> {
         let reference = at_digest(&parse(repository)?, &descriptor.digest)?;
-        let mut walk = self.walk(&reference, Read::Content)?;
-        loop {
-            let step = walk.next(self).await?;
-            let mut part = Machine::fetch_blob_range(
-                step.config,
-                step.reference,
-                descriptor.clone(),
-                offset,
-                len,
-                self.runtime.now(),
-            );
-            let mut got = Part(Vec::new());
-            match self.run(&mut part, &*step.transport, &mut got).await {
-                Ok(()) => {
-                    walk.done();
-                    return Ok(Bytes::from(got.0));
-                }
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+        let part = |config, at, now| {
+            Machine::fetch_blob_range(config, at, descriptor.clone(), offset, len, now)
+        };
+        let events = self.events_through(&reference, Read::Content, part).await?;
+        events
+            .into_iter()
+            .find_map(|e| match e {
+                Event::BlobPart { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .ok_or(Error::Internal("a ranged read ended with no part"))
     }
 }
 
@@ -258,17 +239,5 @@ fn io_error(e: Error) -> std::io::Error {
     match e {
         Error::Registry(core) => registry_error(core),
         other => std::io::Error::other(other),
-    }
-}
-
-/// Keeps the bytes of one part.
-struct Part(Vec<u8>);
-
-impl Caller for Part {
-    fn event(&mut self, event: &Event) -> std::io::Result<()> {
-        if let Event::BlobPart { bytes, .. } = event {
-            self.0.extend_from_slice(bytes);
-        }
-        Ok(())
     }
 }

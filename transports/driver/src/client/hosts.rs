@@ -10,11 +10,14 @@
 
 use std::sync::Arc;
 
-use ocireg_core::mirrors::{Host, HostPlan, Purpose};
-use ocireg_core::{Config, Digest, Machine, Reference};
+use std::time::Instant;
 
+use ocireg_core::mirrors::{Host, HostPlan, Purpose};
+use ocireg_core::{Config, Digest, Event, Machine, Reference};
+
+use super::callers::Watched;
 use super::{Client, Collect, Inspected};
-use crate::{Error, Transport};
+use crate::{Caller, Error, Transport};
 
 /// One host to run a read against: its configuration, the reference on it and the
 /// transport to use.
@@ -136,6 +139,61 @@ impl Client {
         Inspected::from_events(seen.0)
             .map(|i| i.digest)
             .ok_or(Error::Internal("an inspect ended with no manifest"))
+    }
+}
+
+impl Client {
+    /// Runs the machine `make` builds on each host `reference` is read from, in turn,
+    /// until one answers, with `caller` seeing what it does. A host that fails gives way
+    /// to the next as long as nothing was given to the caller yet (a page, a byte: bytes
+    /// given cannot be taken back).
+    pub(crate) async fn read_through(
+        &self,
+        reference: &Reference,
+        read: Read,
+        caller: &mut (dyn Caller + Send),
+        make: impl Fn(Config, Reference, Instant) -> Machine,
+    ) -> Result<(), Error> {
+        let mut walk = self.walk(reference, read)?;
+        loop {
+            let step = walk.next(self).await?;
+            let mut machine = make(step.config, step.reference, self.runtime.now());
+            let mut watched = Watched::new(&mut *caller);
+            match self.run(&mut machine, &*step.transport, &mut watched).await {
+                Ok(()) => {
+                    walk.done();
+                    return Ok(());
+                }
+                Err(e) if watched.gave => return Err(e),
+                Err(e) => walk.failed(e, &step.host)?,
+            }
+        }
+    }
+
+    /// The events of the machine `make` builds, read through the hosts
+    /// ([`Client::read_through`]).
+    pub(crate) async fn events_through(
+        &self,
+        reference: &Reference,
+        read: Read,
+        make: impl Fn(Config, Reference, Instant) -> Machine,
+    ) -> Result<Vec<Event>, Error> {
+        let mut seen = Collect::default();
+        self.read_through(reference, read, &mut seen, make).await?;
+        Ok(seen.0)
+    }
+
+    /// Runs the machine `make` builds against `reference`'s registry itself (writes
+    /// never go to a mirror), with `caller`.
+    pub(crate) async fn run_at(
+        &self,
+        reference: Reference,
+        caller: &mut (dyn Caller + Send),
+        make: impl FnOnce(Config, Reference, Instant) -> Machine,
+    ) -> Result<(), Error> {
+        let mut machine = make(self.config_for(&reference)?, reference, self.runtime.now());
+        self.run(&mut machine, &*self.transport.clone(), caller)
+            .await
     }
 }
 

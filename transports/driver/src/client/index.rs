@@ -8,7 +8,7 @@ use futures::StreamExt;
 use ocireg_core::manifest::{Manifest, OCI_INDEX};
 use ocireg_core::{Descriptor, Digest, Machine, Platform, PushManifest};
 
-use super::{parse, Client, Collect};
+use super::{parse, Client};
 use crate::Error;
 
 /// A config read for its platform at most this large.
@@ -141,19 +141,10 @@ impl IndexRequest<'_> {
             bytes,
         };
         let tags: Vec<String> = target.tag().map(str::to_string).into_iter().collect();
-        let mut put = Machine::put_manifest(
-            client.config_for(&target)?,
-            target,
-            manifest,
-            tags,
-            client.runtime.now(),
-        );
         client
-            .run(
-                &mut put,
-                &*client.transport.clone(),
-                &mut Collect::default(),
-            )
+            .run_at(target, &mut (), |config, at, now| {
+                Machine::put_manifest(config, at, manifest, tags, now)
+            })
             .await?;
         Ok(digest)
     }

@@ -45,7 +45,7 @@ pub use index::IndexRequest;
 pub use pull::{PullRequest, Pulled};
 
 pub use callers::Collect;
-use callers::{Both, TagSender, Watched};
+use callers::{Both, TagSender};
 use hosts::Read;
 
 /// Builds a transport that trusts the given CA certificates besides the client's own
@@ -194,20 +194,10 @@ impl Client {
     /// The manifest (or index) `reference` names, verified.
     pub async fn inspect(&self, reference: &str) -> Result<Inspected, Error> {
         let reference = parse(reference)?;
-        let mut walk = self.walk(&reference, Read::Content)?;
-        loop {
-            let step = walk.next(self).await?;
-            let mut inspect = Machine::inspect(step.config, step.reference, self.runtime.now());
-            let mut seen = Collect::default();
-            match self.run(&mut inspect, &*step.transport, &mut seen).await {
-                Ok(()) => {
-                    walk.done();
-                    return Inspected::from_events(seen.0)
-                        .ok_or(Error::Internal("an inspect ended with no manifest"));
-                }
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+        let events = self
+            .events_through(&reference, Read::Content, Machine::inspect)
+            .await?;
+        Inspected::from_events(events).ok_or(Error::Internal("an inspect ended with no manifest"))
     }
 
     /// Every tag of `repository`, as the registry's pages arrive. Through mirrors, a
@@ -235,21 +225,8 @@ impl Client {
         observer: &mut (dyn Caller + Send),
     ) -> Result<(), Error> {
         let reference = parse(repository)?;
-        let mut walk = self.walk(&reference, Read::AsWritten)?;
-        loop {
-            let step = walk.next(self).await?;
-            let mut list = Machine::list_tags(step.config, step.reference, self.runtime.now());
-            let mut watched = Watched::new(observer);
-            match self.run(&mut list, &*step.transport, &mut watched).await {
-                Ok(()) => {
-                    walk.done();
-                    return Ok(());
-                }
-                // pages already given cannot be taken back
-                Err(e) if watched.gave => return Err(e),
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+        self.read_through(&reference, Read::AsWritten, observer, Machine::list_tags)
+            .await
     }
 
     /// Lists the repositories of `registry` (`host[:port]`; the catalog is the
@@ -262,9 +239,7 @@ impl Client {
     ) -> Result<(), Error> {
         let root = Reference::registry_root(registry)
             .map_err(|e| Error::Registry(ocireg_core::Error::Reference(e)))?;
-        let mut list = Machine::catalog(self.config_for(&root)?, root, self.runtime.now());
-        self.run(&mut list, &*self.transport.clone(), observer)
-            .await
+        self.run_at(root, observer, Machine::catalog).await
     }
 
     /// The referrers of the manifest `reference` names (signatures, SBOMs, …), of
@@ -310,40 +285,28 @@ impl Client {
         closure: bool,
         observer: &mut (dyn Caller + Send),
     ) -> Result<Vec<Descriptor>, Error> {
-        let mut walk = self.walk(reference, Read::Content)?;
-        loop {
-            let step = walk.next(self).await?;
-            let now = self.runtime.now();
-            let mut list = if closure {
-                Machine::list_referrers_closure(step.config, step.reference, now)
-            } else {
-                Machine::list_referrers(step.config, step.reference, artifact_type.clone(), now)
-            };
-            let mut seen = Collect::default();
-            let mut both = Both {
-                first: &mut seen,
-                second: &mut *observer,
-            };
-            let mut watched = Watched::new(&mut both);
-            match self.run(&mut list, &*step.transport, &mut watched).await {
-                Ok(()) => {
-                    walk.done();
-                    let mut found: Vec<Descriptor> = Vec::new();
-                    for e in seen.0 {
-                        if let Event::Referrers { referrers, .. } = e {
-                            for d in referrers {
-                                if !found.iter().any(|f| f.digest == d.digest) {
-                                    found.push(d);
-                                }
-                            }
-                        }
+        let mut seen = Collect::default();
+        let mut both = Both {
+            first: &mut seen,
+            second: observer,
+        };
+        let list = |config, at, now| match closure {
+            true => Machine::list_referrers_closure(config, at, now),
+            false => Machine::list_referrers(config, at, artifact_type.clone(), now),
+        };
+        self.read_through(reference, Read::Content, &mut both, list)
+            .await?;
+        let mut found: Vec<Descriptor> = Vec::new();
+        for e in seen.0 {
+            if let Event::Referrers { referrers, .. } = e {
+                for d in referrers {
+                    if !found.iter().any(|f| f.digest == d.digest) {
+                        found.push(d);
                     }
-                    return Ok(found);
                 }
-                Err(e) if watched.gave => return Err(e),
-                Err(e) => walk.failed(e, &step.host)?,
             }
         }
+        Ok(found)
     }
 }
 

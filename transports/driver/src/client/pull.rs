@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ocireg_core::{Descriptor, Machine, PlatformChoice, Reference};
+use ocireg_core::{Config, Descriptor, Machine, PlatformChoice, Reference};
 
 use super::hosts::Read;
 use super::{parse, Client};
@@ -189,25 +189,15 @@ impl PullRequest<'_> {
     /// that fails before delivering a byte gives way to the next.
     pub async fn to_sink(self, sink: &mut (dyn Caller + Send)) -> Result<(), Error> {
         let reference = parse(&self.reference)?;
-        let client = self.client;
-        let mut walk = client.walk(&reference, Read::Content)?;
-        loop {
-            let step = walk.next(client).await?;
-            let mut config = step.config;
+        let pull = |mut config: Config, at, now| {
             if let Some(p) = &self.platform {
                 config.platform = p.clone();
             }
-            let mut pull = Machine::pull(config, step.reference, client.runtime.now());
-            let mut watched = super::Watched::new(&mut *sink);
-            match client.run(&mut pull, &*step.transport, &mut watched).await {
-                Ok(()) => {
-                    walk.done();
-                    return Ok(());
-                }
-                Err(e) if watched.gave => return Err(e),
-                Err(e) => walk.failed(e, &step.host)?,
-            }
-        }
+            Machine::pull(config, at, now)
+        };
+        self.client
+            .read_through(&reference, Read::Content, sink, pull)
+            .await
     }
 }
 
