@@ -18,7 +18,7 @@ use http::Response;
 
 use crate::digest::Verifier;
 use crate::engine::{Due, Engine, Fetched};
-use crate::error::TransportError;
+use crate::error::{Error, TransportError};
 use crate::reference::Reference;
 use crate::{Action, BlobId, Config, Input, RequestId, ResumeRefused};
 
@@ -57,15 +57,22 @@ impl Debug for Machine {
 
 impl Machine {
     /// A machine of `reference`'s registry and repository whose goal `start` builds (it
-    /// may already ask the engine for operations, or fail it).
+    /// may already ask the engine for operations). An operation that cannot start (its
+    /// input is not one it can work with) fails at the first poll with `start`'s error.
     pub(crate) fn start<G: Goal + 'static>(
         config: Config,
         reference: Reference,
         now: Instant,
-        start: impl FnOnce(&mut Engine) -> Option<G>,
+        start: impl FnOnce(&mut Engine) -> Result<G, Error>,
     ) -> Machine {
         let mut engine = Engine::new(config, reference, now);
-        let goal = start(&mut engine).map(|g| Box::new(g) as Box<dyn Goal>);
+        let goal = match start(&mut engine) {
+            Ok(g) => Some(Box::new(g) as Box<dyn Goal>),
+            Err(e) => {
+                engine.fail(e);
+                None
+            }
+        };
         Machine { engine, goal }
     }
 

@@ -499,12 +499,7 @@ impl Engine {
 /// A ranged call answered with the whole content (`200`, more than the range): the
 /// registry ignores `Range`, and nothing of it may be discarded.
 fn range_ignored(call: &Call, status: u16, url: &str) -> Option<Error> {
-    let range = call.range.as_deref().filter(|_| status == 200)?;
-    let offset = range
-        .strip_prefix("bytes=")
-        .and_then(|r| r.split('-').next())
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
+    let (offset, _) = call.range.filter(|_| status == 200)?;
     Some(Error::RangeIgnored {
         url: url.to_string(),
         offset,

@@ -70,8 +70,8 @@ pub(crate) struct Call {
     pub(crate) content_type: Option<String>,
     /// A `Content-Range` header (chunked uploads).
     pub(crate) content_range: Option<String>,
-    /// A `Range` header (a part of a blob).
-    pub(crate) range: Option<String>,
+    /// The bytes `first..=last` asked for with a `Range` header (a part of a blob).
+    pub(crate) range: Option<(u64, u64)>,
     pub(crate) body: OutBody,
     /// Largest response body accepted.
     pub(crate) limit: u64,

@@ -96,8 +96,8 @@ impl Engine {
                 if let Some(r) = &c.content_range {
                     b = b.header(header::CONTENT_RANGE, r.as_str());
                 }
-                if let Some(r) = &c.range {
-                    b = b.header(header::RANGE, r.as_str());
+                if let Some((first, last)) = c.range {
+                    b = b.header(header::RANGE, format!("bytes={first}-{last}"));
                 }
                 let length = match &c.body {
                     OutBody::Empty => 0,

@@ -31,13 +31,9 @@ impl Machine {
         now: Instant,
     ) -> Machine {
         Machine::start(config, repository, now, |engine| {
-            match descriptor.validate() {
-                Ok(embedded) => {
-                    engine.download(descriptor, embedded);
-                }
-                Err(e) => engine.fail(e.into()),
-            }
-            Some(Blob)
+            let embedded = descriptor.validate()?;
+            engine.download(descriptor, embedded);
+            Ok(Blob)
         })
     }
 }

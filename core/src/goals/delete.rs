@@ -168,20 +168,14 @@ impl Machine {
     pub fn delete_manifest(config: Config, reference: Reference, now: Instant) -> Machine {
         let digest = digest_of(&reference, "a manifest");
         Machine::start(config, reference, now, |engine| {
-            let digest = match digest {
-                Ok(d) => d,
-                Err(e) => {
-                    engine.fail(e);
-                    return None;
-                }
-            };
+            let digest = digest?;
             let wanted = Wanted {
                 reference: digest.to_string(),
                 expected: Some(digest.clone()),
                 platform: None,
             };
             manifest::fetch(engine, &wanted);
-            Some(DeleteManifest {
+            Ok(DeleteManifest {
                 digest,
                 stage: Stage::Reading(wanted),
             })
@@ -194,19 +188,16 @@ impl Machine {
     pub fn delete_tag(config: Config, reference: Reference, now: Instant) -> Machine {
         let tag = reference.tag().map(str::to_string);
         Machine::start(config, reference, now, |engine| {
-            let Some(tag) = tag else {
-                engine.fail(Error::Reference(crate::reference::ReferenceError::Tag(
-                    String::new(),
-                )));
-                return None;
-            };
+            let tag = tag.ok_or(Error::Reference(crate::reference::ReferenceError::Tag(
+                String::new(),
+            )))?;
             engine.call(
                 Target::Api(Endpoint::Manifest(tag.clone())),
                 format!("delete of tag {tag}"),
                 call(Method::DELETE, &[], 0),
                 History::default(),
             );
-            Some(DeleteOne {
+            Ok(DeleteOne {
                 what: format!("tag {tag}"),
             })
         })
@@ -217,20 +208,14 @@ impl Machine {
     pub fn delete_blob(config: Config, reference: Reference, now: Instant) -> Machine {
         let digest = digest_of(&reference, "a blob");
         Machine::start(config, reference, now, |engine| {
-            let digest = match digest {
-                Ok(d) => d,
-                Err(e) => {
-                    engine.fail(e);
-                    return None;
-                }
-            };
+            let digest = digest?;
             engine.call(
                 Target::Api(Endpoint::Blob(digest.clone())),
                 format!("delete of blob {digest}"),
                 call(Method::DELETE, &[], 0),
                 History::default(),
             );
-            Some(DeleteOne {
+            Ok(DeleteOne {
                 what: format!("blob {digest}"),
             })
         })

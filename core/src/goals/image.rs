@@ -187,7 +187,7 @@ impl Machine {
     /// Pulls `reference`: its manifests (platform selection included) and every blob,
     /// each delivered as it arrives and verified. See the crate docs for the events.
     pub fn pull(config: Config, reference: Reference, now: Instant) -> Machine {
-        Machine::start(config, reference, now, |e| Some(ImagePull::start(e, true)))
+        Machine::start(config, reference, now, |e| Ok(ImagePull::start(e, true)))
     }
 
     /// Fetches and verifies the manifests of the image, as [`Machine::pull`] would
@@ -195,6 +195,6 @@ impl Machine {
     /// then `Done`. For a copy within one registry, whose blobs are mounted rather than
     /// moved.
     pub fn pull_manifests(config: Config, reference: Reference, now: Instant) -> Machine {
-        Machine::start(config, reference, now, |e| Some(ImagePull::start(e, false)))
+        Machine::start(config, reference, now, |e| Ok(ImagePull::start(e, false)))
     }
 }

@@ -53,6 +53,6 @@ impl Machine {
     /// [`Event::Manifest`], one [`Event::Resolved`], then `Done`. For `ocireg inspect`
     /// and a client's manifest read.
     pub fn inspect(config: Config, reference: Reference, now: Instant) -> Machine {
-        Machine::start(config, reference, now, |e| Some(Inspect::start(e)))
+        Machine::start(config, reference, now, |e| Ok(Inspect::start(e)))
     }
 }

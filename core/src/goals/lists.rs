@@ -193,7 +193,7 @@ impl Machine {
     /// following `Link` pagination: one [`Event::Tags`] per page, then `Done`.
     pub fn list_tags(config: Config, repository: Reference, now: Instant) -> Machine {
         Machine::start(config, repository, now, |e| {
-            Some(List::start(e, ListKind::Tags))
+            Ok(List::start(e, ListKind::Tags))
         })
     }
 
@@ -204,7 +204,7 @@ impl Machine {
     pub fn catalog(config: Config, registry: Reference, now: Instant) -> Machine {
         let registry = Reference::registry_root(registry.registry()).unwrap_or(registry);
         Machine::start(config, registry, now, |e| {
-            Some(List::start(e, ListKind::Catalog))
+            Ok(List::start(e, ListKind::Catalog))
         })
     }
 }

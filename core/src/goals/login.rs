@@ -36,7 +36,7 @@ impl Machine {
                 Call::get("application/json", "API root", limit),
                 History::default(),
             );
-            Some(Check)
+            Ok(Check)
         })
     }
 }

@@ -121,24 +121,23 @@ impl Machine {
         Machine::start(config, repository, now, |engine| {
             let size = descriptor.len();
             if len == 0 || len > MAX_RANGE || offset.checked_add(len).is_none_or(|e| e > size) {
-                engine.fail(Error::InvalidRange {
+                return Err(Error::InvalidRange {
                     digest: descriptor.digest.clone(),
                     offset,
                     len,
                     size,
                     max: MAX_RANGE,
                 });
-                return None;
             }
             let mut call = Call::get("*/*", "blob range", len);
-            call.range = Some(format!("bytes={}-{}", offset, offset + len - 1));
+            call.range = Some((offset, offset + len - 1));
             engine.call(
                 Target::Api(Endpoint::Blob(descriptor.digest.clone())),
                 format!("bytes {offset}+{len} of blob {}", descriptor.digest),
                 call,
                 History::default(),
             );
-            Some(Part {
+            Ok(Part {
                 descriptor,
                 offset,
                 len,
@@ -151,12 +150,11 @@ impl Machine {
     pub fn stat_blob(config: Config, reference: Reference, now: Instant) -> Machine {
         let digest = reference.digest().cloned();
         Machine::start(config, reference, now, |engine| {
-            let Some(digest) = digest else {
-                engine.fail(Error::Digest(DigestError::Malformed(
+            let digest = digest.ok_or_else(|| {
+                Error::Digest(DigestError::Malformed(
                     "a blob is named by its digest (repo@sha256:…)".into(),
-                )));
-                return None;
-            };
+                ))
+            })?;
             let mut call = Call::get("*/*", "blob", 0);
             call.method = http::Method::HEAD;
             engine.call(
@@ -165,7 +163,7 @@ impl Machine {
                 call,
                 History::default(),
             );
-            Some(Size { digest })
+            Ok(Size { digest })
         })
     }
 }

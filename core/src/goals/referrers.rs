@@ -285,7 +285,7 @@ impl Machine {
         now: Instant,
     ) -> Machine {
         Machine::start(config, reference, now, |e| {
-            Some(Referrers::start(e, artifact_type, false))
+            Ok(Referrers::start(e, artifact_type, false))
         })
     }
 
@@ -296,7 +296,7 @@ impl Machine {
     /// `copy --include-referrers`.
     pub fn list_referrers_closure(config: Config, reference: Reference, now: Instant) -> Machine {
         Machine::start(config, reference, now, |e| {
-            Some(Referrers::start(e, None, true))
+            Ok(Referrers::start(e, None, true))
         })
     }
 }

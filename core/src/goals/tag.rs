@@ -129,7 +129,7 @@ impl Machine {
         Machine::start(config, reference, now, |engine| {
             let wanted = wanted(engine.reference());
             manifest::fetch(engine, &wanted);
-            Some(Tag {
+            Ok(Tag {
                 wanted,
                 manifest: None,
                 tags,
@@ -170,13 +170,7 @@ impl Machine {
                         descriptor: d.clone(),
                     })
                 });
-            let verified = match checked {
-                Ok(v) => v,
-                Err(e) => {
-                    engine.fail(e);
-                    return None;
-                }
-            };
+            let verified = checked?;
             let tags = if tags.is_empty() {
                 vec![verified.digest.to_string()]
             } else {
@@ -189,7 +183,7 @@ impl Machine {
                 next: 0,
             };
             goal.put_next(engine);
-            Some(goal)
+            Ok(goal)
         })
     }
 
@@ -207,7 +201,7 @@ impl Machine {
                 c,
                 History::default(),
             );
-            Some(Resolve { wanted, got: false })
+            Ok(Resolve { wanted, got: false })
         })
     }
 }

@@ -352,13 +352,8 @@ impl Machine {
             }
         }
         Machine::start(config, target, now, |engine| {
-            match crate::push::check(&plan) {
-                Ok(()) => Some(Push::start(engine, plan)),
-                Err(e) => {
-                    engine.fail(e);
-                    None
-                }
-            }
+            crate::push::check(&plan)?;
+            Ok(Push::start(engine, plan))
         })
     }
 }
