@@ -27,8 +27,10 @@ use crate::hyper::{HyperTransport, CONNECT_TIMEOUT};
 pub trait Sockets: Clone + Send + Sync + 'static {
     /// The runtime's TCP stream.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// Connects to `host:port` (a name or an address; `Nagle` off).
+    /// Connects to `host:port` (a name or an address).
     fn connect(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>>;
+    /// Turns Nagle's algorithm off on `tcp` (every connection made or accepted).
+    fn nodelay(&self, tcp: &Self::Tcp) -> io::Result<()>;
     /// A future that completes after `duration`.
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()>;
     /// Runs `task` in the background.
@@ -199,14 +201,19 @@ impl<S: Sockets> tower_service::Service<Uri> for Connector<S> {
             let host = uri.host().ok_or_else(|| invalid("no host".into()))?;
             let host = host.trim_start_matches('[').trim_end_matches(']');
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            // the name TLS verifies, for https alone (a plain-http host need not be one)
+            let name = https
+                .then(|| rustls::pki_types::ServerName::try_from(host.to_string()))
+                .transpose()
                 .map_err(|e| invalid(e.to_string()))?;
             let connect = sockets.connect(host.to_string(), port);
+            let on = sockets.clone();
             let connect = async move {
                 let tcp = connect.await?;
-                if !https {
+                on.nodelay(&tcp)?;
+                let Some(name) = name else {
                     return Ok(Conn::Plain(FuturesIo(tcp)));
-                }
+                };
                 let stream = tls.connect(name, tcp).await?;
                 let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                 Ok(Conn::Tls(Box::new(FuturesIo(stream)), h2))
@@ -284,7 +291,7 @@ macro_rules! futures_io_transport {
 /// Serves `registry` (HTTP/1.1) on each connection `incoming` yields, each on a task of
 /// its own, until `incoming` ends or fails (feature `server`): an adapter's `serve`.
 #[cfg(feature = "server")]
-pub async fn serve<S, I, T>(
+pub async fn serve<S, I>(
     sockets: S,
     mut incoming: I,
     registry: Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
@@ -292,13 +299,14 @@ pub async fn serve<S, I, T>(
 ) -> io::Result<()>
 where
     S: Sockets,
-    I: futures::Stream<Item = io::Result<T>> + Unpin,
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: futures::Stream<Item = io::Result<S::Tcp>> + Unpin,
 {
     use futures::StreamExt;
     let service = crate::server::registry_service(registry, runtime);
     while let Some(stream) = incoming.next().await {
         let (stream, service) = (stream?, service.clone());
+        // a registry answers many small requests: Nagle would hold their ends back
+        let _ = sockets.nodelay(&stream);
         sockets.spawn(Box::pin(async move {
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(FuturesIo(stream), service)

@@ -46,12 +46,11 @@ impl Sockets for SmolSockets {
     type Tcp = TcpStream;
 
     fn connect(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<TcpStream>> {
-        async move {
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            Ok(tcp)
-        }
-        .boxed()
+        async move { TcpStream::connect((host.as_str(), port)).await }.boxed()
+    }
+
+    fn nodelay(&self, tcp: &TcpStream) -> io::Result<()> {
+        tcp.set_nodelay(true)
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -73,12 +72,6 @@ pub async fn serve(
     listener: smol::net::TcpListener,
     registry: std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
 ) -> io::Result<()> {
-    use futures::StreamExt;
-    let incoming = listener.incoming().map(|s| {
-        let s = s?;
-        let _ = s.set_nodelay(true);
-        Ok(s)
-    });
     let runtime: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(SmolRuntime);
-    futures_io::serve(SmolSockets, incoming, registry, runtime).await
+    futures_io::serve(SmolSockets, listener.incoming(), registry, runtime).await
 }
