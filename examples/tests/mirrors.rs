@@ -13,15 +13,6 @@ use ocireg_tests::real::{layout_blobs, Mode, RealRegistry};
 mod support;
 use support::{fail, ocireg, run_ok, succeed};
 
-/// A loopback port with nothing listening on it.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Blob downloads in a registry's log lines.
 fn blob_gets(lines: &[String]) -> usize {
     lines
@@ -50,7 +41,7 @@ fn a_dead_mirror_is_passed_over_and_a_live_one_serves_everything() {
         &format!(
             "[host.\"http://127.0.0.1:{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n\
              [host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
-            dead_port(),
+            ocireg_tests::real::free_port(),
             mirror.addr
         ),
     );
@@ -224,7 +215,7 @@ fn a_mirrors_ca_is_trusted_for_that_mirror_only() {
         &upstream.addr,
         &format!(
             "[host.\"https://127.0.0.1:{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  ca = {:?}\n",
-            dead_port(),
+            ocireg_tests::real::free_port(),
             upstream_ca.to_str().unwrap()
         ),
     );

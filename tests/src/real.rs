@@ -43,7 +43,9 @@ pub const USER: &str = "peer";
 /// Password in basic mode.
 pub const PASSWORD: &str = "peerpass";
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now (a registry about to start there, or one
+/// that is down).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -259,15 +259,6 @@ async fn three_ranges_cost_three_requests<K: Kit>() {
     assert!(e.to_string().contains("ignores range requests"), "{e}");
 }
 
-/// A port nothing listens on: the upstream, stopped.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn mirrors_serve_every_read_and_never_get_the_upstreams_credentials<K: Kit>() {
     let _one = one_at_a_time();
     let img = image(91, &[5000, 70_000], &Platform::host(), false);
@@ -282,7 +273,7 @@ async fn mirrors_serve_every_read_and_never_get_the_upstreams_credentials<K: Kit
         })],
     )));
     let mirror_addr = K::serve(mirror.clone()).await;
-    let upstream = format!("127.0.0.1:{}", dead_port());
+    let upstream = format!("127.0.0.1:{}", ocireg_tests::real::free_port());
     let hosts = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(hosts.path().join(&upstream)).unwrap();
     std::fs::write(

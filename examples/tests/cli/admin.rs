@@ -6,24 +6,14 @@ use super::*;
 
 /// Runs `ocireg args` with `DOCKER_CONFIG` at `cfg` and `stdin` as its input.
 fn with_stdin(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = ocireg()
-        .env("DOCKER_CONFIG", cfg)
-        .env_remove("OCIREG_PASSWORD")
-        .env_remove("OCIREG_USERNAME")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    support::output_with_stdin(
+        ocireg()
+            .env("DOCKER_CONFIG", cfg)
+            .env_remove("OCIREG_PASSWORD")
+            .env_remove("OCIREG_USERNAME")
+            .args(args),
+        stdin.as_bytes(),
+    )
 }
 
 #[test]

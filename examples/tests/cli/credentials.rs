@@ -5,7 +5,6 @@ use super::*;
 #[test]
 fn credentials_from_flags_env_and_docker_config() {
     use ocireg_tests::real::{PASSWORD, USER};
-    use std::io::Write;
     let reg = RealRegistry::start(Mode::Basic);
     let img = image(52, &[3000], &Platform::host(), false);
     reg.push(&img, "cli/private", "v1");
@@ -28,29 +27,20 @@ fn credentials_from_flags_env_and_docker_config() {
     );
 
     // --username with --password-stdin
-    let mut child = ocireg()
-        .env("DOCKER_CONFIG", empty_cfg.path())
-        .args([
-            "pull",
-            "--plain-http",
-            "--username",
-            USER,
-            "--password-stdin",
-            &reference,
-        ])
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(
+        ocireg()
+            .env("DOCKER_CONFIG", empty_cfg.path())
+            .args([
+                "pull",
+                "--plain-http",
+                "--username",
+                USER,
+                "--password-stdin",
+                &reference,
+            ])
+            .arg(dir.path()),
+        format!("{PASSWORD}\n").as_bytes(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -75,21 +65,10 @@ fn credentials_from_flags_env_and_docker_config() {
     // Docker's config.json (base64 auth), and an explicit wrong flag wins over it
     let cfg = tempfile::tempdir().unwrap();
     let auth = format!("{USER}:{PASSWORD}");
-    let b64 = {
-        let out = Command::new("base64")
-            .arg("-w0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = out;
-        out.stdin
-            .take()
-            .unwrap()
-            .write_all(auth.as_bytes())
-            .unwrap();
-        String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap()
-    };
+    let b64 = String::from_utf8(
+        support::output_with_stdin(Command::new("base64").arg("-w0"), auth.as_bytes()).stdout,
+    )
+    .unwrap();
     std::fs::write(
         cfg.path().join("config.json"),
         format!(

@@ -23,24 +23,19 @@ fn a_redirect_targets_challenge_gets_no_password_and_the_pull_ends() {
     });
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut child = ocireg()
-        .args([
-            "pull",
-            "--plain-http",
-            "--username",
-            "user",
-            "--password-stdin",
-        ])
-        .arg(format!("{}/test/repo:v1", reg.addr))
-        .arg(dir.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"hunter2\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(
+        ocireg()
+            .args([
+                "pull",
+                "--plain-http",
+                "--username",
+                "user",
+                "--password-stdin",
+            ])
+            .arg(format!("{}/test/repo:v1", reg.addr))
+            .arg(dir.path()),
+        b"hunter2\n",
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(60));
     let err = stderr(&out);
