@@ -66,7 +66,7 @@ fn a_delete_is_retried_through_server_errors_and_answers_a_challenge() {
 
 #[test]
 fn a_refused_delete_fails_once_with_the_registrys_status() {
-    let (mut sim, img) = sim(vec![Rule {
+    let (mut sim, _) = sim(vec![Rule {
         path_contains: "/manifests/".into(),
         fault: Fault::FailFirst {
             times: u32::MAX,
@@ -81,7 +81,6 @@ fn a_refused_delete_fails_once_with_the_registrys_status() {
     assert_eq!(e.status(), Some(405), "{e}");
     assert_eq!(out.requests.len(), 1, "{:?}", out.requests);
     assert_eq!(out.requests[0].1, "DELETE");
-    let _ = img;
     // by tag: refused before any request (a manifest is deleted by digest)
     let out = run(&mut sim, |t0| {
         Machine::delete_manifest(config(), at("team/app:v1"), t0)

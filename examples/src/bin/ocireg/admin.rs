@@ -155,6 +155,8 @@ pub(crate) async fn cmd_delete(a: DeleteArgs, rt: RuntimeChoice) -> Result<(), S
         crate::progress::say(&format!("deleted tag {reference} (the manifest stays)"));
         return Ok(());
     }
+    // what is deleted: the reference, or, once confirmed, exactly the manifest shown
+    let mut target = a.reference.clone();
     if reference.digest().is_none() && !a.yes {
         let d = client
             .digest(&a.reference)
@@ -178,9 +180,17 @@ pub(crate) async fn cmd_delete(a: DeleteArgs, rt: RuntimeChoice) -> Result<(), S
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             return Err("not deleted".into());
         }
+        target = Reference::new(
+            reference.registry(),
+            reference.repository(),
+            None,
+            Some(d.digest),
+        )
+        .map_err(|e| e.to_string())?
+        .to_string();
     }
     let digest = client
-        .delete_manifest(&a.reference)
+        .delete_manifest(&target)
         .await
         .map_err(|e| explain(e, "manifests"))?;
     crate::progress::say(&format!(
