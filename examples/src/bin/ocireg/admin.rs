@@ -29,9 +29,9 @@ pub(crate) async fn cmd_login(a: LoginArgs, rt: RuntimeChoice) -> Result<(), Str
         return Err("login needs --username with --password-stdin (or OCIREG_PASSWORD)".into());
     };
     let given = crate::setup::credentials(&a.connect, &registry)?;
-    let client = crate::setup::client(rt, &a.connect, &[], |_| Ok(()))?.docker_config(None);
-    let needed = match client.check_credentials(&registry, given.clone()).await {
-        Ok(needed) => needed,
+    let client = crate::setup::client(rt, &a.connect, &[], |_| Ok(()))?;
+    let stored = match client.login(&registry, given).await {
+        Ok(stored) => stored,
         Err(DriveError::Registry(e))
             if matches!(
                 e.kind(),
@@ -47,22 +47,16 @@ pub(crate) async fn cmd_login(a: LoginArgs, rt: RuntimeChoice) -> Result<(), Str
             return Err(crate::explain::client_error(&e, &at, Some(&username)));
         }
     };
-    if !needed {
-        crate::progress::say(&format!(
-            "{registry} answers without credentials: nothing was stored"
-        ));
-        return Ok(());
-    }
-    let path = config_path()?;
-    match credentials::store(&path, &registry, &given, None).map_err(|e| e.to_string())? {
-        Stored::File(f) => crate::progress::say(&format!(
+    crate::progress::say(&match stored {
+        None => format!("{registry} answers without credentials: nothing was stored"),
+        Some(Stored::File(f)) => format!(
             "login succeeded: credentials for {username} on {registry} stored in {}",
             f.display()
-        )),
-        Stored::Helper(h) => crate::progress::say(&format!(
+        ),
+        Some(Stored::Helper(h)) => format!(
             "login succeeded: credentials for {username} on {registry} stored by docker-credential-{h}"
-        )),
-    }
+        ),
+    });
     Ok(())
 }
 

@@ -88,6 +88,35 @@ impl Client {
             .await
     }
 
+    /// Logs in: checks `credentials` against `registry` ([`Client::check_credentials`]),
+    /// then stores them where docker, podman, skopeo and crane find them (this client's
+    /// Docker `config.json`, or the helper it names). Where they went; `None` when the
+    /// registry needs none (nothing is stored). Rejected credentials store nothing.
+    pub async fn login(
+        &self,
+        registry: &str,
+        credentials: Credentials,
+    ) -> Result<Option<crate::credentials::Stored>, Error> {
+        if !self
+            .check_credentials(registry, credentials.clone())
+            .await?
+        {
+            return Ok(None);
+        }
+        let path = self.docker_config_path()?;
+        crate::credentials::store(path, registry, &credentials, None)
+            .map(Some)
+            .map_err(|e| Error::Credentials(e.to_string()))
+    }
+
+    /// Logs out: erases `registry`'s stored credentials (its helper's, and its entry in
+    /// this client's Docker `config.json`); whether there were any.
+    pub fn logout(&self, registry: &str) -> Result<bool, Error> {
+        let path = self.docker_config_path()?;
+        crate::credentials::erase(path, registry, None)
+            .map_err(|e| Error::Credentials(e.to_string()))
+    }
+
     /// Checks `credentials` against `registry` (`host[:port]`): its API root, after the
     /// authentication it asks for (a token where it uses one). Whether it asked for any
     /// (false: it answers anyone, and the credentials were not needed); rejected

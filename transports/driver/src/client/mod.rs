@@ -143,6 +143,16 @@ impl Client {
         &self.runtime
     }
 
+    /// Docker's `config.json` of this client, or the error that it has none.
+    fn docker_config_path(&self) -> Result<&std::path::Path, Error> {
+        self.docker_config.as_deref().ok_or_else(|| {
+            Error::Credentials(
+                "no Docker config directory: set DOCKER_CONFIG or HOME (or Client::docker_config)"
+                    .into(),
+            )
+        })
+    }
+
     /// The configuration for an operation on `reference`'s registry.
     fn config_for(&self, reference: &Reference) -> Result<Config, Error> {
         self.config_for_registry(reference.registry())
