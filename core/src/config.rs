@@ -90,6 +90,12 @@ pub struct Config {
     /// several upstreams. Never added to a URL the registry gave (an upload location, a
     /// redirect) nor to a token request.
     pub api_query: Vec<(String, String)>,
+    /// How long after writing a referrers tag it is read back, to find an entry that a
+    /// concurrent writer's older copy overwrote (half as much again at random is added).
+    pub referrers_tag_settle: Duration,
+    /// How many times a referrers tag is written before the machine gives up on writers
+    /// that keep replacing it (`412` answers and read-backs that lost the entry).
+    pub referrers_tag_rounds: u32,
 }
 
 impl Default for Config {
@@ -121,6 +127,8 @@ impl Default for Config {
             api_root: "/v2".to_string(),
             headers: Vec::new(),
             api_query: Vec::new(),
+            referrers_tag_settle: Duration::from_millis(300),
+            referrers_tag_rounds: 16,
         }
     }
 }

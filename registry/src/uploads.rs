@@ -186,9 +186,45 @@ impl Registry {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
+            if let Some(refused) = self.precondition_failed(name, reference, req.headers()) {
+                return Some(refused);
+            }
             return Some(self.put_manifest(name, reference, &media_type, body));
         }
         None
+    }
+
+    /// `412` when a manifest `PUT`'s `If-Match` (an entity tag the reference must still
+    /// have) or `If-None-Match: *` (it must not exist) does not hold, as a registry that
+    /// honours preconditions answers a writer that another one overtook.
+    fn precondition_failed(
+        &self,
+        name: &str,
+        reference: &str,
+        headers: &http::HeaderMap,
+    ) -> Option<Reply> {
+        let current = self
+            .manifest(name, reference)
+            .map(|(_, bytes)| format!("\"{}\"", Digest::sha256(&bytes)));
+        let value = |h| {
+            headers
+                .get(h)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+        };
+        let holds = match (value(header::IF_MATCH), value(header::IF_NONE_MATCH)) {
+            (Some(want), _) => current
+                .as_deref()
+                .is_some_and(|c| want.split(',').any(|t| t.trim() == "*" || t.trim() == c)),
+            (None, Some("*")) => current.is_none(),
+            _ => true,
+        };
+        (!holds).then(|| {
+            error_reply(
+                StatusCode::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                "the manifest changed since it was read",
+            )
+        })
     }
 
     fn open(&mut self, name: &str, query: &str, body: &Bytes) -> Reply {

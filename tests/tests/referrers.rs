@@ -264,3 +264,118 @@ fn the_walk_stops_at_its_bound() {
     let e = out.result.unwrap().unwrap_err().to_string();
     assert!(e.contains(&format!("more than {bound} referrers")), "{e}");
 }
+
+/// The referrers tag of `img` as the registry holds it now: the digests it lists.
+fn tag_lists(sim: &Sim, img: &TestImage) -> Vec<String> {
+    let reg = &sim.servers[ORIGIN].inner;
+    let (_, bytes) = reg.manifest("app", &fallback_tag(&img.digest())).unwrap();
+    let Manifest::Index(ix) = Manifest::parse("", &bytes).unwrap().0 else {
+        panic!("an index")
+    };
+    digests(&ix.manifests)
+}
+
+/// Writes to the referrers tag that the registry answered, as (method, status).
+fn tag_writes(sim: &Sim, img: &TestImage) -> Vec<(String, u16)> {
+    let tag = fallback_tag(&img.digest());
+    sim.servers[ORIGIN]
+        .log
+        .iter()
+        .filter(|s| s.path.ends_with(&tag))
+        .map(|s| (s.method.clone(), s.status))
+        .collect()
+}
+
+/// Another pusher lists its SBOM between this push's read of the referrers tag and its
+/// write: the write carries the `ETag` read (`If-Match`), the registry refuses it
+/// (`412`), and the push reads again and keeps the SBOM beside its signature. Without
+/// the precondition the SBOM would be overwritten.
+#[test]
+fn a_writer_that_came_first_keeps_its_referrer() {
+    let (img, sig, sbom) = image_and_referrers();
+    let mut r = Registry::new();
+    r.set_referrers_api(false);
+    img.add_to(&mut r, "app", Some("v1"));
+    sbom.add_to(&mut r, "app", None);
+    let theirs = Manifest::parse(&sbom.media_type, &sbom.manifest).unwrap().0;
+    let theirs =
+        ocireg_core::referrers::referrer_descriptor(&sbom.media_type, &sbom.manifest, &theirs);
+    let their_index = ocireg_core::referrers::with_referrer(None, theirs).unwrap();
+    let rule = Rule {
+        path_contains: fallback_tag(&img.digest()),
+        fault: Fault::RacingWriter {
+            index: their_index.to_vec(),
+            times: 1,
+        },
+    };
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![rule]));
+    push_to_app(&mut sim, &sig);
+    assert_eq!(tag_lists(&sim, &img), sorted(&[&sig, &sbom]));
+    let puts: Vec<u16> = tag_writes(&sim, &img)
+        .into_iter()
+        .filter(|(m, _)| m == "PUT")
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        puts,
+        [412, 201],
+        "the first write was refused, the second kept both"
+    );
+}
+
+/// Another pusher's older copy of the referrers tag lands just after this push wrote it
+/// (a registry that ignores `If-Match`, as `docker-registry` does): the read-back after
+/// the pause finds the signature missing and lists it again.
+#[test]
+fn an_older_copy_written_after_ours_is_repaired() {
+    let (img, sig, sbom) = image_and_referrers();
+    let mut r = Registry::new();
+    r.set_referrers_api(false);
+    img.add_to(&mut r, "app", Some("v1"));
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+    push_to_app(&mut sim, &sbom);
+    let server = sim.servers.get_mut(ORIGIN).unwrap();
+    server.set_rules(vec![Rule {
+        path_contains: fallback_tag(&img.digest()),
+        fault: Fault::StaleWriter { times: 1 },
+    }]);
+    server.log.clear();
+    let out = push_to_app(&mut sim, &sig);
+    assert_eq!(tag_lists(&sim, &img), sorted(&[&sig, &sbom]));
+    let writes = tag_writes(&sim, &img);
+    let methods: Vec<&str> = writes.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(methods, ["GET", "PUT", "GET", "PUT", "GET"], "{writes:?}");
+    // the read-back waited for other writers to land
+    assert!(
+        out.elapsed >= config().referrers_tag_settle * 2,
+        "{:?}",
+        out.elapsed
+    );
+}
+
+/// Writers that keep replacing the tag stop the push after the configured number of
+/// writes, with a message that says so, instead of looping.
+#[test]
+fn a_tag_that_keeps_being_replaced_ends_the_push() {
+    let (img, sig, _) = image_and_referrers();
+    let mut r = Registry::new();
+    r.set_referrers_api(false);
+    img.add_to(&mut r, "app", Some("v1"));
+    let rule = Rule {
+        path_contains: fallback_tag(&img.digest()),
+        fault: Fault::StaleWriter { times: u32::MAX },
+    };
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![rule]));
+    let (p, source) = plan(&[&sig], None, &[]);
+    sim.upload_source = source;
+    let t0 = Instant::now();
+    let mut push = Machine::push(config(), Reference::parse("reg.test/app").unwrap(), p, t0);
+    let out = sim.run(&mut push, t0);
+    let e = out.result.unwrap().unwrap_err().to_string();
+    assert!(e.contains("kept replacing the referrers tag"), "{e}");
+    let puts = tag_writes(&sim, &img)
+        .iter()
+        .filter(|(m, _)| m == "PUT")
+        .count();
+    assert_eq!(puts as u32, config().referrers_tag_rounds);
+}

@@ -40,7 +40,7 @@ mod timers;
 
 use auth::{RegistryAuth, TokenSlots};
 pub(crate) use op::OpId;
-pub(crate) use op::{Call, OnRetry, OutBody};
+pub(crate) use op::{Call, OnRetry, OutBody, Precondition};
 use op::{Exchange, Incoming, Op, OpState};
 use origin::RegistryOrigin;
 use timers::{Timer, TimerTable};
@@ -183,6 +183,30 @@ impl Engine {
         let mut op = Op::new(Exchange::Call(call), what, target, OpState::Ready);
         op.history = history;
         self.add_op(op)
+    }
+
+    /// Asks for `call` to `target` no sooner than `at` (a read-back that gives other
+    /// writers time to land).
+    pub(crate) fn call_at(
+        &mut self,
+        target: Target,
+        what: String,
+        call: Call,
+        at: Instant,
+    ) -> OpId {
+        let op = self.call(target, what, call, History::default());
+        self.set_state(op, Some(OpState::Backoff { until: at }));
+        op
+    }
+
+    /// The engine's current time (the latest input or poll).
+    pub(crate) fn now(&self) -> Instant {
+        self.last_now
+    }
+
+    /// A pseudo-random word from the machine's seeded generator (jitter).
+    pub(crate) fn random(&mut self) -> u64 {
+        self.rng.next_u64()
     }
 
     /// The next answered call, for the goal.

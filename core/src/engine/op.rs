@@ -50,6 +50,17 @@ pub(crate) enum OutBody {
     Blob { blob: BlobId, offset: u64, len: u64 },
 }
 
+/// A condition a write puts on what the server holds (RFC 9110 §13), so that two
+/// writers of one tag cannot silently undo each other where the registry honours it
+/// (`412 Precondition Failed` otherwise).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Precondition {
+    /// `If-Match`: the resource still has this entity tag (the one read).
+    Matches(String),
+    /// `If-None-Match: *`: the resource does not exist yet.
+    Absent,
+}
+
 /// What happens when an attempt fails and a retry is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OnRetry {
@@ -72,6 +83,8 @@ pub(crate) struct Call {
     pub(crate) content_range: Option<String>,
     /// The bytes `first..=last` asked for with a `Range` header (a part of a blob).
     pub(crate) range: Option<(u64, u64)>,
+    /// A condition on what the server holds, for a read-modify-write.
+    pub(crate) precondition: Option<Precondition>,
     pub(crate) body: OutBody,
     /// Largest response body accepted.
     pub(crate) limit: u64,
@@ -80,6 +93,12 @@ pub(crate) struct Call {
     /// Statuses besides 2xx that are answers for the goal, not failures (`404` to a
     /// `HEAD` probe, `416` to a chunk).
     pub(crate) answers: &'static [u16],
+    /// Registry error codes that mean the registry has not caught up yet with what this
+    /// operation's goal confirmed before sending it, so a retry (bounded, with backoff
+    /// like a `503`) can succeed: a manifest `PUT` whose blobs were confirmed, answered
+    /// `MANIFEST_BLOB_UNKNOWN` by a registry whose concurrent writes of one blob hide it
+    /// for a moment (`docker-registry` rewrites a blob's link file in place).
+    pub(crate) catching_up: &'static [&'static str],
     pub(crate) on_retry: OnRetry,
 }
 
@@ -92,10 +111,12 @@ impl Call {
             content_type: None,
             content_range: None,
             range: None,
+            precondition: None,
             body: OutBody::Empty,
             limit,
             limit_what,
             answers: &[],
+            catching_up: &[],
             on_retry: OnRetry::Resend,
         }
     }

@@ -13,7 +13,7 @@ use crate::error::{redact_url, Error};
 use crate::time::later;
 
 use super::auth::{sensitive, Credential};
-use super::op::{Exchange, Incoming, OpId, OpState, OutBody};
+use super::op::{Exchange, Incoming, OpId, OpState, OutBody, Precondition};
 use super::Engine;
 use crate::{Action, RequestId};
 
@@ -98,6 +98,11 @@ impl Engine {
                 }
                 if let Some((first, last)) = c.range {
                     b = b.header(header::RANGE, format!("bytes={first}-{last}"));
+                }
+                match &c.precondition {
+                    Some(Precondition::Matches(etag)) => b = b.header(header::IF_MATCH, etag),
+                    Some(Precondition::Absent) => b = b.header(header::IF_NONE_MATCH, "*"),
+                    None => {}
                 }
                 let length = match &c.body {
                     OutBody::Empty => 0,

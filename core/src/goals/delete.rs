@@ -10,14 +10,14 @@ use std::time::Instant;
 
 use http::Method;
 
+use super::referrers_tag::{Change, TagEdit};
 use crate::digest::{Digest, DigestError};
 use crate::endpoint::{Endpoint, Target};
-use crate::engine::{Call, Engine, Fetched, History, OnRetry, OutBody};
+use crate::engine::{Call, Engine, Fetched, History, OnRetry};
 use crate::error::Error;
 use crate::machine::{Goal, Machine};
-use crate::manifest::{Manifest, OCI_INDEX};
+use crate::manifest::OCI_INDEX;
 use crate::reference::Reference;
-use crate::referrers::{fallback_tag, without_referrer};
 use crate::{Config, Event};
 
 use super::manifest::{self, Wanted};
@@ -40,10 +40,8 @@ enum Stage {
     Deleting { subject: Option<Digest> },
     /// Asking whether the registry has a referrers API (for the subject).
     Api { subject: Digest },
-    /// Reading the subject's referrers tag.
-    TagRead { subject: Digest },
-    /// Writing it without the deleted manifest.
-    TagWrite { subject: Digest },
+    /// Taking the deleted manifest out of the subject's referrers tag.
+    TagEdit(TagEdit),
 }
 
 /// Deletes one manifest by digest.
@@ -91,49 +89,14 @@ impl Goal for DeleteManifest {
             // the registry keeps its own list
             Stage::Api { .. } if f.status != 404 => {}
             Stage::Api { subject } => {
-                let tag = fallback_tag(&subject);
-                engine.call(
-                    Target::Api(Endpoint::Manifest(tag.clone())),
-                    format!("referrers tag {tag}"),
-                    call(Method::GET, &[404], limit),
-                    History::default(),
-                );
-                self.stage = Stage::TagRead { subject };
+                let change = Change::Remove(self.digest.clone());
+                self.stage = Stage::TagEdit(TagEdit::start(engine, subject, change));
             }
-            // no referrers tag: nothing lists it
-            Stage::TagRead { .. } if f.status == 404 => {}
-            Stage::TagRead { subject } => {
-                let tag = fallback_tag(&subject);
-                let index = match Manifest::parse(OCI_INDEX, &f.body) {
-                    Ok((Manifest::Index(ix), _)) => ix,
-                    _ => {
-                        return engine.fail(Error::List {
-                            what: "referrers",
-                            url: tag,
-                            problem: "the referrers tag holds something other than an \\
-                                      image index; it is left as it is"
-                                .into(),
-                        })
-                    }
-                };
-                let Some(bytes) = without_referrer(&index, &self.digest) else {
-                    return;
-                };
-                let mut c = call(Method::PUT, &[], 0);
-                c.body = OutBody::Bytes(bytes);
-                c.content_type = Some(OCI_INDEX.to_string());
-                engine.call(
-                    Target::Api(Endpoint::Manifest(tag.clone())),
-                    format!("referrers tag {tag}"),
-                    c,
-                    History::default(),
-                );
-                self.stage = Stage::TagWrite { subject };
+            Stage::TagEdit(mut edit) => {
+                if !edit.on_fetched(engine, f) {
+                    self.stage = Stage::TagEdit(edit);
+                }
             }
-            Stage::TagWrite { subject } => engine.emit(Event::ReferrersTagUpdated {
-                tag: fallback_tag(&subject),
-                subject,
-            }),
         }
     }
 }

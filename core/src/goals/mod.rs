@@ -12,6 +12,8 @@
 //! - `lists.rs`: the repository's tags or the registry's repositories, page by page;
 //! - `referrers.rs`: the manifests that name a manifest as their subject (the API, else
 //!   the referrers tag);
+//! - `referrers_tag.rs`: one edit of a referrers tag, safe against concurrent writers
+//!   (shared by push and delete);
 //! - `range.rs`: a part of a blob (`Range`), and a blob's size (`HEAD`);
 //! - `push/`: blobs into a repository (probed, mounted, uploaded, resumed), then its
 //!   manifests.
@@ -26,4 +28,5 @@ pub(crate) mod manifest;
 pub(crate) mod push;
 pub(crate) mod range;
 pub(crate) mod referrers;
+pub(crate) mod referrers_tag;
 pub(crate) mod tag;

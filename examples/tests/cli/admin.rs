@@ -18,8 +18,34 @@ fn with_stdin(cfg: &std::path::Path, args: &[&str], stdin: &str) -> std::process
 
 #[test]
 fn login_checks_then_stores_and_logout_removes() {
+    login_round(&RealRegistry::start(Mode::Basic));
+}
+
+/// The same against token auth: the credentials are checked by getting a token for the
+/// API root from the token server (which refuses anonymous users here).
+#[test]
+fn login_with_token_auth_checks_then_stores() {
     use ocireg_tests::real::{PASSWORD, USER};
-    let reg = RealRegistry::start(Mode::Basic);
+    use ocireg_tests::token_server::TokenServer;
+    let keys = tempfile::tempdir().unwrap();
+    let users = [(USER.to_string(), PASSWORD.to_string())]
+        .into_iter()
+        .collect();
+    let ts = TokenServer::start(keys.path(), users, false, 300);
+    let reg = RealRegistry::start_token(&ts.realm, keys.path());
+    login_round(&reg);
+    // the check asked the token service with the user's credentials
+    let log = ts.log.lock().unwrap();
+    assert!(
+        log.iter().any(|r| r.user.as_deref() == Some(USER)),
+        "{log:?}"
+    );
+}
+
+/// Bad credentials store nothing; good ones are stored privately, found by the next
+/// command and by skopeo (`--authfile`); logout removes them.
+fn login_round(reg: &RealRegistry) {
+    use ocireg_tests::real::{PASSWORD, USER};
     let img = image(70, &[3000], &Platform::host(), false);
     reg.push(&img, "admin/app", "v1");
     let cfg = tempfile::tempdir().unwrap();
@@ -66,6 +92,12 @@ fn login_checks_then_stores_and_logout_removes() {
             &format!("{}/admin/app:v1", reg.addr),
         ])
         .arg(dir.path()));
+    // skopeo finds them in the same file
+    let out = ok(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--authfile"])
+        .arg(&file)
+        .arg(format!("docker://{}/admin/app:v1", reg.addr)));
+    assert_eq!(out.stdout, img.manifest);
     // logout: the next pull is refused again
     ok(ocireg()
         .env("DOCKER_CONFIG", cfg.path())
@@ -127,6 +159,7 @@ fn tag_digest_and_a_registry_that_refuses_deletes() {
     let img = image(71, &[3000], &Platform::host(), false);
     reg.push(&img, "admin/app", "v1");
     let at = |r: &str| format!("{}/{r}", reg.addr);
+    let (_, from) = reg.requests_since(0);
     ok(ocireg().args([
         "tag",
         "--plain-http",
@@ -134,7 +167,23 @@ fn tag_digest_and_a_registry_that_refuses_deletes() {
         "latest",
         "stable",
     ]));
+    // the manifest read once and put under each tag: no blob moved
+    let (requests, _) = reg.requests_since(from);
+    assert!(
+        !requests.iter().any(|r| r.contains("/blobs/")),
+        "{requests:?}"
+    );
+    let puts = requests.iter().filter(|r| r.starts_with("PUT ")).count();
+    assert_eq!(puts, 2, "{requests:?}");
+    // the digest, as skopeo computes it
     let out = ok(ocireg().args(["digest", "--plain-http", &at("admin/app:stable")]));
+    let skopeo = ok(Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", "--format", "{{.Digest}}"])
+        .arg(format!("docker://{}", at("admin/app:stable"))));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&skopeo.stdout).trim()
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         img.digest().to_string()
@@ -217,17 +266,10 @@ fn artifacts_attach_and_an_index_skopeo_copies() {
         &at("admin/multi:arm"),
     ]));
     let copied = tempfile::tempdir().unwrap();
-    let out = Command::new("skopeo")
+    ok(Command::new("skopeo")
         .args(["copy", "--all", "--src-tls-verify=false"])
         .arg(format!("docker://{}", at("admin/multi:both")))
-        .arg(format!("oci:{}:both", copied.path().display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(format!("oci:{}:both", copied.path().display())));
     // files as an artifact, back as files
     let work = tempfile::tempdir().unwrap();
     std::fs::write(work.path().join("policy.rego"), b"package main\n").unwrap();
@@ -267,4 +309,59 @@ fn artifacts_attach_and_an_index_skopeo_copies() {
     let out = ok(ocireg().args(["referrers", "--plain-http", &at("admin/multi:amd")]));
     let listed = String::from_utf8_lossy(&out.stdout);
     assert!(listed.contains("application/spdx+json"), "{listed}");
+}
+
+/// Eight `ocireg attach` processes at once to one image on `docker-registry` (which has
+/// no referrers API, and ignores `If-Match`): each lists its artifact in the image's
+/// referrers tag, and none drops another's (every writer reads the tag back after a
+/// pause and lists itself again where an older copy replaced it).
+#[test]
+fn eight_concurrent_attaches_keep_every_referrer() {
+    let reg = RealRegistry::start(Mode::Open);
+    let amd = Platform::parse("linux/amd64").unwrap();
+    let img = image(74, &[2000], &amd, false);
+    reg.push(&img, "admin/signed", "v1");
+    let at = |r: &str| format!("{}/{r}", reg.addr);
+    let work = tempfile::tempdir().unwrap();
+    let attaches: Vec<_> = (0..8)
+        .map(|i| {
+            let file = format!("sig{i}.bin");
+            std::fs::write(work.path().join(&file), format!("signature {i}")).unwrap();
+            ocireg()
+                .current_dir(work.path())
+                .args(["attach", "--plain-http", "--artifact-type"])
+                .arg(format!("application/vnd.example.sig{i}"))
+                .arg(at("admin/signed:v1"))
+                .arg(file)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in attaches {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = ok(ocireg().args(["referrers", "--plain-http", &at("admin/signed:v1")]));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    for i in 0..8 {
+        assert!(
+            listed.contains(&format!("application/vnd.example.sig{i}")),
+            "sig{i} lost: {listed}"
+        );
+    }
+    // the referrers tag itself lists the eight, each once
+    let tag = ocireg_core::referrers::fallback_tag(&img.digest());
+    let out = ok(ocireg().args([
+        "manifest",
+        "--plain-http",
+        &at(&format!("admin/signed:{tag}")),
+    ]));
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 8, "{index}");
 }

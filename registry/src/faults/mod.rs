@@ -104,6 +104,20 @@ pub enum Fault {
         /// Accepted password.
         password: String,
     },
+    /// Another client writes this image index under a tag just before a manifest `PUT`
+    /// to it (between the client's read and its write); `times` per path.
+    RacingWriter {
+        /// The other client's index (its children must be in the repository).
+        index: Vec<u8>,
+        /// How many `PUT`s per path are overtaken.
+        times: u32,
+    },
+    /// Another client's older copy of a tag lands just after a manifest `PUT` to it (the
+    /// tag points where it did before); `times` per path.
+    StaleWriter {
+        /// How many `PUT`s per path are undone.
+        times: u32,
+    },
     /// Require `Authorization: Bearer` on every request, issued by `/token`.
     Token {
         /// `realm` in the challenge (absolute URL of this server's `/token`).
@@ -265,6 +279,11 @@ impl FaultyRegistry {
         let mut cut: Option<usize> = None;
         let mut stall: Option<usize> = None;
         let mut range_fault: Option<Fault> = None;
+        let mut racing: Option<Vec<u8>> = None;
+        let mut stale = false;
+        let put_tag = (req.method() == http::Method::PUT)
+            .then(|| races::tag_at(req.uri().path()))
+            .flatten();
         let path = full_path
             .strip_prefix(REDIRECTED_PREFIX)
             .filter(|p| p.starts_with('/'))
@@ -399,6 +418,16 @@ impl FaultyRegistry {
                         reset = true;
                     }
                 }
+                Fault::RacingWriter { index, times } => {
+                    if put_tag.is_some() && self.bump(i, &full_path) <= times {
+                        racing = Some(index);
+                    }
+                }
+                Fault::StaleWriter { times } => {
+                    if put_tag.is_some() && self.bump(i, &full_path) <= times {
+                        stale = true;
+                    }
+                }
                 f
                 @ (Fault::IgnoreRange | Fault::WrongContentRange | Fault::RangeNotSatisfiable) => {
                     if ranged {
@@ -435,11 +464,18 @@ impl FaultyRegistry {
                 Err(_) => return simple(400, &[]),
             }
         };
+        if let (Some(index), Some(at)) = (&racing, &put_tag) {
+            self.write_first(at, index);
+        }
+        let before = put_tag.as_ref().and_then(|at| self.tag_target(at));
         let mut reply = if self.read_only {
             self.inner.handle(&inner_req)
         } else {
             self.inner.respond(&inner_req, &body)
         };
+        if let (true, Some(at)) = (stale && reply.status().is_success(), &put_tag) {
+            self.write_back(at, before);
+        }
         if reset {
             // The registry kept what arrived; the client sees the connection break.
             reply.reset = true;
@@ -495,5 +531,6 @@ fn simple(status: u16, headers: &[(&str, &str)]) -> Reply {
 /// abort long before).
 pub const STALL_LIMIT: Duration = Duration::from_secs(600);
 
+mod races;
 #[cfg(test)]
 mod tests;

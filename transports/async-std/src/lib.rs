@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_std::net::TcpStream;
 use futures::future::{BoxFuture, FutureExt};
-use ocireg_driver::futures_io::{self, Sockets};
+use ocireg_driver::futures_io::Sockets;
 use ocireg_driver::Runtime;
 
 /// async-std's clock and timer.
@@ -79,5 +79,5 @@ pub async fn serve(
     registry: std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
 ) -> io::Result<()> {
     let runtime: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(AsyncStdRuntime);
-    futures_io::serve(AsyncStdSockets, listener.incoming(), registry, runtime).await
+    ocireg_driver::futures_io::serve(AsyncStdSockets, listener.incoming(), registry, runtime).await
 }

@@ -20,7 +20,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
-use ocireg_driver::futures_io::{self, Sockets};
+use ocireg_driver::futures_io::Sockets;
 use ocireg_driver::Runtime;
 use smol::net::TcpStream;
 
@@ -73,5 +73,5 @@ pub async fn serve(
     registry: std::sync::Arc<std::sync::Mutex<ocireg_registry::FaultyRegistry>>,
 ) -> io::Result<()> {
     let runtime: std::sync::Arc<dyn Runtime> = std::sync::Arc::new(SmolRuntime);
-    futures_io::serve(SmolSockets, listener.incoming(), registry, runtime).await
+    ocireg_driver::futures_io::serve(SmolSockets, listener.incoming(), registry, runtime).await
 }

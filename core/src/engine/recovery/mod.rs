@@ -52,6 +52,9 @@ pub(super) struct Sent {
     pub(super) resumed_blob: bool,
     /// Redirect hops followed in this attempt.
     pub(super) hops: u8,
+    /// Registry error codes that mean, for this request, that the registry has not caught
+    /// up yet (retried as a `503` is).
+    pub(super) catching_up: &'static [&'static str],
     /// Failures in a row so far.
     pub(super) failures: u32,
     /// Whether a refusal by a foreign origin already sent it back to the registry.
@@ -226,8 +229,12 @@ pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
             });
         }
     }
+    let catching_up = refusal
+        .errors
+        .iter()
+        .any(|e| sent.catching_up.contains(&e.code.as_str()));
     let error = Error::Status(Box::new(refusal));
-    if !error.is_temporary() {
+    if !error.is_temporary() && !catching_up {
         return Recovery::Fail(error);
     }
     Recovery::Retry {
@@ -246,6 +253,11 @@ fn redirect(sent: &Sent, location: &[u8], limits: Limits) -> Recovery {
     };
     if sent.hops >= limits.max_redirects {
         return refuse("too many redirects");
+    }
+    // A delete removes exactly what it names: a redirect would make it delete whatever
+    // the Location names instead (no registry redirects one).
+    if sent.method == Method::DELETE {
+        return refuse("a DELETE is not redirected");
     }
     let target = std::str::from_utf8(location)
         .ok()
@@ -280,6 +292,10 @@ impl Engine {
             },
             resumed_blob: matches!(&o.exchange, Exchange::Download { dl, .. } if !dl.restarted && dl.offset > 0),
             hops: o.route.hops,
+            catching_up: match &o.exchange {
+                Exchange::Call(c) => c.catching_up,
+                _ => &[],
+            },
             failures: o.history.failures,
             foreign_restarted: o.route.foreign_restarted,
         })
@@ -367,10 +383,9 @@ impl Engine {
         }
     }
 
+    /// `recover` decided that `op` may be tried again (a temporary failure, or a registry
+    /// catching up): again after the backoff, while attempts are left.
     fn retry_or_fail(&mut self, op: OpId, err: Error, retry_after: Option<Duration>, now: Instant) {
-        if !err.is_temporary() {
-            return self.fail(err);
-        }
         let o = self.op_mut(op);
         // A download that brought new bytes before it broke resumes at once: the
         // connection broke, the server is fine. Backoff is for failures in a row.

@@ -19,6 +19,7 @@ fn sent(url: &str) -> Sent {
         kind: RequestKind::Registry,
         resumed_blob: false,
         hops: 0,
+        catching_up: &[],
         failures: 0,
         foreign_restarted: false,
     }
@@ -220,4 +221,50 @@ fn retries_carry_the_servers_hint_and_its_cap() {
             Recovery::Fail(Error::Transport { .. })
         ));
     }
+}
+
+/// A manifest `PUT` whose blobs the push confirmed retries a `MANIFEST_BLOB_UNKNOWN`
+/// (the registry catching up); any other request fails on it at once.
+#[test]
+fn a_registry_catching_up_is_retried_only_where_the_goal_says_so() {
+    let body = br#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown"}]}"#;
+    let answer = |s: &Sent| {
+        recover(
+            s,
+            Came::Status {
+                status: 400,
+                headers: &HeaderMap::new(),
+                body,
+            },
+            LIMITS,
+        )
+    };
+    let plain = Sent {
+        method: Method::PUT,
+        ..sent("https://reg.test/v2/r/manifests/v1")
+    };
+    assert!(matches!(answer(&plain), Recovery::Fail(Error::Status(_))));
+    let confirmed = Sent {
+        catching_up: &["MANIFEST_BLOB_UNKNOWN"],
+        ..plain
+    };
+    assert!(matches!(answer(&confirmed), Recovery::Retry { .. }));
+}
+
+/// A delete is never redirected: the request would delete what the `Location` names.
+#[test]
+fn a_delete_is_not_redirected() {
+    let delete = Sent {
+        method: Method::DELETE,
+        ..sent("https://reg.test/v2/r/manifests/sha256:x")
+    };
+    assert!(matches!(
+        status(&delete, 307, &[("location", "/v2/r/blobs/uploads/s1")]),
+        Recovery::Fail(Error::Redirect { .. })
+    ));
+    let get = sent("https://reg.test/v2/r/manifests/sha256:x");
+    assert!(matches!(
+        status(&get, 307, &[("location", "/v2/r/manifests/sha256:y")]),
+        Recovery::Redirect(_)
+    ));
 }

@@ -31,6 +31,8 @@ use crate::reference::Reference;
 use crate::Config;
 use crate::{BlobId, Event, Pushed};
 
+use super::referrers_tag::TagEdit;
+
 /// One manifest of a push: its descriptor and exact bytes.
 #[derive(Clone, Debug)]
 pub struct PushManifest {
@@ -85,10 +87,8 @@ enum Purpose {
     Whole(usize),
     Status(usize),
     Manifest(usize),
-    /// Reading the referrers tag of manifest step `k`'s subject.
-    ReferrersGet(usize),
-    /// Writing it with manifest step `k` added.
-    ReferrersPut(usize),
+    /// Listing manifest step `k` in its subject's referrers tag.
+    ReferrersTag(usize),
 }
 
 /// Pushes one plan.
@@ -106,6 +106,8 @@ pub(crate) struct Push {
     next_manifest: usize,
     /// Whether the registry takes a small blob in a single `POST`.
     single_post: SinglePost,
+    /// The edit of a subject's referrers tag under way, if any.
+    referrers_edit: Option<TagEdit>,
 }
 
 /// Whether the registry takes a whole blob in one `POST ?digest=` (the distribution spec
@@ -128,10 +130,12 @@ fn call(method: Method, body: OutBody, answers: &'static [u16], on_retry: OnRetr
         content_type: None,
         content_range: None,
         range: None,
+        precondition: None,
         body,
         limit: 64 << 10,
         limit_what: "upload response",
         answers,
+        catching_up: &[],
         on_retry,
     }
 }
@@ -160,6 +164,7 @@ impl Push {
             active: 0,
             next_manifest: 0,
             single_post: SinglePost::Unknown { trying: false },
+            referrers_edit: None,
         };
         goal.start_blobs(engine);
         goal
@@ -235,6 +240,8 @@ impl Push {
             OnRetry::Resend,
         );
         c.content_type = Some(pm.descriptor.media_type.clone());
+        // every blob and child of this manifest was confirmed before it is put
+        c.catching_up = &["MANIFEST_BLOB_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN"];
         let op = engine.call(
             target,
             format!("manifest {reference}"),
@@ -315,8 +322,7 @@ impl Goal for Push {
                 self.send(engine, i);
             }
             Purpose::Manifest(k) => self.manifest_put(engine, k, &f.headers),
-            Purpose::ReferrersGet(k) => self.referrers_tag_read(engine, k, f),
-            Purpose::ReferrersPut(k) => self.referrers_tag_written(engine, k),
+            Purpose::ReferrersTag(k) => self.referrers_tag_answered(engine, k, f),
         }
     }
     /// A failed `PUT`/`PATCH` may be retried: ask the registry where the upload stands.

@@ -1,24 +1,22 @@
-//! Keeping the referrers tag of a pushed manifest's subject: a registry without the
-//! referrers API does not answer a manifest `PUT` that carries a `subject` with
-//! `OCI-Subject`, and the distribution spec then makes the pusher add the manifest to the
-//! image index under the subject's referrers tag (read it, or start it when it does not
-//! exist; write it back with the manifest listed once).
+//! A pushed manifest with a `subject`, on a registry without the referrers API: a
+//! registry with it answers the manifest `PUT` with `OCI-Subject`; without it, the
+//! distribution spec makes the pusher list the manifest in the subject's referrers tag
+//! (an edit of `goals/referrers_tag.rs`, safe against concurrent pushers). The next
+//! manifest waits until the edit is over.
 
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 
-use crate::endpoint::{Endpoint, Target};
-use crate::engine::{Call, Engine, Fetched, History, OnRetry, OutBody};
-use crate::error::Error;
-use crate::manifest::{Manifest, OCI_INDEX};
-use crate::referrers::{fallback_tag, referrer_descriptor, with_referrer, SUBJECT};
-use crate::Event;
+use crate::engine::{Engine, Fetched};
+use crate::manifest::Manifest;
+use crate::referrers::{referrer_descriptor, SUBJECT};
 
-use super::{call, Purpose, Push};
+use super::super::referrers_tag::{Change, TagEdit};
+use super::{Purpose, Push};
 
 impl Push {
     /// Manifest step `k` (plan manifest `m`) went in: when it names a subject the
-    /// registry did not take note of, reads the subject's referrers tag and returns true
-    /// (the next manifest waits until the tag is written).
+    /// registry did not take note of, starts listing it in the subject's referrers tag
+    /// and returns true.
     pub(super) fn update_referrers_tag(
         &mut self,
         engine: &mut Engine,
@@ -29,86 +27,33 @@ impl Push {
         if headers.contains_key(SUBJECT) {
             return false;
         }
-        let Some(subject) = self.subject_of(m) else {
+        let Some(pm) = self.plan_manifests.get(m) else {
             return false;
         };
-        let tag = fallback_tag(&subject);
-        let target = Target::Api(Endpoint::Manifest(tag.clone()));
-        let limit = engine.config().manifest_limit;
-        let mut c = Call::get(OCI_INDEX, "referrers index", limit);
-        c.answers = &[404];
-        let op = engine.call(
-            target,
-            format!("referrers tag {tag}"),
-            c,
-            History::default(),
-        );
-        self.ops.insert(op, Purpose::ReferrersGet(k));
-        true
-    }
-
-    /// The subject's digest of plan manifest `m`, if it has one.
-    fn subject_of(&self, m: usize) -> Option<crate::digest::Digest> {
-        let pm = self.plan_manifests.get(m)?;
-        let (manifest, _) = Manifest::parse(&pm.descriptor.media_type, &pm.bytes).ok()?;
-        manifest.subject().map(|s| s.digest.clone())
-    }
-
-    /// The referrers tag as it stands (404: not yet): writes it with the manifest added,
-    /// or goes on when it is listed already.
-    pub(super) fn referrers_tag_read(&mut self, engine: &mut Engine, k: usize, f: Fetched) {
-        let Some((m, _)) = self.manifest_step(k) else {
-            return;
-        };
-        let Some(subject) = self.subject_of(m) else {
-            return;
-        };
-        let tag = fallback_tag(&subject);
-        let current = if f.status == 404 {
-            None
-        } else {
-            match Manifest::parse(OCI_INDEX, &f.body) {
-                Ok((Manifest::Index(ix), _)) => Some(ix),
-                _ => {
-                    return engine.fail(Error::List {
-                        what: "referrers",
-                        url: tag,
-                        problem: "the referrers tag holds something other than an image index; \
-                                  it is left as it is"
-                            .into(),
-                    })
-                }
-            }
-        };
-        let pm = &self.plan_manifests[m];
         let Ok((manifest, _)) = Manifest::parse(&pm.descriptor.media_type, &pm.bytes) else {
-            return;
+            return false;
+        };
+        let Some(subject) = manifest.subject().map(|s| s.digest.clone()) else {
+            return false;
         };
         let mut added = referrer_descriptor(&pm.descriptor.media_type, &pm.bytes, &manifest);
         added.digest = pm.descriptor.digest.clone();
-        let Some(index) = with_referrer(current.as_ref(), added) else {
-            return self.put_next_manifest(engine);
-        };
-        let target = Target::Api(Endpoint::Manifest(tag.clone()));
-        let mut c = call(Method::PUT, OutBody::Bytes(index), &[], OnRetry::Resend);
-        c.content_type = Some(OCI_INDEX.to_string());
-        let op = engine.call(
-            target,
-            format!("referrers tag {tag}"),
-            c,
-            History::default(),
-        );
-        self.ops.insert(op, Purpose::ReferrersPut(k));
+        let edit = TagEdit::start(engine, subject, Change::Add(Box::new(added)));
+        self.ops.insert(edit.op(), Purpose::ReferrersTag(k));
+        self.referrers_edit = Some(edit);
+        true
     }
 
-    /// The referrers tag is written: say so, go on with the manifests.
-    pub(super) fn referrers_tag_written(&mut self, engine: &mut Engine, k: usize) {
-        if let Some(subject) = self.manifest_step(k).and_then(|(m, _)| self.subject_of(m)) {
-            engine.emit(Event::ReferrersTagUpdated {
-                tag: fallback_tag(&subject),
-                subject,
-            });
+    /// An answer for the referrers tag's edit: the next step, or the next manifest
+    /// when it is over.
+    pub(super) fn referrers_tag_answered(&mut self, engine: &mut Engine, k: usize, f: Fetched) {
+        let Some(edit) = self.referrers_edit.as_mut() else {
+            return;
+        };
+        if edit.on_fetched(engine, f) {
+            self.referrers_edit = None;
+            return self.put_next_manifest(engine);
         }
-        self.put_next_manifest(engine);
+        self.ops.insert(edit.op(), Purpose::ReferrersTag(k));
     }
 }

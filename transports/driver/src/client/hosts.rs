@@ -41,6 +41,7 @@ pub(crate) enum Read {
     AsWritten,
 }
 
+#[allow(clippy::large_enum_variant)] // one per read
 enum Plan {
     /// No host configuration: one step, the upstream.
     Upstream(Option<Step>),
