@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
+use ocireg_driver::proxy::Proxies;
 use ocireg_driver::{Runtime, Transport};
 use ocireg_registry::FaultyRegistry;
 use rustls::pki_types::CertificateDer;
@@ -15,8 +16,13 @@ pub trait Kit: 'static {
     const NAME: &'static str;
     /// Runs a future to completion on a fresh executor of this runtime.
     fn block_on<F: Future>(f: F) -> F::Output;
-    /// An HTTP client trusting `cas` besides the web PKI roots.
-    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport>;
+    /// An HTTP client trusting `cas` besides the web PKI roots (no proxy, whatever the
+    /// environment says).
+    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport> {
+        Self::transport_through(cas, Proxies::none())
+    }
+    /// The runtime's HTTP client trusting `cas` too, through `proxies`.
+    fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport>;
     /// The runtime's clock and timer.
     fn runtime() -> Box<dyn Runtime>;
     /// Serves `registry` on a free loopback port (until the executor ends); returns the
@@ -39,8 +45,9 @@ impl Kit for TokioKit {
             .block_on(f)
     }
 
-    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport> {
-        Box::new(ocireg_tokio::transport(cas).unwrap())
+    fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport> {
+        let tls = ocireg_driver::tls::client_config(cas).unwrap();
+        Box::new(ocireg_tokio::transport_through(tls, proxies))
     }
 
     fn runtime() -> Box<dyn Runtime> {
@@ -67,8 +74,9 @@ impl Kit for AsyncStdKit {
         async_std::task::block_on(f)
     }
 
-    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport> {
-        Box::new(ocireg_async_std::transport(cas).unwrap())
+    fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport> {
+        let tls = ocireg_driver::tls::client_config(cas).unwrap();
+        Box::new(ocireg_async_std::transport_through(tls, proxies))
     }
 
     fn runtime() -> Box<dyn Runtime> {
@@ -97,8 +105,9 @@ impl Kit for SmolKit {
         smol::block_on(f)
     }
 
-    fn transport(cas: &[CertificateDer<'static>]) -> Box<dyn Transport> {
-        Box::new(ocireg_smol::transport(cas).unwrap())
+    fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport> {
+        let tls = ocireg_driver::tls::client_config(cas).unwrap();
+        Box::new(ocireg_smol::transport_through(tls, proxies))
     }
 
     fn runtime() -> Box<dyn Runtime> {

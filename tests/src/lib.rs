@@ -2,6 +2,7 @@
 //! CNCF distribution registry on loopback ([`real`]).
 
 pub mod delay;
+pub mod forward_proxy;
 pub mod hostile;
 pub mod kit;
 pub mod proxy;

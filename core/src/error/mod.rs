@@ -30,6 +30,9 @@ pub enum TransportErrorKind {
     Broken,
     /// A time limit kept by the core ran out (head or body idle).
     Timeout,
+    /// A proxy refused to carry the connection (`407` to a `CONNECT`, or another
+    /// refusal). Permanent: the proxy settings must change.
+    ProxyRefused,
     /// Anything else the adapter could not classify.
     Other,
 }
@@ -39,7 +42,9 @@ impl TransportErrorKind {
     pub fn is_temporary(self) -> bool {
         !matches!(
             self,
-            TransportErrorKind::Tls | TransportErrorKind::NameNotResolved
+            TransportErrorKind::Tls
+                | TransportErrorKind::NameNotResolved
+                | TransportErrorKind::ProxyRefused
         )
     }
 }

@@ -15,6 +15,7 @@ use support::{ocireg, ok, serve_inprocess, succeed};
 mod admin;
 mod credentials;
 mod lists;
+mod proxies;
 mod pull;
 mod push;
 mod reads;

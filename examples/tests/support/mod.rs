@@ -5,9 +5,26 @@
 
 use std::process::Command;
 
-/// The `ocireg` binary of this build.
+/// The proxy variables a test environment may hold: every run starts without them (a
+/// test that wants one sets it).
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The `ocireg` binary of this build, run without the environment's proxies.
 pub fn ocireg() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ocireg"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocireg"));
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
 }
 
 /// Runs `cmd` (an `ocireg` command with its arguments and environment), which must

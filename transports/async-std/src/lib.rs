@@ -69,7 +69,12 @@ impl Sockets for AsyncStdSockets {
 }
 
 ocireg_driver::futures_io_transport!(AsyncStdSockets, AsyncStdTransport, "async-std");
-ocireg_driver::adapter_client!(AsyncStdTransport, AsyncStdRuntime, transport, "async-std");
+ocireg_driver::adapter_client!(
+    AsyncStdTransport,
+    AsyncStdRuntime,
+    transport_through,
+    "async-std"
+);
 
 /// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped (feature
 /// `server`).

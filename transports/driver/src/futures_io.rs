@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client as HyperClient;
 
 use crate::hyper::{HyperTransport, CONNECT_TIMEOUT};
+use crate::proxy::{Proxies, ProxyConnector};
 
 /// What a `futures-io` runtime provides: TCP connections, a timer, and a way to run
 /// hyper's connection tasks.
@@ -102,8 +103,8 @@ impl<T: AsyncWrite + Unpin> hyper::rt::Write for FuturesIo<T> {
 
 /// A client connection over the runtime's TCP stream `S`: plain, or TLS.
 pub enum Conn<S> {
-    /// Plain http.
-    Plain(FuturesIo<S>),
+    /// Plain http; the flag tells whether it goes to a proxy (absolute-form requests).
+    Plain(FuturesIo<S>, bool),
     /// https; the flag tells whether ALPN chose HTTP/2.
     Tls(Box<FuturesIo<TlsStream<S>>>, bool),
 }
@@ -112,7 +113,8 @@ impl<S> Connection for Conn<S> {
     fn connected(&self) -> Connected {
         match self {
             Conn::Tls(_, true) => Connected::new().negotiated_h2(),
-            _ => Connected::new(),
+            Conn::Plain(_, forward) => Connected::new().proxy(*forward),
+            Conn::Tls(_, false) => Connected::new(),
         }
     }
 }
@@ -124,7 +126,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Read for Conn<S> {
         buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Plain(s, _) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
@@ -137,21 +139,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for Conn<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Plain(s, _) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Plain(s, _) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Plain(s, _) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
@@ -162,7 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for Conn<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Plain(s, _) => Pin::new(s).poll_write_vectored(cx, bufs),
             Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
@@ -172,11 +174,54 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for Conn<S> {
     }
 }
 
-/// Opens connections with the runtime's sockets and `futures-rustls`, within
-/// [`CONNECT_TIMEOUT`].
+/// Opens TCP connections with the runtime's sockets, within [`CONNECT_TIMEOUT`]: to
+/// the origin, or to its proxy (the inner connector of [`ProxyConnector`]).
+#[derive(Clone)]
+pub struct TcpConnector<S>(S);
+
+impl<S: Sockets> tower_service::Service<Uri> for TcpConnector<S> {
+    type Response = FuturesIo<S::Tcp>;
+    type Error = io::Error;
+    type Future = BoxFuture<'static, io::Result<FuturesIo<S::Tcp>>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let sockets = self.0.clone();
+        async move {
+            let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+            let https = match uri.scheme_str() {
+                Some("https") => true,
+                Some("http") => false,
+                other => return Err(invalid(format!("unsupported scheme {other:?}"))),
+            };
+            let host = uri.host().ok_or_else(|| invalid("no host".into()))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+            let connect = sockets.connect(host.to_string(), port);
+            let on = sockets.clone();
+            let connect = async move {
+                let tcp = connect.await?;
+                on.nodelay(&tcp)?;
+                Ok(FuturesIo(tcp))
+            };
+            let timeout = sockets.sleep(CONNECT_TIMEOUT);
+            futures::select_biased! {
+                conn = connect.fuse() => conn,
+                () = timeout.fuse() => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// Opens connections with the runtime's sockets, through the client's proxies, and
+/// `futures-rustls` for https origins.
 #[derive(Clone)]
 pub struct Connector<S> {
-    sockets: S,
+    tcp: ProxyConnector<TcpConnector<S>>,
     tls: TlsConnector,
 }
 
@@ -190,39 +235,26 @@ impl<S: Sockets> tower_service::Service<Uri> for Connector<S> {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let (sockets, tls) = (self.sockets.clone(), self.tls.clone());
+        let tls = self.tls.clone();
+        // the name TLS verifies, for https alone (a plain-http host need not be one)
+        let name = match uri.scheme_str() {
+            Some("https") => uri.host().map(|h| {
+                let h = h.trim_start_matches('[').trim_end_matches(']');
+                rustls::pki_types::ServerName::try_from(h.to_string())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            }),
+            _ => None,
+        };
+        let connect = self.tcp.call(uri);
         async move {
-            let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-            let https = match uri.scheme_str() {
-                Some("https") => true,
-                Some("http") => false,
-                other => return Err(invalid(format!("unsupported scheme {other:?}"))),
+            let name = name.transpose()?;
+            let (FuturesIo(tcp), forward) = connect.await.map_err(io::Error::other)?.into_inner();
+            let Some(name) = name else {
+                return Ok(Conn::Plain(FuturesIo(tcp), forward));
             };
-            let host = uri.host().ok_or_else(|| invalid("no host".into()))?;
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            // the name TLS verifies, for https alone (a plain-http host need not be one)
-            let name = https
-                .then(|| rustls::pki_types::ServerName::try_from(host.to_string()))
-                .transpose()
-                .map_err(|e| invalid(e.to_string()))?;
-            let connect = sockets.connect(host.to_string(), port);
-            let on = sockets.clone();
-            let connect = async move {
-                let tcp = connect.await?;
-                on.nodelay(&tcp)?;
-                let Some(name) = name else {
-                    return Ok(Conn::Plain(FuturesIo(tcp)));
-                };
-                let stream = tls.connect(name, tcp).await?;
-                let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                Ok(Conn::Tls(Box::new(FuturesIo(stream)), h2))
-            };
-            let timeout = sockets.sleep(CONNECT_TIMEOUT);
-            futures::select_biased! {
-                conn = connect.fuse() => conn,
-                () = timeout.fuse() => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
-            }
+            let stream = tls.connect(name, tcp).await?;
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            Ok(Conn::Tls(Box::new(FuturesIo(stream)), h2))
         }
         .boxed()
     }
@@ -242,29 +274,31 @@ where
     }
 }
 
-/// The pooled HTTP client over the runtime's sockets and the TLS configuration `cfg`.
-/// Its ALPN protocols are kept when set (`http/1.1` alone: never HTTP/2); when empty,
-/// `h2` and `http/1.1` are offered.
+/// The pooled HTTP client over the runtime's sockets, through `proxies`, with the TLS
+/// configuration `cfg`. Its ALPN protocols are kept when set (`http/1.1` alone: never
+/// HTTP/2); when empty, `h2` and `http/1.1` are offered.
 pub fn transport<S: Sockets>(
     sockets: S,
     mut cfg: rustls::ClientConfig,
+    proxies: Proxies,
 ) -> HyperTransport<Connector<S>> {
     if cfg.alpn_protocols.is_empty() {
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     }
     let connector = Connector {
-        sockets: sockets.clone(),
+        tcp: ProxyConnector::new(TcpConnector(sockets.clone()), proxies.clone()),
         tls: TlsConnector::from(Arc::new(cfg)),
     };
     let mut builder = HyperClient::builder(Executor(sockets));
     crate::hyper::tune(&mut builder);
-    HyperTransport::new(&builder, connector)
+    HyperTransport::new(&builder, connector).proxied(proxies)
 }
 
 /// Defines a `futures-io` adapter's transport: the type `$transport` (the pooled client
 /// over the runtime's `$sockets`), `transport(extra_cas)` trusting the web PKI roots
-/// plus `extra_cas`, and `transport_with(cfg)` over a TLS configuration of the caller's
-/// (its ALPN protocols kept when set: `http/1.1` alone never speaks HTTP/2).
+/// plus `extra_cas`, `transport_with(cfg)` over a TLS configuration of the caller's
+/// (its ALPN protocols kept when set: `http/1.1` alone never speaks HTTP/2), both
+/// through the environment's proxies, and `transport_through(cfg, proxies)`.
 #[macro_export]
 macro_rules! futures_io_transport {
     ($sockets:ident, $transport:ident, $name:literal) => {
@@ -283,7 +317,16 @@ macro_rules! futures_io_transport {
         /// protocols are kept when set (`http/1.1` alone: never HTTP/2); when empty, `h2`
         /// and `http/1.1` are offered.
         pub fn transport_with(cfg: ::rustls::ClientConfig) -> $transport {
-            $crate::futures_io::transport($sockets, cfg)
+            transport_through(cfg, $crate::proxy::Proxies::from_env())
+        }
+
+        #[doc = concat!("Builds the ", $name, " client over the TLS configuration `cfg`, through")]
+        /// `proxies` (see [`transport_with`]).
+        pub fn transport_through(
+            cfg: ::rustls::ClientConfig,
+            proxies: $crate::proxy::Proxies,
+        ) -> $transport {
+            $crate::futures_io::transport($sockets, cfg, proxies)
         }
     };
 }

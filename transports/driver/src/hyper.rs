@@ -31,6 +31,9 @@ pub fn to_hyper_request(req: Request<crate::Body>) -> Request<RequestBody> {
 /// Classifies a client error by walking its source chain. `is_connect` is the client's
 /// own verdict that the connection could not be made.
 pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportError {
+    if let Some(refused) = find::<crate::proxy::ProxyRefused>(err) {
+        return TransportError::new(TransportErrorKind::ProxyRefused, refused.to_string());
+    }
     if let Some(tls) = find::<rustls::Error>(err) {
         let kind = match tls {
             // Bytes that are not TLS records: the server speaks plain HTTP.
@@ -160,6 +163,9 @@ pub const POOL_IDLE: Duration = Duration::from_secs(90);
 pub struct HyperTransport<C: Service<Uri>> {
     client: hyper_util::client::legacy::Client<WarmConnector<C, C::Response>, RequestBody>,
     warm: WarmConnector<C, C::Response>,
+    /// The proxies the connector follows: a request a proxy forwards carries its
+    /// `Proxy-Authorization`.
+    proxies: crate::proxy::Proxies,
 }
 
 impl<C: Service<Uri> + Clone> Clone for HyperTransport<C> {
@@ -167,6 +173,7 @@ impl<C: Service<Uri> + Clone> Clone for HyperTransport<C> {
         HyperTransport {
             client: self.client.clone(),
             warm: self.warm.clone(),
+            proxies: self.proxies.clone(),
         }
     }
 }
@@ -191,7 +198,16 @@ where
         HyperTransport {
             client: builder.build(warm.clone()),
             warm,
+            proxies: crate::proxy::Proxies::none(),
         }
+    }
+
+    /// Tells the transport the proxies its connector follows (the connector is built
+    /// with the same): requests sent to a proxy in absolute form carry the proxy's
+    /// credentials.
+    pub fn proxied(mut self, proxies: crate::proxy::Proxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 }
 
@@ -205,8 +221,18 @@ where
 {
     fn send(
         &self,
-        request: Request<crate::Body>,
+        mut request: Request<crate::Body>,
     ) -> futures::future::BoxFuture<'static, Result<Response<BodyStream>, TransportError>> {
+        // to the proxy alone: a tunnel's CONNECT carries it, and the proxy removes it
+        // from a request it forwards
+        if let crate::proxy::Route::Forward {
+            auth: Some(auth), ..
+        } = self.proxies.route(request.uri())
+        {
+            request
+                .headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth);
+        }
         let fut = self.client.request(to_hyper_request(request));
         Box::pin(async move {
             match fut.await {

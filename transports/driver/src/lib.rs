@@ -36,6 +36,7 @@ pub mod hashing;
 pub mod hosts;
 pub mod hyper;
 pub mod layout;
+pub mod proxy;
 pub mod push;
 #[cfg(feature = "server")]
 pub mod server;
@@ -53,6 +54,7 @@ pub use stream::{
 /// and the one error type ([`Error`], with the core's as `RegistryError`).
 pub mod adapter_prelude {
     pub use crate::client::{BlobStream, Copied, Inspected, Pulled};
+    pub use crate::proxy::Proxies;
     pub use crate::tls::load_certs;
     pub use crate::{Caller, Error};
     pub use ocireg_core::Error as RegistryError;

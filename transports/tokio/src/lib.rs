@@ -26,6 +26,7 @@ use futures::future::{BoxFuture, FutureExt};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ocireg_driver::hyper::HyperTransport;
+use ocireg_driver::proxy::ProxyConnector;
 use ocireg_driver::Runtime;
 
 /// tokio's clock and timer.
@@ -42,7 +43,7 @@ impl Runtime for TokioRuntime {
     }
 }
 
-ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport, "tokio");
+ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport_through, "tokio");
 
 /// A blob read with [`Client::blob`](ocireg_driver::client::Client::blob) as a
 /// `tokio::io::AsyncRead`: the bytes as they arrive, verified as they end (a mismatch is
@@ -58,8 +59,10 @@ pub fn blob_reader(
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
 
-/// The tokio HTTP client: hyper-util's pooled client over hyper-rustls.
-pub type TokioTransport = HyperTransport<hyper_rustls::HttpsConnector<HttpConnector>>;
+/// The tokio HTTP client: hyper-util's pooled client over hyper-rustls, through the
+/// client's proxies.
+pub type TokioTransport =
+    HyperTransport<hyper_rustls::HttpsConnector<ProxyConnector<HttpConnector>>>;
 
 /// Builds the tokio client trusting the web PKI roots plus `extra_cas`.
 pub fn transport(
@@ -71,9 +74,16 @@ pub fn transport(
 }
 
 /// Builds the tokio client over the TLS configuration `tls` (e.g.
-/// [`ocireg_driver::tls::insecure_client_config`]). When its ALPN protocols are
-/// `http/1.1` alone, HTTP/2 is never spoken; otherwise `h2` and `http/1.1` are offered.
-pub fn transport_with(mut tls: rustls::ClientConfig) -> TokioTransport {
+/// [`ocireg_driver::tls::insecure_client_config`]), through the environment's proxies
+/// (`HTTPS_PROXY`, `NO_PROXY`, …). When its ALPN protocols are `http/1.1` alone, HTTP/2
+/// is never spoken; otherwise `h2` and `http/1.1` are offered.
+pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
+    transport_through(tls, Proxies::from_env())
+}
+
+/// Builds the tokio client over the TLS configuration `tls`, through `proxies` (see
+/// [`transport_with`]).
+pub fn transport_through(mut tls: rustls::ClientConfig, proxies: Proxies) -> TokioTransport {
     let http1_only = tls.alpn_protocols == [b"http/1.1".to_vec()];
     // hyper-rustls sets the protocols itself (and refuses a configuration that has any)
     tls.alpn_protocols.clear();
@@ -85,6 +95,7 @@ pub fn transport_with(mut tls: rustls::ClientConfig) -> TokioTransport {
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1();
+    let http = ProxyConnector::new(http, proxies.clone());
     let https = if http1_only {
         builder.wrap_connector(http)
     } else {
@@ -95,7 +106,7 @@ pub fn transport_with(mut tls: rustls::ClientConfig) -> TokioTransport {
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new());
     ocireg_driver::hyper::tune(&mut builder);
-    HyperTransport::new(&builder, https)
+    HyperTransport::new(&builder, https).proxied(proxies)
 }
 
 /// Serves `registry` on `listener` until the task is dropped (feature `server`). Each connection speaks

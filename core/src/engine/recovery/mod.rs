@@ -188,6 +188,20 @@ pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
         errors,
         retry_after,
     };
+    // Only a proxy answers 407 (to a request it forwards for a plain-http origin; a
+    // tunnel's refusal comes from the transport): the same refusal, in the same words.
+    if status == 407 {
+        return Recovery::Fail(Error::Transport {
+            method: sent.method.to_string(),
+            url: redact_url(&sent.url),
+            error: TransportError::new(
+                TransportErrorKind::ProxyRefused,
+                "the proxy refused to carry the request without credentials (407 Proxy \
+                 Authentication Required): give them in the proxy URL \
+                 (http://user:password@proxy:port, in --proxy or HTTP_PROXY)",
+            ),
+        });
+    }
     let registry_request = sent.kind == RequestKind::Registry;
     if registry_request && !sent.to_registry && matches!(status, 401 | 403) {
         let err = Error::ForeignOrigin {

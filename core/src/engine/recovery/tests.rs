@@ -268,3 +268,15 @@ fn a_delete_is_not_redirected() {
         Recovery::Redirect(_)
     ));
 }
+
+/// A `407` is a proxy's refusal: it fails at once, as the transport's refusal of a
+/// tunnel does, and says how to give the proxy credentials.
+#[test]
+fn a_proxy_refusal_fails_at_once_and_says_how_to_give_credentials() {
+    let s = sent("http://reg.test/v2/r/manifests/v1");
+    let Recovery::Fail(e) = status(&s, 407, &[("proxy-authenticate", "Basic realm=\"p\"")]) else {
+        panic!("a 407 is not retried")
+    };
+    assert!(!e.is_temporary());
+    assert!(e.to_string().contains("http://user:password@"), "{e}");
+}

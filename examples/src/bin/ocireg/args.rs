@@ -42,6 +42,15 @@ pub(crate) struct ConnectArgs {
     /// manifests, tags, referrers, blobs, and the source of a copy.
     #[arg(long, value_name = "DIR")]
     pub(crate) hosts_dir: Option<PathBuf>,
+    /// Reach every origin through this http:// proxy (`http://user:password@host:port`
+    /// when it asks for credentials) instead of HTTPS_PROXY, HTTP_PROXY and ALL_PROXY;
+    /// https registries through a CONNECT tunnel.
+    #[arg(long, value_name = "URL")]
+    pub(crate) proxy: Option<String>,
+    /// Hosts reached without the proxy, as NO_PROXY lists them (host, .domain, *, IP,
+    /// CIDR, each with or without :port); default: NO_PROXY.
+    #[arg(long, value_name = "LIST")]
+    pub(crate) no_proxy: Option<String>,
 }
 
 impl ConnectArgs {
@@ -54,7 +63,30 @@ impl ConnectArgs {
         {
             return Err("--username needs --password-stdin or OCIREG_PASSWORD".into());
         }
-        Ok(())
+        self.proxies().map(drop)
+    }
+
+    /// The proxies the flags and the environment give: `--proxy` (with `--no-proxy`,
+    /// else NO_PROXY) over the environment's.
+    pub(crate) fn proxies(&self) -> Result<ocireg_driver::proxy::Proxies, String> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(match &self.no_proxy {
+                Some(list) => {
+                    let list = list.clone();
+                    ocireg_driver::proxy::Proxies::from_vars(move |name| match name {
+                        "NO_PROXY" | "no_proxy" => Some(list.clone()),
+                        _ => std::env::var(name).ok(),
+                    })
+                }
+                None => ocireg_driver::proxy::Proxies::from_env(),
+            });
+        };
+        let no_proxy = self.no_proxy.clone().unwrap_or_else(|| {
+            std::env::var("NO_PROXY")
+                .or_else(|_| std::env::var("no_proxy"))
+                .unwrap_or_default()
+        });
+        ocireg_driver::proxy::Proxies::explicit(proxy, &no_proxy).map_err(|e| e.to_string())
     }
 }
 

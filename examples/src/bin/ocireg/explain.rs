@@ -133,6 +133,8 @@ fn network(e: &Error, registry: &str, attempts: &str) -> String {
             "cannot connect to {registry}{attempts} ({}): is a registry running at {registry}?",
             error.message
         ),
+        // the message says which proxy and how to give it credentials
+        TransportErrorKind::ProxyRefused => format!("{registry}: {}", error.message),
         TransportErrorKind::Tls => format!(
             "TLS with {registry} failed ({}): trust its CA with --ca-file, or use --plain-http if it speaks plain http",
             error.message

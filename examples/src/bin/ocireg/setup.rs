@@ -5,6 +5,7 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use ocireg_core::{Config, Credentials, RetryPolicy, Secret};
+use ocireg_driver::proxy::Proxies;
 use ocireg_driver::{Runtime, Transport};
 use rustls::pki_types::CertificateDer;
 
@@ -72,12 +73,13 @@ pub(crate) fn client(
     // a mirror whose entry names a `ca` is reached trusting it (and --ca-file)
     let base = extra_cas(c)?;
     let http1_only = c.http1_only;
+    let proxies = c.proxies()?;
     let factory: ocireg_driver::client::TransportFactory = std::sync::Arc::new(move |cas| {
         let mut all = base.clone();
         all.extend_from_slice(cas);
         let mut tls = ocireg_driver::tls::client_config(&all)?;
         alpn(&mut tls, http1_only);
-        Ok(io_over(choice, tls).transport)
+        Ok(io_over(choice, tls, proxies.clone()).transport)
     });
     Ok(client.transport_factory(factory))
 }
@@ -125,13 +127,13 @@ pub(crate) fn io_with_cas(
         let mut tls =
             ocireg_driver::tls::insecure_client_config().map_err(|e| format!("TLS setup: {e}"))?;
         alpn(&mut tls, c.http1_only);
-        return Ok(io_over(choice, tls));
+        return Ok(io_over(choice, tls, c.proxies()?));
     }
     let mut cas = extra_cas(c)?;
     for f in more {
         cas.extend(ocireg_driver::tls::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
     }
-    io_trusting(choice, &cas, c.http1_only)
+    io_trusting(choice, &cas, c.http1_only, c.proxies()?)
 }
 
 /// `--http1.1`: offer only HTTP/1.1 in ALPN (the adapters then never speak HTTP/2).
@@ -141,19 +143,19 @@ fn alpn(tls: &mut rustls::ClientConfig, http1_only: bool) {
     }
 }
 
-/// The client of `choice` over the TLS configuration `tls`.
-fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
+/// The client of `choice` over the TLS configuration `tls`, through `proxies`.
+fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig, proxies: Proxies) -> Io {
     match choice {
         RuntimeChoice::Tokio => Io {
-            transport: std::sync::Arc::new(ocireg_tokio::transport_with(tls)),
+            transport: std::sync::Arc::new(ocireg_tokio::transport_through(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
         },
         RuntimeChoice::AsyncStd => Io {
-            transport: std::sync::Arc::new(ocireg_async_std::transport_with(tls)),
+            transport: std::sync::Arc::new(ocireg_async_std::transport_through(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
         },
         RuntimeChoice::Smol => Io {
-            transport: std::sync::Arc::new(ocireg_smol::transport_with(tls)),
+            transport: std::sync::Arc::new(ocireg_smol::transport_through(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_smol::SmolRuntime),
         },
     }
@@ -161,7 +163,7 @@ fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig) -> Io {
 
 /// The client of `choice`, trusting the web PKI roots only.
 pub(crate) fn io_with_web_roots(choice: RuntimeChoice) -> Result<Io, String> {
-    io_trusting(choice, &[], false)
+    io_trusting(choice, &[], false, Proxies::from_env())
 }
 
 /// The client of `choice`, trusting the web PKI roots and `cas`.
@@ -169,10 +171,11 @@ fn io_trusting(
     choice: RuntimeChoice,
     cas: &[CertificateDer<'static>],
     http1_only: bool,
+    proxies: Proxies,
 ) -> Result<Io, String> {
     let mut tls = ocireg_driver::tls::client_config(cas).map_err(|e| format!("TLS setup: {e}"))?;
     alpn(&mut tls, http1_only);
-    Ok(io_over(choice, tls))
+    Ok(io_over(choice, tls, proxies))
 }
 
 /// The core's configuration the flags give, with no credentials.

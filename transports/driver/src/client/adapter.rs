@@ -7,7 +7,7 @@
 /// [`adapter_prelude`](crate::adapter_prelude)).
 #[macro_export]
 macro_rules! adapter_client {
-    ($transport:ty, $runtime:ident, $build:path, $name:literal) => {
+    ($transport:ty, $runtime:ident, $through:path, $name:literal) => {
         pub use $crate::adapter_prelude::*;
 
         #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
@@ -28,15 +28,33 @@ macro_rules! adapter_client {
             pub fn trusting(
                 extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
             ) -> Result<Client, ::rustls::Error> {
+                Client::connecting(extra_cas, $crate::proxy::Proxies::from_env())
+            }
+
+            /// A client that trusts `extra_cas` too (as [`Client::trusting`]) and reaches
+            /// every origin as `proxies` say ([`Proxies::explicit`], or
+            /// [`Proxies::none`]); the others read the environment's (`HTTPS_PROXY`,
+            /// `NO_PROXY`, …).
+            ///
+            /// [`Proxies::explicit`]: $crate::proxy::Proxies::explicit
+            /// [`Proxies::none`]: $crate::proxy::Proxies::none
+            pub fn connecting(
+                extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
+                proxies: $crate::proxy::Proxies,
+            ) -> Result<Client, ::rustls::Error> {
                 let base = extra_cas.to_vec();
+                let through = proxies.clone();
                 let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |cas| {
                     let mut all = base.clone();
                     all.extend_from_slice(cas);
-                    let t: std::sync::Arc<dyn $crate::Transport> = std::sync::Arc::new($build(&all)?);
+                    let cfg = $crate::tls::client_config(&all)?;
+                    let t: std::sync::Arc<dyn $crate::Transport> =
+                        std::sync::Arc::new($through(cfg, through.clone()));
                     Ok(t)
                 });
+                let cfg = $crate::tls::client_config(extra_cas)?;
                 Ok(Client(
-                    $crate::client::Client::new($build(extra_cas)?, $runtime)
+                    $crate::client::Client::new($through(cfg, proxies), $runtime)
                         .transport_factory(factory),
                 ))
             }
