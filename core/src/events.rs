@@ -201,6 +201,13 @@ pub enum Event {
         /// The registry host.
         host: String,
     },
+    /// A manifest answer announced the registry's rate limit (what is left of it).
+    RateLimit {
+        /// The manifest's tag or digest.
+        reference: String,
+        /// The limit, what remains, when it resets (as far as the registry said).
+        limit: crate::RateLimit,
+    },
 }
 
 /// Why a queued blob cannot continue from the caller's prefix.

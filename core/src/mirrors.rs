@@ -297,6 +297,7 @@ mod tests {
             errors: vec![],
             body: String::new(),
             retry_after: None,
+            rate_limit: None,
         }))
     }
 

@@ -58,12 +58,29 @@ pub fn content_range(data: &[u8]) {
     }
 }
 
-/// `Retry-After`, with a `Date` after the first NUL.
+/// `Retry-After`, with a `Date` after the first NUL; and the same bytes as the rate-limit
+/// fields a `429` may carry (each NUL-separated part one of them, in turn).
 pub fn retry_after(data: &[u8]) {
     let mut parts = data.splitn(2, |b| *b == 0);
     let value = parts.next().unwrap_or(b"");
     let date = parts.next();
     let _ = retry::parse_retry_after(value, date);
+    let names = [
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "ratelimit",
+        "ratelimit-policy",
+    ];
+    let mut headers = http::HeaderMap::new();
+    for (name, part) in names.iter().zip(data.split(|b| *b == 0)) {
+        if let Ok(v) = http::HeaderValue::from_bytes(part) {
+            headers.insert(*name, v);
+        }
+    }
+    if let Some(limit) = ocireg_core::RateLimit::from_headers(&headers) {
+        let _ = limit.to_string();
+    }
 }
 
 /// `Link` headers.
@@ -102,6 +119,7 @@ pub fn registry_errors(data: &[u8]) {
             errors: entries,
             body: String::new(),
             retry_after: None,
+            rate_limit: None,
         };
         let _ = e.to_string();
     }

@@ -374,6 +374,15 @@ impl Engine {
         match op.exchange {
             Exchange::Call(_) => {
                 let url = op.sent.url.clone().unwrap_or_else(|| self.origin.url());
+                // what a registry that limits the rate says is left, on each manifest
+                if let Target::Api(Endpoint::Manifest(reference)) = &op.target {
+                    if let Some(limit) = crate::RateLimit::from_headers(&incoming.headers) {
+                        self.out.push_back(Action::Event(crate::Event::RateLimit {
+                            reference: reference.clone(),
+                            limit,
+                        }));
+                    }
+                }
                 self.set_state(op_id, None);
                 self.fetched.push_back(Fetched {
                     op: op_id,

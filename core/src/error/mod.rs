@@ -112,6 +112,9 @@ pub struct StatusError {
     pub body: String,
     /// `Retry-After`, as a delay from the response.
     pub retry_after: Option<Duration>,
+    /// The rate limit the response announced (Docker Hub's `ratelimit-*`, the IETF
+    /// draft's `RateLimit*`), if any.
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 impl StatusError {
@@ -152,6 +155,9 @@ impl fmt::Display for StatusError {
             }
         } else if !self.body.is_empty() {
             write!(f, ": {:?}", self.body)?;
+        }
+        if let Some(limit) = &self.rate_limit {
+            write!(f, " (rate limit: {limit})")?;
         }
         Ok(())
     }

@@ -37,6 +37,7 @@ fn status_error_text() {
         errors: parse_registry_errors(body).unwrap(),
         body: String::new(),
         retry_after: None,
+        rate_limit: None,
     };
     assert_eq!(
         e.to_string(),
@@ -56,6 +57,7 @@ fn kinds_a_caller_can_branch_on() {
             errors: vec![],
             body: String::new(),
             retry_after,
+            rate_limit: None,
         })
     };
     let refused = |given: bool, code: u16| Error::Unauthorized {

@@ -63,3 +63,54 @@ fn a_blob_that_is_not_its_digest_leaves_nothing_at_the_output() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A registry that limits the rate (Docker Hub's headers, a `Retry-After` beyond what
+/// is waited): one line that names the limit, what remains and when to come back, and
+/// the ways out (credentials, a mirror); `-v` shows what is left on each manifest
+/// answer before that.
+#[test]
+fn a_rate_limit_is_named_with_what_remains_and_the_ways_out() {
+    use ocireg_registry::{Fault, Rule};
+    let img = image(141, &[1000], &Platform::host(), false);
+    let hub = |left: u32| {
+        Rule::all(Fault::Headers(vec![
+            ("ratelimit-limit".into(), "100;w=21600".into()),
+            ("ratelimit-remaining".into(), format!("{left};w=21600")),
+        ]))
+    };
+    let (addr, _reg, _rt) = inprocess(&img, vec![hub(7)]);
+    let out = ok(ocireg().args([
+        "inspect",
+        "-v",
+        "--plain-http",
+        &format!("{addr}/test/repo:v1"),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rate limit 100 requests per 6h, 7 remaining"),
+        "{err}"
+    );
+    let refusing = vec![
+        hub(0),
+        Rule::all(Fault::RateLimit {
+            times: u32::MAX,
+            retry_after: "7200".into(),
+        }),
+    ];
+    let (addr, _reg, _rt) = inprocess(&img, refusing);
+    let out = ocireg()
+        .args(["inspect", "--plain-http", &format!("{addr}/test/repo:v1")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    for part in [
+        "100 requests per 6h, 0 remaining",
+        "7200s",
+        "ocireg login",
+        "--hosts-dir",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+}

@@ -118,6 +118,9 @@ pub enum Fault {
         /// How many `PUT`s per path are undone.
         times: u32,
     },
+    /// Adds these headers to every answer (a registry's rate-limit announcements, on
+    /// successes and refusals alike).
+    Headers(Vec<(String, String)>),
     /// Require `Authorization: Bearer` on every request, issued by `/token`.
     Token {
         /// `realm` in the challenge (absolute URL of this server's `/token`).
@@ -225,6 +228,21 @@ impl FaultyRegistry {
     /// Answers one request with its body (pushes write it).
     pub fn handle_with_body<B>(&mut self, req: &Request<B>, body: &Bytes) -> Reply {
         let mut reply = self.decide(req, body);
+        let path = req.uri().path();
+        for rule in &self.rules {
+            if let (Fault::Headers(headers), true) =
+                (&rule.fault, path.contains(&rule.path_contains))
+            {
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) = (
+                        header::HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
+                        reply.head.headers_mut().insert(k, v);
+                    }
+                }
+            }
+        }
         // Every answer carries its date, as a real registry's does: an HTTP-date
         // `Retry-After` is placed on the client's clock relative to it.
         if !reply.head.headers().contains_key(header::DATE) {
@@ -418,6 +436,8 @@ impl FaultyRegistry {
                         reset = true;
                     }
                 }
+                // added to the answer, whatever it is (in `handle_with_body`)
+                Fault::Headers(_) => {}
                 Fault::RacingWriter { index, times } => {
                     if put_tag.is_some() && self.bump(i, &full_path) <= times {
                         racing = Some(index);

@@ -454,6 +454,10 @@ where
                     }
                 }
                 Action::Event(e) => {
+                    if let Event::RateLimit { reference, limit } = &e {
+                        // whatever the caller does with events, `-v` shows what is left
+                        tracing::info!("{reference}: rate limit {limit}");
+                    }
                     let mut told = caller.event(&e);
                     if let (Ok(()), Event::BlobQueued { blob, descriptor }) = (&told, &e) {
                         if let Some(queued) = machine.queued(*blob) {

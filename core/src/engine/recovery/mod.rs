@@ -187,6 +187,7 @@ pub(super) fn recover(sent: &Sent, came: Came<'_>, limits: Limits) -> Recovery {
         },
         errors,
         retry_after,
+        rate_limit: crate::RateLimit::from_headers(headers),
     };
     // Only a proxy answers 407 (to a request it forwards for a plain-http origin; a
     // tunnel's refusal comes from the transport): the same refusal, in the same words.

@@ -61,12 +61,14 @@ pub(crate) fn core_error(e: &Error, reference: &Reference, credentials: &Credent
             whose(credentials)
         ),
         ErrorKind::RateLimited { retry_after } => format!(
-            "{registry} is limiting the rate of requests{}: try again later{}",
+            "{registry} is limiting the rate of requests{}{}: try again later{}, or read through \
+             a mirror (--hosts-dir)",
+            rate_limit(e).map(|l| format!(" ({l})")).unwrap_or_default(),
             retry_after
                 .map(|d| format!(" (it asks to wait {}s)", d.as_secs()))
                 .unwrap_or_default(),
             if matches!(credentials, Credentials::Anonymous) {
-                ", or log in (anonymous pulls are often limited harder)"
+                ", log in (ocireg login: anonymous pulls are often limited harder)"
             } else {
                 ""
             }
@@ -113,6 +115,19 @@ fn not_found(e: &Error, reference: &Reference) -> String {
         };
     }
     format!("{text} (not found on {registry})")
+}
+
+/// The rate limit a refusal announced, if any.
+fn rate_limit(e: &Error) -> Option<ocireg_core::RateLimit> {
+    let mut cur = e;
+    loop {
+        match cur {
+            Error::GaveUp { last, .. } => cur = last,
+            Error::RetryAfterTooLong { source, .. } => return source.rate_limit,
+            Error::Status(s) => return s.rate_limit,
+            _ => return None,
+        }
+    }
 }
 
 /// The network failed: which way, and what to check.
