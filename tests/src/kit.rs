@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use ocireg_driver::proxy::Proxies;
+use ocireg_driver::tls::TlsConfigs;
 use ocireg_driver::{Runtime, Transport};
 use ocireg_registry::FaultyRegistry;
 use rustls::pki_types::CertificateDer;
@@ -23,6 +24,8 @@ pub trait Kit: 'static {
     }
     /// The runtime's HTTP client trusting `cas` too, through `proxies`.
     fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport>;
+    /// The runtime's HTTP client with each host's TLS configuration of `tls`.
+    fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> Box<dyn Transport>;
     /// The runtime's clock and timer.
     fn runtime() -> Box<dyn Runtime>;
     /// Serves `registry` on a free loopback port (until the executor ends); returns the
@@ -48,6 +51,10 @@ impl Kit for TokioKit {
     fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport> {
         let tls = ocireg_driver::tls::client_config(cas).unwrap();
         Box::new(ocireg_tokio::transport_through(tls, proxies))
+    }
+
+    fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> Box<dyn Transport> {
+        Box::new(ocireg_tokio::transport_for(tls, proxies))
     }
 
     fn runtime() -> Box<dyn Runtime> {
@@ -79,6 +86,10 @@ impl Kit for AsyncStdKit {
         Box::new(ocireg_async_std::transport_through(tls, proxies))
     }
 
+    fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> Box<dyn Transport> {
+        Box::new(ocireg_async_std::transport_for(tls, proxies))
+    }
+
     fn runtime() -> Box<dyn Runtime> {
         Box::new(ocireg_async_std::AsyncStdRuntime)
     }
@@ -108,6 +119,10 @@ impl Kit for SmolKit {
     fn transport_through(cas: &[CertificateDer<'static>], proxies: Proxies) -> Box<dyn Transport> {
         let tls = ocireg_driver::tls::client_config(cas).unwrap();
         Box::new(ocireg_smol::transport_through(tls, proxies))
+    }
+
+    fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> Box<dyn Transport> {
+        Box::new(ocireg_smol::transport_for(tls, proxies))
     }
 
     fn runtime() -> Box<dyn Runtime> {

@@ -8,4 +8,5 @@ pub mod kit;
 pub mod proxy;
 pub mod real;
 pub mod sim;
+pub mod tls_witness;
 pub mod token_server;

@@ -19,6 +19,10 @@ pub enum Mode {
     Open,
     /// https with a self-signed CA, no auth.
     OpenTls,
+    /// https that asks every client for a certificate its CA signed (mutual TLS,
+    /// `http.tls.clientcas`); the client's pair is [`RealRegistry::client`], and
+    /// `certs.d` holds it with the CA (`--cert-dir`).
+    MutualTls,
     /// Plain http with htpasswd basic auth (user `peer`, password `peerpass`).
     Basic,
     /// Plain http with token auth from a [`crate::token_server::TokenServer`].
@@ -34,6 +38,8 @@ pub struct RealRegistry {
     pub addr: String,
     /// The CA certificate, in TLS mode.
     pub ca: Option<PathBuf>,
+    /// The client certificate and key it accepts, in mutual TLS mode.
+    pub client: Option<(PathBuf, PathBuf)>,
     /// The mode.
     pub mode: Mode,
 }
@@ -42,6 +48,42 @@ pub struct RealRegistry {
 pub const USER: &str = "peer";
 /// Password in basic mode.
 pub const PASSWORD: &str = "peerpass";
+
+/// Issues, with the CA in `tls`, a certificate for `subject` with the extensions `ext`:
+/// its key `<name>.key`, the certificate `out`.
+fn issue(tls: &Path, name: &str, subject: &str, ext: &str, out: &str) {
+    let t = |f: &str| tls.join(f).display().to_string();
+    run(Command::new("openssl").args([
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        subject,
+        "-keyout",
+        &t(&format!("{name}.key")),
+        "-out",
+        &t(&format!("{name}.csr")),
+    ]));
+    std::fs::write(tls.join(format!("{name}.cnf")), ext).unwrap();
+    run(Command::new("openssl").args([
+        "x509",
+        "-req",
+        "-in",
+        &t(&format!("{name}.csr")),
+        "-CA",
+        &t("ca.crt"),
+        "-CAkey",
+        &t("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        &t(&format!("{name}.cnf")),
+        "-out",
+        &t(out),
+    ]));
+}
 
 /// A loopback port nothing listens on now (a registry about to start there, or one
 /// that is down).
@@ -102,7 +144,8 @@ impl RealRegistry {
             if deletes { "  delete:\n    enabled: true\n" } else { "" }
         );
         let mut ca = None;
-        if mode == Mode::OpenTls {
+        let mut client = None;
+        if matches!(mode, Mode::OpenTls | Mode::MutualTls) {
             let tls = dir.path().join("tls");
             std::fs::create_dir_all(&tls).unwrap();
             let t = |f: &str| tls.join(f).display().to_string();
@@ -125,36 +168,13 @@ impl RealRegistry {
                 "-out",
                 &t("ca.crt"),
             ]));
-            run(Command::new("openssl").args([
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-subj",
+            issue(
+                &tls,
+                "server",
                 "/CN=127.0.0.1",
-                "-keyout",
-                &t("server.key"),
-                "-out",
-                &t("server.csr"),
-            ]));
-            std::fs::write(tls.join("ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n").unwrap();
-            run(Command::new("openssl").args([
-                "x509",
-                "-req",
-                "-in",
-                &t("server.csr"),
-                "-CA",
-                &t("ca.crt"),
-                "-CAkey",
-                &t("ca.key"),
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-extfile",
-                &t("ext.cnf"),
-                "-out",
-                &t("server.crt"),
-            ]));
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+                "server.crt",
+            );
             config += &format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 t("server.crt"),
@@ -164,6 +184,20 @@ impl RealRegistry {
             std::fs::create_dir_all(&certs).unwrap();
             std::fs::copy(tls.join("ca.crt"), certs.join("ca.crt")).unwrap();
             ca = Some(tls.join("ca.crt"));
+            if mode == Mode::MutualTls {
+                // a client certificate of the same CA, in the files and in certs.d
+                issue(
+                    &tls,
+                    "client",
+                    "/CN=ocireg-test-client",
+                    "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+                    "client.cert",
+                );
+                std::fs::copy(tls.join("client.cert"), certs.join("client.cert")).unwrap();
+                std::fs::copy(tls.join("client.key"), certs.join("client.key")).unwrap();
+                config += &format!("    clientcas:\n      - {}\n", t("ca.crt"));
+                client = Some((tls.join("client.cert"), tls.join("client.key")));
+            }
         }
         if mode == Mode::Basic {
             let htpasswd = run(Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]));
@@ -197,6 +231,7 @@ impl RealRegistry {
             dir,
             addr,
             ca,
+            client,
             mode,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -214,7 +249,7 @@ impl RealRegistry {
     /// skopeo's TLS and credential options for the destination side.
     fn dest_opts(&self) -> Vec<String> {
         let mut o = match self.mode {
-            Mode::OpenTls => vec![format!(
+            Mode::OpenTls | Mode::MutualTls => vec![format!(
                 "--dest-cert-dir={}",
                 self.dir.path().join("certs.d").display()
             )],

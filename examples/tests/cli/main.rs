@@ -13,6 +13,7 @@ mod support;
 use support::{ocireg, ok, serve_inprocess, succeed};
 
 mod admin;
+mod client_certs;
 mod credentials;
 mod lists;
 mod proxies;

@@ -72,7 +72,7 @@ ocireg_driver::futures_io_transport!(AsyncStdSockets, AsyncStdTransport, "async-
 ocireg_driver::adapter_client!(
     AsyncStdTransport,
     AsyncStdRuntime,
-    transport_through,
+    transport_for,
     "async-std"
 );
 

@@ -22,6 +22,7 @@ use hyper_util::client::legacy::Client as HyperClient;
 
 use crate::hyper::{HyperTransport, CONNECT_TIMEOUT};
 use crate::proxy::{Proxies, ProxyConnector};
+use crate::tls::{PerHostConnector, TlsConfigs};
 
 /// What a `futures-io` runtime provides: TCP connections, a timer, and a way to run
 /// hyper's connection tasks.
@@ -274,37 +275,43 @@ where
     }
 }
 
-/// The pooled HTTP client over the runtime's sockets, through `proxies`, with the TLS
-/// configuration `cfg`. Its ALPN protocols are kept when set (`http/1.1` alone: never
-/// HTTP/2); when empty, `h2` and `http/1.1` are offered.
+/// The pooled HTTP client over the runtime's sockets, through `proxies`, with each
+/// host's TLS configuration of `tls`. Their ALPN protocols are kept when set (`http/1.1`
+/// alone: never HTTP/2); when empty, `h2` and `http/1.1` are offered.
 pub fn transport<S: Sockets>(
     sockets: S,
-    mut cfg: rustls::ClientConfig,
+    tls: &TlsConfigs,
     proxies: Proxies,
-) -> HyperTransport<Connector<S>> {
-    if cfg.alpn_protocols.is_empty() {
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    }
-    let connector = Connector {
-        tcp: ProxyConnector::new(TcpConnector(sockets.clone()), proxies.clone()),
-        tls: TlsConnector::from(Arc::new(cfg)),
-    };
+) -> HyperTransport<PerHostConnector<Connector<S>>> {
+    let connector = tls.connector(|mut cfg| {
+        if cfg.alpn_protocols.is_empty() {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        Connector {
+            tcp: ProxyConnector::new(TcpConnector(sockets.clone()), proxies.clone()),
+            tls: TlsConnector::from(Arc::new(cfg)),
+        }
+    });
     let mut builder = HyperClient::builder(Executor(sockets));
     crate::hyper::tune(&mut builder);
-    HyperTransport::new(&builder, connector).proxied(proxies)
+    HyperTransport::new(&builder, connector)
+        .proxied(proxies)
+        .watching(tls.asks())
 }
 
 /// Defines a `futures-io` adapter's transport: the type `$transport` (the pooled client
 /// over the runtime's `$sockets`), `transport(extra_cas)` trusting the web PKI roots
 /// plus `extra_cas`, `transport_with(cfg)` over a TLS configuration of the caller's
 /// (its ALPN protocols kept when set: `http/1.1` alone never speaks HTTP/2), both
-/// through the environment's proxies, and `transport_through(cfg, proxies)`.
+/// through the environment's proxies, `transport_through(cfg, proxies)`, and
+/// `transport_for(tls, proxies)` with a TLS configuration per host.
 #[macro_export]
 macro_rules! futures_io_transport {
     ($sockets:ident, $transport:ident, $name:literal) => {
         #[doc = concat!("The ", $name, " HTTP client: hyper-util's pooled client over ", $name, "'s sockets.")]
-        pub type $transport =
-            $crate::hyper::HyperTransport<$crate::futures_io::Connector<$sockets>>;
+        pub type $transport = $crate::hyper::HyperTransport<
+            $crate::tls::PerHostConnector<$crate::futures_io::Connector<$sockets>>,
+        >;
 
         #[doc = concat!("Builds the ", $name, " client trusting the web PKI roots plus `extra_cas`.")]
         pub fn transport(
@@ -326,7 +333,17 @@ macro_rules! futures_io_transport {
             cfg: ::rustls::ClientConfig,
             proxies: $crate::proxy::Proxies,
         ) -> $transport {
-            $crate::futures_io::transport($sockets, cfg, proxies)
+            transport_for(&$crate::tls::TlsConfigs::new(cfg), proxies)
+        }
+
+        #[doc = concat!("Builds the ", $name, " client with each host's TLS configuration of")]
+        /// `tls` (a host's own CAs or client certificate for that host alone), through
+        /// `proxies`.
+        pub fn transport_for(
+            tls: &$crate::tls::TlsConfigs,
+            proxies: $crate::proxy::Proxies,
+        ) -> $transport {
+            $crate::futures_io::transport($sockets, tls, proxies)
         }
     };
 }

@@ -46,6 +46,10 @@ pub struct HostsConfig {
     pub ca_files: Vec<(String, PathBuf)>,
     /// Hosts (`host[:port]`) whose entry says `skip_verify = true`.
     pub skip_verify: Vec<String>,
+    /// Client certificates the hosts name (`client`): the `host[:port]` of the host that
+    /// named it, the certificate file and the key file (the same file when `client` names
+    /// one file that holds both), shown to that host alone.
+    pub client_files: Vec<(String, PathBuf, PathBuf)>,
 }
 
 impl HostsConfig {
@@ -57,6 +61,16 @@ impl HostsConfig {
             .filter(|(a, _)| *a == authority)
             .map(|(_, f)| f.clone())
             .collect()
+    }
+
+    /// The client certificate `host`'s entry named (the first), as certificate and key
+    /// files.
+    pub fn client_of(&self, host: &Host) -> Option<(PathBuf, PathBuf)> {
+        let authority = host.authority();
+        self.client_files
+            .iter()
+            .find(|(a, _, _)| *a == authority)
+            .map(|(_, c, k)| (c.clone(), k.clone()))
     }
 }
 
@@ -99,6 +113,7 @@ pub fn parse(
         upstream: Host::upstream(reference, plain_http),
         ca_files: Vec::new(),
         skip_verify: Vec::new(),
+        client_files: Vec::new(),
     };
     if let Some(server) = doc.get("server") {
         let url = host_url(
@@ -159,6 +174,52 @@ fn entry(
     if let Some(ca) = fields.get("ca") {
         for path in strings(file, &name, "ca", ca)? {
             config.ca_files.push((host.authority(), base.join(path)));
+        }
+    }
+    // containerd's forms: "both.pem", ["cert.pem", "key.pem"] (one pair), or a list of
+    // pairs, a key of "" meaning the certificate's own file
+    if let Some(client) = fields.get("client") {
+        let pairs: Vec<(String, String)> = match client {
+            toml::Value::String(f) => vec![(f.clone(), String::new())],
+            toml::Value::Array(items) if items.iter().all(|i| i.is_str()) => {
+                let files = strings(file, &name, "client", client)?;
+                match files.as_slice() {
+                    [cert] => vec![(cert.clone(), String::new())],
+                    [cert, key] => vec![(cert.clone(), key.clone())],
+                    _ => {
+                        return Err(invalid(
+                            file,
+                            format!("{name}: client is not a certificate and a key"),
+                        ))
+                    }
+                }
+            }
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|pair| {
+                    let files = strings(file, &name, "client", pair)?;
+                    match files.as_slice() {
+                        [cert] => Ok((cert.clone(), String::new())),
+                        [cert, key] => Ok((cert.clone(), key.clone())),
+                        _ => Err(invalid(
+                            file,
+                            format!("{name}: client is not a list of [certificate, key]"),
+                        )),
+                    }
+                })
+                .collect::<io::Result<_>>()?,
+            _ => {
+                return Err(invalid(
+                    file,
+                    format!("{name}: client is not a file or a list of files"),
+                ))
+            }
+        };
+        for (cert, key) in pairs {
+            let key = if key.is_empty() { cert.clone() } else { key };
+            config
+                .client_files
+                .push((host.authority(), base.join(cert), base.join(key)));
         }
     }
     match fields.get("skip_verify") {
@@ -323,6 +384,62 @@ server = "https://registry-1.docker.io"
         );
         assert_eq!(c.skip_verify, ["mirror-a.example"]);
         assert!(c.upstream.upstream, "server is the registry's own API host");
+    }
+
+    /// containerd's three forms of `client`: one file holding both, one pair, a list of
+    /// pairs (a key of "" meaning the certificate's own file); each for its host alone.
+    #[test]
+    fn client_certificates_in_each_form() {
+        let text = r#"
+[host."https://one.example"]
+  client = "both.pem"
+[host."https://two.example:5000"]
+  client = ["two.crt", "two.key"]
+[host."https://three.example"]
+  client = [["/abs/three.crt", "three.key"], ["four.pem", ""]]
+"#;
+        let c = parse(text, Path::new("/h/reg/hosts.toml"), &reference(), false).unwrap();
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            c.client_files,
+            [
+                (
+                    "one.example".into(),
+                    p("/h/reg/both.pem"),
+                    p("/h/reg/both.pem")
+                ),
+                (
+                    "two.example:5000".into(),
+                    p("/h/reg/two.crt"),
+                    p("/h/reg/two.key")
+                ),
+                (
+                    "three.example".into(),
+                    p("/abs/three.crt"),
+                    p("/h/reg/three.key")
+                ),
+                (
+                    "three.example".into(),
+                    p("/h/reg/four.pem"),
+                    p("/h/reg/four.pem")
+                ),
+            ]
+        );
+        assert_eq!(
+            c.client_of(&c.mirrors[1]),
+            Some((p("/h/reg/two.crt"), p("/h/reg/two.key")))
+        );
+        assert_eq!(c.client_of(&c.upstream), None);
+        for bad in [
+            "[host.\"https://x\"]\nclient = 3",
+            "[host.\"https://x\"]\nclient = [\"a\", \"b\", \"c\"]",
+            "[host.\"https://x\"]\nclient = [[\"a\", \"b\", \"c\"]]",
+        ] {
+            assert!(
+                parse(bad, Path::new("h"), &reference(), false).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

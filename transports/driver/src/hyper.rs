@@ -1,6 +1,7 @@
 //! hyper glue shared by the adapters: requests out, responses and errors in.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +41,17 @@ pub fn classify(err: &(dyn StdError + 'static), is_connect: bool) -> TransportEr
             rustls::Error::InvalidMessage(_) => TransportErrorKind::NotTls,
             _ => TransportErrorKind::Tls,
         };
+        use rustls::AlertDescription::{BadCertificate, CertificateRequired};
+        if let rustls::Error::AlertReceived(CertificateRequired | BadCertificate) = tls {
+            return TransportError::new(
+                kind,
+                format!(
+                    "TLS: the server refused the handshake for want of a client certificate \
+                     it accepts ({tls}): give one with --cert and --key, --cert-dir, or a \
+                     hosts.toml client entry (TlsSetup in the library)"
+                ),
+            );
+        }
         return TransportError::new(kind, format!("TLS: {tls}"));
     }
     let mut kind = if is_connect {
@@ -166,6 +178,8 @@ pub struct HyperTransport<C: Service<Uri>> {
     /// The proxies the connector follows: a request a proxy forwards carries its
     /// `Proxy-Authorization`.
     proxies: crate::proxy::Proxies,
+    /// When a server asked for a client certificate its host has none of.
+    asks: Arc<crate::tls::CertificateAsks>,
 }
 
 impl<C: Service<Uri> + Clone> Clone for HyperTransport<C> {
@@ -174,6 +188,7 @@ impl<C: Service<Uri> + Clone> Clone for HyperTransport<C> {
             client: self.client.clone(),
             warm: self.warm.clone(),
             proxies: self.proxies.clone(),
+            asks: self.asks.clone(),
         }
     }
 }
@@ -199,7 +214,16 @@ where
             client: builder.build(warm.clone()),
             warm,
             proxies: crate::proxy::Proxies::none(),
+            asks: Arc::default(),
         }
+    }
+
+    /// Tells the transport where its TLS configurations note a server's ask for a client
+    /// certificate they do not have ([`crate::tls::TlsConfigs::asks`]): a connection that
+    /// closes right after one is said to be that refusal, and is not retried.
+    pub fn watching(mut self, asks: Arc<crate::tls::CertificateAsks>) -> Self {
+        self.asks = asks;
+        self
     }
 
     /// Tells the transport the proxies its connector follows (the connector is built
@@ -234,10 +258,30 @@ where
                 .insert(http::header::PROXY_AUTHORIZATION, auth);
         }
         let fut = self.client.request(to_hyper_request(request));
+        let (asks, started) = (self.asks.clone(), std::time::Instant::now());
         Box::pin(async move {
             match fut.await {
                 Ok(resp) => Ok(resp.map(body_stream)),
-                Err(e) => Err(classify(&e, e.is_connect())),
+                Err(e) => {
+                    let t = classify(&e, e.is_connect());
+                    let closed = matches!(
+                        t.kind,
+                        TransportErrorKind::Broken | TransportErrorKind::Connect
+                    );
+                    if closed && asks.asked_since(started) {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Tls,
+                            format!(
+                                "TLS: the server closed the connection right after asking for \
+                                 a client certificate, and none is configured for this host \
+                                 ({}): give one with --cert and --key, --cert-dir, or a \
+                                 hosts.toml client entry (TlsSetup in the library)",
+                                t.message
+                            ),
+                        ));
+                    }
+                    Err(t)
+                }
             }
         })
     }

@@ -63,7 +63,7 @@ impl Sockets for SmolSockets {
 }
 
 ocireg_driver::futures_io_transport!(SmolSockets, SmolTransport, "smol");
-ocireg_driver::adapter_client!(SmolTransport, SmolRuntime, transport_through, "smol");
+ocireg_driver::adapter_client!(SmolTransport, SmolRuntime, transport_for, "smol");
 
 /// Serves `registry` on `listener` (HTTP/1.1) until the future is dropped (feature
 /// `server`).

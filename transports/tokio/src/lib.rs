@@ -27,6 +27,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ocireg_driver::hyper::HyperTransport;
 use ocireg_driver::proxy::ProxyConnector;
+use ocireg_driver::tls::{PerHostConnector, TlsConfigs};
 use ocireg_driver::Runtime;
 
 /// tokio's clock and timer.
@@ -43,7 +44,7 @@ impl Runtime for TokioRuntime {
     }
 }
 
-ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport_through, "tokio");
+ocireg_driver::adapter_client!(TokioTransport, TokioRuntime, transport_for, "tokio");
 
 /// A blob read with [`Client::blob`](ocireg_driver::client::Client::blob) as a
 /// `tokio::io::AsyncRead`: the bytes as they arrive, verified as they end (a mismatch is
@@ -62,7 +63,7 @@ pub struct ReadmeDoctests;
 /// The tokio HTTP client: hyper-util's pooled client over hyper-rustls, through the
 /// client's proxies.
 pub type TokioTransport =
-    HyperTransport<hyper_rustls::HttpsConnector<ProxyConnector<HttpConnector>>>;
+    HyperTransport<PerHostConnector<hyper_rustls::HttpsConnector<ProxyConnector<HttpConnector>>>>;
 
 /// Builds the tokio client trusting the web PKI roots plus `extra_cas`.
 pub fn transport(
@@ -83,30 +84,40 @@ pub fn transport_with(tls: rustls::ClientConfig) -> TokioTransport {
 
 /// Builds the tokio client over the TLS configuration `tls`, through `proxies` (see
 /// [`transport_with`]).
-pub fn transport_through(mut tls: rustls::ClientConfig, proxies: Proxies) -> TokioTransport {
-    let http1_only = tls.alpn_protocols == [b"http/1.1".to_vec()];
-    // hyper-rustls sets the protocols itself (and refuses a configuration that has any)
-    tls.alpn_protocols.clear();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(ocireg_driver::hyper::CONNECT_TIMEOUT));
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1();
-    let http = ProxyConnector::new(http, proxies.clone());
-    let https = if http1_only {
-        builder.wrap_connector(http)
-    } else {
-        builder.enable_http2().wrap_connector(http)
-    };
+pub fn transport_through(tls: rustls::ClientConfig, proxies: Proxies) -> TokioTransport {
+    transport_for(&TlsConfigs::new(tls), proxies)
+}
+
+/// Builds the tokio client with each host's TLS configuration of `tls` (a host's own
+/// CAs or client certificate for that host alone), through `proxies`.
+pub fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> TokioTransport {
+    let https = tls.connector(|mut tls| {
+        let http1_only = tls.alpn_protocols == [b"http/1.1".to_vec()];
+        // hyper-rustls sets the protocols itself (and refuses a configuration that has any)
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(ocireg_driver::hyper::CONNECT_TIMEOUT));
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1();
+        let http = ProxyConnector::new(http, proxies.clone());
+        if http1_only {
+            builder.wrap_connector(http)
+        } else {
+            builder.enable_http2().wrap_connector(http)
+        }
+    });
     let mut builder = HyperClient::builder(TokioExecutor::new());
     builder
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new());
     ocireg_driver::hyper::tune(&mut builder);
-    HyperTransport::new(&builder, https).proxied(proxies)
+    HyperTransport::new(&builder, https)
+        .proxied(proxies)
+        .watching(tls.asks())
 }
 
 /// Serves `registry` on `listener` until the task is dropped (feature `server`). Each connection speaks

@@ -29,7 +29,10 @@ pub(crate) async fn cmd_login(a: LoginArgs, rt: RuntimeChoice) -> Result<(), Str
         return Err("login needs --username with --password-stdin (or OCIREG_PASSWORD)".into());
     };
     let given = crate::setup::credentials(&a.connect, &registry)?;
-    let client = crate::setup::client(rt, &a.connect, &[], |_| Ok(()))?;
+    // no credentials of the flags for the client: they are checked by login itself
+    let mut connect = a.connect.clone();
+    connect.username = None;
+    let client = crate::setup::client(rt, &connect, &[&registry], |_| Ok(()))?;
     let stored = match client.login(&registry, given).await {
         Ok(stored) => stored,
         Err(DriveError::Registry(e))

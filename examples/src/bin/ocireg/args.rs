@@ -51,6 +51,18 @@ pub(crate) struct ConnectArgs {
     /// CIDR, each with or without :port); default: NO_PROXY.
     #[arg(long, value_name = "LIST")]
     pub(crate) no_proxy: Option<String>,
+    /// Client certificate (PEM, with its chain) shown to the registry alone, for
+    /// registries that ask for one (mutual TLS); with --key.
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub(crate) cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// A directory as Docker's and skopeo's certs.d keep one per registry: `*.crt` CAs
+    /// trusted for the registry, and a `*.cert` with the `*.key` of the same name shown
+    /// to it as the client certificate.
+    #[arg(long, value_name = "DIR", conflicts_with = "cert")]
+    pub(crate) cert_dir: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -63,7 +75,65 @@ impl ConnectArgs {
         {
             return Err("--username needs --password-stdin or OCIREG_PASSWORD".into());
         }
+        if self.insecure_skip_tls_verify && (self.cert.is_some() || self.cert_dir.is_some()) {
+            return Err(
+                "--insecure-skip-tls-verify cannot be combined with a client certificate: \
+                 trust the registry's CA with --ca-file or --cert-dir instead"
+                    .into(),
+            );
+        }
+        self.client_tls()?;
         self.proxies().map(drop)
+    }
+
+    /// The registry's own CAs and client certificate: `--cert`/`--key`, or what
+    /// `--cert-dir` holds. An unreadable file, a key that is not the certificate's, a
+    /// `*.cert` without its `*.key`: an error that names the file.
+    pub(crate) fn client_tls(
+        &self,
+    ) -> Result<
+        (
+            Vec<rustls::pki_types::CertificateDer<'static>>,
+            Option<ocireg_driver::tls::ClientIdentity>,
+        ),
+        String,
+    > {
+        use ocireg_driver::tls::{load_certs, ClientIdentity};
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            return Ok((Vec::new(), Some(ClientIdentity::load(cert, key)?)));
+        }
+        let Some(dir) = &self.cert_dir else {
+            return Ok((Vec::new(), None));
+        };
+        let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| format!("--cert-dir {}: {e}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        names.sort();
+        let mut cas = Vec::new();
+        let mut identity = None;
+        for path in &names {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("crt") => {
+                    cas.extend(load_certs(path).map_err(|e| format!("{}: {e}", path.display()))?)
+                }
+                Some("cert") => {
+                    let key = path.with_extension("key");
+                    if !key.exists() {
+                        return Err(format!(
+                            "{}: no {} beside it (a client certificate needs its key)",
+                            path.display(),
+                            key.display()
+                        ));
+                    }
+                    if identity.is_none() {
+                        identity = Some(ClientIdentity::load(path, &key)?);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok((cas, identity))
     }
 
     /// The proxies the flags and the environment give: `--proxy` (with `--no-proxy`,

@@ -150,6 +150,9 @@ fn network(e: &Error, registry: &str, attempts: &str) -> String {
         ),
         // the message says which proxy and how to give it credentials
         TransportErrorKind::ProxyRefused => format!("{registry}: {}", error.message),
+        TransportErrorKind::Tls if error.message.contains("client certificate") => {
+            format!("{registry}: {}", error.message)
+        }
         TransportErrorKind::Tls => format!(
             "TLS with {registry} failed ({}): trust its CA with --ca-file, or use --plain-http if it speaks plain http",
             error.message

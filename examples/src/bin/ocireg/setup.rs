@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ocireg_core::{Config, Credentials, RetryPolicy, Secret};
 use ocireg_driver::proxy::Proxies;
+use ocireg_driver::tls::{HostTls, TlsConfigs, TlsSetup};
 use ocireg_driver::{Runtime, Transport};
 use rustls::pki_types::CertificateDer;
 
@@ -55,7 +56,7 @@ pub(crate) fn client(
     registries: &[&str],
     tune: impl FnOnce(&mut Config) -> Result<(), String>,
 ) -> Result<ocireg_driver::client::Client, String> {
-    let io = io(choice, c)?;
+    let io = io(choice, c, registries)?;
     let mut cfg = config_without_credentials(c, io.runtime.now());
     tune(&mut cfg)?;
     let mut client = ocireg_driver::client::Client::from_parts(io.transport, io.runtime)
@@ -71,15 +72,14 @@ pub(crate) fn client(
         client = client.hosts_dir(dir);
     }
     // a mirror whose entry names a `ca` is reached trusting it (and --ca-file)
-    let base = extra_cas(c)?;
+    let setup = tls_setup(c, registries)?;
     let http1_only = c.http1_only;
     let proxies = c.proxies()?;
-    let factory: ocireg_driver::client::TransportFactory = std::sync::Arc::new(move |cas| {
-        let mut all = base.clone();
-        all.extend_from_slice(cas);
-        let mut tls = ocireg_driver::tls::client_config(&all)?;
-        alpn(&mut tls, http1_only);
-        Ok(io_over(choice, tls, proxies.clone()).transport)
+    let factory: ocireg_driver::client::TransportFactory = std::sync::Arc::new(move |host| {
+        let mut setup = setup.clone();
+        setup.hosts.push(host.clone());
+        let configs = with_alpn(setup.configs(&[])?, http1_only);
+        Ok(io_over(choice, &configs, proxies.clone()).transport)
     });
     Ok(client.transport_factory(factory))
 }
@@ -108,17 +108,14 @@ pub(crate) fn docker_credentials(host: &str) -> Result<Credentials, String> {
 }
 
 /// The client of `choice`, trusting the web PKI roots and `c`'s extra CAs (or, with
-/// `--insecure-skip-tls-verify`, any certificate, loudly).
-pub(crate) fn io(choice: RuntimeChoice, c: &ConnectArgs) -> Result<Io, String> {
-    io_with_cas(choice, c, &[])
-}
-
-/// [`io`], trusting the CA files `more` as well (a mirror's `ca`).
-pub(crate) fn io_with_cas(
+/// `--insecure-skip-tls-verify`, any certificate, loudly), showing the client
+/// certificate of `--cert`/`--key` or `--cert-dir` to `registries` alone.
+pub(crate) fn io(
     choice: RuntimeChoice,
     c: &ConnectArgs,
-    more: &[std::path::PathBuf],
+    registries: &[&str],
 ) -> Result<Io, String> {
+    let proxies = c.proxies()?;
     if c.insecure_skip_tls_verify {
         eprintln!(
             "WARNING: --insecure-skip-tls-verify: no server certificate is checked; anyone on \
@@ -127,13 +124,34 @@ pub(crate) fn io_with_cas(
         let mut tls =
             ocireg_driver::tls::insecure_client_config().map_err(|e| format!("TLS setup: {e}"))?;
         alpn(&mut tls, c.http1_only);
-        return Ok(io_over(choice, tls, c.proxies()?));
+        return Ok(io_over(choice, &TlsConfigs::new(tls), proxies));
     }
-    let mut cas = extra_cas(c)?;
-    for f in more {
-        cas.extend(ocireg_driver::tls::load_certs(f).map_err(|e| format!("{}: {e}", f.display()))?);
+    let configs = tls_setup(c, registries)?
+        .configs(&[])
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(io_over(choice, &with_alpn(configs, c.http1_only), proxies))
+}
+
+/// What the TLS flags say: `--ca-file` for every host; for each of `registries`, the
+/// client certificate of `--cert`/`--key`, or the `*.crt` CAs and the `*.cert`/`*.key`
+/// pair of `--cert-dir` (Docker's and skopeo's convention).
+pub(crate) fn tls_setup(c: &ConnectArgs, registries: &[&str]) -> Result<TlsSetup, String> {
+    let mut setup = TlsSetup {
+        extra_cas: extra_cas(c)?,
+        hosts: Vec::new(),
+    };
+    let (cas, identity) = c.client_tls()?;
+    if cas.is_empty() && identity.is_none() {
+        return Ok(setup);
     }
-    io_trusting(choice, &cas, c.http1_only, c.proxies()?)
+    for r in registries {
+        setup.hosts.push(HostTls {
+            authority: (*r).to_string(),
+            cas: cas.clone(),
+            identity: identity.clone(),
+        });
+    }
+    Ok(setup)
 }
 
 /// `--http1.1`: offer only HTTP/1.1 in ALPN (the adapters then never speak HTTP/2).
@@ -143,19 +161,24 @@ fn alpn(tls: &mut rustls::ClientConfig, http1_only: bool) {
     }
 }
 
-/// The client of `choice` over the TLS configuration `tls`, through `proxies`.
-fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig, proxies: Proxies) -> Io {
+/// `configs`, each offering only HTTP/1.1 with `--http1.1`.
+fn with_alpn(configs: TlsConfigs, http1_only: bool) -> TlsConfigs {
+    configs.each(|c| alpn(c, http1_only))
+}
+
+/// The client of `choice` over the TLS configurations `tls`, through `proxies`.
+fn io_over(choice: RuntimeChoice, tls: &TlsConfigs, proxies: Proxies) -> Io {
     match choice {
         RuntimeChoice::Tokio => Io {
-            transport: std::sync::Arc::new(ocireg_tokio::transport_through(tls, proxies)),
+            transport: std::sync::Arc::new(ocireg_tokio::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
         },
         RuntimeChoice::AsyncStd => Io {
-            transport: std::sync::Arc::new(ocireg_async_std::transport_through(tls, proxies)),
+            transport: std::sync::Arc::new(ocireg_async_std::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
         },
         RuntimeChoice::Smol => Io {
-            transport: std::sync::Arc::new(ocireg_smol::transport_through(tls, proxies)),
+            transport: std::sync::Arc::new(ocireg_smol::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_smol::SmolRuntime),
         },
     }
@@ -163,19 +186,8 @@ fn io_over(choice: RuntimeChoice, tls: rustls::ClientConfig, proxies: Proxies) -
 
 /// The client of `choice`, trusting the web PKI roots only.
 pub(crate) fn io_with_web_roots(choice: RuntimeChoice) -> Result<Io, String> {
-    io_trusting(choice, &[], false, Proxies::from_env())
-}
-
-/// The client of `choice`, trusting the web PKI roots and `cas`.
-fn io_trusting(
-    choice: RuntimeChoice,
-    cas: &[CertificateDer<'static>],
-    http1_only: bool,
-    proxies: Proxies,
-) -> Result<Io, String> {
-    let mut tls = ocireg_driver::tls::client_config(cas).map_err(|e| format!("TLS setup: {e}"))?;
-    alpn(&mut tls, http1_only);
-    Ok(io_over(choice, tls, proxies))
+    let tls = ocireg_driver::tls::client_config(&[]).map_err(|e| format!("TLS setup: {e}"))?;
+    Ok(io_over(choice, &TlsConfigs::new(tls), Proxies::from_env()))
 }
 
 /// The core's configuration the flags give, with no credentials.

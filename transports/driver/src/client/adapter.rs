@@ -7,7 +7,7 @@
 /// [`adapter_prelude`](crate::adapter_prelude)).
 #[macro_export]
 macro_rules! adapter_client {
-    ($transport:ty, $runtime:ident, $through:path, $name:literal) => {
+    ($transport:ty, $runtime:ident, $for:path, $name:literal) => {
         pub use $crate::adapter_prelude::*;
 
         #[doc = concat!("A registry client on ", $name, ": hyper over rustls (web PKI roots), Docker's")]
@@ -42,20 +42,34 @@ macro_rules! adapter_client {
                 extra_cas: &[::rustls::pki_types::CertificateDer<'static>],
                 proxies: $crate::proxy::Proxies,
             ) -> Result<Client, ::rustls::Error> {
-                let base = extra_cas.to_vec();
-                let through = proxies.clone();
-                let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |cas| {
-                    let mut all = base.clone();
-                    all.extend_from_slice(cas);
-                    let cfg = $crate::tls::client_config(&all)?;
+                let tls = $crate::tls::TlsSetup {
+                    extra_cas: extra_cas.to_vec(),
+                    hosts: Vec::new(),
+                };
+                Client::with_tls(tls, proxies)
+            }
+
+            /// A client that trusts and shows what `tls` says: extra CAs, and hosts with
+            /// CAs or a client certificate of their own ([`TlsSetup`]; see
+            /// [`ClientIdentity::load`]), a certificate shown to its host alone; every
+            /// origin reached as `proxies` say.
+            ///
+            /// [`TlsSetup`]: $crate::tls::TlsSetup
+            /// [`ClientIdentity::load`]: $crate::tls::ClientIdentity::load
+            pub fn with_tls(
+                tls: $crate::tls::TlsSetup,
+                proxies: $crate::proxy::Proxies,
+            ) -> Result<Client, ::rustls::Error> {
+                let transport = $for(&tls.configs(&[])?, proxies.clone());
+                let factory: $crate::client::TransportFactory = std::sync::Arc::new(move |host| {
+                    let mut tls = tls.clone();
+                    tls.hosts.push(host.clone());
                     let t: std::sync::Arc<dyn $crate::Transport> =
-                        std::sync::Arc::new($through(cfg, through.clone()));
+                        std::sync::Arc::new($for(&tls.configs(&[])?, proxies.clone()));
                     Ok(t)
                 });
-                let cfg = $crate::tls::client_config(extra_cas)?;
                 Ok(Client(
-                    $crate::client::Client::new($through(cfg, proxies), $runtime)
-                        .transport_factory(factory),
+                    $crate::client::Client::new(transport, $runtime).transport_factory(factory),
                 ))
             }
 

@@ -115,10 +115,11 @@ impl Client {
         };
         host.configure(&mut c, written);
         let cas = config.cas_of(host);
-        let transport = if cas.is_empty() || self.skip_verify_allowed {
+        let client = config.client_of(host);
+        let transport = if (cas.is_empty() || self.skip_verify_allowed) && client.is_none() {
             self.transport.clone()
         } else {
-            self.transport_trusting(&cas)?
+            self.transport_for_host(&host.authority(), &cas, client)?
         };
         Ok(Step {
             config: c,

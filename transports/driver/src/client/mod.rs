@@ -24,7 +24,6 @@ use std::sync::Arc;
 use futures::stream::{Stream, StreamExt};
 use futures::FutureExt;
 use ocireg_core::{Config, Credentials, Descriptor, Digest, Event, Machine, Manifest, Reference};
-use rustls::pki_types::CertificateDer;
 
 use crate::{Caller, Error, Runtime, Transport};
 
@@ -48,11 +47,11 @@ pub use callers::Collect;
 use callers::{Both, TagSender};
 use hosts::Read;
 
-/// Builds a transport that trusts the given CA certificates besides the client's own
-/// roots: how a client reaches a mirror whose `hosts.toml` entry names a `ca`.
-pub type TransportFactory = Arc<
-    dyn Fn(&[CertificateDer<'static>]) -> Result<Arc<dyn Transport>, rustls::Error> + Send + Sync,
->;
+/// Builds a transport that, for the host it names, also trusts its CA certificates and
+/// shows its client certificate (every other host as the client's own transport does):
+/// how a client reaches a mirror whose `hosts.toml` entry names a `ca` or a `client`.
+pub type TransportFactory =
+    Arc<dyn Fn(&crate::tls::HostTls) -> Result<Arc<dyn Transport>, rustls::Error> + Send + Sync>;
 
 /// A registry client over a transport and a runtime.
 #[derive(Clone)]
@@ -174,11 +173,19 @@ impl Client {
         Ok(config)
     }
 
-    /// A transport trusting the CA files `cas` besides the client's roots.
-    fn transport_trusting(&self, cas: &[PathBuf]) -> Result<Arc<dyn Transport>, Error> {
+    /// A transport that, for `authority` alone, trusts the CA files `cas` besides the
+    /// client's roots and shows the client certificate `client` (certificate and key
+    /// files).
+    fn transport_for_host(
+        &self,
+        authority: &str,
+        cas: &[PathBuf],
+        client: Option<(PathBuf, PathBuf)>,
+    ) -> Result<Arc<dyn Transport>, Error> {
         let Some(factory) = &self.factory else {
             return Err(Error::Plan(std::io::Error::other(
-                "a host names a CA but this client cannot build a transport for it",
+                "a host names a CA or a client certificate but this client cannot build a \
+                 transport for it",
             )));
         };
         let mut certs = Vec::new();
@@ -188,7 +195,18 @@ impl Client {
                     .map_err(|e| Error::Credentials(format!("{}: {e}", f.display())))?,
             );
         }
-        factory(&certs).map_err(|e| Error::Credentials(format!("TLS setup: {e}")))
+        let identity = match client {
+            Some((cert, key)) => {
+                Some(crate::tls::ClientIdentity::load(&cert, &key).map_err(Error::Credentials)?)
+            }
+            None => None,
+        };
+        let host = crate::tls::HostTls {
+            authority: authority.to_string(),
+            cas: certs,
+            identity,
+        };
+        factory(&host).map_err(|e| Error::Credentials(format!("TLS setup: {e}")))
     }
 
     /// Drives `machine` over `transport`, with `caller`.
