@@ -32,14 +32,34 @@ pub struct Capabilities {
     pub pull: bool,
     /// A tag's digest.
     pub resolve: bool,
+    /// Pushes (blobs and manifests): the upstream's, and a host's that says so (a
+    /// mirror should not be pushed to unless its entry asks for it).
+    pub push: bool,
 }
 
 impl Capabilities {
-    /// Both: the upstream registry, and a mirror that says nothing.
+    /// Reads: a mirror that says nothing.
     pub const ALL: Capabilities = Capabilities {
         pull: true,
         resolve: true,
+        push: false,
     };
+
+    /// Everything: the upstream registry (`server`, else the registry itself).
+    pub const UPSTREAM: Capabilities = Capabilities {
+        pull: true,
+        resolve: true,
+        push: true,
+    };
+}
+
+/// The host a push (or a copy's target) goes to, as containerd picks it: the first host
+/// of the file with the `push` capability, else the upstream.
+pub fn push_host<'a>(mirrors: &'a [Host], upstream: &'a Host) -> &'a Host {
+    mirrors
+        .iter()
+        .find(|h| h.capabilities.push)
+        .unwrap_or(upstream)
 }
 
 /// One host to try: a mirror, or the upstream registry.
@@ -65,7 +85,7 @@ impl Host {
         Host {
             url: Url::parse(&format!("{scheme}://{}/", reference.api_host()))
                 .expect("a validated registry is a valid host"),
-            capabilities: Capabilities::ALL,
+            capabilities: Capabilities::UPSTREAM,
             override_path: false,
             headers: Vec::new(),
             upstream: true,
@@ -282,11 +302,36 @@ mod tests {
     fn mirror(url: &str, pull: bool, resolve: bool) -> Host {
         Host {
             url: Url::parse(url).unwrap(),
-            capabilities: Capabilities { pull, resolve },
+            capabilities: Capabilities {
+                pull,
+                resolve,
+                push: false,
+            },
             override_path: false,
             headers: vec![],
             upstream: false,
         }
+    }
+
+    /// A push goes to the first host that says `push`, else to the upstream.
+    #[test]
+    fn a_push_goes_to_the_first_host_that_takes_pushes() {
+        let r = Reference::parse("reg.test/a/b:v1").unwrap();
+        let upstream = Host::upstream(&r, false);
+        let mut readers = vec![
+            mirror("https://m1.test", true, true),
+            mirror("https://m2.test", true, false),
+        ];
+        assert_eq!(push_host(&readers, &upstream), &upstream);
+        let mut pushes = mirror("https://m3.test", false, false);
+        pushes.capabilities.push = true;
+        readers.push(pushes.clone());
+        readers.push(Host {
+            capabilities: Capabilities::UPSTREAM,
+            ..mirror("https://m4.test", true, true)
+        });
+        assert_eq!(push_host(&readers, &upstream), &pushes);
+        assert!(upstream.capabilities.push);
     }
 
     fn not_found() -> Error {

@@ -226,3 +226,60 @@ fn a_mirrors_ca_is_trusted_for_that_mirror_only() {
     );
     assert!(said.to_lowercase().contains("certificate"), "{said}");
 }
+
+/// A push (and a copy's target) goes where containerd sends it: the first host whose
+/// `hosts.toml` entry has the `push` capability, else the upstream; a mirror that does
+/// not say `push` is never pushed to.
+#[test]
+fn a_push_goes_to_the_host_with_the_push_capability() {
+    let img = image(66, &[3000], &Platform::host(), false);
+    let upstream = RealRegistry::start(Mode::Open);
+    let reads_only = RealRegistry::start(Mode::Open);
+    let push_host = RealRegistry::start(Mode::Open);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    ocireg_tests::real::write_oci_layout(&layout, &[(&img, Some("v1"))], &[]);
+    let hosts = tempfile::tempdir().unwrap();
+    let push = |target: &str| {
+        run_ok(&[
+            "push".as_ref(),
+            "--plain-http".as_ref(),
+            "--hosts-dir".as_ref(),
+            hosts.path().as_os_str(),
+            layout.as_os_str(),
+            target.as_ref(),
+        ])
+    };
+    let has = |reg: &RealRegistry, r: &str| {
+        let (lines, _) = reg.requests_since(0);
+        lines
+            .iter()
+            .any(|l| l.starts_with("PUT") && l.contains(&format!("/v2/{r}/manifests/")))
+    };
+    // a mirror without `push`: the upstream takes it
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            reads_only.addr
+        ),
+    );
+    push(&format!("{}/team/first:v1", upstream.addr));
+    assert!(has(&upstream, "team/first"));
+    assert!(!has(&reads_only, "team/first"));
+    // a host with `push`: it takes the push, the upstream sees none
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!(
+            "[host.\"http://{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n\n\
+             [host.\"http://{}\"]\n  capabilities = [\"push\"]\n",
+            reads_only.addr, push_host.addr
+        ),
+    );
+    push(&format!("{}/team/second:v1", upstream.addr));
+    assert!(has(&push_host, "team/second"));
+    assert!(!has(&upstream, "team/second"));
+    assert!(!has(&reads_only, "team/second"));
+}

@@ -46,6 +46,7 @@ async fn a_client_certificate_for_its_host_alone<K: Kit>() {
             authority: reg.addr.clone(),
             cas: Vec::new(),
             identity: Some(ClientIdentity::load(&cert, &key).unwrap()),
+            connect_timeout: None,
         }],
     };
     let client = client::<K>(&with);

@@ -126,6 +126,7 @@ fn down_404_and_wrong_blob_mirrors_give_way_and_every_byte_is_verified() {
     let pull_only = Capabilities {
         pull: true,
         resolve: false,
+        push: false,
     };
     let plan = HostPlan::new(
         vec![

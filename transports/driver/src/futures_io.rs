@@ -20,7 +20,7 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client as HyperClient;
 
-use crate::hyper::{HyperTransport, CONNECT_TIMEOUT};
+use crate::hyper::HyperTransport;
 use crate::proxy::{Proxies, ProxyConnector};
 use crate::tls::{PerHostConnector, TlsConfigs};
 
@@ -175,10 +175,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> hyper::rt::Write for Conn<S> {
     }
 }
 
-/// Opens TCP connections with the runtime's sockets, within [`CONNECT_TIMEOUT`]: to
-/// the origin, or to its proxy (the inner connector of [`ProxyConnector`]).
+/// Opens TCP connections with the runtime's sockets, within a time limit (the usual
+/// [`crate::hyper::CONNECT_TIMEOUT`], or a host's `dial_timeout`): to the origin, or to
+/// its proxy (the inner connector of [`ProxyConnector`]).
 #[derive(Clone)]
-pub struct TcpConnector<S>(S);
+pub struct TcpConnector<S>(S, Duration);
 
 impl<S: Sockets> tower_service::Service<Uri> for TcpConnector<S> {
     type Response = FuturesIo<S::Tcp>;
@@ -190,7 +191,7 @@ impl<S: Sockets> tower_service::Service<Uri> for TcpConnector<S> {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let sockets = self.0.clone();
+        let (sockets, limit) = (self.0.clone(), self.1);
         async move {
             let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
             let https = match uri.scheme_str() {
@@ -208,7 +209,7 @@ impl<S: Sockets> tower_service::Service<Uri> for TcpConnector<S> {
                 on.nodelay(&tcp)?;
                 Ok(FuturesIo(tcp))
             };
-            let timeout = sockets.sleep(CONNECT_TIMEOUT);
+            let timeout = sockets.sleep(limit);
             futures::select_biased! {
                 conn = connect.fuse() => conn,
                 () = timeout.fuse() => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
@@ -283,12 +284,15 @@ pub fn transport<S: Sockets>(
     tls: &TlsConfigs,
     proxies: Proxies,
 ) -> HyperTransport<PerHostConnector<Connector<S>>> {
-    let connector = tls.connector(|mut cfg| {
+    let connector = tls.connector(|mut cfg, connect_timeout| {
         if cfg.alpn_protocols.is_empty() {
             cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         }
         Connector {
-            tcp: ProxyConnector::new(TcpConnector(sockets.clone()), proxies.clone()),
+            tcp: ProxyConnector::new(
+                TcpConnector(sockets.clone(), connect_timeout),
+                proxies.clone(),
+            ),
             tls: TlsConnector::from(Arc::new(cfg)),
         }
     });

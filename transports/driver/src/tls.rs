@@ -179,7 +179,7 @@ pub fn client_config_with(
 #[derive(Clone)]
 pub struct TlsConfigs {
     default: rustls::ClientConfig,
-    hosts: Vec<(String, rustls::ClientConfig)>,
+    hosts: Vec<(String, rustls::ClientConfig, Option<std::time::Duration>)>,
     asks: Arc<CertificateAsks>,
 }
 
@@ -240,21 +240,40 @@ impl TlsConfigs {
 
     /// `config` for the host `authority` (`host[:port]`, port 443 when none) alone.
     pub fn host(mut self, authority: &str, config: rustls::ClientConfig) -> TlsConfigs {
-        self.hosts.push((authority_key(authority, 443), config));
+        self.hosts
+            .push((authority_key(authority, 443), config, None));
+        self
+    }
+
+    /// [`TlsConfigs::host`], with a time limit on making a connection to it (hosts.toml's
+    /// `dial_timeout`) instead of the usual one.
+    pub fn host_with_timeout(
+        mut self,
+        authority: &str,
+        config: rustls::ClientConfig,
+        connect_timeout: Option<std::time::Duration>,
+    ) -> TlsConfigs {
+        self.hosts
+            .push((authority_key(authority, 443), config, connect_timeout));
         self
     }
 
     /// Applies `f` to every configuration (ALPN protocols, say).
     pub fn each(mut self, f: impl Fn(&mut rustls::ClientConfig)) -> TlsConfigs {
         f(&mut self.default);
-        for (_, c) in &mut self.hosts {
+        for (_, c, _) in &mut self.hosts {
             f(c);
         }
         self
     }
 
-    /// The connector `make` builds for each configuration, chosen per destination.
-    pub fn connector<C>(&self, make: impl Fn(rustls::ClientConfig) -> C) -> PerHostConnector<C> {
+    /// The connector `make` builds for each configuration and connect time limit, chosen
+    /// per destination.
+    pub fn connector<C>(
+        &self,
+        make: impl Fn(rustls::ClientConfig, std::time::Duration) -> C,
+    ) -> PerHostConnector<C> {
+        let usual = crate::hyper::CONNECT_TIMEOUT;
         let watched = |c: &rustls::ClientConfig| {
             let mut c = c.clone();
             if !c.client_auth_cert_resolver.has_certs() {
@@ -263,11 +282,11 @@ impl TlsConfigs {
             c
         };
         PerHostConnector {
-            default: make(watched(&self.default)),
+            default: make(watched(&self.default), usual),
             hosts: Arc::new(
                 self.hosts
                     .iter()
-                    .map(|(k, c)| (k.clone(), make(watched(c))))
+                    .map(|(k, c, t)| (k.clone(), make(watched(c), t.unwrap_or(usual))))
                     .collect(),
             ),
         }
@@ -348,6 +367,9 @@ pub struct HostTls {
     pub cas: Vec<CertificateDer<'static>>,
     /// The client certificate shown to this host alone.
     pub identity: Option<ClientIdentity>,
+    /// The time limit on making a connection to it (hosts.toml's `dial_timeout`), when
+    /// not the usual one.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 impl TlsSetup {
@@ -359,7 +381,8 @@ impl TlsSetup {
         for h in &self.hosts {
             let mut cas = base.clone();
             cas.extend_from_slice(&h.cas);
-            configs = configs.host(&h.authority, client_config_with(&cas, h.identity.as_ref())?);
+            let config = client_config_with(&cas, h.identity.as_ref())?;
+            configs = configs.host_with_timeout(&h.authority, config, h.connect_timeout);
         }
         Ok(configs)
     }

@@ -91,14 +91,14 @@ pub fn transport_through(tls: rustls::ClientConfig, proxies: Proxies) -> TokioTr
 /// Builds the tokio client with each host's TLS configuration of `tls` (a host's own
 /// CAs or client certificate for that host alone), through `proxies`.
 pub fn transport_for(tls: &TlsConfigs, proxies: Proxies) -> TokioTransport {
-    let https = tls.connector(|mut tls| {
+    let https = tls.connector(|mut tls, connect_timeout| {
         let http1_only = tls.alpn_protocols == [b"http/1.1".to_vec()];
         // hyper-rustls sets the protocols itself (and refuses a configuration that has any)
         tls.alpn_protocols.clear();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(ocireg_driver::hyper::CONNECT_TIMEOUT));
+        http.set_connect_timeout(Some(connect_timeout));
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

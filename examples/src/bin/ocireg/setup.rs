@@ -149,6 +149,7 @@ pub(crate) fn tls_setup(c: &ConnectArgs, registries: &[&str]) -> Result<TlsSetup
             authority: (*r).to_string(),
             cas: cas.clone(),
             identity: identity.clone(),
+            connect_timeout: None,
         });
     }
     Ok(setup)

@@ -109,15 +109,16 @@ impl Client {
             .last()
             .map(|m| m.descriptor.digest.clone())
             .ok_or_else(|| Error::Plan(std::io::Error::other("nothing to push")))?;
-        let mut config = self.config_for(&target)?;
+        let step = self.push_step(&target)?;
+        let mut config = step.config;
         if streamed {
             // each read of the source continues its hash from the last checkpoint before
             // its offset: chunks would each cost that again; a cut is resumed that way
             config.upload_chunk_size = u64::MAX;
         }
-        let mut push = Machine::push(config, target, plan, self.runtime.now());
+        let mut push = Machine::push(config, step.reference, plan, self.runtime.now());
         let mut caller = Pushing { source, observer };
-        self.run(&mut push, &*self.transport, &mut caller).await?;
+        self.run(&mut push, &*step.transport, &mut caller).await?;
         Ok(top)
     }
 

@@ -61,13 +61,42 @@ pub(crate) struct Walk {
 }
 
 impl Client {
+    /// The host configuration of `reference`'s registry in the client's hosts
+    /// directory, if any.
+    fn hosts_of(&self, reference: &Reference) -> Result<Option<crate::hosts::HostsConfig>, Error> {
+        match &self.hosts_dir {
+            Some(dir) => crate::hosts::load(dir, reference, self.config.plain_http)
+                .map_err(|e| Error::Credentials(format!("hosts configuration: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    /// Where a push to `target` (a copy's target too) goes: as the core's
+    /// [`push_host`](ocireg_core::mirrors::push_host) picks it from the registry's
+    /// `hosts.toml` (the first host with the `push` capability, else the upstream), with
+    /// that host's configuration, credentials and TLS; without one, the registry itself.
+    pub(crate) fn push_step(&self, target: &Reference) -> Result<Step, Error> {
+        let Some(config) = self.hosts_of(target)? else {
+            return Ok(Step {
+                config: self.config_for(target)?,
+                reference: target.clone(),
+                transport: self.transport.clone(),
+                host: ocireg_core::mirrors::Host::upstream(target, self.config.plain_http).url,
+            });
+        };
+        let host = ocireg_core::mirrors::push_host(&config.mirrors, &config.upstream).clone();
+        let on_host = host
+            .reference(target)
+            .map_err(|e| Error::Plan(std::io::Error::other(e.to_string())))?;
+        if !host.upstream {
+            tracing::info!("pushing {target} to {}", host.url);
+        }
+        self.step(&config, &host, target, on_host)
+    }
+
     /// The hosts `reference` is read from, for `read`.
     pub(crate) fn walk(&self, reference: &Reference, read: Read) -> Result<Walk, Error> {
-        let hosts = match &self.hosts_dir {
-            Some(dir) => crate::hosts::load(dir, reference, self.config.plain_http)
-                .map_err(|e| Error::Credentials(format!("hosts configuration: {e}")))?,
-            None => None,
-        };
+        let hosts = self.hosts_of(reference)?;
         let plan = match hosts {
             None => Plan::Upstream(Some(Step {
                 config: self.config_for(reference)?,
@@ -116,10 +145,12 @@ impl Client {
         host.configure(&mut c, written);
         let cas = config.cas_of(host);
         let client = config.client_of(host);
-        let transport = if (cas.is_empty() || self.skip_verify_allowed) && client.is_none() {
+        let dial = config.dial_timeout_of(host);
+        let own = !cas.is_empty() && !self.skip_verify_allowed;
+        let transport = if !own && client.is_none() && dial.is_none() {
             self.transport.clone()
         } else {
-            self.transport_for_host(&host.authority(), &cas, client)?
+            self.transport_for_host(&host.authority(), &cas, client, dial)?
         };
         Ok(Step {
             config: c,

@@ -181,11 +181,12 @@ impl Client {
         authority: &str,
         cas: &[PathBuf],
         client: Option<(PathBuf, PathBuf)>,
+        connect_timeout: Option<std::time::Duration>,
     ) -> Result<Arc<dyn Transport>, Error> {
         let Some(factory) = &self.factory else {
             return Err(Error::Plan(std::io::Error::other(
-                "a host names a CA or a client certificate but this client cannot build a \
-                 transport for it",
+                "a host names a CA, a client certificate or a dial_timeout but this client \
+                 cannot build a transport for it",
             )));
         };
         let mut certs = Vec::new();
@@ -205,6 +206,7 @@ impl Client {
             authority: authority.to_string(),
             cas: certs,
             identity,
+            connect_timeout,
         };
         factory(&host).map_err(|e| Error::Credentials(format!("TLS setup: {e}")))
     }

@@ -19,6 +19,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ocireg_core::mirrors::{Capabilities, Host};
 use ocireg_core::Reference;
@@ -50,6 +51,8 @@ pub struct HostsConfig {
     /// named it, the certificate file and the key file (the same file when `client` names
     /// one file that holds both), shown to that host alone.
     pub client_files: Vec<(String, PathBuf, PathBuf)>,
+    /// Time limits on making a connection (`dial_timeout`), by `host[:port]`.
+    pub dial_timeouts: Vec<(String, Duration)>,
 }
 
 impl HostsConfig {
@@ -61,6 +64,15 @@ impl HostsConfig {
             .filter(|(a, _)| *a == authority)
             .map(|(_, f)| f.clone())
             .collect()
+    }
+
+    /// The connect time limit `host`'s entry gave, if any.
+    pub fn dial_timeout_of(&self, host: &Host) -> Option<Duration> {
+        let authority = host.authority();
+        self.dial_timeouts
+            .iter()
+            .find(|(a, _)| *a == authority)
+            .map(|(_, d)| *d)
     }
 
     /// The client certificate `host`'s entry named (the first), as certificate and key
@@ -114,6 +126,7 @@ pub fn parse(
         ca_files: Vec::new(),
         skip_verify: Vec::new(),
         client_files: Vec::new(),
+        dial_timeouts: Vec::new(),
     };
     if let Some(server) = doc.get("server") {
         let url = host_url(
@@ -123,7 +136,7 @@ pub fn parse(
                 .ok_or_else(|| invalid(file, "server is not a string".into()))?,
         )?;
         let mut host = entry(file, base, url, &doc, &mut config)?;
-        host.capabilities = Capabilities::ALL;
+        host.capabilities = Capabilities::UPSTREAM;
         // the registry itself keeps its reference as written (docker.io and its API host)
         host.upstream = host.authority().eq_ignore_ascii_case(reference.api_host())
             && (host.url.path() == "/" || host.url.path().is_empty());
@@ -169,6 +182,7 @@ fn entry(
         host.capabilities = Capabilities {
             pull: caps.iter().any(|c| c == "pull"),
             resolve: caps.iter().any(|c| c == "resolve"),
+            push: caps.iter().any(|c| c == "push"),
         };
     }
     if let Some(ca) = fields.get("ca") {
@@ -176,23 +190,16 @@ fn entry(
             config.ca_files.push((host.authority(), base.join(path)));
         }
     }
-    // containerd's forms: "both.pem", ["cert.pem", "key.pem"] (one pair), or a list of
-    // pairs, a key of "" meaning the certificate's own file
+    // containerd's forms: "both.pem", a list of such files, or a list of [certificate,
+    // key] pairs (a key of "" meaning the certificate's own file)
     if let Some(client) = fields.get("client") {
         let pairs: Vec<(String, String)> = match client {
             toml::Value::String(f) => vec![(f.clone(), String::new())],
             toml::Value::Array(items) if items.iter().all(|i| i.is_str()) => {
-                let files = strings(file, &name, "client", client)?;
-                match files.as_slice() {
-                    [cert] => vec![(cert.clone(), String::new())],
-                    [cert, key] => vec![(cert.clone(), key.clone())],
-                    _ => {
-                        return Err(invalid(
-                            file,
-                            format!("{name}: client is not a certificate and a key"),
-                        ))
-                    }
-                }
+                strings(file, &name, "client", client)?
+                    .into_iter()
+                    .map(|f| (f, String::new()))
+                    .collect()
             }
             toml::Value::Array(items) => items
                 .iter()
@@ -221,6 +228,17 @@ fn entry(
                 .client_files
                 .push((host.authority(), base.join(cert), base.join(key)));
         }
+    }
+    if let Some(t) = fields.get("dial_timeout") {
+        let d = t.as_str().and_then(go_duration).ok_or_else(|| {
+            invalid(
+                file,
+                format!(
+                    "{name}: dial_timeout is not a duration from 1ms to 10m (\"1s\", \"500ms\")"
+                ),
+            )
+        })?;
+        config.dial_timeouts.push((host.authority(), d));
     }
     match fields.get("skip_verify") {
         Some(toml::Value::Boolean(true)) => config.skip_verify.push(host.authority()),
@@ -312,6 +330,39 @@ fn strings(file: &Path, host: &str, key: &str, v: &toml::Value) -> io::Result<Ve
     }
 }
 
+/// A duration as Go writes one (`1s`, `500ms`, `1m30s`, `1.5s`), from 1 ms to 10 minutes.
+fn go_duration(s: &str) -> Option<Duration> {
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() || rest.len() > 32 {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter(|&n| n > 0)?;
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    (0.001..=600.0)
+        .contains(&total)
+        .then(|| Duration::from_secs_f64(total))
+}
+
 fn invalid(file: &Path, message: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -324,163 +375,4 @@ fn at(path: &Path, e: io::Error) -> io::Error {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reference() -> Reference {
-        Reference::parse("docker.io/library/alpine:3").unwrap()
-    }
-
-    #[test]
-    fn hosts_in_order_with_their_settings() {
-        let text = r#"
-server = "https://registry-1.docker.io"
-
-[host."http://mirror-b:5000"]
-  capabilities = ["pull"]
-  ca = ["b.pem", "/abs/c.pem"]
-  [host."http://mirror-b:5000".header]
-    x-team = ["build", "ci"]
-
-[host."mirror-a.example/base"]
-  override_path = true
-  skip_verify = true
-"#;
-        let c = parse(
-            text,
-            Path::new("/etc/hosts.d/docker.io/hosts.toml"),
-            &reference(),
-            false,
-        )
-        .unwrap();
-        let urls: Vec<String> = c.mirrors.iter().map(|h| h.url.to_string()).collect();
-        assert_eq!(
-            urls,
-            ["http://mirror-b:5000/", "https://mirror-a.example/base"]
-        );
-        assert_eq!(
-            c.mirrors[0].capabilities,
-            Capabilities {
-                pull: true,
-                resolve: false
-            }
-        );
-        assert_eq!(
-            c.mirrors[0].headers,
-            [
-                ("x-team".into(), "build".into()),
-                ("x-team".into(), "ci".into())
-            ]
-        );
-        assert!(c.mirrors[1].override_path);
-        assert_eq!(c.mirrors[1].capabilities, Capabilities::ALL);
-        let b = "mirror-b:5000".to_string();
-        assert_eq!(
-            c.ca_files,
-            [
-                (b.clone(), PathBuf::from("/etc/hosts.d/docker.io/b.pem")),
-                (b, PathBuf::from("/abs/c.pem"))
-            ]
-        );
-        assert_eq!(c.skip_verify, ["mirror-a.example"]);
-        assert!(c.upstream.upstream, "server is the registry's own API host");
-    }
-
-    /// containerd's three forms of `client`: one file holding both, one pair, a list of
-    /// pairs (a key of "" meaning the certificate's own file); each for its host alone.
-    #[test]
-    fn client_certificates_in_each_form() {
-        let text = r#"
-[host."https://one.example"]
-  client = "both.pem"
-[host."https://two.example:5000"]
-  client = ["two.crt", "two.key"]
-[host."https://three.example"]
-  client = [["/abs/three.crt", "three.key"], ["four.pem", ""]]
-"#;
-        let c = parse(text, Path::new("/h/reg/hosts.toml"), &reference(), false).unwrap();
-        let p = |s: &str| PathBuf::from(s);
-        assert_eq!(
-            c.client_files,
-            [
-                (
-                    "one.example".into(),
-                    p("/h/reg/both.pem"),
-                    p("/h/reg/both.pem")
-                ),
-                (
-                    "two.example:5000".into(),
-                    p("/h/reg/two.crt"),
-                    p("/h/reg/two.key")
-                ),
-                (
-                    "three.example".into(),
-                    p("/abs/three.crt"),
-                    p("/h/reg/three.key")
-                ),
-                (
-                    "three.example".into(),
-                    p("/h/reg/four.pem"),
-                    p("/h/reg/four.pem")
-                ),
-            ]
-        );
-        assert_eq!(
-            c.client_of(&c.mirrors[1]),
-            Some((p("/h/reg/two.crt"), p("/h/reg/two.key")))
-        );
-        assert_eq!(c.client_of(&c.upstream), None);
-        for bad in [
-            "[host.\"https://x\"]\nclient = 3",
-            "[host.\"https://x\"]\nclient = [\"a\", \"b\", \"c\"]",
-            "[host.\"https://x\"]\nclient = [[\"a\", \"b\", \"c\"]]",
-        ] {
-            assert!(
-                parse(bad, Path::new("h"), &reference(), false).is_err(),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn what_is_not_a_host_configuration_is_refused() {
-        let f = Path::new("hosts.toml");
-        for bad in [
-            "server = 3",
-            "[host.\"ftp://x\"]",
-            "[host.\"https://user:pw@x\"]",
-            "[host.\"https://x\"]\ncapabilities = [1]",
-            "[host.\"https://x\"]\nskip_verify = \"yes\"",
-            "[host.\"https://x\".header]\n\"bad header\" = \"v\"",
-            "[host.\"https://x\".header]\nx = \"line\\nbreak\"",
-            "not toml at all [",
-        ] {
-            assert!(
-                parse(bad, f, &reference(), false).is_err(),
-                "{bad:?} accepted"
-            );
-        }
-    }
-
-    #[test]
-    fn the_registry_directory_then_default() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(load(dir.path(), &reference(), false).unwrap().is_none());
-        fs::create_dir_all(dir.path().join("_default")).unwrap();
-        fs::write(
-            dir.path().join("_default/hosts.toml"),
-            "[host.\"http://d:1\"]\n",
-        )
-        .unwrap();
-        let c = load(dir.path(), &reference(), false).unwrap().unwrap();
-        assert_eq!(c.mirrors[0].url.as_str(), "http://d:1/");
-        fs::create_dir_all(dir.path().join("docker.io")).unwrap();
-        fs::write(
-            dir.path().join("docker.io/hosts.toml"),
-            "[host.\"http://r:2\"]\n",
-        )
-        .unwrap();
-        let c = load(dir.path(), &reference(), false).unwrap().unwrap();
-        assert_eq!(c.mirrors[0].url.as_str(), "http://r:2/");
-    }
-}
+mod tests;
