@@ -1,8 +1,9 @@
 //! Through a forward proxy, on every runtime: a TLS registry (`docker-registry`) is
 //! reached through `CONNECT` tunnels only, with TLS inside (the proxy never sees the
 //! registry's traffic in the clear); a plain registry through absolute-form requests;
-//! the proxy's credentials go to the proxy; a proxy that wants credentials refuses with
-//! a message that says so; `NO_PROXY` (with a port) bypasses it.
+//! the proxy's credentials go to the proxy; a token service on another origin goes
+//! through it too; a proxy that wants credentials refuses with a message that says so;
+//! `NO_PROXY` (with a port) bypasses it.
 
 use std::sync::Arc;
 
@@ -87,10 +88,30 @@ async fn plain_registry_through_absolute_form_with_proxy_credentials<K: Kit>() {
     let work = tempfile::tempdir().unwrap();
     let pulled = client
         .pull(&format!("{addr}/plain/app:v1"))
-        .to_layout(work.path())
+        .to_layout(work.path().join("out"))
         .await
         .unwrap();
     assert_eq!(pulled.descriptor.digest, img.digest());
+    let src = work.path().join("src");
+    write_oci_layout(&src, &[(&img, Some("v2"))], &[]);
+    client
+        .push(&src, None, &format!("{addr}/plain/pushed:v2"))
+        .await
+        .unwrap();
+    let copied = client
+        .copy(
+            &format!("{addr}/plain/app:v1"),
+            &format!("{addr}/plain/copied:v1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(copied.digest, img.digest());
+    assert!(reg
+        .lock()
+        .unwrap()
+        .inner
+        .manifest("plain/copied", "v1")
+        .is_some());
     let seen = proxy.seen();
     assert!(!seen.is_empty());
     for s in &seen {
@@ -161,7 +182,46 @@ async fn no_proxy_with_a_port_bypasses_the_proxy<K: Kit>() {
     assert!(proxy.seen().is_empty(), "{:?}", proxy.seen());
 }
 
+async fn a_token_service_follows_the_same_rules<K: Kit>() {
+    use ocireg_tests::real::{PASSWORD, USER};
+    use ocireg_tests::token_server::TokenServer;
+    let keys = tempfile::tempdir().unwrap();
+    let users = [(USER.to_string(), PASSWORD.to_string())]
+        .into_iter()
+        .collect();
+    let ts = TokenServer::start(keys.path(), users, true, 300);
+    let reg = RealRegistry::start_token(&ts.realm, keys.path());
+    let img = image(123, &[2000], &Platform::host(), false);
+    reg.push(&img, "proxied/tok", "v1");
+    let proxy = ForwardProxy::start(None, vec![]);
+    let client =
+        client::<K>(None, Proxies::explicit(&proxy.url(None), "").unwrap()).config(Config {
+            plain_http: true,
+            ..Config::default()
+        });
+    let inspected = client
+        .inspect(&format!("{}/proxied/tok:v1", reg.addr))
+        .await
+        .unwrap();
+    assert_eq!(inspected.digest, img.digest());
+    // the registry and its token service (another origin), both through the proxy
+    let realm = ts.realm.trim_start_matches("http://");
+    let realm_origin = realm.split('/').next().unwrap();
+    let seen = proxy.seen();
+    assert!(
+        seen.iter()
+            .any(|s| s.target.starts_with(&format!("http://{}/", reg.addr))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.target.starts_with(&format!("http://{realm_origin}/"))),
+        "{seen:?}"
+    );
+}
+
 on_every_runtime!(
+    a_token_service_follows_the_same_rules,
     tls_registry_through_connect_tunnels,
     plain_registry_through_absolute_form_with_proxy_credentials,
     a_proxy_that_wants_credentials_refuses_and_says_so,
