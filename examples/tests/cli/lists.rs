@@ -70,9 +70,11 @@ fn catalog_lists_repositories_and_explains_a_refusal() {
         err.contains("does not list its repositories") && err.contains("ocireg tags"),
         "{err}"
     );
-    // a registry is host[:port], not a repository
+    // a registry is host[:port]: anything else is a usage error, said by the parser
     let out = ocireg().args(["catalog", "not a host"]).output().unwrap();
-    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a registry (host[:port])"), "{err}");
 }
 
 #[test]

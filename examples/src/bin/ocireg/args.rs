@@ -392,12 +392,14 @@ pub(crate) struct LoginArgs {
     #[command(flatten)]
     pub(crate) connect: ConnectArgs,
     /// The registry: host[:port]
+    #[arg(value_parser = registry_name)]
     pub(crate) registry: String,
 }
 
 #[derive(Args)]
 pub(crate) struct LogoutArgs {
     /// The registry: host[:port]
+    #[arg(value_parser = registry_name)]
     pub(crate) registry: String,
 }
 
@@ -483,6 +485,7 @@ pub(crate) struct CatalogArgs {
     #[command(flatten)]
     pub(crate) list: ListArgs,
     /// Registry: host[:port]
+    #[arg(value_parser = registry_name)]
     pub(crate) registry: String,
 }
 
@@ -570,6 +573,13 @@ pub(crate) fn repository_name(s: &str) -> Result<String, String> {
 const REFERENCE_FORM: &str = "[host[:port]/]repository[:tag][@sha256:<64 hex>]";
 
 /// An image reference as written (a usage error, quoting all of it, otherwise).
+/// A registry, `host[:port]` (checked here: a malformed one is a usage error).
+pub(crate) fn registry_name(s: &str) -> Result<String, String> {
+    ocireg_core::Reference::registry_root(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{s:?} is not a registry (host[:port]): {e}"))
+}
+
 pub(crate) fn image_reference(s: &str) -> Result<String, String> {
     ocireg_core::Reference::parse(s)
         .map(|_| s.to_string())
