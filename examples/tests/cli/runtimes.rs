@@ -94,3 +94,35 @@ fn every_command_runs_on(runtime: &str, seed: u64) {
         String::from_utf8_lossy(&referrers.stderr)
     );
 }
+
+/// `--http1.1` speaks HTTP/1.1 to a registry that offers HTTP/2 over TLS (the
+/// registry's own access log says which protocol each request came in), on every
+/// runtime; without it, HTTP/2 is spoken.
+#[test]
+fn http1_only_speaks_http_1_1_to_a_registry_that_offers_http_2() {
+    let reg = RealRegistry::start(Mode::OpenTls);
+    let img = image(62, &[2000], &Platform::host(), false);
+    reg.push(&img, "proto/app", "v1");
+    let ca = reg.ca.clone().unwrap().display().to_string();
+    let target = format!("{}/proto/app:v1", reg.addr);
+    for runtime in ["tokio", "async-std", "smol"] {
+        for (flag, protocol) in [(Some("--http1.1"), "HTTP/1.1"), (None, "HTTP/2.0")] {
+            let (_, from) = reg.requests_since(0);
+            let mut cmd = ocireg();
+            cmd.args(["--runtime", runtime, "inspect", "--ca-file", &ca]);
+            if let Some(f) = flag {
+                cmd.arg(f);
+            }
+            ok(cmd.arg(&target));
+            let (lines, _) = reg.requests_since(from);
+            let manifest: Vec<&String> = lines
+                .iter()
+                .filter(|l| l.contains("/v2/proto/app/manifests/v1"))
+                .collect();
+            assert!(!manifest.is_empty(), "{runtime}: {lines:?}");
+            for l in manifest {
+                assert!(l.ends_with(protocol), "{runtime} {flag:?}: {l}");
+            }
+        }
+    }
+}
