@@ -283,3 +283,58 @@ fn a_push_goes_to_the_host_with_the_push_capability() {
     assert!(!has(&upstream, "team/second"));
     assert!(!has(&reads_only, "team/second"));
 }
+
+/// The upstream's credentials (`--username`/`--password-stdin`) go to the upstream
+/// alone: a mirror that asks for exactly those credentials (one fishing for them) gets
+/// none, so the pull falls back to the upstream, which takes them.
+#[test]
+fn the_upstreams_credentials_never_reach_a_mirror() {
+    use ocireg_tests::real::{PASSWORD, USER};
+    let img = image(67, &[3000], &Platform::host(), false);
+    let upstream = RealRegistry::start(Mode::Basic);
+    upstream.push(&img, "team/app", "v1");
+    let mut r = ocireg_registry::Registry::new();
+    img.add_to(&mut r, "team/app", Some("v1"));
+    let fishing = ocireg_registry::Rule::all(ocireg_registry::Fault::Basic {
+        username: USER.into(),
+        password: PASSWORD.into(),
+    });
+    let (mirror, mirror_reg, _rt) = support::serve_inprocess(r, vec![fishing]);
+    let no_docker_config = tempfile::tempdir().unwrap();
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts(
+        hosts.path(),
+        &upstream.addr,
+        &format!("[host.\"http://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+    );
+    let layout = tempfile::tempdir().unwrap();
+    let out = support::output_with_stdin(
+        ocireg()
+            .env("DOCKER_CONFIG", no_docker_config.path())
+            .args(["pull", "--plain-http", "--hosts-dir"])
+            .arg(hosts.path())
+            .args(["--username", USER, "--password-stdin"])
+            .arg(format!("{}/team/app:v1", upstream.addr))
+            .arg(layout.path()),
+        PASSWORD.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = mirror_reg.lock().unwrap().log.clone();
+    assert!(!log.is_empty(), "the mirror was not asked");
+    assert!(
+        log.iter().all(|s| s.auth_scheme.is_none()),
+        "the mirror was sent credentials: {log:?}"
+    );
+    // the upstream served it, with the credentials
+    let (lines, _) = upstream.requests_since(0);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("GET") && l.contains("/blobs/")),
+        "{lines:?}"
+    );
+}
