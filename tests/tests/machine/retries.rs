@@ -216,6 +216,41 @@ fn an_http_date_retry_after_is_placed_by_the_date_header() {
     );
 }
 
+/// A server whose clock is an hour off (behind, or ahead): its HTTP-date `Retry-After`
+/// is read against its own `Date`, so the wait is the three seconds it meant, not
+/// nothing (behind) nor an hour (ahead) as this machine's clock would place it.
+#[test]
+fn an_http_date_retry_after_from_a_skewed_server_clock_is_its_own_delay() {
+    let img = small();
+    let hour = Duration::from_secs(3600);
+    let now = std::time::SystemTime::now();
+    for server_now in [now - hour, now + hour] {
+        let rules = vec![
+            Rule::all(Fault::Headers(vec![(
+                "date".into(),
+                httpdate::fmt_http_date(server_now),
+            )])),
+            Rule {
+                path_contains: "/manifests/".into(),
+                fault: Fault::RateLimit {
+                    times: 1,
+                    retry_after: httpdate::fmt_http_date(server_now + Duration::from_secs(3)),
+                },
+            },
+        ];
+        let mut sim = Sim::new(ORIGIN, registry_with(&img, rules));
+        let out = pull(config(), "reg.test/test/repo:v1", &mut sim);
+        assert_complete(&out, &img);
+        let delays = retry_delays(&out);
+        assert_eq!(delays.len(), 1, "{delays:?}");
+        // one-second resolution of HTTP-dates
+        assert!(
+            delays[0] >= Duration::from_secs(2) && delays[0] <= Duration::from_secs(4),
+            "{delays:?}"
+        );
+    }
+}
+
 /// The response-head timer: a registry slower to answer than `head_timeout` costs every
 /// attempt (one request each, then a typed timeout), one that answers within it none.
 #[test]
