@@ -208,15 +208,23 @@ async fn cut_uploads_resume<K: Kit>() {
     eprintln!("cut points (seed {seed}): {cuts:?}");
     let cuts = Mutex::new(cuts.into_iter());
     let sent = Arc::new(AtomicU64::new(0));
+    // cuts made, and upload bodies without a length (which this proxy cannot cut)
+    let made = Arc::new(AtomicU64::new(0));
+    let unsized_bodies = Arc::new(AtomicU64::new(0));
     let (target, sent_by_proxy) = (reg.addr.clone(), sent.clone());
+    let (made_by_proxy, unsized_seen) = (made.clone(), unsized_bodies.clone());
     let proxy = Hostile::start(move |req, _| {
         let len: usize = req
             .header("content-length")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let upload = req.method == "PATCH" || req.method == "PUT";
+        if upload && req.header("transfer-encoding").is_some() {
+            unsized_seen.fetch_add(1, Ordering::Relaxed);
+        }
         if upload && len > (1 << 20) {
             if let Some(after) = cuts.lock().unwrap().next() {
+                made_by_proxy.fetch_add(1, Ordering::Relaxed);
                 sent_by_proxy.fetch_add(after.min(len) as u64, Ordering::Relaxed);
                 return Answer::ForwardCut {
                     to: target.clone(),
@@ -258,6 +266,10 @@ async fn cut_uploads_resume<K: Kit>() {
         "{uploaded} bytes uploaded for {content} ({:.2}% more), {resumed} resumed from the registry's offset, {restarted} restarted",
         (uploaded as f64 / content as f64 - 1.0) * 100.0
     );
+    // the four cuts happened, on bodies the proxy could cut, and each was recovered
+    assert_eq!(made.load(Ordering::Relaxed), 4, "not every cut point was used");
+    assert_eq!(unsized_bodies.load(Ordering::Relaxed), 0, "chunked uploads pass uncut");
+    assert!(resumed + restarted >= 4, "{resumed} resumed, {restarted} restarted");
     assert!(uploaded >= content);
     // each cut costs at most what the cut chunk had sent
     assert!(
