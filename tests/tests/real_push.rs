@@ -267,9 +267,20 @@ async fn cut_uploads_resume<K: Kit>() {
         (uploaded as f64 / content as f64 - 1.0) * 100.0
     );
     // the four cuts happened, on bodies the proxy could cut, and each was recovered
-    assert_eq!(made.load(Ordering::Relaxed), 4, "not every cut point was used");
-    assert_eq!(unsized_bodies.load(Ordering::Relaxed), 0, "chunked uploads pass uncut");
-    assert!(resumed + restarted >= 4, "{resumed} resumed, {restarted} restarted");
+    assert_eq!(
+        made.load(Ordering::Relaxed),
+        4,
+        "not every cut point was used"
+    );
+    assert_eq!(
+        unsized_bodies.load(Ordering::Relaxed),
+        0,
+        "chunked uploads pass uncut"
+    );
+    assert!(
+        resumed + restarted >= 4,
+        "{resumed} resumed, {restarted} restarted"
+    );
     assert!(uploaded >= content);
     // each cut costs at most what the cut chunk had sent
     assert!(

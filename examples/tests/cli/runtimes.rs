@@ -2,20 +2,40 @@
 
 use super::*;
 
+/// `--runtime` chooses the sockets a run uses: `-v` names the transport made, and its
+/// type is that runtime's (tokio's by default).
 #[test]
-fn async_std_runtime_from_the_cli() {
+fn the_runtime_flag_chooses_the_transport() {
     let img = image(59, &[5000, 300_000], &Platform::host(), false);
     let (addr, _reg, _rt) = inprocess(&img, vec![]);
-    let dir = tempfile::tempdir().unwrap();
-    ok(ocireg()
-        .args([
-            "pull",
-            "--runtime",
-            "async-std",
-            &format!("{addr}/test/repo:v1"),
-        ])
-        .arg(dir.path()));
-    assert_eq!(layout_blobs(dir.path()).len(), 4);
+    for (runtime, sockets) in [
+        (None, "hyper_rustls"),
+        (Some("tokio"), "hyper_rustls"),
+        (Some("async-std"), "AsyncStdSockets"),
+        (Some("smol"), "SmolSockets"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = ocireg();
+        if let Some(r) = runtime {
+            cmd.args(["--runtime", r]);
+        }
+        let out = ok(cmd
+            .args(["pull", "-v", &format!("{addr}/test/repo:v1")])
+            .arg(dir.path()));
+        assert_eq!(layout_blobs(dir.path()).len(), 4);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let transport = err
+            .lines()
+            .find(|l| l.contains("transport: "))
+            .unwrap_or_else(|| panic!("{runtime:?}: no transport named: {err}"));
+        assert!(transport.contains(sockets), "{runtime:?}: {transport}");
+        for other in ["hyper_rustls", "AsyncStdSockets", "SmolSockets"] {
+            assert!(
+                other == sockets || !transport.contains(other),
+                "{transport}"
+            );
+        }
+    }
 }
 
 #[test]

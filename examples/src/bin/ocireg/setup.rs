@@ -167,19 +167,25 @@ fn with_alpn(configs: TlsConfigs, http1_only: bool) -> TlsConfigs {
     configs.each(|c| alpn(c, http1_only))
 }
 
-/// The client of `choice` over the TLS configurations `tls`, through `proxies`.
+/// The client of `choice` over the TLS configurations `tls`, through `proxies`. `-v`
+/// names the transport's type, taken from the value made, so a run shows which runtime's
+/// sockets it really uses.
 fn io_over(choice: RuntimeChoice, tls: &TlsConfigs, proxies: Proxies) -> Io {
+    fn made<T: Transport + 'static>(t: T) -> std::sync::Arc<dyn Transport> {
+        tracing::info!("transport: {}", std::any::type_name_of_val(&t));
+        std::sync::Arc::new(t)
+    }
     match choice {
         RuntimeChoice::Tokio => Io {
-            transport: std::sync::Arc::new(ocireg_tokio::transport_for(tls, proxies)),
+            transport: made(ocireg_tokio::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_tokio::TokioRuntime),
         },
         RuntimeChoice::AsyncStd => Io {
-            transport: std::sync::Arc::new(ocireg_async_std::transport_for(tls, proxies)),
+            transport: made(ocireg_async_std::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_async_std::AsyncStdRuntime),
         },
         RuntimeChoice::Smol => Io {
-            transport: std::sync::Arc::new(ocireg_smol::transport_for(tls, proxies)),
+            transport: made(ocireg_smol::transport_for(tls, proxies)),
             runtime: std::sync::Arc::new(ocireg_smol::SmolRuntime),
         },
     }
