@@ -122,19 +122,43 @@ fn the_core_checks_what_the_offload_returns() {
     }
 }
 
+/// The driver's hash threads do the hashing (they report the bytes of both large
+/// layers, and nothing else), and a layer whose bytes are not its digest is caught on
+/// that path.
 #[test]
 fn the_driver_hash_threads_verify_a_pull() {
     let img = image(8, &[5 << 20, 4 << 20], &Platform::host(), false);
-    let mut r = Registry::new();
-    img.add_to(&mut r, "test/repo", Some("v1"));
-    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
-    let cfg = Config {
-        hashing: Some(ocireg_driver::hashing::HashThreads::start(2).unwrap()),
-        ..test_config()
+    let run = |corrupt: bool| {
+        let mut r = Registry::new();
+        img.add_to(&mut r, "test/repo", Some("v1"));
+        if corrupt {
+            // the 4 MiB layer's digest serves other bytes of its length
+            let layer = &img.layers[1];
+            let other = ocireg_registry::images::random_bytes(99, layer.len());
+            r.add_blob_with_digest("test/repo", Digest::sha256(layer), other);
+        }
+        let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![]));
+        let threads = ocireg_driver::hashing::HashThreads::start(2).unwrap();
+        let cfg = Config {
+            hashing: Some(threads.clone()),
+            ..test_config()
+        };
+        let t0 = Instant::now();
+        let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
+        (sim.run(&mut p, t0), threads.bytes_hashed())
     };
-    let t0 = Instant::now();
-    let mut p = Machine::pull(cfg, Reference::parse("reg.test/test/repo:v1").unwrap(), t0);
-    let out = sim.run(&mut p, t0);
+    let (out, hashed) = run(false);
     assert!(matches!(out.result, Some(Ok(()))));
     assert_eq!(out.done.len(), img.blobs().count());
+    assert_eq!(hashed, 9 << 20, "the two large layers, on the threads");
+    let (out, hashed) = run(true);
+    assert!(
+        matches!(out.result, Some(Err(Error::DigestMismatch { .. }))),
+        "{:?}",
+        out.result.map(|r| r.map_err(|e| e.to_string()))
+    );
+    assert!(
+        hashed >= 4 << 20,
+        "the corrupt layer was hashed on the threads: {hashed}"
+    );
 }

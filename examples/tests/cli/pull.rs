@@ -432,3 +432,30 @@ fn blocking_driver_pulls_without_an_async_runtime() {
     );
     assert_eq!(skopeo_roundtrip(dir.path(), "v1"), img.digest().to_string());
 }
+
+/// `--hash-threads`: a 3 MiB layer whose bytes are not its digest is caught on the hash
+/// threads' path too: exit 1, the digest named, nothing named in the layout.
+#[test]
+fn hash_threads_catch_a_layer_that_is_not_its_digest() {
+    let img = image(63, &[3 << 20], &Platform::host(), false);
+    let mut r = ocireg_registry::Registry::new();
+    img.add_to(&mut r, "test/repo", Some("v1"));
+    let layer = &img.layers[0];
+    let other = ocireg_registry::images::random_bytes(98, layer.len());
+    r.add_blob_with_digest("test/repo", ocireg_core::Digest::sha256(layer), other);
+    let (addr, _reg, _rt) = serve_inprocess(r, vec![]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = ocireg()
+        .args(["pull", "--plain-http", "--hash-threads", "2"])
+        .arg(format!("{addr}/test/repo:v1"))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&ocireg_core::Digest::sha256(layer).to_string()),
+        "{err}"
+    );
+    assert!(!layout_blobs(dir.path()).contains(&ocireg_core::Digest::sha256(layer).to_string()));
+}

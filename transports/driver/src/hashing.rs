@@ -42,17 +42,21 @@ pub struct HashThreads {
     lanes: Vec<SyncSender<Job>>,
     next_lane: AtomicUsize,
     next_id: AtomicU64,
+    /// Bytes of the blobs whose hash the threads finished.
+    hashed: Arc<AtomicU64>,
 }
 
 impl HashThreads {
     /// Starts `threads` hash threads (at least one).
     pub fn start(threads: usize) -> std::io::Result<Arc<HashThreads>> {
+        let hashed = Arc::new(AtomicU64::new(0));
         let lanes = (0..threads.max(1))
             .map(|i| {
                 let (tx, rx) = sync_channel(QUEUE);
+                let counted = hashed.clone();
                 std::thread::Builder::new()
                     .name(format!("ocireg-hash-{i}"))
-                    .spawn(move || hash_each(rx))?;
+                    .spawn(move || hash_each(rx, &counted))?;
                 Ok(tx)
             })
             .collect::<std::io::Result<_>>()?;
@@ -60,7 +64,14 @@ impl HashThreads {
             lanes,
             next_lane: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
+            hashed,
         }))
+    }
+
+    /// Bytes of the blobs whose hash these threads finished (a prefix the caller had
+    /// hashed already included): what they did, for tests and summaries.
+    pub fn bytes_hashed(&self) -> u64 {
+        self.hashed.load(Ordering::Relaxed)
     }
 
     /// As many threads as the machine has cores, at most 4.
@@ -134,7 +145,7 @@ impl Drop for Lane {
     }
 }
 
-fn hash_each(rx: Receiver<Job>) {
+fn hash_each(rx: Receiver<Job>, hashed: &AtomicU64) {
     let mut hashes: HashMap<u64, Box<Verifier>> = HashMap::new();
     for job in rx {
         match job {
@@ -148,6 +159,7 @@ fn hash_each(rx: Receiver<Job>) {
             }
             Job::Finish(id, reply) => {
                 if let Some(v) = hashes.remove(&id) {
+                    hashed.fetch_add(v.len(), Ordering::Relaxed);
                     let _ = reply.send(v.finish());
                 }
             }
