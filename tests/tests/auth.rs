@@ -108,6 +108,18 @@ fn refused_tokens_are_renewed_once_then_fail_clearly() {
         e.to_string().contains("test/repo on reg.test") && e.to_string().contains("UNAUTHORIZED"),
         "{e}"
     );
+    // the same with 403 and a Bearer challenge (as some registries refuse a token): one
+    // renewal, then the failure, never a third token
+    let mut reg = registry(&img, vec![token_rule("")]);
+    reg.token_max_uses = Some((0, 403));
+    let mut sim = Sim::new(ORIGIN, reg);
+    let out = run(config(), &mut sim);
+    assert_eq!(token_requests(&out), 2);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(
+        matches!(e.kind(), ocireg_core::ErrorKind::Forbidden),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -357,3 +357,59 @@ fn a_corrupt_partial_file_restarts_its_blob_within_the_same_pull() {
         .count();
     assert_eq!(tries, 2);
 }
+
+/// Whether `ocireg serve` loads a layout whose `index.json` names a chain of `depth`
+/// indexes, each inside the one before (it stops at once when it does not).
+fn serves_a_chain_of(depth: usize) -> bool {
+    let work = tempfile::tempdir().unwrap();
+    let mut chain = vec![index_over(&[])];
+    while chain.len() < depth {
+        let next = index_over(&chain[chain.len() - 1..]);
+        chain.push(next);
+    }
+    let top = chain.last().unwrap().clone();
+    hostile_layout(work.path(), &chain, &top);
+    let mut server = ocireg()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg(work.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    line.starts_with("serving")
+}
+
+/// `serve` follows indexes eight deep and refuses a ninth, as the README says.
+#[test]
+fn serve_follows_eight_nested_indexes_and_refuses_nine() {
+    assert_eq!(ocireg_driver::server::MAX_SERVE_DEPTH, 8);
+    assert!(serves_a_chain_of(8), "eight nested indexes are served");
+    assert!(!serves_a_chain_of(9), "a ninth is refused");
+}
+
+/// A symlinked `blobs/` directory is refused, not written through (as a symlinked
+/// `ingest/` is).
+#[test]
+fn a_symlinked_blobs_directory_is_refused() {
+    use std::os::unix::fs::symlink;
+    let img = img(9);
+    let server = serve_image(&img);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
+    let elsewhere = work.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    symlink(&elsewhere, layout.join("blobs")).unwrap();
+    let out = pull(&server.addr, "v1", &layout);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

@@ -100,3 +100,24 @@ fn range_faults() {
     })]);
     assert_eq!(f.handle(&ranged()).head.headers()["retry-after"], "2");
 }
+
+/// The request log of a long-running server is bounded: past [`LOG_LIMIT`] it keeps the
+/// most recent requests, the last one always.
+#[test]
+fn the_request_log_is_bounded() {
+    let mut f = FaultyRegistry::new(Registry::new(), vec![]);
+    for i in 0..(LOG_LIMIT + LOG_LIMIT / 2 + 7) {
+        let req = Request::get(format!("/v2/x/manifests/t{i}"))
+            .body(())
+            .unwrap();
+        let _ = f.handle(&req);
+        assert!(
+            f.log.len() <= LOG_LIMIT,
+            "{} entries after {i}",
+            f.log.len()
+        );
+    }
+    let last = format!("/v2/x/manifests/t{}", LOG_LIMIT + LOG_LIMIT / 2 + 6);
+    assert_eq!(f.log.last().unwrap().path, last);
+    assert_eq!(LOG_LIMIT, 10_000);
+}

@@ -206,7 +206,12 @@ impl Loader<'_> {
             }
             return Ok(());
         }
-        if depth > MAX_SERVE_DEPTH {
+        let bytes = read_blob(self.root, &d.digest)?;
+        let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest))
+        })?;
+        // `depth` indexes hold this one: an index is the (depth + 1)th of its chain
+        if matches!(manifest, Manifest::Index(_)) && depth >= MAX_SERVE_DEPTH {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -215,10 +220,6 @@ impl Loader<'_> {
                 ),
             ));
         }
-        let bytes = read_blob(self.root, &d.digest)?;
-        let (manifest, media_type) = Manifest::parse(&d.media_type, &bytes).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", d.digest))
-        })?;
         match manifest {
             Manifest::Image(m) => {
                 for b in m.blobs() {

@@ -359,7 +359,9 @@ mod tests {
         }
         // credsStore: not found is no credentials, not an error
         assert!(lookup(&p, "other.example").unwrap().is_none());
-        // a helper that never answers is stopped at the time limit
+        // a helper that never answers is stopped at the time limit (ten seconds, for
+        // every lookup, store and erase)
+        assert_eq!(HELPER_TIMEOUT, Duration::from_secs(10));
         let slow = bin.join("docker-credential-slow");
         std::fs::write(&slow, "#!/bin/sh\nexec sleep 30\n").unwrap();
         std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
