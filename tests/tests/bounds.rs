@@ -29,20 +29,15 @@ fn feed_until_failed(
 ) -> Error {
     let chunk = Bytes::from(vec![b'{'; 64 << 10]);
     let mut fed = 0;
-    loop {
-        while fed < body {
-            p.handle_chunk(id, chunk.clone(), t0);
-            fed += chunk.len();
-            if let Some(e) = failed(p, t0) {
-                return e;
-            }
-        }
-        p.handle_end(id, t0);
+    while fed < body {
+        p.handle_chunk(id, chunk.clone(), t0);
+        fed += chunk.len();
         if let Some(e) = failed(p, t0) {
             return e;
         }
-        panic!("a body of {body} bytes was taken whole");
     }
+    p.handle_end(id, t0);
+    failed(p, t0).unwrap_or_else(|| panic!("a body of {body} bytes was taken whole"))
 }
 
 fn failed(p: &mut Machine, t0: Instant) -> Option<Error> {
