@@ -294,6 +294,7 @@ async fn token_auth_registry<K: Kit>() {
     assert_eq!(log[0].user, None);
 
     // with credentials: Basic goes to the token server, the registry sees only the token
+    // (what reaches it is watched by a proxy in front of it)
     let cfg = Config {
         credentials: Credentials::Basic {
             username: USER.into(),
@@ -301,13 +302,30 @@ async fn token_auth_registry<K: Kit>() {
         },
         ..plain()
     };
+    let target = reg.addr.clone();
+    let watch =
+        ocireg_tests::hostile::Hostile::start(move |_, _| ocireg_tests::hostile::Answer::Forward {
+            to: target.clone(),
+            stall_after: None,
+        });
     let out = tempfile::tempdir().unwrap();
-    pull::<K>(&reg, "ocireg/tok:v1", cfg, out.path())
+    pull_via::<K>(&watch.addr, None, "ocireg/tok:v1", cfg, out.path(), &mut ())
         .await
         .unwrap();
     assert_eq!(
         ts.log.lock().unwrap().last().unwrap().user.as_deref(),
         Some(USER)
+    );
+    let schemes: Vec<String> = watch
+        .seen()
+        .iter()
+        .filter_map(|r| r.header("authorization"))
+        .map(|a| a.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    assert!(!schemes.is_empty(), "no request carried the token");
+    assert!(
+        schemes.iter().all(|s| s == "Bearer"),
+        "the registry saw {schemes:?}"
     );
 
     // an identity token: OAuth2 POST with the refresh token
@@ -359,6 +377,14 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
     let img = image(43, &[4 << 20, 3000], &Platform::host(), false);
     reg.push(&img, "ocireg/faults", "v1");
     let target = reg.addr.clone();
+    // where redirects send the client: a relay to the registry, another origin, that
+    // shows what the followed requests carry
+    let relay_to = reg.addr.clone();
+    let relay = Hostile::start(move |_, _| Answer::Forward {
+        to: relay_to.clone(),
+        stall_after: None,
+    });
+    let relay_addr = relay.addr.clone();
     let hits: Mutex<HashMap<String, u32>> = Mutex::new(HashMap::new());
     let proxy = Hostile::start(move |req, _| {
         let path = req.path.split('?').next().unwrap_or("").to_string();
@@ -378,7 +404,10 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
             (_, true, 2) => pass(Some(256 << 10)),
             (_, true, _) => Answer::Full(
                 307,
-                vec![("location".into(), format!("http://{target}{}", req.path))],
+                vec![(
+                    "location".into(),
+                    format!("http://{relay_addr}{}", req.path),
+                )],
                 Vec::new(),
             ),
             _ => pass(None),
@@ -390,7 +419,7 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
     };
     let out = tempfile::tempdir().unwrap();
     let (mut retries, mut resumes) = (0, 0);
-    let started = std::time::Instant::now();
+    let mut rate_limited_delays = Vec::new();
     let d = pull_via::<K>(
         &proxy.addr,
         None,
@@ -398,7 +427,12 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
         cfg,
         out.path(),
         &mut |e: &ocireg_core::Event| match e {
-            ocireg_core::Event::Retry { .. } => retries += 1,
+            ocireg_core::Event::Retry { delay, error, .. } => {
+                retries += 1;
+                if error.status() == Some(429) {
+                    rate_limited_delays.push(*delay);
+                }
+            }
             ocireg_core::Event::DownloadResumed { .. } => resumes += 1,
             _ => {}
         },
@@ -407,9 +441,18 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
     .unwrap();
     assert_eq!(d.digest, img.digest());
     assert_eq!(layout_blobs(out.path()), expected_blobs(&[&img], &[]));
+    // each 429's own wait is its Retry-After (the stall's, elsewhere, does not count)
+    // (one per blob: the config and the two layers)
+    assert_eq!(
+        rate_limited_delays.len(),
+        img.blobs().count(),
+        "{rate_limited_delays:?}"
+    );
     assert!(
-        started.elapsed() >= std::time::Duration::from_secs(1),
-        "Retry-After not honoured"
+        rate_limited_delays
+            .iter()
+            .all(|d| *d >= std::time::Duration::from_secs(1)),
+        "Retry-After not honoured: {rate_limited_delays:?}"
     );
     let seen = proxy.seen();
     let manifest_hits = seen
@@ -425,6 +468,18 @@ async fn faults_in_front_of_a_real_registry<K: Kit>() {
             .header("range")
             .is_some_and(|r| r.starts_with("bytes=")),
         "the stalled layer did not continue with a range: {big_requests:?}"
+    );
+    // the redirected request was followed with the same range
+    let followed: Vec<_> = relay
+        .seen()
+        .into_iter()
+        .filter(|r| r.path.contains(&big))
+        .collect();
+    assert!(!followed.is_empty(), "the redirect was not followed");
+    assert_eq!(
+        followed[0].header("range"),
+        big_requests[2].header("range"),
+        "{followed:?}"
     );
     // 503, one 429 per blob (3), the stall of the big layer
     assert!(retries >= 5, "{retries} retries");
