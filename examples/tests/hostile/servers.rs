@@ -213,22 +213,22 @@ fn a_malformed_docker_config_entry_is_skipped_and_never_printed() {
 
 #[test]
 fn a_blocking_pull_of_a_layer_slower_than_the_head_timeout_needs_no_retry() {
-    // The slow layer takes about 3 s; the head timeout is 500 ms (a margin no loaded
-    // machine eats on loopback). A driver that queued the other blobs' requests behind
-    // it would see their timers fire and retry them.
+    // The slow layer takes about 6 s; the head timeout is 1.5 s (a margin a loaded
+    // machine keeps on loopback for a small blob's answer). A driver that queued the
+    // other blobs' requests behind it would see their timers fire and retry them.
     let img = image(8, &[640_000, 2000, 3000], &Platform::host(), false);
     let slow = Digest::sha256(&img.layers[0]);
     let served = img.clone();
     let server = Hostile::start(move |req, _| {
         if req.path.ends_with(&slow.to_string()) {
             let body = served.layers[0].to_vec();
-            return Answer::Slow(200, vec![], body, 64 * 1024, Duration::from_millis(300));
+            return Answer::Slow(200, vec![], body, 64 * 1024, Duration::from_millis(600));
         }
         registry_answer(&served, req)
     });
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_blocking-pull"))
-        .args(["--plain-http", "--head-timeout-ms=500"])
+        .args(["--plain-http", "--head-timeout-ms=1500"])
         .arg(format!("{}/test/repo:v1", server.addr))
         .arg(dir.path())
         .output()
