@@ -256,6 +256,7 @@ async fn three_ranges_cost_three_requests<K: Kit>() {
         .read_range(&repo, &descriptor, 5, 10)
         .await
         .unwrap_err();
+    assert_eq!(e.kind(), ocireg_core::ErrorKind::Protocol, "{e}");
     assert!(e.to_string().contains("ignores range requests"), "{e}");
 }
 
