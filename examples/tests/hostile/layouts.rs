@@ -413,3 +413,119 @@ fn a_symlinked_blobs_directory_is_refused() {
     assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
 }
+
+/// Two writers of one partial file, made to overlap for certain: this test holds the
+/// lock on a blob's shared partial file (as another pull downloading it would), and the
+/// pull writes that blob to a private file instead: the shared file is left exactly as
+/// its holder has it, the blob is named with its own bytes, and no private file is left.
+#[test]
+fn a_partial_file_another_process_holds_is_left_to_it() {
+    let img = img(11);
+    let server = serve_image(&img);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("ingest")).unwrap();
+    let layer = Digest::sha256(&img.layers[0]);
+    let partial = dir
+        .path()
+        .join(format!("ingest/sha256-{}.partial", layer.hex()));
+    std::fs::write(&partial, b"the holder's bytes").unwrap();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&partial)
+        .unwrap();
+    held.lock().unwrap();
+    let out = pull(&server.addr, "v1", dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&partial).unwrap(), b"the holder's bytes");
+    let named = dir.path().join(format!("blobs/sha256/{}", layer.hex()));
+    assert_eq!(std::fs::read(&named).unwrap(), img.layers[0].to_vec());
+    let private: Vec<_> = std::fs::read_dir(dir.path().join("ingest"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".private"))
+        .collect();
+    assert!(private.is_empty(), "{private:?}");
+    drop(held);
+}
+
+/// Concurrent `index.json` updates, in a certain order: this test holds the layout's
+/// index lock (as another pull finishing would), a pull of another image names its blobs
+/// and then waits for the lock; meanwhile the holder adds a tag of its own; once the
+/// lock is released the pull adds its tag to the index as it then is, keeping the
+/// holder's.
+#[test]
+fn an_index_update_waits_for_the_lock_and_keeps_what_the_holder_wrote() {
+    let a = image(12, &[20_000], &Platform::host(), false);
+    let b = image(13, &[30_000], &Platform::host(), false);
+    let (ia, ib) = (a.clone(), b.clone());
+    let server = Hostile::start(move |req, _| {
+        let p = req
+            .path
+            .replace("/manifests/v2", &format!("/manifests/{}", ib.digest()));
+        let mut r = req.clone();
+        r.path = p;
+        match registry_answer(&ia, &r) {
+            Answer::Full(404, ..) => registry_answer(&ib, &r),
+            other => other,
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    assert!(pull(&server.addr, "v1", dir.path()).status.success());
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("ingest/index.json.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let child = ocireg()
+        .args(["pull", "--plain-http", "--progress", "none"])
+        .arg(format!("{}/test/repo:v2", server.addr))
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the second image's layer is named before its tag is written
+    let layer = dir.path().join(format!(
+        "blobs/sha256/{}",
+        Digest::sha256(&b.layers[0]).hex()
+    ));
+    let started = std::time::Instant::now();
+    while !layer.exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "no blob named");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let index_path = dir.path().join("index.json");
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap()
+    };
+    let tags = |index: &serde_json::Value| -> Vec<String> {
+        let mut t: Vec<String> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["annotations"]["org.opencontainers.image.ref.name"].as_str())
+            .map(str::to_string)
+            .collect();
+        t.sort();
+        t
+    };
+    // give a pull that ignored the lock every chance to write first
+    std::thread::sleep(Duration::from_millis(300));
+    let mut index = read();
+    assert_eq!(
+        tags(&index),
+        ["v1"],
+        "the pull wrote the index without the lock"
+    );
+    // the holder tags the first image again, as another pull would
+    let mut entry = index["manifests"][0].clone();
+    entry["annotations"]["org.opencontainers.image.ref.name"] = "held".into();
+    index["manifests"].as_array_mut().unwrap().push(entry);
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(tags(&read()), ["held", "v1", "v2"]);
+}

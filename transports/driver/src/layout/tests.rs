@@ -79,3 +79,46 @@ fn index_json_merges_tags_and_keeps_what_other_tools_wrote() {
         .collect();
     assert!(stray.is_empty());
 }
+
+/// A blob's shared partial file replaced by another process between this pull's lock and
+/// its rename (the name now points at another file): nothing is moved into `blobs/`,
+/// and the error says why; the file this pull wrote is named when it is still there.
+#[test]
+fn a_partial_file_replaced_under_the_pull_is_not_named() {
+    use super::disk::{name_blob, Ingest, Open};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("ingest")).unwrap();
+    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    let content = b"verified bytes";
+    let digest = Digest::sha256(content);
+    let open = |root: &Path| {
+        let path = root.join("ingest/blob.partial");
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut file, content).unwrap();
+        let slot = crate::writer::Slot::new(&file, false).unwrap();
+        Open {
+            ingest: Ingest::Shared { file, path },
+            final_path: blob_path(root, &digest),
+            slot,
+        }
+    };
+    // replaced: another file of the same size now has the name
+    let o = open(root);
+    let other = root.join("ingest/other");
+    fs::write(&other, b"planted bytes!").unwrap();
+    fs::rename(&other, root.join("ingest/blob.partial")).unwrap();
+    let e = name_blob(o, content.len() as u64, false).unwrap_err();
+    assert!(e.to_string().contains("was replaced"), "{e}");
+    assert!(!blob_path(root, &digest).exists());
+    // still the file written: named
+    let o = open(root);
+    name_blob(o, content.len() as u64, false).unwrap();
+    assert_eq!(fs::read(blob_path(root, &digest)).unwrap(), content);
+}
