@@ -297,3 +297,27 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each runtime's resolver says when a name does not resolve is a permanent
+    /// `NameNotResolved` (never retried by the core), without a resolver in the test: the
+    /// CLI test that resolves `*.invalid` depends on the machine's DNS.
+    #[test]
+    fn a_name_that_does_not_resolve_is_classified_as_such() {
+        for said in [
+            "dns error: failed to lookup address information: Name or service not known",
+            "failed to lookup address information: No address associated with hostname",
+            "Name or service not known",
+        ] {
+            let e = std::io::Error::other(said.to_string());
+            let t = classify(&e, true);
+            assert_eq!(t.kind, TransportErrorKind::NameNotResolved, "{said}");
+            assert!(!t.kind.is_temporary());
+        }
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(classify(&refused, true).kind, TransportErrorKind::Connect);
+    }
+}
