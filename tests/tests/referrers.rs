@@ -309,8 +309,21 @@ fn a_writer_that_came_first_keeps_its_referrer() {
         },
     };
     let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, vec![rule]));
-    push_to_app(&mut sim, &sig);
+    let out = push_to_app(&mut sim, &sig);
     assert_eq!(tag_lists(&sim, &img), sorted(&[&sig, &sbom]));
+    // the refused write is read again at once, not taken for written: one update, one
+    // pause (settle plus at most half of it again) before the read-back
+    let updates = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::ReferrersTagUpdated { .. }))
+        .count();
+    assert_eq!(updates, 1, "{:?}", out.events);
+    assert!(
+        out.elapsed < config().referrers_tag_settle * 2,
+        "{:?}",
+        out.elapsed
+    );
     let puts: Vec<u16> = tag_writes(&sim, &img)
         .into_iter()
         .filter(|(m, _)| m == "PUT")

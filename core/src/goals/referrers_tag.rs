@@ -252,3 +252,53 @@ fn parse(tag: &str, f: &Fetched) -> Result<Read, Error> {
         etag,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::reference::Reference;
+
+    fn edit(digest: Digest) -> TagEdit {
+        TagEdit {
+            subject: Digest::sha256(b"subject"),
+            change: Change::Remove(digest),
+            step: Step::Reading,
+            op: OpId(0),
+            writes: 0,
+        }
+    }
+
+    /// The pause before a read-back varies with the manifest even between machines of one
+    /// seed (two attaches of one process), stays below its bound, and is nothing when the
+    /// bound is.
+    #[test]
+    fn jitter_varies_by_manifest_within_its_bound() {
+        let max = Duration::from_millis(150);
+        let pauses: Vec<Duration> = (0..8u8)
+            .map(|i| {
+                let mut engine = Engine::new(
+                    crate::Config::default(),
+                    Reference::parse("reg.test/x/y").unwrap(),
+                    Instant::now(),
+                );
+                edit(Digest::sha256(&[i])).jitter(&mut engine, max)
+            })
+            .collect();
+        assert!(pauses.iter().all(|p| *p < max), "{pauses:?}");
+        let mut distinct = pauses.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "{pauses:?}");
+        let mut engine = Engine::new(
+            crate::Config::default(),
+            Reference::parse("reg.test/x/y").unwrap(),
+            Instant::now(),
+        );
+        assert_eq!(
+            edit(Digest::sha256(b"a")).jitter(&mut engine, Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+}
