@@ -195,3 +195,31 @@ fn one_operation_waits_three_hundred_seconds_at_most() {
         "{e}"
     );
 }
+
+/// A tag list's next page on another origin is not followed: the listing fails saying
+/// the link leaves the registry (the mutation run found no test for this: a mutant that
+/// took every URL for the registry's own survived).
+#[test]
+fn a_next_page_on_another_origin_is_not_followed() {
+    let img = image(320, &[100], &Platform::host(), false);
+    let mut r = Registry::new();
+    img.add_to(&mut r, "x/y", Some("v1"));
+    let rules = vec![Rule {
+        path_contains: "/tags/list".into(),
+        fault: Fault::Headers(vec![(
+            "link".into(),
+            r#"<http://elsewhere.test/v2/x/y/tags/list?n=1&last=v1>; rel="next""#.into(),
+        )]),
+    }];
+    let mut sim = Sim::new(ORIGIN, FaultyRegistry::new(r, rules));
+    let t0 = Instant::now();
+    let mut p = Machine::list_tags(config(), Reference::parse("reg.test/x/y").unwrap(), t0);
+    let out = sim.run(&mut p, t0);
+    let e = out.result.unwrap().unwrap_err();
+    assert!(e.to_string().contains("leaves"), "{e}");
+    assert!(
+        out.requests.iter().all(|r| r.0 == ORIGIN),
+        "{:?}",
+        out.requests
+    );
+}
