@@ -51,15 +51,22 @@ fn symlinks_planted_in_the_layout_are_never_followed() {
         assert_eq!(std::fs::read(&p).unwrap(), data);
     }
     // a symlinked ingest directory is refused, not written through
-    let other = work.path().join("other-layout");
-    std::fs::create_dir_all(&other).unwrap();
+    refuses_a_symlinked(&server.addr, "ingest");
+}
+
+/// A pull into a fresh layout whose `dir` (`ingest`, `blobs`) is a symlink to another
+/// directory fails saying so, and writes nothing there.
+fn refuses_a_symlinked(addr: &str, dir: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    std::fs::create_dir_all(&layout).unwrap();
     let elsewhere = work.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    symlink(&elsewhere, other.join("ingest")).unwrap();
-    let out = pull(&server.addr, "v1", &other);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    std::os::unix::fs::symlink(&elsewhere, layout.join(dir)).unwrap();
+    let out = pull(addr, "v1", &layout);
+    assert_eq!(out.status.code(), Some(1), "{dir}: {}", stderr(&out));
+    assert!(stderr(&out).contains("symlink"), "{dir}: {}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "{dir}");
 }
 
 #[test]
@@ -399,19 +406,8 @@ fn serve_follows_eight_nested_indexes_and_refuses_nine() {
 /// `ingest/` is).
 #[test]
 fn a_symlinked_blobs_directory_is_refused() {
-    use std::os::unix::fs::symlink;
-    let img = img(9);
-    let server = serve_image(&img);
-    let work = tempfile::tempdir().unwrap();
-    let layout = work.path().join("layout");
-    std::fs::create_dir_all(&layout).unwrap();
-    let elsewhere = work.path().join("elsewhere");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    symlink(&elsewhere, layout.join("blobs")).unwrap();
-    let out = pull(&server.addr, "v1", &layout);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("symlink"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    let server = serve_image(&img(9));
+    refuses_a_symlinked(&server.addr, "blobs");
 }
 
 /// Two writers of one partial file, made to overlap for certain: this test holds the
